@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Autobahn TestSuite conformance run (cases 1-10, no compression cases 12/13) against ringcast,
+# driven by kosoku (PyPI: a Python 3 runner of the Autobahn case files).
+#
+# Usage: scripts/conformance.sh [--record]
+#   --record   also write the summary (summary.md + index.json) to results/conformance/
+#
+# Exit status: 0 when every case ended OK, NON-STRICT or INFORMATIONAL; 1 when any case did
+# not; 2 when the run could not happen (venv, build, server start or kosoku failure).
+#
+# Environment: KOSOKU_VERSION (default 0.1.0, the version `pip index versions kosoku` lists),
+# PYTHON (default python3), CONFORMANCE_TIMEOUT (seconds for the whole kosoku run, default 900).
+set -euo pipefail
+
+KOSOKU_VERSION="${KOSOKU_VERSION:-0.1.0}"
+PYTHON="${PYTHON:-python3}"
+CONFORMANCE_TIMEOUT="${CONFORMANCE_TIMEOUT:-900}"
+# Each case talks to a room of its own: kosoku runs cases one at a time, so one room is enough,
+# and no other client shares it (in a broadcast room, concurrent cases would hear each other).
+ROOM="conformance"
+
+record=0
+for arg in "$@"; do
+    case "$arg" in
+        --record) record=1 ;;
+        -h | --help)
+            sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+            exit 0
+            ;;
+        *)
+            echo "conformance: unknown argument '$arg' (try --help)" >&2
+            exit 2
+            ;;
+    esac
+done
+
+die() {
+    echo "conformance: $*" >&2
+    exit 2
+}
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+target_dir="$(cargo metadata --format-version 1 --no-deps |
+    "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')" ||
+    die "cannot find cargo's target directory (is cargo installed?)"
+venv="$target_dir/conformance-venv"
+work="$target_dir/conformance"
+report_dir="$work/report"
+server_log="$work/server.log"
+
+# --- kosoku in a venv, pinned ---------------------------------------------------------------
+if [[ ! -x "$venv/bin/kosoku" ]] ||
+    [[ "$("$venv/bin/python" -m pip show kosoku 2>/dev/null | sed -n 's/^Version: //p')" != "$KOSOKU_VERSION" ]]; then
+    echo "conformance: installing kosoku==$KOSOKU_VERSION into $venv"
+    "$PYTHON" -m venv "$venv" || die "cannot create a venv with $PYTHON (install python3-venv)"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "kosoku==$KOSOKU_VERSION" ||
+        die "pip install kosoku==$KOSOKU_VERSION failed"
+fi
+
+# --- build the server ----------------------------------------------------------------------
+echo "conformance: building ringcast (release)"
+cargo build --release --quiet -p ringcast || die "cargo build --release -p ringcast failed"
+server_bin="$target_dir/release/ringcast"
+[[ -x "$server_bin" ]] || die "no server binary at $server_bin"
+
+# --- start the server on a port the OS picks ------------------------------------------------
+rm -rf "$work"
+mkdir -p "$work"
+server_pid=""
+stop_server() {
+    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -TERM "$server_pid" 2>/dev/null || true
+        # Bounded wait for the graceful shutdown, then make sure it is gone.
+        for _ in $(seq 1 50); do
+            kill -0 "$server_pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+    server_pid=""
+}
+trap stop_server EXIT
+trap 'exit 130' INT TERM
+
+# Limits that let case 9 (messages up to 16 MiB) echo: a 16 MiB message plus its echo frame
+# must fit both the inbound limit and the outbound budget.
+NO_COLOR=1 RUST_LOG=info "$server_bin" \
+    --listen 127.0.0.1:0 \
+    --max-message 16777216 \
+    --max-backlog 67108864 \
+    >"$server_log" 2>&1 &
+server_pid=$!
+
+addr=""
+for _ in $(seq 1 100); do
+    # The start log line names the bound address: `... listening addr=127.0.0.1:PORT cores=N`.
+    addr="$(sed 's/\x1b\[[0-9;]*m//g' "$server_log" | grep -oE 'addr=[0-9.]+:[0-9]+' | head -n1 | cut -d= -f2 || true)"
+    [[ -n "$addr" ]] && break
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+done
+if [[ -z "$addr" ]]; then
+    echo "conformance: server log:" >&2
+    cat "$server_log" >&2
+    die "the server did not report a listening address within 10 s"
+fi
+# Wait until the port accepts (the log line should already mean it does; this is cheap).
+"$PYTHON" - "$addr" <<'EOF' || die "the server at $addr does not accept connections"
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+for _ in range(100):
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(1)
+EOF
+url="ws://$addr/ws/$ROOM"
+echo "conformance: ringcast (pid $server_pid) listening on $addr"
+
+# --- run the cases --------------------------------------------------------------------------
+kosoku_cmd=(kosoku -x '12.*' -x '13.*' -o "$report_dir" "$url")
+echo "conformance: ${kosoku_cmd[*]}"
+set +e
+timeout "$CONFORMANCE_TIMEOUT" "$venv/bin/${kosoku_cmd[0]}" "${kosoku_cmd[@]:1}" >"$work/kosoku.log" 2>&1
+kosoku_status=$?
+set -e
+tail -n 3 "$work/kosoku.log"
+stop_server
+[[ -f "$report_dir/index.json" ]] ||
+    die "kosoku wrote no index.json (exit $kosoku_status); see $work/kosoku.log"
+
+# --- summarize ------------------------------------------------------------------------------
+commit="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+if [[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
+    commit="$commit (with uncommitted changes)"
+fi
+set +e
+"$PYTHON" - "$report_dir/index.json" "$work/summary.md" "$KOSOKU_VERSION" "$commit" \
+    "kosoku -x '12.*' -x '13.*' -o OUTDIR ws://127.0.0.1:PORT/ws/$ROOM" \
+    "ringcast --listen 127.0.0.1:0 --max-message 16777216 --max-backlog 67108864" <<'EOF'
+import collections, datetime, json, platform, sys
+
+index_path, summary_path, kosoku_version, commit, command, server_command = sys.argv[1:7]
+ACCEPTED = {"OK", "NON-STRICT", "INFORMATIONAL"}
+
+with open(index_path) as f:
+    index = json.load(f)
+cases = [(agent, case_id, entry) for agent, per_agent in index.items() for case_id, entry in per_agent.items()]
+
+def case_key(item):
+    return [int(part) for part in item[1].split(".")]
+
+cases.sort(key=case_key)
+behavior = collections.Counter(entry["behavior"] for _, _, entry in cases)
+behavior_close = collections.Counter(entry["behaviorClose"] for _, _, entry in cases)
+not_accepted = [c for c in cases if c[2]["behavior"] not in ACCEPTED]
+not_ok = [c for c in cases if c[2]["behavior"] != "OK" or c[2]["behaviorClose"] != "OK"]
+
+lines = [
+    "# Autobahn TestSuite conformance (cases 1-10) — ringcast",
+    "",
+    f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')}",
+    f"- commit: {commit}",
+    f"- runner: kosoku {kosoku_version} (one case at a time)",
+    f"- command: `{command}`",
+    f"- server: `{server_command}`",
+    f"- kernel: {platform.system()} {platform.release()}",
+    f"- cases: {len(cases)}",
+    f"- verdict: {'PASS' if cases and not not_accepted else 'FAIL'} "
+    "(every case must end OK, NON-STRICT or INFORMATIONAL)",
+    "",
+    "| behavior | cases |",
+    "|---|---|",
+    *[f"| {name} | {count} |" for name, count in sorted(behavior.items())],
+    "",
+    "| behaviorClose | cases |",
+    "|---|---|",
+    *[f"| {name} | {count} |" for name, count in sorted(behavior_close.items())],
+    "",
+    "## Cases not OK (behavior or close behavior)",
+    "",
+]
+if not_ok:
+    lines += ["| case | behavior | behaviorClose | remote close code |", "|---|---|---|---|"]
+    lines += [
+        f"| {case_id} | {e['behavior']} | {e['behaviorClose']} | {e.get('remoteCloseCode')} |"
+        for _, case_id, e in not_ok
+    ]
+else:
+    lines.append("none")
+summary = "\n".join(lines) + "\n"
+with open(summary_path, "w") as f:
+    f.write(summary)
+print(summary)
+sys.exit(0 if cases and not not_accepted else 1)
+EOF
+summary_status=$?
+set -e
+[[ $summary_status -le 1 ]] || die "could not summarize $report_dir/index.json"
+
+if [[ $record -eq 1 ]]; then
+    mkdir -p results/conformance
+    cp "$work/summary.md" results/conformance/summary.md
+    cp "$report_dir/index.json" results/conformance/index.json
+    echo "conformance: recorded results/conformance/summary.md and index.json"
+fi
+
+if [[ $summary_status -ne 0 ]]; then
+    echo "conformance: FAIL — some cases did not end OK, NON-STRICT or INFORMATIONAL (report: $report_dir)" >&2
+    exit 1
+fi
+if [[ $kosoku_status -ne 0 ]]; then
+    # Every case passed by our criterion but kosoku still failed: do not hide it.
+    echo "conformance: kosoku exited $kosoku_status although all cases were accepted; see $work/kosoku.log" >&2
+    exit 2
+fi
+echo "conformance: PASS (report: $report_dir)"
