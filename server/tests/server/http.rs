@@ -1,0 +1,176 @@
+//! The HTTP side (hyper): the chat page, health and metrics, and every refusal status —
+//! 426 plain GET /ws, 404, 400 bad room, 403 foreign Origin, 503 when full — plus the
+//! header-read timeout against slowloris clients.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use crate::util::{http, metrics, start_server, ws, WAIT};
+
+/// The page the server must serve at `/` (it embeds this same file).
+const CHAT_PAGE: &str = include_str!("../../static/index.html");
+
+#[tokio::test]
+async fn root_serves_the_chat_page() {
+    let server = start_server(&[]);
+    let response = http::get(server.addr, "/", &[]).await;
+    assert_eq!(response.status, 200);
+    let content_type = response.header("content-type").unwrap_or_default();
+    assert!(
+        content_type.starts_with("text/html"),
+        "content-type {content_type:?}"
+    );
+    assert_eq!(
+        response.body_text(),
+        CHAT_PAGE,
+        "GET / is not server/static/index.html"
+    );
+}
+
+#[tokio::test]
+async fn healthz_is_ok() {
+    let server = start_server(&[]);
+    assert_eq!(http::get(server.addr, "/healthz", &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn metrics_count_connections_and_messages() {
+    let server = start_server(&[]);
+    let before = metrics::scrape(server.addr).await;
+    let mut client = ws::connect(server.addr, "/ws/metrics").await;
+    ws::send_text(&mut client, "counted").await;
+    assert_eq!(ws::next_text(&mut client).await, "counted");
+    let after = metrics::scrape(server.addr).await;
+    let open: f64 = metrics::connections_per_core(&after)
+        .iter()
+        .map(|c| c.1)
+        .sum();
+    assert_eq!(open, 1.0, "open connections gauge with one client");
+    for counter in [MESSAGES_IN, MESSAGES_OUT] {
+        let grew = metrics::total(&after, counter) - metrics::total(&before, counter);
+        assert_eq!(grew, 1.0, "{counter} after one message to a room of one");
+    }
+}
+
+/// Counter of messages received from clients.
+const MESSAGES_IN: &str = "ringcast_messages_in_total";
+/// Counter of messages delivered to clients.
+const MESSAGES_OUT: &str = "ringcast_messages_out_total";
+
+#[tokio::test]
+async fn plain_get_on_ws_is_426() {
+    let server = start_server(&[]);
+    for path in ["/ws", "/ws/room"] {
+        let response = http::get(server.addr, path, &[]).await;
+        assert_eq!(response.status, 426, "plain GET {path}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_path_is_404() {
+    let server = start_server(&[]);
+    for path in ["/nope", "/ws/room/extra", "/index.html.bak"] {
+        assert_eq!(
+            http::get(server.addr, path, &[]).await.status,
+            404,
+            "GET {path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_room_name_is_400() {
+    let server = start_server(&[]);
+    let too_long = format!("/ws/{}", "r".repeat(65));
+    for path in [
+        "/ws/bad%20room",
+        "/ws/semi;colon",
+        "/ws/%C3%A9",
+        "/ws/a$b",
+        too_long.as_str(),
+    ] {
+        assert_eq!(
+            ws::refused_status(server.addr, path, None).await,
+            400,
+            "upgrade to {path}"
+        );
+    }
+    // The longest valid name and every allowed character pass.
+    let longest = format!("/ws/{}", "r".repeat(64));
+    for path in [longest.as_str(), "/ws/Az09_.-"] {
+        drop(ws::connect(server.addr, path).await);
+    }
+}
+
+#[tokio::test]
+async fn foreign_origin_is_403() {
+    let server = start_server(&["--allowed-origin", "http://chat.example"]);
+    let status = ws::refused_status(server.addr, "/ws/o", Some("http://evil.example")).await;
+    assert_eq!(status, 403);
+    // The allowed origin passes.
+    ws::try_connect(server.addr, "/ws/o", Some("http://chat.example"))
+        .await
+        .expect("allowed origin refused");
+}
+
+#[tokio::test]
+async fn same_host_origin_is_allowed_by_default() {
+    // What a browser sends from the chat page served by this same server.
+    let server = start_server(&[]);
+    let origin = format!("http://{}", server.addr);
+    ws::try_connect(server.addr, "/ws/o", Some(&origin))
+        .await
+        .expect("the chat page's own origin is refused with the default configuration");
+}
+
+#[tokio::test]
+async fn upgrade_is_503_at_max_connections_and_accepted_again_after_a_close() {
+    let server = start_server(&["--max-connections", "2"]);
+    let first = ws::connect(server.addr, "/ws/full").await;
+    let _second = ws::connect(server.addr, "/ws/full").await;
+    assert_eq!(ws::refused_status(server.addr, "/ws/full", None).await, 503);
+    // Plain HTTP still works when WebSocket slots are full.
+    assert_eq!(http::get(server.addr, "/healthz", &[]).await.status, 200);
+
+    // Once a client leaves, its slot is free again (the server learns of the close
+    // asynchronously, so retry for a bounded time).
+    let mut first = first;
+    futures_util::SinkExt::close(&mut first)
+        .await
+        .expect("close");
+    drop(first);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match ws::try_connect(server.addr, "/ws/full", None).await {
+            Ok(_) => break,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(err) => panic!("slot not freed after a client closed: {err}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn slowloris_connection_is_closed_by_the_header_timeout() {
+    let server = start_server(&["--header-timeout", "500ms"]);
+    let mut slow = TcpStream::connect(server.addr).await.expect("connect");
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("partial request");
+    // Never finish the headers: the server must end the connection (a 408 first is fine).
+    let mut sink = Vec::new();
+    let ended = timeout(WAIT, slow.read_to_end(&mut sink)).await;
+    assert!(
+        ended.is_ok(),
+        "the server kept a connection with unfinished headers for {WAIT:?}"
+    );
+    let text = String::from_utf8_lossy(&sink);
+    assert!(
+        !text.starts_with("HTTP/1.1 200"),
+        "the unfinished request was answered: {text}"
+    );
+    // A normal client is unaffected.
+    assert_eq!(http::get(server.addr, "/healthz", &[]).await.status, 200);
+}

@@ -1,0 +1,45 @@
+//! Keepalive: with a short `--ping-interval`/`--idle-timeout` the server pings its clients,
+//! closes one that never answers, and keeps one that does (tungstenite answers pings).
+
+use crate::util::raw::{Next, RawClient, PING, PONG};
+use crate::util::{start_server, ws};
+
+#[tokio::test]
+async fn silent_client_is_closed_while_answering_client_stays() {
+    let server = start_server(&["--ping-interval", "200ms", "--idle-timeout", "1s"]);
+    let mut silent = RawClient::connect(server.addr, "/ws/keepalive").await;
+    let mut answering = ws::connect(server.addr, "/ws/keepalive").await;
+    // The answering client must keep reading to see (and answer) pings while we wait.
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
+    let answering_task = tokio::spawn(async move {
+        tokio::select! {
+            _ = &mut done_rx => {}
+            message = ws::next_data(&mut answering) => panic!("unexpected message {message:?}"),
+        }
+        answering
+    });
+
+    // The silent client reads everything but never answers: it must see pings, then be closed.
+    let mut pings = 0;
+    loop {
+        match silent.next().await {
+            Next::Frame(frame) if frame.opcode == PING => pings += 1,
+            Next::Frame(frame) if frame.opcode == PONG => {}
+            Next::Frame(frame) if frame.opcode == crate::util::raw::CLOSE => break,
+            Next::Frame(frame) => panic!("unexpected frame {frame:?}"),
+            Next::Closed => break,
+        }
+    }
+    assert!(
+        pings > 0,
+        "the server closed the silent client without ever pinging it"
+    );
+    // Give the answering client another full idle timeout in which it must only answer pings.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+
+    // The answering client outlived the silent one's timeout and still works.
+    done_tx.send(()).expect("answering task alive");
+    let mut answering = answering_task.await.expect("answering client task");
+    ws::send_text(&mut answering, "still here").await;
+    assert_eq!(ws::next_text(&mut answering).await, "still here");
+}

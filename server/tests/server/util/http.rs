@@ -1,0 +1,79 @@
+//! Plain HTTP/1.1 requests over a raw TCP stream (`Connection: close`, read to the end), so the
+//! tests see exactly the status, headers and body the server wrote.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use super::WAIT;
+
+/// A parsed response.
+#[derive(Debug)]
+pub struct Response {
+    /// Status code from the status line.
+    pub status: u16,
+    /// Header lines as (lower-cased name, value).
+    pub headers: Vec<(String, String)>,
+    /// Body bytes (as sent; the tests' routes do not use chunked encoding for small bodies,
+    /// and `body_text` is only compared by containment when they might).
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text (lossy).
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends `GET path` with the extra header lines (each `Name: value`) and reads the response.
+pub async fn get(addr: SocketAddr, path: &str, extra_headers: &[&str]) -> Response {
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for header in extra_headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    let mut stream = TcpStream::connect(addr).await.expect("TCP connect");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
+    let mut raw = Vec::new();
+    timeout(WAIT, stream.read_to_end(&mut raw))
+        .await
+        .unwrap_or_else(|_| panic!("GET {path}: the server did not finish the response"))
+        .unwrap_or_else(|err| panic!("GET {path}: read failed: {err}"));
+    parse(&raw).unwrap_or_else(|| {
+        panic!(
+            "GET {path}: unparsable response {:?}",
+            String::from_utf8_lossy(&raw)
+        )
+    })
+}
+
+fn parse(raw: &[u8]) -> Option<Response> {
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..head_end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    Some(Response {
+        status,
+        headers,
+        body: raw[head_end + 4..].to_vec(),
+    })
+}

@@ -1,0 +1,277 @@
+//! A frame-level WebSocket client over a plain TCP stream, for traffic a correct client library
+//! refuses to send: unmasked frames, reserved bits and opcodes, oversized control frames,
+//! invalid UTF-8, hand-made fragmentation; and for clients that never read or never answer.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::timeout;
+
+use super::WAIT;
+
+/// Opcodes of RFC 6455 section 5.2.
+pub const CONTINUATION: u8 = 0x0;
+pub const TEXT: u8 = 0x1;
+pub const BINARY: u8 = 0x2;
+pub const CLOSE: u8 = 0x8;
+pub const PING: u8 = 0x9;
+pub const PONG: u8 = 0xA;
+
+/// The masking key of every masked frame we send (any value works; a fixed one keeps failures
+/// reproducible).
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// One frame as the client puts it on the wire.
+pub struct FrameSpec<'a> {
+    /// FIN bit: last fragment of a message.
+    pub fin: bool,
+    /// RSV1-3 as the low three bits (0 = none set, which is all a server without extensions
+    /// accepts).
+    pub rsv: u8,
+    /// Opcode (4 bits).
+    pub opcode: u8,
+    /// Whether to mask the payload, as RFC 6455 requires of clients.
+    pub masked: bool,
+    /// Unmasked payload.
+    pub payload: &'a [u8],
+}
+
+impl<'a> FrameSpec<'a> {
+    /// A correct, masked, final frame.
+    pub fn new(opcode: u8, payload: &'a [u8]) -> Self {
+        FrameSpec {
+            fin: true,
+            rsv: 0,
+            opcode,
+            masked: true,
+            payload,
+        }
+    }
+
+    /// The same frame with FIN cleared (a non-final fragment).
+    pub fn not_final(self) -> Self {
+        FrameSpec { fin: false, ..self }
+    }
+
+    /// Encodes the frame (header, masking key, masked payload).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.payload.len() + 14);
+        out.push(u8::from(self.fin) << 7 | (self.rsv & 0x7) << 4 | (self.opcode & 0xf));
+        let mask_bit = u8::from(self.masked) << 7;
+        let len = self.payload.len();
+        if len < 126 {
+            out.push(mask_bit | len as u8);
+        } else if let Ok(len16) = u16::try_from(len) {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&len16.to_be_bytes());
+        } else {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        if self.masked {
+            out.extend_from_slice(&MASK);
+            out.extend(
+                self.payload
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| b ^ MASK[i % 4]),
+            );
+        } else {
+            out.extend_from_slice(self.payload);
+        }
+        out
+    }
+}
+
+/// A frame the server sent.
+#[derive(Debug)]
+pub struct ServerFrame {
+    /// FIN bit.
+    pub fin: bool,
+    /// Opcode.
+    pub opcode: u8,
+    /// Whether the server (wrongly) masked it.
+    pub masked: bool,
+    /// Payload (unmasked if it was masked).
+    pub payload: Vec<u8>,
+}
+
+impl ServerFrame {
+    /// The status code of a close frame (`None` for an empty close payload).
+    pub fn close_code(&self) -> Option<u16> {
+        (self.payload.len() >= 2).then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+/// What reading the next frame found.
+#[derive(Debug)]
+pub enum Next {
+    /// A whole frame.
+    Frame(ServerFrame),
+    /// The server ended the TCP connection (FIN or reset).
+    Closed,
+}
+
+/// A handshaken WebSocket connection driven frame by frame.
+pub struct RawClient {
+    /// The TCP stream.
+    stream: TcpStream,
+    /// Bytes read but not yet parsed into frames.
+    buffered: Vec<u8>,
+}
+
+impl RawClient {
+    /// Connects and performs the opening handshake on `path`.
+    pub async fn connect(addr: SocketAddr, path: &str) -> RawClient {
+        let stream = TcpStream::connect(addr).await.expect("TCP connect");
+        Self::handshake(stream, addr, path).await
+    }
+
+    /// Like `connect`, with a small receive buffer so a client that never reads stalls the
+    /// server's writes quickly (the kernel would otherwise absorb megabytes).
+    pub async fn connect_with_small_rcvbuf(addr: SocketAddr, path: &str) -> RawClient {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let stream = socket.connect(addr).await.expect("TCP connect");
+        Self::handshake(stream, addr, path).await
+    }
+
+    async fn handshake(mut stream: TcpStream, addr: SocketAddr, path: &str) -> RawClient {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("write handshake");
+        let mut buffered = Vec::new();
+        let head_end = loop {
+            if let Some(pos) = buffered.windows(4).position(|w| w == b"\r\n\r\n") {
+                break pos + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = timeout(WAIT, stream.read(&mut chunk))
+                .await
+                .expect("no handshake response")
+                .expect("read handshake response");
+            assert!(n > 0, "connection closed during the handshake");
+            buffered.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buffered[..head_end]).into_owned();
+        assert!(
+            head.starts_with("HTTP/1.1 101"),
+            "handshake refused: {head}"
+        );
+        // RFC 6455 4.2.2: the accept value for the sample key above.
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+            "wrong or missing Sec-WebSocket-Accept: {head}"
+        );
+        buffered.drain(..head_end);
+        RawClient { stream, buffered }
+    }
+
+    /// Writes raw bytes (one or more encoded frames, or deliberately broken data).
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        // The server may close mid-write after a protocol error; that is what the callers
+        // test, so a failed write is not an error here: the close is checked when reading.
+        let _ = timeout(WAIT, self.stream.write_all(bytes))
+            .await
+            .expect("write stalled");
+    }
+
+    /// Encodes and writes one frame.
+    pub async fn send(&mut self, frame: FrameSpec<'_>) {
+        self.send_bytes(&frame.encode()).await;
+    }
+
+    /// Reads the next frame the server sent (fails if none comes within `WAIT`).
+    pub async fn next(&mut self) -> Next {
+        timeout(WAIT, self.read_next())
+            .await
+            .expect("the server sent nothing")
+    }
+
+    async fn read_next(&mut self) -> Next {
+        loop {
+            if let Some(frame) = self.parse_buffered() {
+                return Next::Frame(frame);
+            }
+            let mut chunk = vec![0u8; 64 * 1024];
+            match self.stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return Next::Closed,
+                Ok(n) => self.buffered.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Removes one complete frame from the front of `buffered`, if there is one.
+    fn parse_buffered(&mut self) -> Option<ServerFrame> {
+        let buf = &self.buffered;
+        if buf.len() < 2 {
+            return None;
+        }
+        let masked = buf[1] & 0x80 != 0;
+        let (len, mut pos) = match buf[1] & 0x7f {
+            126 => (
+                u64::from(u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?)),
+                4,
+            ),
+            127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?), 10),
+            short => (u64::from(short), 2),
+        };
+        let mask: Option<[u8; 4]> = if masked {
+            let key = buf.get(pos..pos + 4)?.try_into().ok()?;
+            pos += 4;
+            Some(key)
+        } else {
+            None
+        };
+        let len = usize::try_from(len).expect("frame length fits usize");
+        let mut payload = buf.get(pos..pos + len)?.to_vec();
+        if let Some(key) = mask {
+            payload
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, b)| *b ^= key[i % 4]);
+        }
+        let frame = ServerFrame {
+            fin: buf[0] & 0x80 != 0,
+            opcode: buf[0] & 0x0f,
+            masked,
+            payload,
+        };
+        self.buffered.drain(..pos + len);
+        Some(frame)
+    }
+
+    /// Reads frames until the server's close frame and returns its code; pings and data are
+    /// skipped. Fails if the connection ends without a close frame or the frame has no code.
+    pub async fn expect_close_code(&mut self) -> u16 {
+        loop {
+            match self.next().await {
+                Next::Frame(frame) if frame.opcode == CLOSE => {
+                    return frame
+                        .close_code()
+                        .expect("close frame without a status code")
+                }
+                Next::Frame(_) => continue,
+                Next::Closed => panic!("the server dropped the connection without a close frame"),
+            }
+        }
+    }
+
+    /// The next data frame (pings and pongs skipped).
+    pub async fn next_data_frame(&mut self) -> ServerFrame {
+        loop {
+            match self.next().await {
+                Next::Frame(frame) if frame.opcode == PING || frame.opcode == PONG => continue,
+                Next::Frame(frame) => return frame,
+                Next::Closed => panic!("connection ended while waiting for data"),
+            }
+        }
+    }
+}
