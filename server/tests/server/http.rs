@@ -47,16 +47,22 @@ async fn metrics_count_connections_and_messages() {
         .map(|c| c.1)
         .sum();
     assert_eq!(open, 1.0, "open connections gauge with one client");
-    for counter in [MESSAGES_IN, MESSAGES_OUT] {
-        let grew = metrics::total(&after, counter) - metrics::total(&before, counter);
-        assert_eq!(grew, 1.0, "{counter} after one message to a room of one");
-    }
+    let grew = |name: &str| metrics::total(&after, name) - metrics::total(&before, name);
+    assert_eq!(
+        grew("ringcast_messages_in_total"),
+        1.0,
+        "messages in after one message"
+    );
+    assert_eq!(
+        grew("ringcast_bytes_in_total"),
+        "counted".len() as f64,
+        "payload bytes in"
+    );
+    assert!(
+        grew("ringcast_frames_written_total") >= 1.0,
+        "no frame counted as written"
+    );
 }
-
-/// Counter of messages received from clients.
-const MESSAGES_IN: &str = "ringcast_messages_in_total";
-/// Counter of messages delivered to clients.
-const MESSAGES_OUT: &str = "ringcast_messages_out_total";
 
 #[tokio::test]
 async fn plain_get_on_ws_is_426() {

@@ -2,7 +2,7 @@
 //! closes one that never answers, and keeps one that does (tungstenite answers pings).
 
 use crate::util::raw::{Next, RawClient, PING, PONG};
-use crate::util::{start_server, ws};
+use crate::util::{metrics, start_server, ws};
 
 #[tokio::test]
 async fn silent_client_is_closed_while_answering_client_stays() {
@@ -36,6 +36,13 @@ async fn silent_client_is_closed_while_answering_client_stays() {
     );
     // Give the answering client another full idle timeout in which it must only answer pings.
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+
+    let samples = metrics::scrape(server.addr).await;
+    assert_eq!(
+        metrics::total(&samples, "ringcast_idle_closes_total"),
+        1.0,
+        "idle closes"
+    );
 
     // The answering client outlived the silent one's timeout and still works.
     done_tx.send(()).expect("answering task alive");
