@@ -1,0 +1,3 @@
+pub fn compare_command(_o: &crate::cli::CompareOpt) -> anyhow::Result<bool> {
+    todo!()
+}

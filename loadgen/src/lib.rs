@@ -1,0 +1,32 @@
+//! loadgen: a coordinated-omission-safe load generator for WebSocket broadcast (chat-room)
+//! servers. Map of the components, in the order a run flows through them:
+//!
+//! - `cli`, `units`, `scenario`: options -> validated `Scenario` (+ `threshold` rules)
+//! - `connect`, `handshake`: sockets from a source-address pool, preflight, RFC 6455 upgrade
+//! - `worker`: one tokio epoll runtime per thread owning its connections and stats
+//! - `publisher` (open-loop schedule, `payload` stamps, `frame` masking, `writer`)
+//! - `receiver` (64 KiB reads, `frame` parsing, `sequence` loss/dup/reorder, `stats`)
+//! - `run`: phases, live line (`live`), `probe` of server and own CPU, `report` outputs
+//! - `compare`, `merge`: working with reports afterwards
+
+pub mod cli;
+pub mod clock;
+pub mod compare;
+pub mod connect;
+pub mod frame;
+pub mod handshake;
+pub mod live;
+pub mod merge;
+pub mod payload;
+pub mod probe;
+pub mod publisher;
+pub mod receiver;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod sequence;
+pub mod stats;
+pub mod threshold;
+pub mod units;
+pub mod worker;
+pub mod writer;

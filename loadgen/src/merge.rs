@@ -1,0 +1,3 @@
+pub fn merge_command(_o: &crate::cli::MergeOpt) -> anyhow::Result<()> {
+    todo!()
+}

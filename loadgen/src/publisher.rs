@@ -1,0 +1,96 @@
+//! Open-loop publishing (wrk2's method): message k is due at t0 + k / rate. A late publisher
+//! sends everything already due at once, each message keeping its own intended time; nothing is
+//! skipped or re-timed, so a stalled server shows up as latency instead of hiding it.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::clock::{monotonic_ns, tokio_instant_at};
+use crate::frame::OP_BINARY;
+use crate::payload::Stamp;
+use crate::worker::{Window, WorkerContext};
+use crate::writer::Writer;
+
+/// Most messages put in one write when catching up (bounds the batch buffer).
+const MAX_BATCH: u64 = 1024;
+
+/// Intended send time of message `seq`: computed from the origin each time, so rounding never
+/// accumulates into drift.
+fn due_ns(t0_ns: u64, seq: u64, rate: f64) -> u64 {
+    t0_ns + (seq as f64 * 1e9 / rate) as u64
+}
+
+/// Runs publisher `id` on `writer` from the window's t0 until the measured window ends.
+pub async fn publish(context: Rc<WorkerContext>, id: u32, writer: Rc<Writer>) {
+    let shared = context.shared.clone();
+    let mut window_rx = shared.window.clone();
+    let window: Arc<Window> = match window_rx.wait_for(|w| w.is_some()).await {
+        Ok(window) => match window.as_ref() {
+            Some(window) => window.clone(),
+            None => return,
+        },
+        Err(_) => return,
+    };
+    let rate = shared.scenario.rate;
+    let mut payload = vec![b'.'; shared.scenario.size];
+    let mut seq = 0u64;
+    loop {
+        let next_due = due_ns(window.t0_ns, seq, rate);
+        if next_due >= window.measure_end_ns {
+            return;
+        }
+        if next_due > monotonic_ns() {
+            tokio::time::sleep_until(tokio_instant_at(next_due)).await;
+        }
+        let mut side = writer.lock().await;
+        let now = monotonic_ns();
+        let mut stats = context.stats.borrow_mut();
+        for _ in 0..MAX_BATCH {
+            let due = due_ns(window.t0_ns, seq, rate);
+            if due > now || due >= window.measure_end_ns {
+                break;
+            }
+            let stamp = Stamp {
+                run_id: shared.run_id,
+                publisher: id,
+                seq,
+                intended_ns: due,
+                sent_ns: now,
+            };
+            // Cannot fail: the scenario guarantees size >= STAMP_LEN.
+            let _ = stamp.write_to(&mut payload);
+            side.push_frame(OP_BINARY, &payload);
+            let lag = now.saturating_sub(due).max(1);
+            stats.interval.send_lag.saturating_record(lag);
+            stats.interval.sent += 1;
+            stats.totals.sent += 1;
+            if window.measures(due) {
+                stats.totals.send_lag.saturating_record(lag);
+                if let Some(count) = stats.totals.sent_measured_by_publisher.get_mut(id as usize) {
+                    *count += 1;
+                }
+            }
+            seq += 1;
+        }
+        drop(stats);
+        if side.flush().await.is_err() {
+            let mut stats = context.stats.borrow_mut();
+            stats.totals.protocol_errors += 1;
+            stats.interval.errors += 1;
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_is_anchored_at_the_origin() {
+        assert_eq!(due_ns(1_000, 0, 100.0), 1_000);
+        assert_eq!(due_ns(1_000, 3, 100.0), 1_000 + 30_000_000);
+        // No drift after many messages at a rate with no exact period.
+        assert_eq!(due_ns(0, 3_000_000, 3.0), 1_000_000_000_000_000);
+    }
+}

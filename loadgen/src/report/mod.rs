@@ -1,0 +1,295 @@
+//! report.json: the versioned, documented result schema (loadgen/REPORT.md), plus the other
+//! output files, each in its own module.
+
+pub mod csv;
+pub mod hgrm;
+pub mod hlog;
+pub mod summary;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use base64::Engine;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::probe::ServerResults;
+use crate::scenario::Scenario;
+
+/// Value of the top-level `schema` field; bump on incompatible changes.
+pub const SCHEMA: &str = "ringcast-loadgen/report/v1";
+
+/// The whole report.json.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    /// Schema id, `ringcast-loadgen/report/v1`.
+    pub schema: String,
+    /// Every option of the run.
+    pub scenario: Scenario,
+    /// Where it ran.
+    pub environment: Environment,
+    /// What was measured.
+    pub results: Results,
+}
+
+/// Machine and build the run used.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Environment {
+    /// loadgen's crate version.
+    pub loadgen_version: String,
+    /// Git commit loadgen was built from, when known.
+    pub git_commit: Option<String>,
+    /// Kernel release (uname -r).
+    pub kernel: String,
+    /// CPU model name.
+    pub cpu_model: String,
+    /// Logical CPUs.
+    pub cores: usize,
+    /// Host name.
+    pub hostname: String,
+    /// Wall-clock start, seconds since the Unix epoch.
+    pub started_unix_s: f64,
+    /// Number of loadgen reports merged into this one (1 for a single process).
+    pub processes: u64,
+}
+
+/// Percentile summary of one histogram, nanoseconds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+pub struct HistogramSummary {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// 99.99th percentile.
+    pub p9999: u64,
+    /// Largest value.
+    pub max: u64,
+    /// Mean.
+    pub mean: f64,
+    /// Values recorded.
+    pub count: u64,
+}
+
+impl HistogramSummary {
+    /// Summarises `histogram`.
+    pub fn of(histogram: &Histogram<u64>) -> HistogramSummary {
+        if histogram.is_empty() {
+            return HistogramSummary::default();
+        }
+        HistogramSummary {
+            p50: histogram.value_at_quantile(0.5),
+            p90: histogram.value_at_quantile(0.9),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+            p9999: histogram.value_at_quantile(0.9999),
+            max: histogram.max(),
+            mean: histogram.mean(),
+            count: histogram.len(),
+        }
+    }
+}
+
+/// Connection outcomes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ConnectionResults {
+    /// Connections attempted.
+    pub target: u64,
+    /// Handshakes completed.
+    pub ok: u64,
+    /// Attempts that failed.
+    pub failed: u64,
+    /// Failures by reason: refused, timeout, status_NNN, addr_exhausted, other.
+    pub failures: BTreeMap<String, u64>,
+    /// Connections that ended before the run did (server close, reset).
+    pub disconnected: u64,
+}
+
+/// The slow-consumer share (`--stalled`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct StalledResults {
+    /// Stalled subscribers that connected.
+    pub connections: u64,
+    /// Of those, how many the server closed (close code other than 1000, or EOF).
+    pub closed_by_server: u64,
+}
+
+/// loadgen's own CPU use.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct LoadgenCpu {
+    /// User CPU seconds over the whole run.
+    pub user_s: f64,
+    /// System CPU seconds over the whole run.
+    pub system_s: f64,
+    /// Mean CPU use during the measured window, percent of one core.
+    pub window_percent: f64,
+    /// Busiest second, percent of one core.
+    pub max_second_percent: f64,
+}
+
+/// Per publisher accounting, only for publishers that lost messages.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PublisherLoss {
+    /// Publisher id.
+    pub publisher: u32,
+    /// Deliveries expected from it.
+    pub expected: u64,
+    /// Deliveries seen.
+    pub delivered: u64,
+}
+
+/// Outcome of one `--threshold`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ThresholdOutcome {
+    /// The expression.
+    pub expression: String,
+    /// The metric's value in the run.
+    pub actual: f64,
+    /// Whether it held.
+    pub passed: bool,
+}
+
+/// Everything measured.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Results {
+    /// False when connections failed, publishers fell behind, or nothing was measured.
+    pub valid: bool,
+    /// Why the run is not valid.
+    pub invalid_reasons: Vec<String>,
+    /// Connection outcomes.
+    pub connections: ConnectionResults,
+    /// Messages sent (warm-up included).
+    pub sent: u64,
+    /// Messages sent in the measured window.
+    pub sent_measured: u64,
+    /// Sum over measured messages of the non-stalled receivers in their room.
+    pub expected: u64,
+    /// Measured messages delivered (first copies at non-stalled receivers).
+    pub delivered: u64,
+    /// expected - delivered.
+    pub lost: u64,
+    /// Measured messages received more than once.
+    pub duplicated: u64,
+    /// Measured messages received after a later one of the same publisher.
+    pub reordered: u64,
+    /// Frames without this run's stamp.
+    pub foreign: u64,
+    /// delivered / measured window seconds.
+    pub delivered_per_sec: f64,
+    /// Payload megabytes (1e6) per second delivered in the window.
+    pub delivered_mb_per_sec: f64,
+    /// Length of the measured window, seconds.
+    pub measured_seconds: f64,
+    /// recv - intended send time (coordinated-omission safe).
+    pub latency_ns: HistogramSummary,
+    /// recv - actual send time (hides publisher lateness; for comparison only).
+    pub latency_uncorrected_ns: HistogramSummary,
+    /// Connect + handshake time.
+    pub connect_ns: HistogramSummary,
+    /// actual send - intended send time.
+    pub send_lag_ns: HistogramSummary,
+    /// Slow-consumer share.
+    pub stalled: StalledResults,
+    /// Malformed server frames and failed writes.
+    pub protocol_errors: u64,
+    /// Publishers with losses.
+    pub publishers_with_loss: Vec<PublisherLoss>,
+    /// loadgen's own CPU.
+    pub loadgen_cpu: LoadgenCpu,
+    /// Server process figures (with --server-pid).
+    pub server: Option<ServerResults>,
+    /// Threshold outcomes.
+    pub thresholds: Vec<ThresholdOutcome>,
+    /// Histograms as base64 of HdrHistogram's V2 encoding: latency, latency_uncorrected,
+    /// connect, send_lag.
+    pub histograms: BTreeMap<String, String>,
+}
+
+/// Encodes a histogram as base64 V2 (the form HdrHistogram's tools read).
+pub fn encode_histogram(histogram: &Histogram<u64>) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    V2Serializer::new()
+        .serialize(histogram, &mut bytes)
+        .map_err(|e| anyhow::anyhow!("serialising histogram: {e:?}"))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// Decodes `encode_histogram`'s output.
+pub fn decode_histogram(text: &str) -> anyhow::Result<Histogram<u64>> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .context("histogram is not base64")?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| anyhow::anyhow!("histogram is not HdrHistogram V2: {e:?}"))
+}
+
+impl Report {
+    /// Reads a report.json, checking the schema.
+    pub fn read(path: &Path) -> anyhow::Result<Report> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let report: Report =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        anyhow::ensure!(
+            report.schema == SCHEMA,
+            "{}: schema `{}` is not {SCHEMA}",
+            path.display(),
+            report.schema
+        );
+        Ok(report)
+    }
+
+    /// Writes report.json into `dir`.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(self)?;
+        std::fs::write(dir.join("report.json"), text + "\n")
+            .with_context(|| format!("writing {}/report.json", dir.display()))
+    }
+
+    /// The named histogram, decoded.
+    pub fn histogram(&self, name: &str) -> anyhow::Result<Histogram<u64>> {
+        let text = self
+            .results
+            .histograms
+            .get(name)
+            .with_context(|| format!("report has no `{name}` histogram"))?;
+        decode_histogram(text)
+    }
+}
+
+/// Reads the environment of this host.
+pub fn environment() -> Environment {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let cpu_model = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("model name")
+                .and_then(|rest| rest.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    Environment {
+        loadgen_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_commit: option_env!("LOADGEN_GIT_COMMIT")
+            .filter(|c| !c.is_empty())
+            .map(str::to_string),
+        kernel: read("/proc/sys/kernel/osrelease"),
+        cpu_model,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        hostname: read("/proc/sys/kernel/hostname"),
+        started_unix_s: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64()),
+        processes: 1,
+    }
+}

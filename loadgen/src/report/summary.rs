@@ -1,0 +1,110 @@
+//! The human summary printed to stdout at the end of a run.
+
+use std::fmt::Write;
+
+use crate::report::{HistogramSummary, Report};
+use crate::units::format_ns;
+
+/// One line of percentiles.
+fn percentiles(name: &str, h: &HistogramSummary) -> String {
+    format!(
+        "{name:<22} p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}  (n={})",
+        format_ns(h.p50 as f64),
+        format_ns(h.p90 as f64),
+        format_ns(h.p99 as f64),
+        format_ns(h.p999 as f64),
+        format_ns(h.p9999 as f64),
+        format_ns(h.max as f64),
+        h.count
+    )
+}
+
+/// Renders the summary of `report`.
+pub fn render(report: &Report) -> String {
+    let r = &report.results;
+    let s = &report.scenario;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "loadgen {}: {} subscribers + {} publishers x {} msg/s, {} B, {} room(s), {:.1}s measured after {:.1}s warm-up",
+        report.environment.loadgen_version, s.subscribers, s.publishers, s.rate, s.size, s.rooms, s.duration_s, s.warmup_s
+    );
+    let failures: Vec<String> = r
+        .connections
+        .failures
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "connections            ok {}/{}  failed {}{}  disconnected {}",
+        r.connections.ok,
+        r.connections.target,
+        r.connections.failed,
+        if failures.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", failures.join(", "))
+        },
+        r.connections.disconnected
+    );
+    let _ = writeln!(out, "{}", percentiles("connect time", &r.connect_ns));
+    let _ = writeln!(
+        out,
+        "messages               sent {} (measured {})  delivered {} of expected {}  lost {}  duplicated {}  reordered {}",
+        r.sent, r.sent_measured, r.delivered, r.expected, r.lost, r.duplicated, r.reordered
+    );
+    let _ = writeln!(
+        out,
+        "throughput             {:.0} deliveries/s  {:.2} MB/s",
+        r.delivered_per_sec, r.delivered_mb_per_sec
+    );
+    let _ = writeln!(out, "{}", percentiles("latency", &r.latency_ns));
+    let _ = writeln!(
+        out,
+        "{}",
+        percentiles("latency (uncorrected)", &r.latency_uncorrected_ns)
+    );
+    let _ = writeln!(out, "{}", percentiles("send lag", &r.send_lag_ns));
+    if r.stalled.connections > 0 {
+        let _ = writeln!(
+            out,
+            "stalled subscribers    {} (closed by server: {})",
+            r.stalled.connections, r.stalled.closed_by_server
+        );
+    }
+    let _ = writeln!(
+        out,
+        "loadgen cpu            {:.0}% of a core in the window (busiest second {:.0}%); user {:.2}s system {:.2}s",
+        r.loadgen_cpu.window_percent, r.loadgen_cpu.max_second_percent, r.loadgen_cpu.user_s, r.loadgen_cpu.system_s
+    );
+    if let Some(server) = &r.server {
+        let _ = writeln!(
+            out,
+            "server (pid {})       cpu {:.2}s in window = {:.2} us/delivery ({:.2} CPU-s per million); rss {} -> {} MB, peak {} MB, {:.0} B/connection",
+            server.pid,
+            server.cpu_seconds,
+            server.cpu_us_per_delivery,
+            server.cpu_s_per_million_deliveries,
+            server.rss_before_connect_bytes / 1_000_000,
+            server.rss_connected_bytes / 1_000_000,
+            server.rss_peak_bytes / 1_000_000,
+            server.rss_per_connection_bytes
+        );
+    }
+    for t in &r.thresholds {
+        let _ = writeln!(
+            out,
+            "threshold {:<20} {} (actual {})",
+            t.expression,
+            if t.passed { "ok" } else { "FAILED" },
+            t.actual
+        );
+    }
+    if r.valid {
+        let _ = writeln!(out, "run: valid");
+    } else {
+        let _ = writeln!(out, "run: NOT VALID: {}", r.invalid_reasons.join("; "));
+    }
+    out
+}

@@ -1,0 +1,434 @@
+//! `loadgen run`: start the workers, walk the phases (connect, warm-up, measure, drain, close),
+//! print the live line, sample CPU and memory, and assemble the report.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::clock::{monotonic_ns, monotonic_to_system};
+use crate::probe::{own_cpu_seconds, sample_server, ServerReadings};
+use crate::report::csv::TimelineRow;
+use crate::report::hlog::HlogBuffer;
+use crate::report::{self, encode_histogram, HistogramSummary, Report, Results};
+use crate::scenario::Plan;
+use crate::stats::{IntervalStats, RunTotals};
+use crate::worker::{run_worker, ConnectionSpec, Shared, Window};
+
+/// After a second boundary, how long the main thread waits for the workers' handoff.
+const HANDOFF_GRACE_NS: u64 = 150_000_000;
+
+/// What a finished run produced.
+pub struct RunOutput {
+    /// The report (also written to --out).
+    pub report: Report,
+    /// Per-second rows.
+    pub timeline: Vec<TimelineRow>,
+}
+
+/// Timing and CPU bookkeeping of the main loop.
+struct Phases {
+    /// The run's window, once set.
+    window: Option<Arc<Window>>,
+    /// Own CPU seconds at the window's start and end.
+    cpu_at_window: (Option<f64>, Option<f64>),
+    /// Server readings.
+    server: ServerReadings,
+}
+
+impl Phases {
+    /// Name of the phase at monotonic `ns`.
+    fn name_at(&self, ns: u64, drain_ns: u64) -> &'static str {
+        match &self.window {
+            None => "connecting",
+            Some(w) if ns < w.measure_start_ns => "warmup",
+            Some(w) if ns < w.measure_end_ns => "measure",
+            Some(w) if ns < w.measure_end_ns + drain_ns => "drain",
+            Some(_) => "closing",
+        }
+    }
+}
+
+/// Runs the scenario; `quiet` suppresses the live line.
+pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
+    let scenario = plan.scenario.clone();
+    let total = scenario.connections();
+    let started_ns = monotonic_ns();
+    let environment = report::environment();
+    let (window_tx, window_rx) = watch::channel(None);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (connected_tx, connected_rx) = mpsc::channel();
+    let shared = Arc::new(Shared {
+        scenario: scenario.clone(),
+        targets: plan.targets.clone(),
+        run_id: (started_ns as u32) ^ std::process::id().rotate_left(16),
+        open_connections: Default::default(),
+        attempts_done: Default::default(),
+        window: window_rx,
+        stop: stop_rx,
+        interval_sink: Mutex::new(IntervalStats::new()),
+        connected_tx: Mutex::new(connected_tx),
+        started_ns,
+    });
+    let mut phases = Phases {
+        window: None,
+        cpu_at_window: (None, None),
+        server: ServerReadings::default(),
+    };
+    phases.server.before_connect = scenario.server_pid.and_then(sample_server);
+
+    let workers: Vec<_> = (0..scenario.threads)
+        .map(|worker| {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("loadgen-{worker}"))
+                .spawn(move || run_worker(shared, worker, scenario.threads))
+        })
+        .collect::<Result<_, _>>()
+        .context("spawning worker threads")?;
+
+    let drain_ns = (scenario.drain_s * 1e9) as u64;
+    let mut hlog = HlogBuffer::new(monotonic_to_system(started_ns))?;
+    let mut timeline = Vec::new();
+    let mut second = 1u64;
+    let mut last_cpu = own_cpu_seconds();
+    let mut last_tick_ns = started_ns;
+    loop {
+        let tick_ns = started_ns + second * 1_000_000_000 + HANDOFF_GRACE_NS;
+        wait_until(
+            &mut phases,
+            &shared,
+            &window_tx,
+            tick_ns,
+            scenario.server_pid,
+        );
+        let now = monotonic_ns();
+        let interval = std::mem::take(
+            &mut *shared
+                .interval_sink
+                .lock()
+                .map_err(|_| anyhow::anyhow!("stats lock poisoned"))?,
+        );
+        let cpu = own_cpu_seconds();
+        let cpu_percent =
+            (cpu.0 + cpu.1 - last_cpu.0 - last_cpu.1) * 100.0 / ((now - last_tick_ns) as f64 / 1e9);
+        last_cpu = cpu;
+        last_tick_ns = now;
+        let interval_start = Duration::from_secs(second - 1);
+        hlog.push(
+            interval_start,
+            Duration::from_secs(1),
+            &[
+                ("latency", &interval.latency),
+                ("latency_uncorrected", &interval.latency_uncorrected),
+                ("send_lag", &interval.send_lag),
+            ],
+        )?;
+        let row = row_of(
+            second,
+            phases.name_at(now - HANDOFF_GRACE_NS, drain_ns),
+            &shared,
+            &interval,
+            cpu_percent,
+        );
+        if !quiet {
+            eprintln!("{}", crate::live::line(&row, total));
+        }
+        timeline.push(row);
+        second += 1;
+        if let Some(window) = &phases.window {
+            if now >= window.measure_end_ns + drain_ns {
+                break;
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    let mut totals = RunTotals::new(scenario.publishers as usize);
+    for worker in workers {
+        let worker_totals = worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
+        totals.merge(&worker_totals);
+    }
+    let final_interval = std::mem::take(
+        &mut *shared
+            .interval_sink
+            .lock()
+            .map_err(|_| anyhow::anyhow!("stats lock poisoned"))?,
+    );
+    let row = row_of(second, "closing", &shared, &final_interval, 0.0);
+    timeline.push(row);
+    let receivers_per_room = receivers_per_room(&scenario, &connected_rx);
+    let results = results_of(&plan, &totals, &receivers_per_room, &phases, &timeline)?;
+    let report = Report {
+        schema: report::SCHEMA.to_string(),
+        scenario,
+        environment,
+        results,
+    };
+    let output = RunOutput { report, timeline };
+    if let Some(dir) = &plan.out {
+        write_outputs(dir, &output, &hlog)?;
+    }
+    Ok(output)
+}
+
+/// Sleeps until `until_ns`, handling the phase events that fall before it: setting the window
+/// once every connection attempt finished, and the server/CPU readings at the window edges.
+fn wait_until(
+    phases: &mut Phases,
+    shared: &Shared,
+    window_tx: &watch::Sender<Option<Arc<Window>>>,
+    until_ns: u64,
+    server_pid: Option<u32>,
+) {
+    loop {
+        let now = monotonic_ns();
+        if phases.window.is_none()
+            && shared.attempts_done.load(Ordering::Relaxed) >= shared.scenario.connections()
+        {
+            phases.server.connected = server_pid.and_then(sample_server);
+            let measure_start_ns = now + (shared.scenario.warmup_s * 1e9) as u64;
+            let window = Arc::new(Window {
+                t0_ns: now,
+                measure_start_ns,
+                measure_end_ns: measure_start_ns + (shared.scenario.duration_s * 1e9) as u64,
+            });
+            phases.window = Some(window.clone());
+            let _ = window_tx.send(Some(window));
+        }
+        let mut next = until_ns;
+        if let Some(window) = phases.window.clone() {
+            for (edge, slot_is_empty) in [
+                (window.measure_start_ns, phases.cpu_at_window.0.is_none()),
+                (window.measure_end_ns, phases.cpu_at_window.1.is_none()),
+            ] {
+                if !slot_is_empty {
+                    continue;
+                }
+                if now >= edge {
+                    let (user, system) = own_cpu_seconds();
+                    let sample = server_pid.and_then(sample_server);
+                    if edge == window.measure_start_ns {
+                        phases.cpu_at_window.0 = Some(user + system);
+                        phases.server.window_start = sample;
+                    } else {
+                        phases.cpu_at_window.1 = Some(user + system);
+                        phases.server.window_end = sample;
+                    }
+                } else {
+                    next = next.min(edge);
+                }
+            }
+        } else {
+            // Poll the connection ramp every 10 ms so the window starts promptly.
+            next = next.min(now + 10_000_000);
+        }
+        if now >= until_ns {
+            return;
+        }
+        std::thread::sleep(Duration::from_nanos(next.saturating_sub(now).max(1)));
+    }
+}
+
+/// Builds a timeline row from one second's figures.
+fn row_of(
+    second: u64,
+    phase: &str,
+    shared: &Shared,
+    interval: &IntervalStats,
+    cpu_percent: f64,
+) -> TimelineRow {
+    TimelineRow {
+        second,
+        phase: phase.to_string(),
+        connections_open: shared.open_connections.load(Ordering::Relaxed),
+        sent: interval.sent,
+        delivered: interval.delivered,
+        delivered_bytes: interval.delivered_bytes,
+        latency_p50_ns: if interval.latency.is_empty() {
+            0
+        } else {
+            interval.latency.value_at_quantile(0.5)
+        },
+        latency_p99_ns: if interval.latency.is_empty() {
+            0
+        } else {
+            interval.latency.value_at_quantile(0.99)
+        },
+        latency_max_ns: interval.latency.max(),
+        send_lag_p99_ns: if interval.send_lag.is_empty() {
+            0
+        } else {
+            interval.send_lag.value_at_quantile(0.99)
+        },
+        errors: interval.errors,
+        loadgen_cpu_percent: cpu_percent,
+    }
+}
+
+/// Non-stalled connected receivers per room (publishers receive too).
+fn receivers_per_room(
+    scenario: &crate::scenario::Scenario,
+    connected: &mpsc::Receiver<u64>,
+) -> Vec<u64> {
+    let mut per_room = vec![0u64; scenario.rooms.max(1) as usize];
+    for index in connected.try_iter() {
+        let spec = ConnectionSpec::of(scenario, index);
+        if !spec.stalled {
+            per_room[spec.room as usize] += 1;
+        }
+    }
+    per_room
+}
+
+/// Turns merged totals into the report's results, including validity and thresholds.
+fn results_of(
+    plan: &Plan,
+    totals: &RunTotals,
+    per_room: &[u64],
+    phases: &Phases,
+    timeline: &[TimelineRow],
+) -> anyhow::Result<Results> {
+    let scenario = &plan.scenario;
+    let rooms = scenario.rooms.max(1);
+    let mut expected = 0u64;
+    let mut delivered = 0u64;
+    let mut publishers_with_loss = Vec::new();
+    for (publisher, sent) in totals.sent_measured_by_publisher.iter().enumerate() {
+        let publisher_expected = sent * per_room[(publisher as u64 % rooms) as usize];
+        let publisher_delivered = totals
+            .delivered_by_publisher
+            .get(publisher)
+            .copied()
+            .unwrap_or(0);
+        expected += publisher_expected;
+        delivered += publisher_delivered;
+        if publisher_delivered < publisher_expected {
+            publishers_with_loss.push(report::PublisherLoss {
+                publisher: publisher as u32,
+                expected: publisher_expected,
+                delivered: publisher_delivered,
+            });
+        }
+    }
+    let sent_measured: u64 = totals.sent_measured_by_publisher.iter().sum();
+    let failed: u64 = totals.connect_failures.values().sum();
+    let measured_seconds = scenario.duration_s;
+    let (user_s, system_s) = own_cpu_seconds();
+    let window_percent = match phases.cpu_at_window {
+        (Some(start), Some(end)) => (end - start) * 100.0 / measured_seconds,
+        _ => 0.0,
+    };
+    let send_lag = HistogramSummary::of(&totals.send_lag);
+    let mut invalid_reasons = Vec::new();
+    if failed > 0 {
+        invalid_reasons.push(format!(
+            "{failed} of {} connections failed",
+            scenario.connections()
+        ));
+    }
+    if totals.disconnected > 0 {
+        invalid_reasons.push(format!(
+            "{} connections were closed during the run",
+            totals.disconnected
+        ));
+    }
+    if send_lag.p99 as f64 > scenario.max_send_lag_s * 1e9 {
+        invalid_reasons.push(format!(
+            "publishers fell behind: send lag p99 {} > --max-send-lag {}",
+            crate::units::format_ns(send_lag.p99 as f64),
+            crate::units::format_ns(scenario.max_send_lag_s * 1e9)
+        ));
+    }
+    if scenario.publishers > 0 && sent_measured == 0 {
+        invalid_reasons.push("no message was sent in the measured window".to_string());
+    }
+    let mut histograms = std::collections::BTreeMap::new();
+    for (name, histogram) in [
+        ("latency", &totals.latency),
+        ("latency_uncorrected", &totals.latency_uncorrected),
+        ("connect", &totals.connect),
+        ("send_lag", &totals.send_lag),
+    ] {
+        histograms.insert(name.to_string(), encode_histogram(histogram)?);
+    }
+    let mut results = Results {
+        valid: invalid_reasons.is_empty(),
+        invalid_reasons,
+        connections: report::ConnectionResults {
+            target: scenario.connections(),
+            ok: totals.connected,
+            failed,
+            failures: totals.connect_failures.clone(),
+            disconnected: totals.disconnected,
+        },
+        sent: totals.sent,
+        sent_measured,
+        expected,
+        delivered,
+        lost: expected.saturating_sub(delivered),
+        duplicated: totals.duplicated,
+        reordered: totals.reordered,
+        foreign: totals.foreign,
+        delivered_per_sec: delivered as f64 / measured_seconds,
+        delivered_mb_per_sec: totals.delivered_bytes as f64 / 1e6 / measured_seconds,
+        measured_seconds,
+        latency_ns: HistogramSummary::of(&totals.latency),
+        latency_uncorrected_ns: HistogramSummary::of(&totals.latency_uncorrected),
+        connect_ns: HistogramSummary::of(&totals.connect),
+        send_lag_ns: send_lag,
+        stalled: report::StalledResults {
+            connections: totals.stalled_connected,
+            closed_by_server: totals.stalled_closed_by_server,
+        },
+        protocol_errors: totals.protocol_errors,
+        publishers_with_loss,
+        loadgen_cpu: report::LoadgenCpu {
+            user_s,
+            system_s,
+            window_percent,
+            max_second_percent: timeline
+                .iter()
+                .map(|r| r.loadgen_cpu_percent)
+                .fold(0.0, f64::max),
+        },
+        server: scenario
+            .server_pid
+            .and_then(|pid| phases.server.results(pid, totals.connected, delivered)),
+        thresholds: Vec::new(),
+        histograms,
+    };
+    results.thresholds = plan
+        .thresholds
+        .iter()
+        .map(|threshold| {
+            let (actual, passed) = threshold.check(&results);
+            report::ThresholdOutcome {
+                expression: threshold.expression.clone(),
+                actual,
+                passed,
+            }
+        })
+        .collect();
+    Ok(results)
+}
+
+/// Writes report.json, latency.hlog, latency.hgrm and timeline.csv into `dir`.
+fn write_outputs(dir: &Path, output: &RunOutput, hlog: &HlogBuffer) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    output.report.write(dir)?;
+    hlog.save(&dir.join("latency.hlog"))?;
+    let latency = output.report.histogram("latency")?;
+    std::fs::write(dir.join("latency.hgrm"), report::hgrm::render(&latency))
+        .context("writing latency.hgrm")?;
+    std::fs::write(
+        dir.join("timeline.csv"),
+        report::csv::render(&output.timeline),
+    )
+    .context("writing timeline.csv")?;
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! The validated run configuration: CLI values checked once, in one place, and recorded in
+//! report.json `scenario` exactly as run.
+
+use std::net::IpAddr;
+
+use anyhow::{bail, ensure, Context};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::RunOpt;
+use crate::connect::{parse_source_pool, Target};
+use crate::payload::STAMP_LEN;
+use crate::threshold::Threshold;
+
+/// Every option of a run, in report units (seconds as f64, bytes).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Scenario {
+    /// Server URLs as given.
+    pub urls: Vec<String>,
+    /// Receive-only connections.
+    pub subscribers: u64,
+    /// Sending connections.
+    pub publishers: u64,
+    /// Messages per second per publisher.
+    pub rate: f64,
+    /// Payload bytes per message.
+    pub size: usize,
+    /// Measured window, seconds.
+    pub duration_s: f64,
+    /// Warm-up, seconds.
+    pub warmup_s: f64,
+    /// Rooms clients are spread over.
+    pub rooms: u64,
+    /// Connection ramp, connections per second (0 = unlimited).
+    pub connect_rate: f64,
+    /// Per-connection connect + handshake deadline, seconds.
+    pub connect_timeout_s: f64,
+    /// Worker threads.
+    pub threads: usize,
+    /// Source address pool (empty: kernel's choice).
+    pub src: Vec<IpAddr>,
+    /// Drain after the last send, seconds.
+    pub drain_s: f64,
+    /// Percent of subscribers that stop reading after the warm-up.
+    pub stalled_percent: f64,
+    /// Server process sampled from /proc, if any.
+    pub server_pid: Option<u32>,
+    /// Send-lag p99 above which the run is invalid, seconds.
+    pub max_send_lag_s: f64,
+    /// Threshold expressions as given.
+    pub thresholds: Vec<String>,
+}
+
+/// A scenario plus the parsed forms the run needs.
+pub struct Plan {
+    /// The recorded scenario.
+    pub scenario: Scenario,
+    /// Parsed, resolved URLs.
+    pub targets: Vec<Target>,
+    /// Parsed thresholds.
+    pub thresholds: Vec<Threshold>,
+    /// Output directory (`--out`).
+    pub out: Option<std::path::PathBuf>,
+}
+
+impl Scenario {
+    /// Total connections the run opens.
+    pub fn connections(&self) -> u64 {
+        self.subscribers + self.publishers
+    }
+
+    /// Subscribers that stop reading after the warm-up (the first ones, spread over rooms).
+    pub fn stalled_subscribers(&self) -> u64 {
+        ((self.subscribers as f64) * self.stalled_percent / 100.0).round() as u64
+    }
+}
+
+impl Plan {
+    /// Validates the CLI values; every error here is a usage error (exit 2).
+    pub fn from_opt(opt: &RunOpt) -> anyhow::Result<Plan> {
+        ensure!(
+            opt.size >= STAMP_LEN,
+            "--size {} is smaller than the {STAMP_LEN}-byte stamp (publisher, sequence, send times) every payload carries",
+            opt.size
+        );
+        ensure!(
+            opt.size <= 16 * 1024 * 1024,
+            "--size above 16MiB is not supported"
+        );
+        ensure!(opt.rooms >= 1, "--rooms must be at least 1");
+        ensure!(
+            opt.subscribers + opt.publishers > 0,
+            "nothing to do: 0 subscribers and 0 publishers"
+        );
+        if opt.publishers > 0 {
+            ensure!(
+                opt.rate.is_finite() && opt.rate > 0.0 && opt.rate <= 1e7,
+                "--rate must be in (0, 1e7] messages/s per publisher"
+            );
+        }
+        ensure!(
+            opt.connect_rate.is_finite() && opt.connect_rate >= 0.0,
+            "--connect-rate must be >= 0"
+        );
+        ensure!(
+            (0.0..=100.0).contains(&opt.stalled),
+            "--stalled is a percentage in [0, 100]"
+        );
+        ensure!(!opt.duration.is_zero(), "--duration must be positive");
+        ensure!(
+            !opt.connect_timeout.is_zero(),
+            "--connect-timeout must be positive"
+        );
+        let threads = opt
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        ensure!((1..=256).contains(&threads), "--threads must be in 1..=256");
+        if let Some(pid) = opt.server_pid {
+            ensure!(
+                std::path::Path::new(&format!("/proc/{pid}/stat")).exists(),
+                "--server-pid {pid}: no such process on this host"
+            );
+        }
+        let targets = opt
+            .urls
+            .iter()
+            .map(|url| Target::parse(url))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let src = match &opt.src {
+            Some(text) => parse_source_pool(text).context("--src")?,
+            None => Vec::new(),
+        };
+        let thresholds = opt
+            .thresholds
+            .iter()
+            .map(|text| Threshold::parse(text))
+            .collect::<Result<Vec<_>, _>>()?;
+        if opt.publishers == 0 && opt.rate > 0.0 && opt.subscribers == 0 {
+            bail!("--publishers 0 with --subscribers 0 opens no connection");
+        }
+        let scenario = Scenario {
+            urls: opt.urls.clone(),
+            subscribers: opt.subscribers,
+            publishers: opt.publishers,
+            rate: opt.rate,
+            size: opt.size,
+            duration_s: opt.duration.as_secs_f64(),
+            warmup_s: opt.warmup.as_secs_f64(),
+            rooms: opt.rooms,
+            connect_rate: opt.connect_rate,
+            connect_timeout_s: opt.connect_timeout.as_secs_f64(),
+            threads,
+            src,
+            drain_s: opt.drain.as_secs_f64(),
+            stalled_percent: opt.stalled,
+            server_pid: opt.server_pid,
+            max_send_lag_s: opt.max_send_lag.as_secs_f64(),
+            thresholds: opt.thresholds.clone(),
+        };
+        Ok(Plan {
+            scenario,
+            targets,
+            thresholds,
+            out: opt.out.clone(),
+        })
+    }
+}

@@ -1,0 +1,191 @@
+//! `--threshold` rules (`p99<5ms`, `lost==0`) and the metric names they, and `compare`, use.
+
+use anyhow::{anyhow, bail};
+
+use crate::report::Results;
+
+/// Metric names, their meaning and whether lower is better (used by `compare`).
+pub const METRICS: &[(&str, &str, bool)] = &[
+    ("p50", "latency p50 (ns)", true),
+    ("p90", "latency p90 (ns)", true),
+    ("p99", "latency p99 (ns)", true),
+    ("p999", "latency p99.9 (ns)", true),
+    ("p9999", "latency p99.99 (ns)", true),
+    ("max", "latency max (ns)", true),
+    ("mean", "latency mean (ns)", true),
+    ("send_lag_p99", "send lag p99 (ns)", true),
+    ("send_lag_max", "send lag max (ns)", true),
+    ("connect_p99", "connect time p99 (ns)", true),
+    ("sent", "messages sent", false),
+    ("expected", "deliveries expected", false),
+    ("delivered", "deliveries", false),
+    ("delivered_per_sec", "deliveries per second", false),
+    ("lost", "lost deliveries", true),
+    ("duplicated", "duplicated deliveries", true),
+    ("reordered", "reordered deliveries", true),
+    ("connect_failed", "failed connections", true),
+    ("loadgen_cpu_percent", "loadgen CPU % of a core", true),
+    (
+        "server_cpu_us_per_delivery",
+        "server CPU us per delivery",
+        true,
+    ),
+    (
+        "server_rss_per_connection_bytes",
+        "server RSS per connection (B)",
+        true,
+    ),
+];
+
+/// The value of metric `name` in `results`; `None` for unknown names or absent server data.
+pub fn metric(results: &Results, name: &str) -> Option<f64> {
+    let latency = &results.latency_ns;
+    Some(match name {
+        "p50" => latency.p50 as f64,
+        "p90" => latency.p90 as f64,
+        "p99" => latency.p99 as f64,
+        "p999" => latency.p999 as f64,
+        "p9999" => latency.p9999 as f64,
+        "max" => latency.max as f64,
+        "mean" => latency.mean,
+        "send_lag_p99" => results.send_lag_ns.p99 as f64,
+        "send_lag_max" => results.send_lag_ns.max as f64,
+        "connect_p99" => results.connect_ns.p99 as f64,
+        "sent" => results.sent as f64,
+        "expected" => results.expected as f64,
+        "delivered" => results.delivered as f64,
+        "delivered_per_sec" => results.delivered_per_sec,
+        "lost" => results.lost as f64,
+        "duplicated" => results.duplicated as f64,
+        "reordered" => results.reordered as f64,
+        "connect_failed" => results.connections.failed as f64,
+        "loadgen_cpu_percent" => results.loadgen_cpu.window_percent,
+        "server_cpu_us_per_delivery" => results.server.as_ref()?.cpu_us_per_delivery,
+        "server_rss_per_connection_bytes" => results.server.as_ref()?.rss_per_connection_bytes,
+        _ => return None,
+    })
+}
+
+/// Whether a metric is a time (accepts ns/us/ms/s suffixes).
+fn is_time(name: &str) -> bool {
+    matches!(
+        name,
+        "p50"
+            | "p90"
+            | "p99"
+            | "p999"
+            | "p9999"
+            | "max"
+            | "mean"
+            | "send_lag_p99"
+            | "send_lag_max"
+            | "connect_p99"
+    )
+}
+
+/// Comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operator {
+    /// `<`
+    Less,
+    /// `<=`
+    LessOrEqual,
+    /// `>`
+    Greater,
+    /// `>=`
+    GreaterOrEqual,
+    /// `==`
+    Equal,
+}
+
+/// One parsed rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    /// The text as given.
+    pub expression: String,
+    /// Metric name (see `METRICS`).
+    metric: String,
+    /// Operator.
+    operator: Operator,
+    /// Bound, in the metric's unit (ns for times).
+    bound: f64,
+}
+
+impl Threshold {
+    /// Parses `metric OP value[unit]`.
+    pub fn parse(text: &str) -> anyhow::Result<Threshold> {
+        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        let at = compact
+            .find(['<', '>', '='])
+            .ok_or_else(|| anyhow!("threshold `{text}`: expected METRIC<VALUE, <=, >, >= or =="))?;
+        let (metric, rest) = compact.split_at(at);
+        let (operator, value) = [
+            ("<=", Operator::LessOrEqual),
+            (">=", Operator::GreaterOrEqual),
+            ("==", Operator::Equal),
+            ("<", Operator::Less),
+            (">", Operator::Greater),
+        ]
+        .iter()
+        .find_map(|(symbol, op)| rest.strip_prefix(symbol).map(|v| (*op, v)))
+        .ok_or_else(|| anyhow!("threshold `{text}`: unknown operator"))?;
+        if !METRICS.iter().any(|(name, _, _)| *name == metric) {
+            let names: Vec<&str> = METRICS.iter().map(|(name, _, _)| *name).collect();
+            bail!(
+                "threshold `{text}`: unknown metric `{metric}` (known: {})",
+                names.join(", ")
+            );
+        }
+        let bound = if is_time(metric) {
+            crate::units::parse_duration(value)
+                .map_err(|e| anyhow!("threshold `{text}`: {e}"))?
+                .as_nanos() as f64
+        } else {
+            value
+                .parse()
+                .map_err(|_| anyhow!("threshold `{text}`: `{value}` is not a number"))?
+        };
+        Ok(Threshold {
+            expression: text.to_string(),
+            metric: metric.to_string(),
+            operator,
+            bound,
+        })
+    }
+
+    /// Evaluates against `results`: (actual value, passed). A metric without data fails.
+    pub fn check(&self, results: &Results) -> (f64, bool) {
+        let Some(actual) = metric(results, &self.metric) else {
+            return (f64::NAN, false);
+        };
+        let passed = match self.operator {
+            Operator::Less => actual < self.bound,
+            Operator::LessOrEqual => actual <= self.bound,
+            Operator::Greater => actual > self.bound,
+            Operator::GreaterOrEqual => actual >= self.bound,
+            Operator::Equal => actual == self.bound,
+        };
+        (actual, passed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_times_counts_and_operators() {
+        let p99 = Threshold::parse("p99 < 5ms").unwrap();
+        assert_eq!(
+            (p99.metric.as_str(), p99.operator, p99.bound),
+            ("p99", Operator::Less, 5e6)
+        );
+        let lost = Threshold::parse("lost==0").unwrap();
+        assert_eq!((lost.operator, lost.bound), (Operator::Equal, 0.0));
+        let rate = Threshold::parse("delivered_per_sec>=1000").unwrap();
+        assert_eq!(rate.operator, Operator::GreaterOrEqual);
+        assert!(Threshold::parse("p42<1ms").is_err());
+        assert!(Threshold::parse("p99~1ms").is_err());
+        assert!(Threshold::parse("lost==zero").is_err());
+    }
+}

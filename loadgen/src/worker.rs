@@ -1,0 +1,251 @@
+//! One worker thread: its own tokio epoll runtime (current-thread), the connections assigned to
+//! it, and its stats. Connections never migrate between workers, so stats are thread-owned and
+//! recorded without locks; a work-stealing runtime would need a lock or atomics per message.
+
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{watch, Semaphore};
+
+use crate::clock::{monotonic_ns, tokio_instant_at};
+use crate::connect::{open_with_timeout, Target};
+use crate::publisher::publish;
+use crate::receiver::{receive, Receiver};
+use crate::scenario::Scenario;
+use crate::stats::{IntervalStats, RunTotals, WorkerStats};
+use crate::writer::Writer;
+
+/// Size of the read buffer a worker shares between all its connections (DESIGN 6).
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Handshakes one worker runs at once: an unlimited burst overflows the server's accept
+/// backlog and turns into SYN retransmits (1 s, 3 s ...) that look like server latency.
+const CONCURRENT_HANDSHAKES: usize = 128;
+
+/// The timing of the run, published once every connection attempt has finished.
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// Publishers' schedule origin: all connections up (monotonic ns).
+    pub t0_ns: u64,
+    /// Start of the measured window (t0 + warm-up).
+    pub measure_start_ns: u64,
+    /// End of the measured window; publishers send nothing due at or after it.
+    pub measure_end_ns: u64,
+}
+
+impl Window {
+    /// Whether a message intended at `ns` belongs to the measured window.
+    pub fn measures(&self, ns: u64) -> bool {
+        (self.measure_start_ns..self.measure_end_ns).contains(&ns)
+    }
+}
+
+/// State shared by the main thread and every worker.
+pub struct Shared {
+    /// The scenario being run.
+    pub scenario: Scenario,
+    /// Resolved URLs.
+    pub targets: Vec<Target>,
+    /// Identifies this process's stamps.
+    pub run_id: u32,
+    /// Connections currently open (live line).
+    pub open_connections: AtomicU64,
+    /// Connection attempts finished, successfully or not.
+    pub attempts_done: AtomicU64,
+    /// Run timing, `None` until all attempts have finished.
+    pub window: watch::Receiver<Option<Arc<Window>>>,
+    /// Becomes true when connections must close (after the drain).
+    pub stop: watch::Receiver<bool>,
+    /// Where workers add their per-second figures (one lock per worker per second).
+    pub interval_sink: Mutex<IntervalStats>,
+    /// Successful connections report (connection index) here, so the main thread can count
+    /// the receivers of each room for `expected`.
+    pub connected_tx: Mutex<mpsc::Sender<u64>>,
+    /// Monotonic ns the run started at (second boundaries of the interval handoff).
+    pub started_ns: u64,
+}
+
+/// What one connection is.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionSpec {
+    /// Global index: subscribers 0..N, then publishers N..N+P.
+    pub index: u64,
+    /// Room of this connection.
+    pub room: u64,
+    /// Publisher id when it sends.
+    pub publisher: Option<u32>,
+    /// Stops reading after the warm-up.
+    pub stalled: bool,
+}
+
+impl ConnectionSpec {
+    /// The role of connection `index` in `scenario` (see the module docs of `cli`).
+    pub fn of(scenario: &Scenario, index: u64) -> ConnectionSpec {
+        let rooms = scenario.rooms.max(1);
+        if index < scenario.subscribers {
+            ConnectionSpec {
+                index,
+                room: index % rooms,
+                publisher: None,
+                stalled: index < scenario.stalled_subscribers(),
+            }
+        } else {
+            let publisher = index - scenario.subscribers;
+            ConnectionSpec {
+                index,
+                room: publisher % rooms,
+                publisher: Some(publisher as u32),
+                stalled: false,
+            }
+        }
+    }
+}
+
+/// Per-worker context handed to every connection task.
+pub struct WorkerContext {
+    /// Run-wide shared state.
+    pub shared: Arc<Shared>,
+    /// This worker's stats.
+    pub stats: RefCell<WorkerStats>,
+    /// Read buffer shared by all connections of this worker; borrowed only synchronously.
+    pub read_buffer: RefCell<Vec<u8>>,
+}
+
+/// Runs worker `worker` (of `workers`) to completion and returns its totals.
+pub fn run_worker(shared: Arc<Shared>, worker: usize, workers: usize) -> anyhow::Result<RunTotals> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let context = Rc::new(WorkerContext {
+        stats: RefCell::new(WorkerStats {
+            interval: IntervalStats::new(),
+            totals: RunTotals::new(shared.scenario.publishers as usize),
+        }),
+        read_buffer: RefCell::new(vec![0; READ_BUFFER]),
+        shared,
+    });
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, drive(context.clone(), worker, workers));
+    let totals = context.stats.borrow().totals.clone();
+    Ok(totals)
+}
+
+/// Spawns this worker's connections and the once-a-second handoff, waits for the stop.
+async fn drive(context: Rc<WorkerContext>, worker: usize, workers: usize) {
+    let shared = context.shared.clone();
+    let total = shared.scenario.connections();
+    let handshakes = Rc::new(Semaphore::new(CONCURRENT_HANDSHAKES));
+    let mut tasks = Vec::new();
+    for index in (worker as u64..total).step_by(workers) {
+        let spec = ConnectionSpec::of(&shared.scenario, index);
+        tasks.push(tokio::task::spawn_local(connection(
+            context.clone(),
+            spec,
+            handshakes.clone(),
+        )));
+    }
+    let handoff = tokio::task::spawn_local(hand_over_every_second(context.clone()));
+    for task in tasks {
+        // A panicking connection task would be a bug; the others still finish.
+        let _ = task.await;
+    }
+    handoff.abort();
+    let mut stats = context.stats.borrow_mut();
+    let sink = shared.interval_sink.lock();
+    if let Ok(mut sink) = sink {
+        sink.drain_from(&mut stats.interval);
+    }
+}
+
+/// Adds this worker's interval figures to the shared sink just after each second boundary.
+async fn hand_over_every_second(context: Rc<WorkerContext>) {
+    let started = context.shared.started_ns;
+    let mut second = 1u64;
+    loop {
+        tokio::time::sleep_until(tokio_instant_at(started + second * 1_000_000_000)).await;
+        second = (monotonic_ns().saturating_sub(started)) / 1_000_000_000 + 1;
+        let mut stats = context.stats.borrow_mut();
+        if let Ok(mut sink) = context.shared.interval_sink.lock() {
+            sink.drain_from(&mut stats.interval);
+        }
+    }
+}
+
+/// One connection: wait for its ramp slot, connect, then receive (and publish) until stopped.
+async fn connection(context: Rc<WorkerContext>, spec: ConnectionSpec, handshakes: Rc<Semaphore>) {
+    let shared = context.shared.clone();
+    let scenario = &shared.scenario;
+    if scenario.connect_rate > 0.0 {
+        let offset = Duration::from_secs_f64(spec.index as f64 / scenario.connect_rate);
+        tokio::time::sleep_until(tokio_instant_at(shared.started_ns) + offset).await;
+    }
+    let Ok(_permit) = handshakes.acquire().await else {
+        return;
+    };
+    let target = &shared.targets[(spec.index % shared.targets.len() as u64) as usize];
+    let path = target.path_for_room(spec.room as usize, scenario.rooms as usize);
+    let source: Option<IpAddr> = (!scenario.src.is_empty())
+        .then(|| scenario.src[(spec.index % scenario.src.len() as u64) as usize]);
+    let key_seed = key_seed(spec.index);
+    let begun = monotonic_ns();
+    let timeout = Duration::from_secs_f64(scenario.connect_timeout_s);
+    let outcome = open_with_timeout(target, &path, source, key_seed, timeout).await;
+    drop(_permit);
+    let (stream, leftover) = match outcome {
+        Ok(opened) => opened,
+        Err(failure) => {
+            let mut stats = context.stats.borrow_mut();
+            *stats
+                .totals
+                .connect_failures
+                .entry(failure.key())
+                .or_default() += 1;
+            stats
+                .totals
+                .connect_failure_examples
+                .entry(failure.key())
+                .or_insert_with(|| failure.to_string());
+            stats.interval.errors += 1;
+            shared.attempts_done.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    {
+        let mut stats = context.stats.borrow_mut();
+        stats
+            .totals
+            .connect
+            .saturating_record(monotonic_ns().saturating_sub(begun).max(1));
+        stats.totals.connected += 1;
+        stats.totals.stalled_connected += u64::from(spec.stalled);
+    }
+    shared.open_connections.fetch_add(1, Ordering::Relaxed);
+    if let Ok(sender) = shared.connected_tx.lock() {
+        let _ = sender.send(spec.index);
+    }
+    shared.attempts_done.fetch_add(1, Ordering::Relaxed);
+
+    let (read_half, write_half) = stream.into_split();
+    let writer = Rc::new(Writer::new(write_half));
+    let publisher = spec
+        .publisher
+        .map(|id| tokio::task::spawn_local(publish(context.clone(), id, writer.clone())));
+    let receiver = Receiver::new(spec, scenario, leftover);
+    receive(context.clone(), receiver, read_half, writer).await;
+    if let Some(task) = publisher {
+        task.abort();
+    }
+    shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// A distinct 16-byte Sec-WebSocket-Key seed per connection (the key need not be secret).
+fn key_seed(index: u64) -> [u8; 16] {
+    let mut seed = [0u8; 16];
+    seed[..8].copy_from_slice(&index.to_le_bytes());
+    seed[8..].copy_from_slice(&monotonic_ns().to_le_bytes());
+    seed
+}
