@@ -191,8 +191,8 @@ pub fn render(changes: &[Change], base_runs: usize, new_runs: usize, format: For
             let _ = writeln!(out, "base: {base_runs} run(s), new: {new_runs} run(s); ~ = within noise, ? = noise unknown (one run)");
             let _ = writeln!(
                 out,
-                "{:<34} {:>16} {:>16} {:>9}  {}",
-                "metric", "base", "new", "change", "significance"
+                "{:<34} {:>16} {:>16} {:>9}  significance",
+                "metric", "base", "new", "change"
             );
             for c in changes {
                 let label = METRICS

@@ -44,35 +44,38 @@ pub async fn publish(context: Rc<WorkerContext>, id: u32, writer: Rc<Writer>) {
         }
         let mut side = writer.lock().await;
         let now = monotonic_ns();
-        let mut stats = context.stats.borrow_mut();
-        for _ in 0..MAX_BATCH {
-            let due = due_ns(window.t0_ns, seq, rate);
-            if due > now || due >= window.measure_end_ns {
-                break;
-            }
-            let stamp = Stamp {
-                run_id: shared.run_id,
-                publisher: id,
-                seq,
-                intended_ns: due,
-                sent_ns: now,
-            };
-            // Cannot fail: the scenario guarantees size >= STAMP_LEN.
-            let _ = stamp.write_to(&mut payload);
-            side.push_frame(OP_BINARY, &payload);
-            let lag = now.saturating_sub(due).max(1);
-            stats.interval.send_lag.saturating_record(lag);
-            stats.interval.sent += 1;
-            stats.totals.sent += 1;
-            if window.measures(due) {
-                stats.totals.send_lag.saturating_record(lag);
-                if let Some(count) = stats.totals.sent_measured_by_publisher.get_mut(id as usize) {
-                    *count += 1;
+        {
+            let mut stats = context.stats.borrow_mut();
+            for _ in 0..MAX_BATCH {
+                let due = due_ns(window.t0_ns, seq, rate);
+                if due > now || due >= window.measure_end_ns {
+                    break;
                 }
+                let stamp = Stamp {
+                    run_id: shared.run_id,
+                    publisher: id,
+                    seq,
+                    intended_ns: due,
+                    sent_ns: now,
+                };
+                // Cannot fail: the scenario guarantees size >= STAMP_LEN.
+                let _ = stamp.write_to(&mut payload);
+                side.push_frame(OP_BINARY, &payload);
+                let lag = now.saturating_sub(due).max(1);
+                stats.interval.send_lag.saturating_record(lag);
+                stats.interval.sent += 1;
+                stats.totals.sent += 1;
+                if window.measures(due) {
+                    stats.totals.send_lag.saturating_record(lag);
+                    if let Some(count) =
+                        stats.totals.sent_measured_by_publisher.get_mut(id as usize)
+                    {
+                        *count += 1;
+                    }
+                }
+                seq += 1;
             }
-            seq += 1;
         }
-        drop(stats);
         if side.flush().await.is_err() {
             let mut stats = context.stats.borrow_mut();
             stats.totals.protocol_errors += 1;

@@ -63,8 +63,7 @@ mod tests {
         assert!(text.contains("Total count    =         1000"));
         let last_value_line = text
             .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .last()
+            .rfind(|l| !l.starts_with('#') && !l.trim().is_empty())
             .unwrap();
         assert!(
             last_value_line.trim_start().starts_with("1.000"),

@@ -1,0 +1,117 @@
+//! loadgen against a real ringcast server started in this process: counts must balance and
+//! latency figures must be positive and ordered; a threshold that cannot hold exits 99.
+
+mod util;
+
+use std::process::Command;
+
+use loadgen::report::Report;
+use util::scratch_dir;
+
+/// Starts ringcast on an OS-picked port.
+fn start_server() -> ringcast::Server {
+    let config = ringcast::Config::from_args(["--listen", "127.0.0.1:0", "--cores", "2"])
+        .expect("valid config");
+    ringcast::Server::start(config).expect("server starts")
+}
+
+#[test]
+fn two_hundred_subscribers_two_publishers_lose_nothing() {
+    let server = start_server();
+    let url = format!("ws://{}/ws/bench", server.local_addr());
+    let out = scratch_dir("ringcast");
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "run",
+            "--url",
+            &url,
+            "--subscribers",
+            "200",
+            "--publishers",
+            "2",
+            "--rate",
+            "100",
+        ])
+        .args([
+            "--duration",
+            "2s",
+            "--warmup",
+            "1s",
+            "--drain",
+            "1s",
+            "--threads",
+            "2",
+            "--quiet",
+        ])
+        .args(["--max-send-lag", "1s", "--threshold", "lost==0", "--out"])
+        .arg(&out)
+        .output()
+        .expect("loadgen runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = Report::read(&out.join("report.json")).expect("report written");
+    let r = &report.results;
+    assert_eq!(r.connections.ok, 202);
+    assert!(
+        r.sent_measured >= 380,
+        "two publishers x 100/s x 2 s, got {}",
+        r.sent_measured
+    );
+    // Every receiver (publishers included) of the one room gets every measured message.
+    assert_eq!(r.expected, r.sent_measured * 202);
+    assert_eq!(r.delivered, r.expected);
+    assert_eq!((r.lost, r.duplicated), (0, 0));
+    let latency = &r.latency_ns;
+    assert!(
+        latency.p50 > 0 && latency.p50 <= latency.p99 && latency.p99 <= latency.max,
+        "{latency:?}"
+    );
+    assert_eq!(latency.count, r.delivered);
+    for file in ["latency.hlog", "latency.hgrm", "timeline.csv"] {
+        assert!(
+            std::fs::metadata(out.join(file))
+                .map(|m| m.len() > 0)
+                .unwrap_or(false),
+            "{file} missing"
+        );
+    }
+
+    let failing = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "run",
+            "--url",
+            &url,
+            "--subscribers",
+            "5",
+            "--publishers",
+            "1",
+            "--rate",
+            "50",
+        ])
+        .args([
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--drain",
+            "500ms",
+            "--quiet",
+            "--max-send-lag",
+            "1s",
+        ])
+        .args(["--threshold", "p50<1ns"])
+        .output()
+        .expect("loadgen runs");
+    assert_eq!(
+        failing.status.code(),
+        Some(99),
+        "{}",
+        String::from_utf8_lossy(&failing.stdout)
+    );
+    server.shutdown();
+}
