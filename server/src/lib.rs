@@ -1,1 +1,230 @@
+//! ringcast: a thread-per-core io_uring WebSocket broadcast server.
+//!
+//! Any text or binary message a client sends on `/ws/{room}` (`/ws` = room `default`) reaches
+//! every client of that room, the sender included, unchanged and in the order the server
+//! received it.
+//!
+//! ```text
+//! accept (per core, SO_REUSEPORT)            cores.rs
+//!   -> HTTP/1.1 (hyper) over io_uring         http.rs, uring_io.rs
+//!   -> upgrade: reader task decodes frames    conn.rs, inbound.rs
+//!   -> publish(room, payload): encode once    frame.rs, hub.rs
+//!        -> local subscribers' queues         subscriber.rs, outbound.rs
+//!        -> other cores' mailboxes (one Bytes clone per core)
+//!   -> writer task per connection: batch -> one writev
+//! keepalive sweep per core                    keepalive.rs
+//! counters and /metrics                       metrics.rs
+//! ```
+//!
+//! Close codes: 1000 normal, 1001 server shutting down or idle timeout, 1002 protocol error
+//! (unmasked client frame, reserved bits, unknown opcode, control frame over 125 bytes, bad
+//! continuation, bad close frame), 1007 invalid UTF-8 in a text message (also across fragments)
+//! or close reason, 1008 slow consumer (outbound backlog over `--max-backlog`), 1009 message
+//! over `--max-message`, 1011 internal error.
 
+pub mod config;
+pub mod conn;
+pub mod cores;
+pub mod frame;
+pub mod http;
+pub mod hub;
+pub mod inbound;
+pub mod keepalive;
+pub mod metrics;
+pub mod outbound;
+pub mod server_state;
+pub mod subscriber;
+pub mod units;
+pub mod uring_io;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+
+pub use crate::config::{Cli, Config, ConfigError};
+pub use crate::frame::{encode_message, CloseCode, MessageKind};
+pub use crate::hub::{Hub, Room};
+pub use crate::outbound::{BacklogExceeded, OutboundQueue};
+pub use crate::subscriber::Subscriber;
+
+use crate::cores::{bind_listener, run_core, CoreSetup};
+use crate::hub::Mail;
+use crate::server_state::ServerState;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The kernel refused io_uring.
+    #[error(
+        "io_uring is unavailable ({source}). ringcast needs io_uring (Linux 5.11 or newer). \
+         Likely causes: the sysctl kernel.io_uring_disabled is 1 or 2 (run \
+         `sysctl -w kernel.io_uring_disabled=0` as root), or a container seccomp profile blocks \
+         io_uring_setup (Docker's default does: run the container with a profile that allows \
+         io_uring_setup, io_uring_enter and io_uring_register, e.g. \
+         `--security-opt seccomp=unconfined`)"
+    )]
+    IoUringUnavailable {
+        /// The error io_uring_setup returned.
+        source: io::Error,
+    },
+    /// A listening socket could not be set up.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A core thread could not be started or its runtime failed to build.
+    #[error("cannot start core {core}: {source}")]
+    Core {
+        /// Core number.
+        core: usize,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// A running server: one pinned thread per core.
+#[derive(Debug)]
+pub struct Server {
+    /// The address every core listens on.
+    local_addr: SocketAddr,
+    /// Mailboxes of the cores (for shutdown).
+    mailboxes: Vec<UnboundedSender<Mail>>,
+    /// Core threads, joined on shutdown.
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds every core's SO_REUSEPORT listener (port 0 => OS picks one port, then all cores bind
+    /// that same port), starts the pinned core threads, returns once all of them are accepting.
+    pub fn start(config: Config) -> Result<Server, StartError> {
+        if let Err(err) = config::raise_nofile_limit() {
+            tracing::warn!(%err, "could not raise the open-file limit");
+        }
+        probe_io_uring()?;
+        let listeners = bind_all(&config)?;
+        let local_addr = listeners[0]
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let cores = config.cores;
+        let state = Arc::new(ServerState::new(config));
+        let (mailboxes, receivers): (Vec<_>, Vec<_>) =
+            (0..cores).map(|_| unbounded_channel()).unzip();
+        let cpus = core_affinity::get_core_ids().unwrap_or_default();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(cores);
+        let mut server = Server {
+            local_addr,
+            mailboxes: mailboxes.clone(),
+            threads: Vec::with_capacity(cores),
+        };
+        for (index, (listener, mailbox)) in listeners.into_iter().zip(receivers).enumerate() {
+            let peers = mailboxes
+                .iter()
+                .enumerate()
+                .filter(|&(peer, _)| peer != index)
+                .map(|(_, sender)| sender.clone())
+                .collect();
+            let setup = CoreSetup {
+                index,
+                cpu: (!cpus.is_empty()).then(|| cpus[index % cpus.len()]),
+                listener,
+                state: Arc::clone(&state),
+                peers,
+                mailbox,
+                ready: ready_tx.clone(),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("ringcast-core-{index}"))
+                .spawn(move || run_core(setup))
+                .map_err(|source| StartError::Core {
+                    core: index,
+                    source,
+                })?;
+            server.threads.push(thread);
+        }
+        drop(ready_tx);
+        for core in 0..cores {
+            let failure = match ready_rx.recv() {
+                Ok(Ok(())) => continue,
+                Ok(Err(source)) => source,
+                Err(_) => io::Error::other("core thread exited during start"),
+            };
+            // Dropping `server` stops the cores that did start.
+            return Err(StartError::Core {
+                core,
+                source: failure,
+            });
+        }
+        let config = &state.config;
+        tracing::info!(
+            addr = %local_addr,
+            cores,
+            max_message = config.max_message,
+            max_backlog = config.max_backlog,
+            max_connections = config.max_connections,
+            "listening"
+        );
+        Ok(server)
+    }
+
+    /// The address every core listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Graceful shutdown: stop accepting, close 1001 to every client, wait at most
+    /// shutdown_grace, join the core threads.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    /// Sends every core the shutdown mail and joins the threads (idempotent).
+    fn stop(&mut self) {
+        for mailbox in self.mailboxes.drain(..) {
+            let _ = mailbox.send(Mail::Shutdown);
+        }
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                tracing::error!("a core thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Fails cleanly, before any thread starts, when the kernel refuses io_uring.
+fn probe_io_uring() -> Result<(), StartError> {
+    io_uring::IoUring::new(2)
+        .map(drop)
+        .map_err(|source| StartError::IoUringUnavailable { source })
+}
+
+/// Binds one listener per core on the same address (the first picks the port if it is 0).
+fn bind_all(config: &Config) -> Result<Vec<std::net::TcpListener>, StartError> {
+    let bind = |addr: SocketAddr| {
+        bind_listener(addr, config.backlog).map_err(|source| StartError::Bind { addr, source })
+    };
+    let first = bind(config.listen)?;
+    let addr = first.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let mut listeners = vec![first];
+    for _ in 1..config.cores {
+        listeners.push(bind(addr)?);
+    }
+    Ok(listeners)
+}

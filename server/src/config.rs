@@ -1,0 +1,301 @@
+//! Command line (clap, every option also from a `RINGCAST_*` environment variable) turned into
+//! one validated [`Config`].
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::units::{parse_duration, parse_size};
+
+/// File descriptors kept free for listeners, io_uring rings, eventfds, logs and HTTP-only
+/// connections when deriving the default `--max-connections` from RLIMIT_NOFILE.
+const FD_HEADROOM: u64 = 128;
+/// Upper bound for the derived `--max-connections` when RLIMIT_NOFILE is unlimited.
+const MAX_DERIVED_CONNECTIONS: u64 = 1 << 20;
+/// Largest server frame header: a message of `--max-message` bytes needs this much more room in
+/// the outbound budget.
+const MAX_FRAME_HEADER: usize = 10;
+
+/// ringcast: a thread-per-core io_uring WebSocket broadcast server.
+///
+/// Every text or binary message a client sends on /ws/{room} (/ws = room "default") is
+/// delivered unchanged to every client of that room, the sender included.
+#[derive(Debug, Parser)]
+#[command(name = "ringcast", version, about)]
+pub struct Cli {
+    /// Address to listen on (every core binds it with SO_REUSEPORT).
+    #[arg(long, env = "RINGCAST_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Number of pinned core threads [default: the CPUs this process may use].
+    #[arg(long, env = "RINGCAST_CORES")]
+    pub cores: Option<usize>,
+
+    /// Largest inbound message after reassembly; larger ones are closed with 1009.
+    #[arg(long, env = "RINGCAST_MAX_MESSAGE", default_value = "64KiB", value_parser = parse_size)]
+    pub max_message: usize,
+
+    /// Outbound budget per connection; a client whose queue would exceed it is a slow consumer
+    /// and is closed with 1008.
+    #[arg(long, env = "RINGCAST_MAX_BACKLOG", default_value = "1MiB", value_parser = parse_size)]
+    pub max_backlog: usize,
+
+    /// Most WebSocket connections; upgrades beyond it get HTTP 503 [default: RLIMIT_NOFILE hard
+    /// limit minus 128].
+    #[arg(long, env = "RINGCAST_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// How often idle clients (no inbound traffic since the last check) are pinged.
+    #[arg(long, env = "RINGCAST_PING_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+
+    /// A client silent for this long is closed with 1001; must exceed --ping-interval.
+    #[arg(long, env = "RINGCAST_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// On SIGINT/SIGTERM, how long to wait for clients to take their 1001 close.
+    #[arg(long, env = "RINGCAST_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// How long a client may take to send its HTTP request headers (slowloris guard).
+    #[arg(long, env = "RINGCAST_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Origin allowed to open WebSockets besides same-host ones (repeatable; "*" allows all).
+    /// Requests without an Origin header are always allowed.
+    #[arg(
+        long = "allowed-origin",
+        env = "RINGCAST_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// listen(2) backlog of each core's listening socket.
+    #[arg(long, env = "RINGCAST_BACKLOG", default_value_t = 4096)]
+    pub backlog: u32,
+}
+
+/// Validated server settings; see [`Cli`] for what each one means.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address every core's SO_REUSEPORT listener binds (port 0: the OS picks one).
+    pub listen: SocketAddr,
+    /// Number of pinned core threads.
+    pub cores: usize,
+    /// Largest reassembled inbound message in bytes (1009 beyond).
+    pub max_message: usize,
+    /// Outbound byte budget per connection (1008 slow consumer beyond).
+    pub max_backlog: usize,
+    /// Most concurrent WebSocket connections (503 at upgrade beyond).
+    pub max_connections: usize,
+    /// Keepalive ping period for connections without inbound traffic.
+    pub ping_interval: Duration,
+    /// Silence after which a connection is closed with 1001.
+    pub idle_timeout: Duration,
+    /// Bound on the graceful-shutdown drain.
+    pub shutdown_grace: Duration,
+    /// HTTP header read timeout.
+    pub header_timeout: Duration,
+    /// Extra allowed WebSocket origins ("*" = any).
+    pub allowed_origins: Vec<String>,
+    /// listen(2) backlog per core.
+    pub backlog: u32,
+}
+
+/// Why the command line was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// clap refused an argument (its message names the flag), or --help/--version was asked.
+    #[error(transparent)]
+    Parse(#[from] clap::Error),
+    /// A value parsed but is out of range.
+    #[error("invalid value for {flag}: {reason}")]
+    Invalid {
+        /// The offending flag, e.g. `--idle-timeout`.
+        flag: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Parse like the command line (args WITHOUT the program name), validate.
+    pub fn from_args<I, S>(args: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString> + Clone,
+    {
+        let program = std::iter::once(OsString::from("ringcast"));
+        let cli = Cli::try_parse_from(program.chain(args.into_iter().map(Into::into)))?;
+        Config::from_cli(cli)
+    }
+
+    /// Validate parsed options and fill in the machine-derived defaults.
+    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        let cores = cli.cores.unwrap_or_else(default_cores);
+        if cores == 0 || cores > 1024 {
+            return Err(invalid("--cores", "must be between 1 and 1024"));
+        }
+        if cli.max_message == 0 {
+            return Err(invalid("--max-message", "must be at least 1 byte"));
+        }
+        if cli.max_backlog < cli.max_message + MAX_FRAME_HEADER {
+            return Err(invalid(
+                "--max-backlog",
+                "must hold at least one message of --max-message bytes plus its header",
+            ));
+        }
+        let max_connections = cli.max_connections.unwrap_or_else(default_max_connections);
+        if max_connections == 0 {
+            return Err(invalid("--max-connections", "must be at least 1"));
+        }
+        if cli.ping_interval.is_zero() {
+            return Err(invalid("--ping-interval", "must be greater than zero"));
+        }
+        if cli.idle_timeout <= cli.ping_interval {
+            return Err(invalid(
+                "--idle-timeout",
+                "must be greater than --ping-interval",
+            ));
+        }
+        if cli.header_timeout.is_zero() {
+            return Err(invalid("--header-timeout", "must be greater than zero"));
+        }
+        if cli.backlog == 0 {
+            return Err(invalid("--backlog", "must be at least 1"));
+        }
+        Ok(Config {
+            listen: cli.listen,
+            cores,
+            max_message: cli.max_message,
+            max_backlog: cli.max_backlog,
+            max_connections,
+            ping_interval: cli.ping_interval,
+            idle_timeout: cli.idle_timeout,
+            shutdown_grace: cli.shutdown_grace,
+            header_timeout: cli.header_timeout,
+            allowed_origins: cli.allowed_origins,
+            backlog: cli.backlog,
+        })
+    }
+}
+
+/// Builds a [`ConfigError::Invalid`].
+fn invalid(flag: &'static str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        flag,
+        reason: reason.to_owned(),
+    }
+}
+
+/// The CPUs this process may run on (sched_getaffinity, cgroup quota), at least 1.
+fn default_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// RLIMIT_NOFILE's hard limit (the server raises its soft limit to it) minus headroom.
+fn default_max_connections() -> usize {
+    let hard = nofile_hard_limit().unwrap_or(1024 + FD_HEADROOM);
+    let usable = hard
+        .saturating_sub(FD_HEADROOM)
+        .clamp(1, MAX_DERIVED_CONNECTIONS);
+    usize::try_from(usable).unwrap_or(usize::MAX)
+}
+
+/// The hard RLIMIT_NOFILE, or None if it cannot be read or is unlimited.
+fn nofile_hard_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the rlimit struct we pass, which lives for the call.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    (rc == 0 && limit.rlim_max != libc::RLIM_INFINITY).then_some(limit.rlim_max)
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit so --max-connections can be reached.
+pub fn raise_nofile_limit() -> std::io::Result<()> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write only the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let config = Config::from_args(Vec::<String>::new()).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.max_message, 64 << 10);
+        assert_eq!(config.max_backlog, 1 << 20);
+        assert_eq!(config.ping_interval, Duration::from_secs(30));
+        assert_eq!(config.idle_timeout, Duration::from_secs(60));
+        assert!(config.cores >= 1);
+        assert!(config.max_connections >= 1);
+    }
+
+    #[test]
+    fn units_are_accepted() {
+        let config = Config::from_args([
+            "--max-message",
+            "16MiB",
+            "--max-backlog",
+            "64MiB",
+            "--ping-interval",
+            "500ms",
+            "--idle-timeout",
+            "2s",
+            "--cores",
+            "2",
+            "--allowed-origin",
+            "http://a.example",
+            "--allowed-origin",
+            "*",
+        ])
+        .unwrap();
+        assert_eq!(config.max_message, 16 << 20);
+        assert_eq!(config.ping_interval, Duration::from_millis(500));
+        assert_eq!(config.cores, 2);
+        assert_eq!(config.allowed_origins, ["http://a.example", "*"]);
+    }
+
+    fn error_text(args: &[&str]) -> String {
+        Config::from_args(args.iter().copied())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        assert!(error_text(&["--max-message", "lots"]).contains("--max-message"));
+        assert!(error_text(&["--listen", "nowhere"]).contains("--listen"));
+        assert!(error_text(&["--ping-interval", "10x"]).contains("--ping-interval"));
+        assert!(error_text(&["--cores", "0"]).contains("--cores"));
+        assert!(
+            error_text(&["--ping-interval", "60s", "--idle-timeout", "30s"])
+                .contains("--idle-timeout")
+        );
+        assert!(
+            error_text(&["--max-message", "2MiB", "--max-backlog", "1MiB"])
+                .contains("--max-backlog")
+        );
+    }
+}

@@ -1,0 +1,194 @@
+//! One pinned thread per core: its own tokio-uring runtime, SO_REUSEPORT listener, hub and
+//! mailbox. Nothing is shared between cores on the hot path except the encoded frames.
+
+use std::cell::Cell;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::io::AsRawFd;
+use std::rc::Rc;
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::Notify;
+use tokio_uring::net::TcpListener;
+
+use crate::frame::CloseCode;
+use crate::hub::{Hub, Mail};
+use crate::server_state::ServerState;
+use crate::{http, keepalive};
+
+/// Submission queue entries per core ring.
+const RING_ENTRIES: u32 = 4096;
+/// Completion queue entries: generous, a broadcast completes one writev per subscriber at once.
+const COMPLETION_ENTRIES: u32 = 8 * RING_ENTRIES;
+/// Pause after accept fails for lack of file descriptors, so the loop does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// After the grace period, how long tasks get to observe the final shutdown(Both).
+const FINAL_DRAIN: Duration = Duration::from_millis(200);
+
+/// Everything a core's tasks share.
+#[derive(Debug)]
+pub struct CoreContext {
+    /// Rooms and cross-core fan-out of this core.
+    pub hub: Hub,
+    /// Config, metrics, connection limit.
+    pub state: Arc<ServerState>,
+    /// Set once graceful shutdown began: no new connections or upgrades.
+    shutting_down: Cell<bool>,
+    /// Signalled whenever a WebSocket connection of this core ends (shutdown drain waits on it).
+    connection_gone: Notify,
+}
+
+impl CoreContext {
+    /// True once graceful shutdown began.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.get()
+    }
+
+    /// Called when a WebSocket connection has fully ended.
+    pub fn connection_closed(&self) {
+        self.connection_gone.notify_one();
+    }
+}
+
+/// Everything one core thread needs, moved into it.
+pub struct CoreSetup {
+    /// Core number (index into metrics).
+    pub index: usize,
+    /// CPU to pin the thread to, if known.
+    pub cpu: Option<core_affinity::CoreId>,
+    /// This core's bound, listening SO_REUSEPORT socket.
+    pub listener: std::net::TcpListener,
+    /// Shared state.
+    pub state: Arc<ServerState>,
+    /// Other cores' mailboxes.
+    pub peers: Vec<UnboundedSender<Mail>>,
+    /// This core's mailbox.
+    pub mailbox: UnboundedReceiver<Mail>,
+    /// Reports Ok once accepting, or the runtime error.
+    pub ready: SyncSender<Result<(), io::Error>>,
+}
+
+/// Binds one SO_REUSEPORT listening socket with a real listen backlog.
+pub fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
+}
+
+/// Body of a core thread: pin, build the ring, serve until shutdown.
+pub fn run_core(setup: CoreSetup) {
+    if let Some(cpu) = setup.cpu {
+        if !core_affinity::set_for_current(cpu) {
+            tracing::warn!(
+                core = setup.index,
+                cpu = cpu.id,
+                "could not pin core thread"
+            );
+        }
+    }
+    let mut completion = tokio_uring::uring_builder();
+    completion.setup_cqsize(COMPLETION_ENTRIES);
+    let runtime = match tokio_uring::Runtime::new(
+        tokio_uring::builder()
+            .entries(RING_ENTRIES)
+            .uring_builder(&completion),
+    ) {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            let _ = setup.ready.send(Err(err));
+            return;
+        }
+    };
+    runtime.block_on(serve_core(setup));
+}
+
+/// The core's main task: accept loop, keepalive sweep, mailbox, then graceful drain.
+async fn serve_core(setup: CoreSetup) {
+    let CoreSetup {
+        index,
+        listener,
+        state,
+        peers,
+        mut mailbox,
+        ready,
+        ..
+    } = setup;
+    let metrics = Arc::clone(&state.metrics);
+    let core = Rc::new(CoreContext {
+        hub: Hub::new(index, peers, metrics),
+        state,
+        shutting_down: Cell::new(false),
+        connection_gone: Notify::new(),
+    });
+    let listener = Rc::new(TcpListener::from_std(listener));
+    tokio_uring::spawn(accept_loop(Rc::clone(&core), Rc::clone(&listener)));
+    tokio_uring::spawn(keepalive::sweep_loop(Rc::clone(&core)));
+    let _ = ready.send(Ok(()));
+    while let Some(mail) = mailbox.recv().await {
+        match mail {
+            Mail::Broadcast { room, frame } => core.hub.deliver_from_peer(&room, &frame),
+            Mail::Shutdown => break,
+        }
+    }
+    core.shutting_down.set(true);
+    // SAFETY: the fd belongs to `listener`, which this function keeps alive; shutdown(2) on a
+    // listening socket makes the pending accept complete with an error, ending accept_loop.
+    unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RD) };
+    drain(&core).await;
+}
+
+/// Accepts connections until shutdown and hands each to the HTTP phase.
+async fn accept_loop(core: Rc<CoreContext>, listener: Rc<TcpListener>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => {
+                if core.is_shutting_down() {
+                    return;
+                }
+                // Latency over coalescing: the writer already batches per connection.
+                let _ = stream.set_nodelay(true);
+                tokio_uring::spawn(http::serve(Rc::clone(&core), stream));
+            }
+            Err(_) if core.is_shutting_down() => return,
+            Err(err) => {
+                tracing::warn!(%err, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// Graceful shutdown of one core: close 1001 to every client, wait until they are gone or the
+/// grace period ends, then shut down whatever is left.
+async fn drain(core: &CoreContext) {
+    let grace = core.state.config.shutdown_grace;
+    let deadline = Instant::now() + grace;
+    core.hub.for_each_subscriber(|subscriber| {
+        subscriber.close_within(CloseCode::GoingAway, "server shutting down", grace);
+    });
+    wait_for_connections(core, deadline).await;
+    core.hub
+        .for_each_subscriber(|subscriber| subscriber.shutdown_socket());
+    wait_for_connections(core, Instant::now() + FINAL_DRAIN).await;
+}
+
+/// Waits until this core has no WebSocket connection left or `deadline` passes.
+async fn wait_for_connections(core: &CoreContext, deadline: Instant) {
+    while core.hub.subscriber_count() > 0 {
+        let gone = core.connection_gone.notified();
+        if tokio::time::timeout_at(deadline.into(), gone)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The HTTP/1.1 phase of every connection (hyper): routes, WebSocket upgrade checks, the chat
+//! page, health and metrics.
+//!
+//! hyper's `with_upgrades` needs `Send` IO, which tokio-uring sockets are not, so the
+//! connection is served with `without_shutdown`: once the 101 response is flushed hyper hands
+//! back the IO and any bytes read past the request, and the WebSocket takes over (`conn.rs`).
+
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, ORIGIN, UPGRADE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio_uring::net::TcpStream;
+
+use crate::conn;
+use crate::cores::CoreContext;
+use crate::metrics::render_prometheus;
+use crate::server_state::ConnectionPermit;
+use crate::uring_io::UringIo;
+
+/// The chat page served at `GET /`.
+const CHAT_PAGE: &str = include_str!("../static/index.html");
+/// Room of a bare `/ws`.
+const DEFAULT_ROOM: &str = "default";
+/// Longest room name.
+const MAX_ROOM_LEN: usize = 64;
+
+/// What an accepted upgrade carries into the WebSocket phase.
+#[derive(Debug)]
+pub struct UpgradeTicket {
+    /// Validated room name.
+    pub room: String,
+    /// The connection's place under --max-connections.
+    pub permit: ConnectionPermit,
+}
+
+/// Serves one accepted connection: HTTP requests until it upgrades or closes.
+pub async fn serve(core: Rc<CoreContext>, stream: TcpStream) {
+    let ticket: Rc<RefCell<Option<UpgradeTicket>>> = Rc::new(RefCell::new(None));
+    let service = {
+        let core = Rc::clone(&core);
+        let ticket = Rc::clone(&ticket);
+        service_fn(move |request| {
+            let response = respond(&core, &ticket, request);
+            async move { Ok::<_, Infallible>(response) }
+        })
+    };
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(core.state.config.header_timeout)
+        .serve_connection(TokioIo::new(UringIo::new(stream)), service)
+        .without_shutdown();
+    let parts = match connection.await {
+        Ok(parts) => parts,
+        Err(err) => {
+            tracing::debug!(%err, "http connection ended");
+            return;
+        }
+    };
+    let Some(ticket) = ticket.borrow_mut().take() else {
+        return;
+    };
+    let upgraded = parts.io.into_inner().into_upgraded();
+    conn::start(core, upgraded, &parts.read_buf, ticket);
+}
+
+/// Routes one request. An accepted upgrade leaves its ticket in `ticket`.
+fn respond(
+    core: &CoreContext,
+    ticket: &RefCell<Option<UpgradeTicket>>,
+    mut request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let path = request.uri().path();
+    let room = match path {
+        "/ws" => Some(Ok(DEFAULT_ROOM.to_owned())),
+        _ => path
+            .strip_prefix("/ws/")
+            .map(|name| is_valid_room(name).then(|| name.to_owned()).ok_or(())),
+    };
+    let Some(room) = room else {
+        return match (request.method(), path) {
+            (&Method::GET, "/") => text(StatusCode::OK, "text/html; charset=utf-8", CHAT_PAGE),
+            (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n"),
+            (&Method::GET, "/metrics") => text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                render_prometheus(&core.state.metrics),
+            ),
+            _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+        };
+    };
+    let Ok(room) = room else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "room names are 1-64 characters of A-Z a-z 0-9 _ . -\n",
+        );
+    };
+    if request.method() != Method::GET || !fastwebsockets::upgrade::is_upgrade_request(&request) {
+        let mut response = text(
+            StatusCode::UPGRADE_REQUIRED,
+            "text/plain",
+            "this endpoint speaks WebSocket\n",
+        );
+        response
+            .headers_mut()
+            .insert(UPGRADE, HeaderValue::from_static("websocket"));
+        return response;
+    }
+    let headers = request.headers();
+    let origin = headers.get(ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+    if !origin_allowed(origin, host, &core.state.config.allowed_origins) {
+        return text(StatusCode::FORBIDDEN, "text/plain", "origin not allowed\n");
+    }
+    if core.is_shutting_down() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "shutting down\n",
+        );
+    }
+    let Some(permit) = core.state.try_acquire_connection() else {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "too many connections\n",
+        );
+    };
+    match fastwebsockets::upgrade::upgrade(&mut request) {
+        Ok((switching, _upgrade_future)) => {
+            // The future is for hyper's `with_upgrades` path; `without_shutdown` is used instead.
+            *ticket.borrow_mut() = Some(UpgradeTicket { room, permit });
+            let (head, _) = switching.into_parts();
+            Response::from_parts(head, Full::new(Bytes::new()))
+        }
+        Err(err) => text(StatusCode::BAD_REQUEST, "text/plain", format!("{err}\n")),
+    }
+}
+
+/// A response with a text body.
+fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Rooms are 1-64 characters of `[A-Za-z0-9_.-]`.
+pub fn is_valid_room(name: &str) -> bool {
+    (1..=MAX_ROOM_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// gorilla/websocket's default policy plus an allow-list: no Origin header, an Origin whose
+/// host equals the Host header, an Origin listed in `allowed` (full origin or host), or `*`.
+pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let origin_host = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .trim_end_matches('/');
+    let listed = allowed.iter().any(|entry| {
+        entry == "*"
+            || entry.eq_ignore_ascii_case(origin)
+            || entry.eq_ignore_ascii_case(origin_host)
+    });
+    listed || host.is_some_and(|host| host.eq_ignore_ascii_case(origin_host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names_are_validated() {
+        assert!(is_valid_room("default"));
+        assert!(is_valid_room("a.b-c_9"));
+        assert!(is_valid_room(&"x".repeat(64)));
+        assert!(!is_valid_room(""));
+        assert!(!is_valid_room(&"x".repeat(65)));
+        assert!(!is_valid_room("a/b"));
+        assert!(!is_valid_room("spa ce"));
+        assert!(!is_valid_room("é"));
+    }
+
+    #[test]
+    fn origins_follow_same_host_or_allow_list() {
+        let none: Vec<String> = Vec::new();
+        assert!(origin_allowed(None, Some("h:1"), &none));
+        assert!(origin_allowed(Some("http://h:1"), Some("h:1"), &none));
+        assert!(!origin_allowed(Some("http://evil"), Some("h:1"), &none));
+        assert!(!origin_allowed(Some("http://evil"), None, &none));
+        let listed = vec!["https://app.example".to_owned()];
+        assert!(origin_allowed(
+            Some("https://app.example"),
+            Some("h"),
+            &listed
+        ));
+        assert!(!origin_allowed(
+            Some("https://other.example"),
+            Some("h"),
+            &listed
+        ));
+        let any = vec!["*".to_owned()];
+        assert!(origin_allowed(Some("http://evil"), Some("h"), &any));
+    }
+}

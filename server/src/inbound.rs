@@ -1,0 +1,429 @@
+//! Client-to-server frame decoding: RFC 6455 validation and message reassembly, without
+//! sockets (unit-testable; the connection's reader task feeds it bytes).
+//!
+//! Written here instead of using fastwebsockets' reader because that reader leaves masking, the
+//! 125-byte limit on close frames, and a cap on the total size of a reassembled message to the
+//! caller, and owns a fixed 8 KiB buffer per connection; decoding in place in the connection's
+//! own read buffer keeps one adaptive buffer per connection (see `conn.rs`). Unmasking uses
+//! fastwebsockets' `unmask`.
+
+use crate::frame::{
+    CloseCode, MessageKind, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT,
+};
+/// Largest payload of a control frame (RFC 6455 5.5).
+const MAX_CONTROL_PAYLOAD: u64 = 125;
+
+/// One complete thing the client said.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inbound<'a> {
+    /// A whole (reassembled if it was fragmented) data message.
+    Message {
+        /// Text or binary, as the client sent it.
+        kind: MessageKind,
+        /// Unmasked payload; valid UTF-8 when `kind` is Text.
+        payload: &'a [u8],
+    },
+    /// A ping to answer with a pong carrying the same payload.
+    Ping(&'a [u8]),
+    /// A pong (answer to our keepalive ping).
+    Pong,
+    /// A validated close frame payload (empty, or a valid code and a UTF-8 reason).
+    Close(&'a [u8]),
+}
+
+/// Result of one [`FrameDecoder::decode`] call.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded<'a> {
+    /// The buffer holds no complete frame yet. `frame_len` is the size of the whole frame once
+    /// its header is known, so the caller can make room for it.
+    NeedMore {
+        /// Total bytes (header + payload) of the frame being received, if known.
+        frame_len: Option<usize>,
+    },
+    /// A non-final fragment was stored; the caller drops `consumed` bytes and decodes on.
+    Absorbed {
+        /// Bytes of the buffer this frame used.
+        consumed: usize,
+    },
+    /// A complete event; the caller drops `consumed` bytes after handling it.
+    Event {
+        /// What the client said.
+        event: Inbound<'a>,
+        /// Bytes of the buffer this frame used.
+        consumed: usize,
+    },
+}
+
+/// A violation that fails the connection with `code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProtocolError {
+    /// Close code to send (1002, 1007 or 1009).
+    pub code: CloseCode,
+    /// Short reason for the close frame and logs.
+    pub reason: &'static str,
+}
+
+/// A fragmented message being reassembled.
+#[derive(Debug)]
+struct Fragments {
+    /// Kind from the first fragment.
+    kind: MessageKind,
+    /// Payload so far.
+    data: Vec<u8>,
+    /// Prefix of `data` known to be valid UTF-8 (text only); the rest may end mid-character.
+    utf8_valid_up_to: usize,
+}
+
+/// Per-connection decoder state.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    /// Largest reassembled message (1009 beyond).
+    max_message: usize,
+    /// The message being reassembled, if a fragmented one is in progress.
+    fragments: Option<Fragments>,
+    /// A reassembled message was handed out from `fragments`; free it on the next call.
+    delivered_fragments: bool,
+}
+
+/// Builds a ProtocolError.
+fn fail(code: CloseCode, reason: &'static str) -> ProtocolError {
+    ProtocolError { code, reason }
+}
+
+impl FrameDecoder {
+    /// A decoder refusing messages over `max_message` bytes.
+    pub fn new(max_message: usize) -> Self {
+        FrameDecoder {
+            max_message,
+            fragments: None,
+            delivered_fragments: false,
+        }
+    }
+
+    /// Decodes the first frame of `buf`, unmasking it in place.
+    pub fn decode<'a>(&'a mut self, buf: &'a mut [u8]) -> Result<Decoded<'a>, ProtocolError> {
+        if self.delivered_fragments {
+            self.fragments = None;
+            self.delivered_fragments = false;
+        }
+        let Some(&[first, second]) = buf.get(..2) else {
+            return Ok(Decoded::NeedMore { frame_len: None });
+        };
+        let fin = first & 0x80 != 0;
+        if first & 0x70 != 0 {
+            return Err(fail(CloseCode::Protocol, "reserved bits set"));
+        }
+        let opcode = first & 0x0F;
+        if second & 0x80 == 0 {
+            return Err(fail(CloseCode::Protocol, "client frame not masked"));
+        }
+        let length_bytes = match second & 0x7F {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let Some(length_field) = buf.get(2..2 + length_bytes) else {
+            return Ok(Decoded::NeedMore { frame_len: None });
+        };
+        let payload_len = match length_bytes {
+            0 => u64::from(second & 0x7F),
+            _ => length_field
+                .iter()
+                .fold(0u64, |acc, &byte| (acc << 8) | u64::from(byte)),
+        };
+        if payload_len >> 63 != 0 {
+            return Err(fail(CloseCode::Protocol, "length has its top bit set"));
+        }
+        self.check_frame(opcode, fin, payload_len)?;
+        // check_frame bounded payload_len by max_message (a usize) or by 125.
+        let payload_len =
+            usize::try_from(payload_len).map_err(|_| fail(CloseCode::TooBig, "message too big"))?;
+        let header_len = 2 + length_bytes + 4;
+        let frame_len = header_len + payload_len;
+        if buf.len() < frame_len {
+            return Ok(Decoded::NeedMore {
+                frame_len: Some(frame_len),
+            });
+        }
+        let mut mask = [0u8; 4];
+        mask.copy_from_slice(&buf[header_len - 4..header_len]);
+        let payload = &mut buf[header_len..frame_len];
+        fastwebsockets::unmask(payload, mask);
+        let event = match opcode {
+            OP_PING => Inbound::Ping(payload),
+            OP_PONG => Inbound::Pong,
+            OP_CLOSE => Inbound::Close(validate_close(payload)?),
+            _ => return self.data_frame(opcode, fin, payload, frame_len),
+        };
+        Ok(Decoded::Event {
+            event,
+            consumed: frame_len,
+        })
+    }
+
+    /// Header checks that need no payload: opcode, control-frame rules, continuation order and
+    /// the reassembled size limit (checked before the payload arrives, so it is never buffered).
+    fn check_frame(&self, opcode: u8, fin: bool, payload_len: u64) -> Result<(), ProtocolError> {
+        match opcode {
+            OP_CLOSE | OP_PING | OP_PONG => {
+                if !fin {
+                    return Err(fail(CloseCode::Protocol, "fragmented control frame"));
+                }
+                if payload_len > MAX_CONTROL_PAYLOAD {
+                    return Err(fail(CloseCode::Protocol, "control frame over 125 bytes"));
+                }
+                Ok(())
+            }
+            OP_CONTINUATION | OP_TEXT | OP_BINARY => {
+                let so_far = match (&self.fragments, opcode) {
+                    (None, OP_CONTINUATION) => {
+                        return Err(fail(CloseCode::Protocol, "continuation without a message"))
+                    }
+                    (Some(_), OP_TEXT | OP_BINARY) => {
+                        return Err(fail(
+                            CloseCode::Protocol,
+                            "new message inside a fragmented one",
+                        ))
+                    }
+                    (Some(fragments), _) => fragments.data.len(),
+                    (None, _) => 0,
+                };
+                let room = (self.max_message - so_far) as u64;
+                if payload_len > room {
+                    return Err(fail(CloseCode::TooBig, "message too big"));
+                }
+                Ok(())
+            }
+            _ => Err(fail(CloseCode::Protocol, "unknown opcode")),
+        }
+    }
+
+    /// A complete data frame: a whole message, or a fragment to reassemble.
+    fn data_frame<'a>(
+        &'a mut self,
+        opcode: u8,
+        fin: bool,
+        payload: &'a [u8],
+        consumed: usize,
+    ) -> Result<Decoded<'a>, ProtocolError> {
+        let kind = if opcode == OP_BINARY {
+            MessageKind::Binary
+        } else {
+            MessageKind::Text
+        };
+        if opcode != OP_CONTINUATION && fin {
+            if kind == MessageKind::Text && std::str::from_utf8(payload).is_err() {
+                return Err(fail(CloseCode::InvalidPayload, "invalid UTF-8"));
+            }
+            let event = Inbound::Message { kind, payload };
+            return Ok(Decoded::Event { event, consumed });
+        }
+        let fragments = self.fragments.get_or_insert_with(|| Fragments {
+            kind,
+            data: Vec::new(),
+            utf8_valid_up_to: 0,
+        });
+        fragments.data.extend_from_slice(payload);
+        if fragments.kind == MessageKind::Text {
+            fragments.utf8_valid_up_to =
+                validate_utf8_from(&fragments.data, fragments.utf8_valid_up_to, fin)?;
+        }
+        if !fin {
+            return Ok(Decoded::Absorbed { consumed });
+        }
+        self.delivered_fragments = true;
+        let event = Inbound::Message {
+            kind: fragments.kind,
+            payload: &fragments.data,
+        };
+        Ok(Decoded::Event { event, consumed })
+    }
+}
+
+/// Validates `data[from..]` as UTF-8 that may end mid-character unless `fin`; returns the new
+/// valid prefix length. Failing here, as soon as an impossible byte arrives, is the fail-fast
+/// behaviour Autobahn 6.x checks.
+fn validate_utf8_from(data: &[u8], from: usize, fin: bool) -> Result<usize, ProtocolError> {
+    match std::str::from_utf8(&data[from..]) {
+        Ok(_) => Ok(data.len()),
+        Err(err) if err.error_len().is_none() && !fin => Ok(from + err.valid_up_to()),
+        Err(_) => Err(fail(CloseCode::InvalidPayload, "invalid UTF-8")),
+    }
+}
+
+/// Checks a close payload: empty, or a code a peer may send plus a UTF-8 reason.
+fn validate_close(payload: &[u8]) -> Result<&[u8], ProtocolError> {
+    match payload {
+        [] => Ok(payload),
+        [_] => Err(fail(CloseCode::Protocol, "close payload of one byte")),
+        [high, low, reason @ ..] => {
+            let code = u16::from_be_bytes([*high, *low]);
+            if !is_sendable_close_code(code) {
+                return Err(fail(CloseCode::Protocol, "invalid close code"));
+            }
+            if std::str::from_utf8(reason).is_err() {
+                return Err(fail(
+                    CloseCode::InvalidPayload,
+                    "invalid UTF-8 in close reason",
+                ));
+            }
+            Ok(payload)
+        }
+    }
+}
+
+/// Close codes an endpoint may put on the wire (RFC 6455 7.4, IANA registry): 1004-1006 and
+/// 1015 are reserved, below 1000 and 1016-2999 are unassigned, 5000+ is out of range.
+fn is_sendable_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Encodes a masked client frame.
+    fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x11, 0x22, 0x33, 0x44];
+        let mut out = vec![first];
+        match payload.len() {
+            len @ 0..=125 => out.push(0x80 | len as u8),
+            len @ 126..=65535 => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            len => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    fn error_code(decoder: &mut FrameDecoder, mut bytes: Vec<u8>) -> CloseCode {
+        decoder.decode(&mut bytes).unwrap_err().code
+    }
+
+    #[test]
+    fn whole_text_message_is_unmasked() {
+        let mut decoder = FrameDecoder::new(1024);
+        let mut bytes = client_frame(0x81, b"hello");
+        let decoded = decoder.decode(&mut bytes).unwrap();
+        let expected = Inbound::Message {
+            kind: MessageKind::Text,
+            payload: b"hello",
+        };
+        assert_eq!(
+            decoded,
+            Decoded::Event {
+                event: expected,
+                consumed: 11
+            }
+        );
+    }
+
+    #[test]
+    fn partial_frames_ask_for_more() {
+        let mut decoder = FrameDecoder::new(1 << 20);
+        let mut bytes = client_frame(0x82, &[9u8; 300]);
+        assert_eq!(
+            decoder.decode(&mut bytes[..1]).unwrap(),
+            Decoded::NeedMore { frame_len: None }
+        );
+        assert_eq!(
+            decoder.decode(&mut bytes[..10]).unwrap(),
+            Decoded::NeedMore {
+                frame_len: Some(308)
+            }
+        );
+    }
+
+    #[test]
+    fn fragments_are_reassembled_with_utf8_across_boundaries() {
+        let mut decoder = FrameDecoder::new(1024);
+        let euro = "€".as_bytes();
+        let mut first = client_frame(0x01, &euro[..1]);
+        assert_eq!(
+            decoder.decode(&mut first).unwrap(),
+            Decoded::Absorbed { consumed: 7 }
+        );
+        let mut ping = client_frame(0x89, b"p");
+        assert!(matches!(
+            decoder.decode(&mut ping).unwrap(),
+            Decoded::Event {
+                event: Inbound::Ping(b"p"),
+                ..
+            }
+        ));
+        let mut last = client_frame(0x80, &euro[1..]);
+        match decoder.decode(&mut last).unwrap() {
+            Decoded::Event {
+                event: Inbound::Message { kind, payload },
+                ..
+            } => {
+                assert_eq!(kind, MessageKind::Text);
+                assert_eq!(payload, euro);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_fails_fast_in_a_fragment() {
+        let mut decoder = FrameDecoder::new(1024);
+        let code = error_code(&mut decoder, client_frame(0x01, &[b'a', 0xFF]));
+        assert_eq!(code, CloseCode::InvalidPayload);
+        let mut decoder = FrameDecoder::new(1024);
+        let mut first = client_frame(0x01, &[0xE2]);
+        decoder.decode(&mut first).unwrap();
+        let code = error_code(&mut decoder, client_frame(0x80, &[0x82]));
+        assert_eq!(code, CloseCode::InvalidPayload);
+    }
+
+    #[test]
+    fn protocol_violations_map_to_1002() {
+        let unmasked = vec![0x81, 0x01, b'a'];
+        for bytes in [
+            unmasked,
+            client_frame(0xC1, b"a"),                  // RSV1
+            client_frame(0x83, b"a"),                  // reserved opcode
+            client_frame(0x80, b"a"),                  // continuation without a start
+            client_frame(0x09, b""),                   // fragmented ping
+            client_frame(0x88, &[0x03; 126]),          // close over 125 bytes
+            client_frame(0x88, &[0x03]),               // one-byte close
+            client_frame(0x88, &999u16.to_be_bytes()), // bad code
+        ] {
+            let mut decoder = FrameDecoder::new(1024);
+            assert_eq!(error_code(&mut decoder, bytes), CloseCode::Protocol);
+        }
+    }
+
+    #[test]
+    fn total_size_is_capped_across_fragments() {
+        let mut decoder = FrameDecoder::new(100);
+        assert_eq!(
+            error_code(&mut decoder, client_frame(0x82, &[0; 101])),
+            CloseCode::TooBig
+        );
+        let mut decoder = FrameDecoder::new(100);
+        let mut first = client_frame(0x02, &[0; 60]);
+        decoder.decode(&mut first).unwrap();
+        assert_eq!(
+            error_code(&mut decoder, client_frame(0x80, &[0; 41])),
+            CloseCode::TooBig
+        );
+    }
+
+    #[test]
+    fn close_reason_must_be_utf8() {
+        let mut decoder = FrameDecoder::new(1024);
+        let mut payload = 1000u16.to_be_bytes().to_vec();
+        payload.push(0xFF);
+        assert_eq!(
+            error_code(&mut decoder, client_frame(0x88, &payload)),
+            CloseCode::InvalidPayload
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! State shared by all cores: the validated config, every core's metrics, and the
+//! `--max-connections` counter.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::metrics::CoreMetrics;
+
+/// Read-mostly state every core holds an `Arc` of.
+#[derive(Debug)]
+pub struct ServerState {
+    /// Validated settings.
+    pub config: Config,
+    /// One metrics block per core, indexed by core number.
+    pub metrics: Arc<[CoreMetrics]>,
+    /// Open WebSocket connections across all cores (compared to --max-connections).
+    open_connections: AtomicUsize,
+}
+
+impl ServerState {
+    /// State for `config.cores` cores.
+    pub fn new(config: Config) -> Self {
+        let metrics = (0..config.cores).map(|_| CoreMetrics::default()).collect();
+        ServerState {
+            config,
+            metrics,
+            open_connections: AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes a connection slot, or None when --max-connections are open (HTTP 503). Called at
+    /// upgrade, before any room state is allocated.
+    pub fn try_acquire_connection(self: &Arc<Self>) -> Option<ConnectionPermit> {
+        let limit = self.config.max_connections;
+        self.open_connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < limit).then_some(open + 1)
+            })
+            .ok()
+            .map(|_| ConnectionPermit {
+                state: Arc::clone(self),
+            })
+    }
+
+    /// Open WebSocket connections across all cores.
+    pub fn open_connections(&self) -> usize {
+        self.open_connections.load(Ordering::Acquire)
+    }
+}
+
+/// One connection's slot under --max-connections, released on drop.
+#[derive(Debug)]
+pub struct ConnectionPermit {
+    /// Where the slot is counted.
+    state: Arc<ServerState>,
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        self.state.open_connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permits_stop_at_the_limit_and_are_released_on_drop() {
+        let config = Config::from_args(["--max-connections", "2"]).unwrap();
+        let state = Arc::new(ServerState::new(config));
+        let first = state.try_acquire_connection().unwrap();
+        let _second = state.try_acquire_connection().unwrap();
+        assert!(state.try_acquire_connection().is_none());
+        drop(first);
+        assert_eq!(state.open_connections(), 1);
+        assert!(state.try_acquire_connection().is_some());
+    }
+}

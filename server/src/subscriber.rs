@@ -1,0 +1,270 @@
+//! One WebSocket connection as the hub and the keepalive sweep see it: its outbound queue, the
+//! wake-up of its writer task, and its close state machine.
+//!
+//! Everything here is single-threaded (`Cell`/`RefCell` on one core), so delivering a frame is
+//! a borrow, a reference-count increment and a queue push: no lock, allocation or syscall.
+//!
+//! Closing: whoever ends a connection queues exactly one close frame (bypassing the budget) and
+//! sets a deadline. The socket is shut down (`shutdown(Both)`, which also ends a pending read or
+//! a stuck `writev`) as soon as the close handshake is complete, at once after a protocol
+//! error, or by the per-core sweep when the deadline passes.
+
+use std::cell::{Cell, RefCell};
+use std::net::Shutdown;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio_uring::net::TcpStream;
+
+use crate::frame::{encode_close, encode_close_echo, CloseCode};
+use crate::outbound::OutboundQueue;
+use crate::server_state::ConnectionPermit;
+
+/// How long a connection we close may take to answer our close frame (or, for a slow consumer,
+/// to take it at all) before its socket is shut down.
+pub const CLOSE_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// One connection's hub-facing state.
+pub struct Subscriber {
+    /// Frames waiting for the writer task; bounded by --max-backlog.
+    queue: RefCell<OutboundQueue>,
+    /// Wakes the writer task when its queue goes from empty to non-empty (or on close).
+    writer_wake: Notify,
+    /// Deadline by which the connection must be gone; Some once our close frame is queued,
+    /// after which nothing else is queued.
+    close_deadline: Cell<Option<Instant>>,
+    /// The client's close frame has arrived.
+    close_received: Cell<bool>,
+    /// Our close frame has been written.
+    close_written: Cell<bool>,
+    /// The connection failed (protocol error): shut down right after our close is written.
+    failed: Cell<bool>,
+    /// Last time (coarse clock of the core) the client sent anything.
+    last_inbound: Cell<Instant>,
+    /// Index of this subscriber in its room's list, for O(1) removal.
+    room_slot: Cell<usize>,
+    /// The socket, shared with the reader and writer tasks; None in socket-less benches/tests.
+    socket: Option<Rc<TcpStream>>,
+    /// `shutdown(Both)` was already called.
+    socket_shut: Cell<bool>,
+    /// Holds this connection's place under --max-connections until the subscriber is dropped.
+    _permit: Option<ConnectionPermit>,
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("queued_bytes", &self.queued_bytes())
+            .field("closing", &self.is_closing())
+            .field("has_socket", &self.socket.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscriber {
+    /// A subscriber writing to `socket`, counted under `permit`.
+    pub fn new(
+        max_backlog: usize,
+        socket: Option<Rc<TcpStream>>,
+        permit: Option<ConnectionPermit>,
+        now: Instant,
+    ) -> Self {
+        Subscriber {
+            queue: RefCell::new(OutboundQueue::new(max_backlog)),
+            writer_wake: Notify::new(),
+            close_deadline: Cell::new(None),
+            close_received: Cell::new(false),
+            close_written: Cell::new(false),
+            failed: Cell::new(false),
+            last_inbound: Cell::new(now),
+            room_slot: Cell::new(0),
+            socket,
+            socket_shut: Cell::new(false),
+            _permit: permit,
+        }
+    }
+
+    /// A subscriber without a socket (benches, allocation test): frames only queue up.
+    pub fn detached(max_backlog: usize) -> Self {
+        Subscriber::new(max_backlog, None, None, Instant::now())
+    }
+
+    /// Queues a frame (broadcast, pong or keepalive ping, all under the same budget). Returns
+    /// true if this push made the connection a slow consumer (its backlog is dropped and it is
+    /// closed with 1008).
+    pub fn offer(&self, frame: &Bytes) -> bool {
+        if self.close_deadline.get().is_some() {
+            return false;
+        }
+        let mut queue = self.queue.borrow_mut();
+        let was_empty = queue.is_empty();
+        if queue.push(frame.clone()).is_ok() {
+            drop(queue);
+            if was_empty {
+                self.writer_wake.notify_one();
+            }
+            return false;
+        }
+        queue.clear();
+        drop(queue);
+        self.close(CloseCode::SlowConsumer, "slow consumer");
+        true
+    }
+
+    /// Starts a server-initiated close: queues the close frame; the client has
+    /// [`CLOSE_HANDSHAKE_DEADLINE`] to answer.
+    pub fn close(&self, code: CloseCode, reason: &str) {
+        self.close_with(encode_close(code as u16, reason), CLOSE_HANDSHAKE_DEADLINE);
+    }
+
+    /// Like [`Subscriber::close`] with a caller-chosen deadline (graceful shutdown's grace).
+    pub fn close_within(&self, code: CloseCode, reason: &str, grace: Duration) {
+        self.close_with(encode_close(code as u16, reason), grace);
+    }
+
+    /// Fails the connection after a protocol error: close frame, then shutdown once written.
+    pub fn fail(&self, code: CloseCode, reason: &str) {
+        self.failed.set(true);
+        self.close(code, reason);
+        if self.close_written.get() {
+            self.shutdown_socket();
+        }
+    }
+
+    /// The client sent a (validated) close frame. Echo it if we have not sent ours; if we had,
+    /// the handshake is complete.
+    pub fn close_received(&self, payload: &[u8]) {
+        self.close_received.set(true);
+        if self.close_deadline.get().is_none() {
+            self.close_with(encode_close_echo(payload), CLOSE_HANDSHAKE_DEADLINE);
+        } else if self.close_written.get() {
+            self.shutdown_socket();
+        }
+    }
+
+    /// Queues `frame` as the last frame and sets the deadline (first close wins).
+    fn close_with(&self, frame: Bytes, grace: Duration) {
+        if self.close_deadline.get().is_some() {
+            return;
+        }
+        self.close_deadline.set(Some(Instant::now() + grace));
+        self.queue.borrow_mut().push_final(frame);
+        self.writer_wake.notify_one();
+    }
+
+    /// Called by the writer when the queue is drained after the close frame went out. Returns
+    /// true when the socket was shut down (handshake complete or connection failed).
+    pub fn close_frame_written(&self) -> bool {
+        self.close_written.set(true);
+        if self.close_received.get() || self.failed.get() {
+            self.shutdown_socket();
+            return true;
+        }
+        false
+    }
+
+    /// Shuts the socket down both ways (once): pending reads return 0, writes fail, so both
+    /// tasks finish and the fd closes when they drop it.
+    pub fn shutdown_socket(&self) {
+        if self.socket_shut.replace(true) {
+            return;
+        }
+        if let Some(socket) = &self.socket {
+            // An error here means the socket is already disconnected, which is the goal.
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// True once a close frame is queued (no more frames will be accepted).
+    pub fn is_closing(&self) -> bool {
+        self.close_deadline.get().is_some()
+    }
+
+    /// Deadline by which a closing connection must be gone.
+    pub fn close_deadline(&self) -> Option<Instant> {
+        self.close_deadline.get()
+    }
+
+    /// True once both sides sent their close frames or the connection failed.
+    pub fn close_handshake_done(&self) -> bool {
+        self.close_received.get() || self.failed.get()
+    }
+
+    /// Records inbound traffic (for keepalive).
+    pub fn touch(&self, now: Instant) {
+        self.last_inbound.set(now);
+    }
+
+    /// Last inbound traffic.
+    pub fn last_inbound(&self) -> Instant {
+        self.last_inbound.get()
+    }
+
+    /// Moves up to `max_iov` queued frames into `batch`.
+    pub fn take_batch(&self, batch: &mut Vec<Bytes>, max_iov: usize) {
+        self.queue.borrow_mut().take_batch(batch, max_iov);
+    }
+
+    /// Bytes queued (not yet handed to the writer).
+    pub fn queued_bytes(&self) -> usize {
+        self.queue.borrow().queued_bytes()
+    }
+
+    /// Waits until the writer has something to do (a permit is kept if woken early).
+    pub async fn writer_wakeup(&self) {
+        self.writer_wake.notified().await;
+    }
+
+    /// The socket, if this subscriber has one.
+    pub fn socket(&self) -> Option<&Rc<TcpStream>> {
+        self.socket.as_ref()
+    }
+
+    /// Position in the room's subscriber list.
+    pub(crate) fn room_slot(&self) -> usize {
+        self.room_slot.get()
+    }
+
+    /// Records the position in the room's subscriber list.
+    pub(crate) fn set_room_slot(&self, slot: usize) {
+        self.room_slot.set(slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{encode_message, MessageKind};
+
+    #[test]
+    fn slow_consumer_is_closed_with_1008_and_its_backlog_dropped() {
+        let subscriber = Subscriber::detached(100);
+        let frame = encode_message(MessageKind::Binary, &[0u8; 60]);
+        assert!(!subscriber.offer(&frame));
+        assert!(subscriber.offer(&frame), "second frame exceeds the budget");
+        assert!(subscriber.is_closing());
+        let mut batch = Vec::new();
+        subscriber.take_batch(&mut batch, 16);
+        assert_eq!(batch.len(), 1, "only the close frame remains");
+        assert_eq!(&batch[0][..4], &[0x88, 15, 0x03, 0xF0]);
+        assert!(
+            !subscriber.offer(&frame),
+            "nothing is queued after the close"
+        );
+        subscriber.take_batch(&mut batch, 16);
+        assert_eq!(batch.len(), 1);
+    }
+
+    #[test]
+    fn client_close_is_echoed_once() {
+        let subscriber = Subscriber::detached(1000);
+        subscriber.close_received(&1000u16.to_be_bytes());
+        subscriber.close_received(&1000u16.to_be_bytes());
+        let mut batch = Vec::new();
+        subscriber.take_batch(&mut batch, 16);
+        assert_eq!(batch, vec![Bytes::from_static(&[0x88, 2, 0x03, 0xE8])]);
+        assert!(subscriber.close_handshake_done());
+    }
+}
