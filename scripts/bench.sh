@@ -116,8 +116,10 @@ read -r ephemeral_low _ </proc/sys/net/ipv4/ip_local_port_range
 # ---------------------------------------------------------------- build and binaries
 cd "$repo_root"
 if [ "$build" = 1 ]; then
-  log "building release binaries (ringcast, loadgen)"
-  cargo build --release --quiet -p ringcast -p loadgen
+  packages=(-p loadgen)
+  [ -z "$target_cmd" ] && packages+=(-p ringcast)
+  log "building release binaries (${packages[*]})"
+  cargo build --release --quiet "${packages[@]}"
 fi
 target_dir=$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
@@ -290,12 +292,18 @@ sysctl_value() { tr -s ' \t' ' ' <"/proc/sys/$1" 2>/dev/null || echo "n/a"; }
   done
   echo "| repetitions | $repeat; warm-up ${warmup}s, measured ${duration}s, drain ${drain}s |"
   echo
-  echo "Every run's exact commands are in \`<scenario>/run-<i>/commands.txt\`."
+  echo "The scenario matrix (loadgen options) is in \`matrix.txt\`; every run's exact commands"
+  echo "are in \`<scenario>/run-<i>/commands.txt\`."
   echo
 } >"$out_dir/README.md"
 
 # ---------------------------------------------------------------- the runs
 log "writing $out_dir"
+# The matrix as run (its order is the order of the summary table and the plot page).
+for scenario in "${selected_scenarios[@]}"; do
+  scenario_config "$scenario"
+  echo "$scenario: ${scenario_args[*]}"
+done >"$out_dir/matrix.txt"
 declare -a skipped=()
 for scenario in "${selected_scenarios[@]}"; do
   scenario_config "$scenario"
@@ -332,7 +340,7 @@ for scenario in "${selected_scenarios[@]}"; do
       124|137) log "  loadgen timed out after ${limit}s" ;;
       *) log "  loadgen exited $status: see $run_dir/loadgen.stderr" ;;
     esac
-    grep -E -i '^ *(delivered|latency)' "$run_dir/loadgen.stdout" | head -n 3 | sed 's/^/    /' >&2 || true
+    grep -E '^(throughput|latency  |run:)' "$run_dir/loadgen.stdout" | sed 's/^/    /' >&2 || true
   done
 done
 

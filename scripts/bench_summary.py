@@ -66,6 +66,7 @@ CONNECTION_COLUMNS = [
     ("connect max", "connect_max_ns", br.format_ns),
     ("server RSS / connection", "server_rss_per_conn_bytes", fmt_kib),
     ("server peak RSS", "server_rss_peak_bytes", fmt_mib),
+    ("stalled clients closed by server", "stalled_closed", fmt_count),
 ]
 
 

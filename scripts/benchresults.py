@@ -21,10 +21,22 @@ import statistics
 RUN_DIR = re.compile(r"^run-(\d+)$")
 
 
+def matrix_order(result_dir):
+    """Scenario names in the order bench.sh ran them (its matrix.txt: 'name: options' lines)."""
+    try:
+        with open(os.path.join(result_dir, "matrix.txt"), encoding="utf-8") as handle:
+            return [line.split(":", 1)[0].strip() for line in handle if ":" in line]
+    except OSError:
+        return []
+
+
 def scenarios(result_dir):
-    """Return {scenario: [run_dir, ...]} for every scenario dir holding at least one run."""
+    """Return {scenario: [run_dir, ...]} for every scenario dir holding at least one run, in
+    the order of the run's matrix (then alphabetical for any other directory)."""
     found = {}
-    for name in sorted(os.listdir(result_dir)):
+    order = matrix_order(result_dir)
+    names = sorted(os.listdir(result_dir), key=lambda n: (order.index(n) if n in order else len(order), n))
+    for name in names:
         scenario_dir = os.path.join(result_dir, name)
         if not os.path.isdir(scenario_dir):
             continue
@@ -72,6 +84,15 @@ def run_metrics(report):
     Values are None when the report lacks them (e.g. no --server-pid for a foreign target).
     """
     results = report.get("results", {})
+    # A run without measured messages (idle connections, --publishers 0) has no latency or
+    # CPU per delivery: None, never a misleading 0.
+    if not first_number(results, ("latency_ns", "count")):
+        results = dict(results, latency_ns={})
+    if not first_number(results, ("delivered",)):
+        results = dict(results, server={k: v for k, v in (results.get("server") or {}).items()
+                                        if k not in ("cpu_s_per_million_deliveries", "cpu_us_per_delivery")})
+    if not first_number(results, ("connect_ns", "count")):
+        results = dict(results, connect_ns={})
     cpu_per_million = first_number(
         results,
         ("server", "cpu_s_per_million_deliveries"),
@@ -96,12 +117,8 @@ def run_metrics(report):
             results, ("server", "rss_per_connection_bytes")
         ),
         "server_rss_peak_bytes": first_number(results, ("server", "rss_peak_bytes")),
-        "loadgen_cpu_percent": first_number(
-            results,
-            ("loadgen", "cpu_percent"),
-            ("loadgen_cpu", "percent"),
-            ("loadgen_cpu_percent",),
-        ),
+        "loadgen_cpu_percent": first_number(results, ("loadgen_cpu", "window_percent")),
+        "stalled_closed": first_number(results, ("stalled", "closed_by_server")),
         "valid": dig(results, "valid"),
     }
 
@@ -114,7 +131,8 @@ def spread(values):
     return statistics.median(present), min(present), max(present)
 
 
-HGRM_ROW = re.compile(r"^\s*([0-9.eE+-]+)\s+([0-9.eE+-]+)\s+(\d+)\s+([0-9.eE+-]+|inf)\s*$")
+# Value, percentile, total count, then 1/(1-p), which the p = 1 row may leave out.
+HGRM_ROW = re.compile(r"^\s*([0-9.eE+-]+)\s+([0-9.eE+-]+)\s+(\d+)(?:\s+([0-9.eE+-]+|inf|Infinity))?\s*$")
 
 
 def parse_hgrm(path):

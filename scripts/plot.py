@@ -57,7 +57,8 @@ def column_unit_to_ms(name):
 
 
 def timeline_points(csv_path):
-    """(delivered/s points, p99 ms points) from one timeline.csv; empty lists when absent."""
+    """(delivered/s, p99 ms, connections open) points from one timeline.csv; empty lists for
+    columns it lacks."""
     columns = br.read_timeline(csv_path)
     time_col = br.pick_column(columns, r"(elapsed_)?(second|sec|t|time)(_s)?", r".*second.*")
     delivered_col = br.pick_column(columns, r"delivered(_per_sec|_per_s|/s|_ps)?", r".*delivered.*")
@@ -67,8 +68,13 @@ def timeline_points(csv_path):
     p99 = []
     if p99_col:
         scale = column_unit_to_ms(p99_col)
-        p99 = [(x, None if v is None else v * scale) for x, v in zip(xs, columns[p99_col])]
-    return [(x, y) for x, y in delivered if x is not None], [(x, y) for x, y in p99 if x is not None]
+        # A second without deliveries has no latency (loadgen writes 0): leave a gap.
+        counts = columns[delivered_col] if delivered_col else [1] * len(xs)
+        p99 = [(x, None if v is None or not n else v * scale)
+               for x, v, n in zip(xs, columns[p99_col], counts)]
+    open_col = br.pick_column(columns, r"connections(_open)?")
+    connections = list(zip(xs, columns[open_col])) if open_col else []
+    return tuple([(x, y) for x, y in points if x is not None] for points in (delivered, p99, connections))
 
 
 def run_table(rows):
@@ -98,7 +104,7 @@ def run_table(rows):
 
 def scenario_section(scenario, datasets):
     """The charts and run table of one scenario across the datasets that have it."""
-    spectra, delivered, p99, rows = [], [], [], []
+    spectra, delivered, p99, connections, rows = [], [], [], [], []
     for index, (label, runs_by_scenario) in enumerate(datasets):
         palette, dash = PALETTES[index % len(PALETTES)], DASHES[index % len(DASHES)]
         for run_number, run_dir in enumerate(runs_by_scenario.get(scenario, [])):
@@ -109,9 +115,10 @@ def scenario_section(scenario, datasets):
                 spectra.append((name, colour, dash, spectrum_points(hgrm)))
             timeline = os.path.join(run_dir, "timeline.csv")
             if os.path.exists(timeline):
-                per_second, p99_per_second = timeline_points(timeline)
+                per_second, p99_per_second, open_per_second = timeline_points(timeline)
                 delivered.append((name, colour, dash, per_second))
                 p99.append((name, colour, dash, p99_per_second))
+                connections.append((name, colour, dash, open_per_second))
             report = br.load_report(run_dir)
             rows.append((name, None if report is None else br.run_metrics(report)))
 
@@ -128,6 +135,8 @@ def scenario_section(scenario, datasets):
         f"{scenario}: delivered messages per second", delivered, time_ticks, "second", "delivered/s"))
     parts.append(svgchart.line_chart(
         f"{scenario}: p99 latency per second", p99, time_ticks, "second", "p99 (ms)"))
+    parts.append(svgchart.line_chart(
+        f"{scenario}: connections open", connections, time_ticks, "second", "connections"))
     parts.append(run_table(rows))
     parts.append("</section>")
     return "\n".join(parts)
