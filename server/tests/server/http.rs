@@ -76,7 +76,7 @@ async fn plain_get_on_ws_is_426() {
 #[tokio::test]
 async fn unknown_path_is_404() {
     let server = start_server(&[]);
-    for path in ["/nope", "/ws/room/extra", "/index.html.bak"] {
+    for path in ["/nope", "/wsx", "/healthzz", "/index.html.bak"] {
         assert_eq!(
             http::get(server.addr, path, &[]).await.status,
             404,

@@ -36,10 +36,15 @@ pub struct TestServer {
     pub addr: SocketAddr,
 }
 
-/// Starts a server on 127.0.0.1 with an OS-picked port, 2 cores and a short shutdown grace,
-/// plus `extra` command-line arguments (later flags override earlier ones).
+/// Starts a server with `BASE_ARGS` plus `extra` command-line arguments (a flag in `extra`
+/// replaces the same flag of `BASE_ARGS`: clap refuses repeated flags).
 pub fn start_server(extra: &[&str]) -> TestServer {
-    let mut args = BASE_ARGS.to_vec();
+    let mut args: Vec<&str> = BASE_ARGS
+        .chunks(2)
+        .filter(|pair| !extra.contains(&pair[0]))
+        .flatten()
+        .copied()
+        .collect();
     args.extend_from_slice(extra);
     let config = Config::from_args(args.iter().copied())
         .unwrap_or_else(|err| panic!("Config::from_args({args:?}) refused: {err}"));
