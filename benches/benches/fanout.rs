@@ -1,0 +1,97 @@
+//! `fanout/<n>`: publishing one encoded 64-byte frame to the `n` local subscribers of a room
+//! through the server's hub (`Hub::publish`, the call the reader task makes), elements/s =
+//! deliveries queued per second. The subscribers are socket-less (`Subscriber::detached`) with
+//! the server's default 1 MiB budget, so the figure is the user-space cost per delivery that
+//! DESIGN.md section 6 asks to keep well under 0.3 us.
+//!
+//! Queues are drained outside the timed part every few publishes (as a writer task would
+//! drain them), so memory stays bounded and the queues stay at a realistic depth; the first
+//! publish after a drain also pays the writer wake-up, as it does in the server.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ringcast::hub::{Hub, Room};
+use ringcast::subscriber::Subscriber;
+use ringcast::{encode_message, MessageKind};
+use ringcast_benches::{criterion_config, payload};
+
+/// Subscriber counts of the benchmark.
+const SUBSCRIBERS: [usize; 3] = [1, 100, 10_000];
+/// Publishes between two drains of every queue.
+const PUBLISHES_PER_DRAIN: u64 = 8;
+/// The server's default per-connection outbound budget (--max-backlog).
+const MAX_BACKLOG: usize = 1 << 20;
+/// Most frames one writev takes (the server's batch size).
+const MAX_IOV: usize = 1024;
+
+/// A room of `count` detached subscribers.
+fn room_of(hub: &Hub, count: usize) -> (Rc<Room>, Vec<Rc<Subscriber>>) {
+    let subscribers: Vec<_> = (0..count)
+        .map(|_| Rc::new(Subscriber::detached(MAX_BACKLOG)))
+        .collect();
+    let mut room = None;
+    for subscriber in &subscribers {
+        room = Some(hub.join("bench", Rc::clone(subscriber)));
+    }
+    (room.expect("at least one subscriber"), subscribers)
+}
+
+/// Publishes `frame` `iterations` times, draining every queue every PUBLISHES_PER_DRAIN
+/// publishes (untimed); returns the time spent publishing. Panics if a queue did not receive
+/// every frame, so a broken fan-out cannot report a fast figure.
+fn publish_frames(
+    hub: &Hub,
+    room: &Room,
+    subscribers: &[Rc<Subscriber>],
+    frame: &Bytes,
+    iterations: u64,
+) -> Duration {
+    let mut batch = Vec::with_capacity(MAX_IOV);
+    let mut timed = Duration::ZERO;
+    let mut remaining = iterations;
+    while remaining > 0 {
+        let chunk = remaining.min(PUBLISHES_PER_DRAIN);
+        let start = Instant::now();
+        for _ in 0..chunk {
+            hub.publish(room, frame.clone());
+        }
+        timed += start.elapsed();
+        for subscriber in subscribers {
+            subscriber.take_batch(&mut batch, MAX_IOV);
+            assert_eq!(
+                batch.len() as u64,
+                chunk,
+                "every subscriber gets every frame"
+            );
+            batch.clear();
+        }
+        remaining -= chunk;
+    }
+    timed
+}
+
+fn fanout(c: &mut Criterion) {
+    let frame = encode_message(MessageKind::Binary, &payload(64));
+    let mut group = c.benchmark_group("fanout");
+    for count in SUBSCRIBERS {
+        let hub = Hub::standalone();
+        let (room, subscribers) = room_of(&hub, count);
+        group.throughput(Throughput::Elements(count as u64));
+        group.bench_function(BenchmarkId::from_parameter(count), |b| {
+            b.iter_custom(|iterations| {
+                publish_frames(&hub, &room, &subscribers, &frame, iterations)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = criterion_config();
+    targets = fanout
+}
+criterion_main!(benches);
