@@ -59,14 +59,8 @@ impl Drop for Connection {
 /// Starts the WebSocket phase: joins the room and spawns the reader and writer.
 /// `early` holds bytes hyper read past the upgrade request.
 pub fn start(core: Rc<CoreContext>, io: UpgradedIo, early: &[u8], ticket: UpgradeTicket) {
-    let UpgradeTicket { room, permit } = ticket;
-    let subscriber = Rc::new(Subscriber::new(
-        core.state.config.max_backlog,
-        Some(Rc::clone(&io.stream)),
-        Some(permit),
-        core.hub.now(),
-    ));
-    let room = core.hub.join(&room, Rc::clone(&subscriber));
+    let UpgradeTicket { room, subscriber } = ticket;
+    subscriber.attach_socket(Rc::clone(&io.stream));
     CoreMetrics::add(&core.hub.metrics().connections, 1);
     let connection = Rc::new(Connection {
         core,

@@ -21,8 +21,9 @@ use tokio_uring::net::TcpStream;
 
 use crate::conn;
 use crate::cores::CoreContext;
+use crate::hub::Room;
 use crate::metrics::render_prometheus;
-use crate::server_state::ConnectionPermit;
+use crate::subscriber::Subscriber;
 use crate::uring_io::UringIo;
 
 /// The chat page served at `GET /`.
@@ -32,13 +33,15 @@ const DEFAULT_ROOM: &str = "default";
 /// Longest room name.
 const MAX_ROOM_LEN: usize = 64;
 
-/// What an accepted upgrade carries into the WebSocket phase.
+/// What an accepted upgrade carries into the WebSocket phase. The subscriber has already
+/// joined its room (before the 101 went out), so it misses nothing published after the
+/// handshake; its frames wait in its queue until the writer starts.
 #[derive(Debug)]
 pub struct UpgradeTicket {
-    /// Validated room name.
-    pub room: String,
-    /// The connection's place under --max-connections.
-    pub permit: ConnectionPermit,
+    /// The room joined.
+    pub room: Rc<Room>,
+    /// The new connection's queue and close state (holds its --max-connections permit).
+    pub subscriber: Rc<Subscriber>,
 }
 
 /// Serves one accepted connection: HTTP requests until it upgrades or closes.
@@ -57,18 +60,23 @@ pub async fn serve(core: Rc<CoreContext>, stream: TcpStream) {
         .header_read_timeout(core.state.config.header_timeout)
         .serve_connection(TokioIo::new(UringIo::new(stream)), service)
         .without_shutdown();
-    let parts = match connection.await {
-        Ok(parts) => parts,
-        Err(err) => {
-            tracing::debug!(%err, "http connection ended");
-            return;
+    let result = connection.await;
+    let ticket = ticket.borrow_mut().take();
+    match (result, ticket) {
+        (Ok(parts), Some(ticket)) => {
+            let upgraded = parts.io.into_inner().into_upgraded();
+            conn::start(core, upgraded, &parts.read_buf, ticket);
         }
-    };
-    let Some(ticket) = ticket.borrow_mut().take() else {
-        return;
-    };
-    let upgraded = parts.io.into_inner().into_upgraded();
-    conn::start(core, upgraded, &parts.read_buf, ticket);
+        (result, ticket) => {
+            if let Some(ticket) = ticket {
+                // The 101 never completed: undo the join (this drops the permit too).
+                core.hub.leave(&ticket.room, &ticket.subscriber);
+            }
+            if let Err(err) = result {
+                tracing::debug!(%err, "http connection ended");
+            }
+        }
+    }
 }
 
 /// Routes one request. An accepted upgrade leaves its ticket in `ticket`.
@@ -137,7 +145,13 @@ fn respond(
     match fastwebsockets::upgrade::upgrade(&mut request) {
         Ok((switching, _upgrade_future)) => {
             // The future is for hyper's `with_upgrades` path; `without_shutdown` is used instead.
-            *ticket.borrow_mut() = Some(UpgradeTicket { room, permit });
+            let subscriber = Rc::new(Subscriber::new(
+                core.state.config.max_backlog,
+                Some(permit),
+                core.hub.now(),
+            ));
+            let room = core.hub.join(&room, Rc::clone(&subscriber));
+            *ticket.borrow_mut() = Some(UpgradeTicket { room, subscriber });
             let (head, _) = switching.into_parts();
             Response::from_parts(head, Full::new(Bytes::new()))
         }

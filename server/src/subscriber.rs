@@ -9,7 +9,7 @@
 //! a stuck `writev`) as soon as the close handshake is complete, at once after a protocol
 //! error, or by the per-core sweep when the deadline passes.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -45,8 +45,10 @@ pub struct Subscriber {
     last_inbound: Cell<Instant>,
     /// Index of this subscriber in its room's list, for O(1) removal.
     room_slot: Cell<usize>,
-    /// The socket, shared with the reader and writer tasks; None in socket-less benches/tests.
-    socket: Option<Rc<TcpStream>>,
+    /// The socket, shared with the reader and writer tasks. Attached once the 101 response is
+    /// flushed (the subscriber joins its room before that, so no message published after the
+    /// handshake is missed); never set in socket-less benches/tests.
+    socket: OnceCell<Rc<TcpStream>>,
     /// `shutdown(Both)` was already called.
     socket_shut: Cell<bool>,
     /// Holds this connection's place under --max-connections until the subscriber is dropped.
@@ -58,19 +60,14 @@ impl std::fmt::Debug for Subscriber {
         f.debug_struct("Subscriber")
             .field("queued_bytes", &self.queued_bytes())
             .field("closing", &self.is_closing())
-            .field("has_socket", &self.socket.is_some())
+            .field("has_socket", &self.socket.get().is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl Subscriber {
-    /// A subscriber writing to `socket`, counted under `permit`.
-    pub fn new(
-        max_backlog: usize,
-        socket: Option<Rc<TcpStream>>,
-        permit: Option<ConnectionPermit>,
-        now: Instant,
-    ) -> Self {
+    /// A subscriber counted under `permit`, its socket attached later.
+    pub fn new(max_backlog: usize, permit: Option<ConnectionPermit>, now: Instant) -> Self {
         Subscriber {
             queue: RefCell::new(OutboundQueue::new(max_backlog)),
             writer_wake: Notify::new(),
@@ -80,7 +77,7 @@ impl Subscriber {
             failed: Cell::new(false),
             last_inbound: Cell::new(now),
             room_slot: Cell::new(0),
-            socket,
+            socket: OnceCell::new(),
             socket_shut: Cell::new(false),
             _permit: permit,
         }
@@ -88,7 +85,7 @@ impl Subscriber {
 
     /// A subscriber without a socket (benches, allocation test): frames only queue up.
     pub fn detached(max_backlog: usize) -> Self {
-        Subscriber::new(max_backlog, None, None, Instant::now())
+        Subscriber::new(max_backlog, None, Instant::now())
     }
 
     /// Queues a frame (broadcast, pong or keepalive ping, all under the same budget). Returns
@@ -171,7 +168,7 @@ impl Subscriber {
         if self.socket_shut.replace(true) {
             return;
         }
-        if let Some(socket) = &self.socket {
+        if let Some(socket) = self.socket.get() {
             // An error here means the socket is already disconnected, which is the goal.
             let _ = socket.shutdown(Shutdown::Both);
         }
@@ -217,9 +214,14 @@ impl Subscriber {
         self.writer_wake.notified().await;
     }
 
-    /// The socket, if this subscriber has one.
-    pub fn socket(&self) -> Option<&Rc<TcpStream>> {
-        self.socket.as_ref()
+    /// Attaches the socket after the handshake. If the connection was already told to shut
+    /// down meanwhile, the socket is shut down at once.
+    pub fn attach_socket(&self, socket: Rc<TcpStream>) {
+        let shut_before = self.socket_shut.get();
+        if self.socket.set(socket).is_ok() && shut_before {
+            self.socket_shut.set(false);
+            self.shutdown_socket();
+        }
     }
 
     /// Position in the room's subscriber list.
