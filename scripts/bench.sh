@@ -183,18 +183,22 @@ scenario_config() {
       scenario_args=(--subscribers "$(full_or_quick 15000 1000)" --publishers 1 --rate 5 --size 64
         --connect-rate 5000) ;;
     chat) # 100 rooms x 50 clients, every client publishes: 5000 x 0.2 msg/s x 50 = 50k/s
+      # (quick: 1 msg/s, so the short window holds several messages of every publisher)
       scenario_needs_rooms=1
       scenario_args=(--subscribers 0 --publishers "$(full_or_quick 5000 500)"
-        --rooms "$(full_or_quick 100 10)" --rate 0.2 --size 64 --connect-rate 5000) ;;
+        --rooms "$(full_or_quick 100 10)" --rate "$(full_or_quick 0.2 1)" --size 64
+        --connect-rate 5000) ;;
     large) # 16 KiB payloads: 100 x 100 msg/s = 10k deliveries/s, ~164 MB/s
       scenario_args=(--subscribers "$(full_or_quick 100 20)" --publishers 1 --rate 100
         --size 16KiB --connect-rate 5000) ;;
     storm) # connect as fast as possible; the connect-time percentiles are the result
       scenario_args=(--subscribers "$(full_or_quick 15000 1000)" --publishers 1 --rate 1 --size 64
         --connect-rate 0) ;;
-    slow-consumer) # 5% stop reading after the warm-up; 4 KiB x 50/s fills their buffers fast
-      scenario_args=(--subscribers "$(full_or_quick 1000 100)" --publishers 1 --rate 50
-        --size 4KiB --stalled 5 --connect-rate 5000) ;;
+    slow-consumer) # 5% stop reading after the warm-up. 16 KiB x 50/s = 800 KB/s each: enough
+      # to fill loopback socket buffers (several MB) and the 1 MiB --max-backlog within seconds,
+      # so the server's slow-consumer close happens inside the measured window.
+      scenario_args=(--subscribers "$(full_or_quick 200 40)" --publishers 1 --rate 50
+        --size 16KiB --stalled 5 --connect-rate 5000) ;;
     idle-10k) # mostly idle connections: memory per connection
       scenario_args=(--subscribers "$(full_or_quick 10000 1000)" --publishers 0 --rate 1 --size 64
         --connect-rate 5000) ;;
