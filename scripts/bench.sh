@@ -169,8 +169,11 @@ full_or_quick() { if [ "$quick" = 1 ]; then echo "$2"; else echo "$1"; fi; }
 # Rates keep every scenario near or below ~100k deliveries/s: with one core for loadgen, that
 # is what the receiving side can take without becoming the bottleneck (DESIGN.md section 6).
 scenario_config() {
-  local common=(--warmup "$warmup" --duration "$duration" --drain "$drain" --src "$src_pool"
-    --threads "$loadgen_threads")
+  # Connection scenarios measure connect times and memory, not a message window: keep them short.
+  local run_warmup=$warmup run_duration=$duration
+  if [ "$quick" = 0 ] && [[ $1 == storm || $1 == idle-10k ]]; then
+    run_warmup=1 run_duration=5
+  fi
   scenario_needs_rooms=0
   case "$1" in
     fanout-1k) # the issue-2 / peers reference point: 1000 x 100 msg/s = 100k deliveries/s
@@ -203,7 +206,8 @@ scenario_config() {
       scenario_args=(--subscribers "$(full_or_quick 10000 1000)" --publishers 0 --rate 1 --size 64
         --connect-rate 5000) ;;
   esac
-  scenario_args+=("${common[@]}")
+  scenario_args+=(--warmup "$run_warmup" --duration "$run_duration" --drain "$drain"
+    --src "$src_pool" --threads "$loadgen_threads")
 }
 
 # ---------------------------------------------------------------- server lifecycle
@@ -294,7 +298,7 @@ sysctl_value() { tr -s ' \t' ' ' <"/proc/sys/$1" 2>/dev/null || echo "n/a"; }
     net/ipv4/tcp_rmem net/ipv4/tcp_wmem net/ipv4/tcp_max_syn_backlog kernel/io_uring_disabled; do
     echo "| ${key//\//.} | $(sysctl_value "$key") |"
   done
-  echo "| repetitions | $repeat; warm-up ${warmup}s, measured ${duration}s, drain ${drain}s |"
+  echo "| repetitions | $repeat; warm-up ${warmup}s, measured ${duration}s, drain ${drain}s (see matrix.txt) |"
   echo
   echo "The scenario matrix (loadgen options) is in \`matrix.txt\`; every run's exact commands"
   echo "are in \`<scenario>/run-<i>/commands.txt\`."
