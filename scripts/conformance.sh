@@ -136,8 +136,9 @@ stop_server
 
 # --- summarize ------------------------------------------------------------------------------
 commit="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
-if [[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
-    commit="$commit (with uncommitted changes)"
+# Only the code under test counts (other work in the tree does not change the server binary).
+if [[ -n "$(git status --porcelain -- server Cargo.toml Cargo.lock 2>/dev/null)" ]]; then
+    commit="$commit (with uncommitted changes to server/ or Cargo files)"
 fi
 set +e
 "$PYTHON" - "$report_dir/index.json" "$work/summary.md" "$KOSOKU_VERSION" "$commit" \
