@@ -28,7 +28,7 @@ use crate::uring_io::UpgradedIo;
 const MAX_IOV: usize = 1024;
 /// Smallest read: an idle connection's whole read buffer. Small, because 10k idle connections
 /// each keep one read in flight.
-const MIN_READ: usize = 512;
+pub const IDLE_READ_BUFFER: usize = 512;
 /// Largest read when the client keeps the buffer full.
 const MAX_READ: usize = 64 << 10;
 /// A batch vector that grew past this during a burst is released when the writer goes idle.
@@ -68,9 +68,12 @@ pub fn start(core: Rc<CoreContext>, io: UpgradedIo, early: &[u8], ticket: Upgrad
         subscriber,
         stream: io.stream,
     });
-    let mut buffer = Vec::with_capacity(MIN_READ.max(early.len() + io.buffered.len()));
-    buffer.extend_from_slice(early);
-    buffer.extend_from_slice(&io.buffered);
+    let mut buffer = Vec::new();
+    if !early.is_empty() || !io.buffered.is_empty() {
+        buffer.reserve_exact(IDLE_READ_BUFFER.max(early.len() + io.buffered.len()));
+        buffer.extend_from_slice(early);
+        buffer.extend_from_slice(&io.buffered);
+    }
     tokio_uring::spawn(write_loop(Rc::clone(&connection)));
     tokio_uring::spawn(read_loop(connection, buffer, io.pending_read));
 }
@@ -121,7 +124,10 @@ async fn read_loop(
     pending_read: Option<crate::uring_io::PendingRead>,
 ) {
     if let Some(pending) = pending_read {
+        // A read hyper started is still in flight: its buffer (sized small at upgrade) becomes
+        // ours, so an idle connection holds one buffer, not two.
         match pending.await {
+            (Ok(n), bytes) if n > 0 && buffer.is_empty() => buffer = bytes,
             (Ok(n), bytes) if n > 0 => buffer.extend_from_slice(&bytes[..n]),
             _ => {
                 connection.subscriber.shutdown_socket();
@@ -130,7 +136,7 @@ async fn read_loop(
         }
     }
     let mut decoder = FrameDecoder::new(connection.core.state.config.max_message);
-    let mut read_size = MIN_READ;
+    let mut read_size = IDLE_READ_BUFFER;
     loop {
         let mut start = 0;
         let frame_len = loop {
@@ -193,7 +199,7 @@ fn next_read_size(read_size: usize, read: usize, spare: usize) -> usize {
     if read == spare {
         (read_size * 2).min(MAX_READ)
     } else if read < read_size / 4 {
-        (read_size / 2).max(MIN_READ)
+        (read_size / 2).max(IDLE_READ_BUFFER)
     } else {
         read_size
     }
@@ -205,6 +211,9 @@ async fn write_loop(connection: Rc<Connection>) {
     let metrics = connection.core.hub.metrics();
     let mut batch: Vec<Bytes> = Vec::new();
     loop {
+        if subscriber.is_shut_down() {
+            return;
+        }
         let room_in_batch = MAX_IOV - batch.len();
         subscriber.take_batch(&mut batch, room_in_batch);
         if batch.is_empty() {
@@ -242,21 +251,27 @@ mod tests {
 
     #[test]
     fn read_size_adapts_within_bounds() {
-        assert_eq!(next_read_size(MIN_READ, MIN_READ, MIN_READ), 2 * MIN_READ);
+        assert_eq!(
+            next_read_size(IDLE_READ_BUFFER, IDLE_READ_BUFFER, IDLE_READ_BUFFER),
+            2 * IDLE_READ_BUFFER
+        );
         assert_eq!(next_read_size(MAX_READ, MAX_READ, MAX_READ), MAX_READ);
         assert_eq!(next_read_size(4096, 10, 4096), 2048);
-        assert_eq!(next_read_size(MIN_READ, 1, MIN_READ), MIN_READ);
+        assert_eq!(
+            next_read_size(IDLE_READ_BUFFER, 1, IDLE_READ_BUFFER),
+            IDLE_READ_BUFFER
+        );
         assert_eq!(next_read_size(4096, 2000, 4096), 4096);
     }
 
     #[test]
     fn buffer_makes_room_for_a_known_frame_and_shrinks_when_empty() {
-        let buffer = sized_for_next_read(vec![1, 2, 3], Some(100_000), MIN_READ);
+        let buffer = sized_for_next_read(vec![1, 2, 3], Some(100_000), IDLE_READ_BUFFER);
         assert!(buffer.capacity() >= 100_000);
         assert_eq!(buffer, [1, 2, 3]);
         let big_empty = Vec::with_capacity(1 << 20);
-        let buffer = sized_for_next_read(big_empty, None, MIN_READ);
-        assert!(buffer.capacity() < 4 * MIN_READ);
-        assert!(buffer.capacity() >= MIN_READ);
+        let buffer = sized_for_next_read(big_empty, None, IDLE_READ_BUFFER);
+        assert!(buffer.capacity() < 4 * IDLE_READ_BUFFER);
+        assert!(buffer.capacity() >= IDLE_READ_BUFFER);
     }
 }

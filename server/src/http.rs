@@ -5,7 +5,7 @@
 //! connection is served with `without_shutdown`: once the 101 response is flushed hyper hands
 //! back the IO and any bytes read past the request, and the WebSocket takes over (`conn.rs`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::rc::Rc;
 
@@ -24,7 +24,7 @@ use crate::cores::CoreContext;
 use crate::hub::Room;
 use crate::metrics::render_prometheus;
 use crate::subscriber::Subscriber;
-use crate::uring_io::UringIo;
+use crate::uring_io::{UringIo, HTTP_READ_BUFFER};
 
 /// The chat page served at `GET /`.
 const CHAT_PAGE: &str = include_str!("../static/index.html");
@@ -44,24 +44,36 @@ pub struct UpgradeTicket {
     pub subscriber: Rc<Subscriber>,
 }
 
+/// State the HTTP service shares with [`serve`] and the IO adapter.
+struct UpgradeSlot {
+    /// Set when the service accepts an upgrade.
+    ticket: RefCell<Option<UpgradeTicket>>,
+    /// Size of the IO adapter's next read; lowered to the WebSocket idle size on upgrade.
+    read_size: Rc<Cell<usize>>,
+}
+
 /// Serves one accepted connection: HTTP requests until it upgrades or closes.
 pub async fn serve(core: Rc<CoreContext>, stream: TcpStream) {
-    let ticket: Rc<RefCell<Option<UpgradeTicket>>> = Rc::new(RefCell::new(None));
+    let slot = Rc::new(UpgradeSlot {
+        ticket: RefCell::new(None),
+        read_size: Rc::new(Cell::new(HTTP_READ_BUFFER)),
+    });
+    let io = UringIo::new(stream, Rc::clone(&slot.read_size));
     let service = {
         let core = Rc::clone(&core);
-        let ticket = Rc::clone(&ticket);
+        let slot = Rc::clone(&slot);
         service_fn(move |request| {
-            let response = respond(&core, &ticket, request);
+            let response = respond(&core, &slot, request);
             async move { Ok::<_, Infallible>(response) }
         })
     };
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(core.state.config.header_timeout)
-        .serve_connection(TokioIo::new(UringIo::new(stream)), service)
+        .serve_connection(TokioIo::new(io), service)
         .without_shutdown();
     let result = connection.await;
-    let ticket = ticket.borrow_mut().take();
+    let ticket = slot.ticket.borrow_mut().take();
     match (result, ticket) {
         (Ok(parts), Some(ticket)) => {
             let upgraded = parts.io.into_inner().into_upgraded();
@@ -79,10 +91,10 @@ pub async fn serve(core: Rc<CoreContext>, stream: TcpStream) {
     }
 }
 
-/// Routes one request. An accepted upgrade leaves its ticket in `ticket`.
+/// Routes one request. An accepted upgrade leaves its ticket in `slot`.
 fn respond(
     core: &CoreContext,
-    ticket: &RefCell<Option<UpgradeTicket>>,
+    slot: &UpgradeSlot,
     mut request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path();
@@ -151,7 +163,8 @@ fn respond(
                 core.hub.now(),
             ));
             let room = core.hub.join(&room, Rc::clone(&subscriber));
-            *ticket.borrow_mut() = Some(UpgradeTicket { room, subscriber });
+            *slot.ticket.borrow_mut() = Some(UpgradeTicket { room, subscriber });
+            slot.read_size.set(conn::IDLE_READ_BUFFER);
             let (head, _) = switching.into_parts();
             Response::from_parts(head, Full::new(Bytes::new()))
         }

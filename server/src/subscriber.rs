@@ -162,16 +162,26 @@ impl Subscriber {
         false
     }
 
-    /// Shuts the socket down both ways (once): pending reads return 0, writes fail, so both
-    /// tasks finish and the fd closes when they drop it.
+    /// Shuts the socket down both ways (once): pending reads return 0, writes fail, and the
+    /// idle writer is woken to exit, so both tasks finish and the fd closes when they drop it.
+    /// Nothing is queued afterwards.
     pub fn shutdown_socket(&self) {
         if self.socket_shut.replace(true) {
             return;
+        }
+        if self.close_deadline.get().is_none() {
+            self.close_deadline.set(Some(Instant::now()));
         }
         if let Some(socket) = self.socket.get() {
             // An error here means the socket is already disconnected, which is the goal.
             let _ = socket.shutdown(Shutdown::Both);
         }
+        self.writer_wake.notify_one();
+    }
+
+    /// True once the socket was shut down: the writer has nothing left to do.
+    pub fn is_shut_down(&self) -> bool {
+        self.socket_shut.get()
     }
 
     /// True once a close frame is queued (no more frames will be accepted).

@@ -6,6 +6,7 @@
 //! hands the socket, any bytes already read, and a still-pending read to the connection's reader
 //! task, so no byte the client sent is lost.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -15,8 +16,9 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_uring::net::TcpStream;
 
-/// Read buffer for HTTP requests (headers of a WebSocket upgrade fit easily).
-const HTTP_READ_BUFFER: usize = 4096;
+/// Read buffer for HTTP requests: a typical upgrade request fits; hyper reads again for
+/// bigger headers.
+pub const HTTP_READ_BUFFER: usize = 2048;
 
 /// An in-flight read: resolves to the result and the buffer the kernel filled.
 pub type PendingRead = Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<u8>)>>>;
@@ -48,6 +50,10 @@ pub struct UringIo {
     write: Option<PendingWrite>,
     /// The socket was handed to a WebSocket connection; dropping the adapter must not shut it.
     handed_over: bool,
+    /// Buffer size of the next read. The HTTP service lowers it once it accepts an upgrade:
+    /// a read hyper starts after that outlives the HTTP phase and, on an idle connection,
+    /// stays in flight with its buffer for the connection's whole life.
+    read_size: Rc<Cell<usize>>,
 }
 
 impl Drop for UringIo {
@@ -73,8 +79,8 @@ pub struct UpgradedIo {
 }
 
 impl UringIo {
-    /// Wraps an accepted socket.
-    pub fn new(stream: TcpStream) -> Self {
+    /// Wraps an accepted socket; reads use `read_size` bytes (see the field).
+    pub fn new(stream: TcpStream, read_size: Rc<Cell<usize>>) -> Self {
         UringIo {
             stream: Rc::new(stream),
             read: ReadState::Idle {
@@ -83,6 +89,7 @@ impl UringIo {
             },
             write: None,
             handed_over: false,
+            read_size,
         }
     }
 
@@ -108,7 +115,8 @@ impl UringIo {
     /// Starts reading into a fresh HTTP buffer.
     fn start_read(&self) -> PendingRead {
         let stream = Rc::clone(&self.stream);
-        Box::pin(async move { stream.read(Vec::with_capacity(HTTP_READ_BUFFER)).await })
+        let buffer = Vec::with_capacity(self.read_size.get());
+        Box::pin(async move { stream.read(buffer).await })
     }
 
     /// Drives the pending write (if any) to completion.
