@@ -36,6 +36,7 @@ pub mod server_state;
 pub mod subscriber;
 pub mod units;
 pub mod uring_io;
+pub mod wake;
 
 use std::io;
 use std::net::SocketAddr;

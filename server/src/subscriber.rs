@@ -15,12 +15,12 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 use tokio_uring::net::TcpStream;
 
 use crate::frame::{encode_close, encode_close_echo, CloseCode};
 use crate::outbound::OutboundQueue;
 use crate::server_state::ConnectionPermit;
+use crate::wake::LocalWake;
 
 /// How long a connection we close may take to answer our close frame (or, for a slow consumer,
 /// to take it at all) before its socket is shut down.
@@ -31,7 +31,7 @@ pub struct Subscriber {
     /// Frames waiting for the writer task; bounded by --max-backlog.
     queue: RefCell<OutboundQueue>,
     /// Wakes the writer task when its queue goes from empty to non-empty (or on close).
-    writer_wake: Notify,
+    writer_wake: LocalWake,
     /// Deadline by which the connection must be gone; Some once our close frame is queued,
     /// after which nothing else is queued.
     close_deadline: Cell<Option<Instant>>,
@@ -70,7 +70,7 @@ impl Subscriber {
     pub fn new(max_backlog: usize, permit: Option<ConnectionPermit>, now: Instant) -> Self {
         Subscriber {
             queue: RefCell::new(OutboundQueue::new(max_backlog)),
-            writer_wake: Notify::new(),
+            writer_wake: LocalWake::default(),
             close_deadline: Cell::new(None),
             close_received: Cell::new(false),
             close_written: Cell::new(false),
@@ -100,7 +100,7 @@ impl Subscriber {
         if queue.push(frame.clone()).is_ok() {
             drop(queue);
             if was_empty {
-                self.writer_wake.notify_one();
+                self.writer_wake.wake();
             }
             return false;
         }
@@ -148,7 +148,7 @@ impl Subscriber {
         }
         self.close_deadline.set(Some(Instant::now() + grace));
         self.queue.borrow_mut().push_final(frame);
-        self.writer_wake.notify_one();
+        self.writer_wake.wake();
     }
 
     /// Called by the writer when the queue is drained after the close frame went out. Returns
@@ -176,7 +176,7 @@ impl Subscriber {
             // An error here means the socket is already disconnected, which is the goal.
             let _ = socket.shutdown(Shutdown::Both);
         }
-        self.writer_wake.notify_one();
+        self.writer_wake.wake();
     }
 
     /// True once the socket was shut down: the writer has nothing left to do.
@@ -221,7 +221,7 @@ impl Subscriber {
 
     /// Waits until the writer has something to do (a permit is kept if woken early).
     pub async fn writer_wakeup(&self) {
-        self.writer_wake.notified().await;
+        self.writer_wake.wait().await;
     }
 
     /// Attaches the socket after the handshake. If the connection was already told to shut
