@@ -51,7 +51,9 @@ pub struct RunOpt {
     /// Connections that also send; 0 just holds the connections open for the duration.
     #[arg(long, default_value_t = 1)]
     pub publishers: u64,
-    /// Messages per second per publisher (open-loop schedule).
+    /// Messages per second per publisher (open-loop schedule). Publisher i of P sends
+    /// message k at t0 + (k + i/P) / rate: the publishers' phases are staggered evenly over
+    /// one period, so many slow publishers make a steady stream, not a burst every period.
     #[arg(long, default_value_t = 10.0)]
     pub rate: f64,
     /// Payload size (64, 16KiB); at least the 40-byte stamp.

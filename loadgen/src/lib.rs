@@ -4,7 +4,7 @@
 //! - `cli`, `units`, `scenario`: options -> validated `Scenario` (+ `threshold` rules)
 //! - `connect`, `handshake`: sockets from a source-address pool, preflight, RFC 6455 upgrade
 //! - `worker`: one tokio epoll runtime per thread owning its connections and stats
-//! - `publisher` (open-loop schedule, `payload` stamps, `frame` masking, `writer`)
+//! - `publisher` (open-loop `schedule`, `payload` stamps, `frame` masking, `writer`)
 //! - `receiver` (64 KiB reads, `frame` parsing, `sequence` loss/dup/reorder, `stats`)
 //! - `run`: phases, live line (`live`), `probe` of server and own CPU, `report` outputs
 //! - `compare`, `merge`: working with reports afterwards
@@ -24,6 +24,7 @@ pub mod receiver;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod schedule;
 pub mod sequence;
 pub mod stats;
 pub mod threshold;

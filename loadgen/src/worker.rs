@@ -16,6 +16,7 @@ use crate::connect::{open_with_timeout, Target};
 use crate::publisher::publish;
 use crate::receiver::{receive, Receiver};
 use crate::scenario::Scenario;
+use crate::schedule::Schedule;
 use crate::stats::{IntervalStats, RunTotals, WorkerStats};
 use crate::writer::Writer;
 
@@ -41,6 +42,16 @@ impl Window {
     /// Whether a message intended at `ns` belongs to the measured window.
     pub fn measures(&self, ns: u64) -> bool {
         (self.measure_start_ns..self.measure_end_ns).contains(&ns)
+    }
+
+    /// The publishers' send schedule in this window.
+    pub fn schedule(&self, scenario: &Scenario) -> Schedule {
+        Schedule {
+            t0_ns: self.t0_ns,
+            end_ns: self.measure_end_ns,
+            rate: scenario.rate,
+            publishers: scenario.publishers,
+        }
     }
 }
 
