@@ -60,7 +60,7 @@ use crate::server_state::ServerState;
 pub enum StartError {
     /// The kernel refused io_uring.
     #[error(
-        "io_uring is unavailable ({source}). ringcast needs io_uring (Linux 5.11 or newer). \
+        "io_uring is unavailable ({error}). ringcast needs io_uring (Linux 5.11 or newer). \
          Likely causes: the sysctl kernel.io_uring_disabled is 1 or 2 (run \
          `sysctl -w kernel.io_uring_disabled=0` as root), or a container seccomp profile blocks \
          io_uring_setup (Docker's default does: run the container with a profile that allows \
@@ -68,24 +68,25 @@ pub enum StartError {
          `--security-opt seccomp=unconfined`)"
     )]
     IoUringUnavailable {
-        /// The error io_uring_setup returned.
-        source: io::Error,
+        /// The error io_uring_setup returned (in the message, not a `source`, so it is printed
+        /// once).
+        error: io::Error,
     },
     /// A listening socket could not be set up.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// The address.
         addr: SocketAddr,
         /// The OS error.
-        source: io::Error,
+        error: io::Error,
     },
     /// A core thread could not be started or its runtime failed to build.
-    #[error("cannot start core {core}: {source}")]
+    #[error("cannot start core {core}: {error}")]
     Core {
         /// Core number.
         core: usize,
         /// The OS error.
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -111,9 +112,9 @@ impl Server {
         let listeners = bind_all(&config)?;
         let local_addr = listeners[0]
             .local_addr()
-            .map_err(|source| StartError::Bind {
+            .map_err(|error| StartError::Bind {
                 addr: config.listen,
-                source,
+                error,
             })?;
         let cores = config.cores;
         let state = Arc::new(ServerState::new(config));
@@ -145,10 +146,7 @@ impl Server {
             let thread = std::thread::Builder::new()
                 .name(format!("ringcast-core-{index}"))
                 .spawn(move || run_core(setup))
-                .map_err(|source| StartError::Core {
-                    core: index,
-                    source,
-                })?;
+                .map_err(|error| StartError::Core { core: index, error })?;
             server.threads.push(thread);
         }
         drop(ready_tx);
@@ -161,7 +159,7 @@ impl Server {
             // Dropping `server` stops the cores that did start.
             return Err(StartError::Core {
                 core,
-                source: failure,
+                error: failure,
             });
         }
         let config = &state.config;
@@ -210,18 +208,18 @@ impl Drop for Server {
 fn probe_io_uring() -> Result<(), StartError> {
     io_uring::IoUring::new(2)
         .map(drop)
-        .map_err(|source| StartError::IoUringUnavailable { source })
+        .map_err(|error| StartError::IoUringUnavailable { error })
 }
 
 /// Binds one listener per core on the same address (the first picks the port if it is 0).
 fn bind_all(config: &Config) -> Result<Vec<std::net::TcpListener>, StartError> {
     let bind = |addr: SocketAddr| {
-        bind_listener(addr, config.backlog).map_err(|source| StartError::Bind { addr, source })
+        bind_listener(addr, config.backlog).map_err(|error| StartError::Bind { addr, error })
     };
     let first = bind(config.listen)?;
-    let addr = first.local_addr().map_err(|source| StartError::Bind {
+    let addr = first.local_addr().map_err(|error| StartError::Bind {
         addr: config.listen,
-        source,
+        error,
     })?;
     let mut listeners = vec![first];
     for _ in 1..config.cores {
