@@ -8,6 +8,7 @@
 //! which completes whatever is pending. When both tasks are done, [`Connection`]'s drop leaves
 //! the room and releases the connection slot.
 
+use std::io;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -228,7 +229,7 @@ async fn write_loop(connection: Rc<Connection>) {
             subscriber.writer_wakeup().await;
             continue;
         }
-        let (result, returned) = connection.stream.writev(batch).await;
+        let (result, returned) = write_batch(&connection.stream, batch).await;
         batch = returned;
         match result {
             Ok(written) if written > 0 => {
@@ -243,6 +244,20 @@ async fn write_loop(connection: Rc<Connection>) {
             }
         }
     }
+}
+
+/// Writes a batch with one submission: a plain `write` for a single frame (tokio-uring's
+/// `writev` allocates an iovec array per call, and at low rates most batches are one frame),
+/// one `writev` otherwise. May write only part of the batch.
+async fn write_batch(stream: &TcpStream, mut batch: Vec<Bytes>) -> (io::Result<usize>, Vec<Bytes>) {
+    if batch.len() == 1 {
+        if let Some(frame) = batch.pop() {
+            let (result, frame) = stream.write(frame).submit().await;
+            batch.push(frame);
+            return (result, batch);
+        }
+    }
+    stream.writev(batch).await
 }
 
 #[cfg(test)]

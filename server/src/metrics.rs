@@ -23,7 +23,8 @@ pub struct CoreMetrics {
     pub frames_written: AtomicU64,
     /// Bytes written to sockets.
     pub bytes_out: AtomicU64,
-    /// `writev` calls; frames_written / writev_calls is the batching factor.
+    /// Write submissions (one `write` or `writev` per batch); frames_written / writev_calls
+    /// is the batching factor.
     pub writev_calls: AtomicU64,
     /// Connections closed with 1008 because their backlog exceeded --max-backlog.
     pub slow_consumer_closes: AtomicU64,
@@ -98,7 +99,7 @@ const METRICS: &[MetricSpec] = &[
     MetricSpec {
         name: "ringcast_writev_calls_total",
         kind: "counter",
-        help: "writev calls (frames_written / writev_calls = frames per writev).",
+        help: "Write submissions, one write/writev per batch (frames_written / writev_calls = frames per writev).",
         read: |m| &m.writev_calls,
     },
     MetricSpec {
