@@ -194,11 +194,6 @@ impl Subscriber {
         self.close_deadline.get()
     }
 
-    /// True once both sides sent their close frames or the connection failed.
-    pub fn close_handshake_done(&self) -> bool {
-        self.close_received.get() || self.failed.get()
-    }
-
     /// Records inbound traffic (for keepalive).
     pub fn touch(&self, now: Instant) {
         self.last_inbound.set(now);
@@ -277,6 +272,6 @@ mod tests {
         let mut batch = Vec::new();
         subscriber.take_batch(&mut batch, 16);
         assert_eq!(batch, vec![Bytes::from_static(&[0x88, 2, 0x03, 0xE8])]);
-        assert!(subscriber.close_handshake_done());
+        assert!(subscriber.is_closing());
     }
 }
