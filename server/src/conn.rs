@@ -23,7 +23,7 @@ use crate::inbound::{Decoded, FrameDecoder, Inbound};
 use crate::metrics::CoreMetrics;
 use crate::outbound::advance_batch;
 use crate::subscriber::Subscriber;
-use crate::uring_io::UpgradedIo;
+use crate::uring_io::{PendingRead, UpgradedIo};
 
 /// Most iovecs per `writev` (Linux IOV_MAX).
 const MAX_IOV: usize = 1024;
@@ -57,8 +57,8 @@ impl Drop for Connection {
     }
 }
 
-/// Starts the WebSocket phase: joins the room and spawns the reader and writer.
-/// `early` holds bytes hyper read past the upgrade request.
+/// Starts the WebSocket phase of a subscriber that joined its room at upgrade: attaches the
+/// socket and spawns the reader and writer. `early` holds bytes hyper read past the request.
 pub fn start(core: Rc<CoreContext>, io: UpgradedIo, early: &[u8], ticket: UpgradeTicket) {
     let UpgradeTicket { room, subscriber } = ticket;
     subscriber.attach_socket(Rc::clone(&io.stream));
@@ -122,7 +122,7 @@ impl Connection {
 async fn read_loop(
     connection: Rc<Connection>,
     mut buffer: Vec<u8>,
-    pending_read: Option<crate::uring_io::PendingRead>,
+    pending_read: Option<PendingRead>,
 ) {
     if let Some(pending) = pending_read {
         // A read hyper started is still in flight: its buffer (sized small at upgrade) becomes

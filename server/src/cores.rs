@@ -147,19 +147,25 @@ async fn serve_core(setup: CoreSetup) {
 
 /// Accepts connections until shutdown and hands each to the HTTP phase.
 async fn accept_loop(core: Rc<CoreContext>, listener: Rc<TcpListener>) {
+    // Log the first failure of a streak only (EMFILE under a connection flood repeats).
+    let mut failing = false;
     loop {
         match listener.accept().await {
             Ok((stream, _peer)) => {
                 if core.is_shutting_down() {
                     return;
                 }
+                failing = false;
                 // Latency over coalescing: the writer already batches per connection.
                 let _ = stream.set_nodelay(true);
                 tokio_uring::spawn(http::serve(Rc::clone(&core), stream));
             }
             Err(_) if core.is_shutting_down() => return,
             Err(err) => {
-                tracing::warn!(%err, "accept failed");
+                if !failing {
+                    tracing::warn!(%err, "accept failed; retrying");
+                    failing = true;
+                }
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
         }
