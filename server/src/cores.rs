@@ -68,8 +68,8 @@ pub struct CoreSetup {
     pub peers: Vec<UnboundedSender<Mail>>,
     /// This core's mailbox.
     pub mailbox: UnboundedReceiver<Mail>,
-    /// Reports Ok once accepting, or the runtime error.
-    pub ready: SyncSender<Result<(), io::Error>>,
+    /// Reports (core index, Ok) once accepting, or the runtime error.
+    pub ready: SyncSender<(usize, io::Result<()>)>,
 }
 
 /// Binds one SO_REUSEPORT listening socket with a real listen backlog.
@@ -103,7 +103,7 @@ pub fn run_core(setup: CoreSetup) {
     ) {
         Ok(runtime) => runtime,
         Err(err) => {
-            let _ = setup.ready.send(Err(err));
+            let _ = setup.ready.send((setup.index, Err(err)));
             return;
         }
     };
@@ -131,7 +131,7 @@ async fn serve_core(setup: CoreSetup) {
     let listener = Rc::new(TcpListener::from_std(listener));
     tokio_uring::spawn(accept_loop(Rc::clone(&core), Rc::clone(&listener)));
     tokio_uring::spawn(keepalive::sweep_loop(Rc::clone(&core)));
-    let _ = ready.send(Ok(()));
+    let _ = ready.send((index, Ok(())));
     while let Some(mail) = mailbox.recv().await {
         match mail {
             Mail::Broadcast { room, frame } => core.hub.deliver_from_peer(&room, &frame),

@@ -150,17 +150,14 @@ impl Server {
             server.threads.push(thread);
         }
         drop(ready_tx);
-        for core in 0..cores {
-            let failure = match ready_rx.recv() {
-                Ok(Ok(())) => continue,
-                Ok(Err(source)) => source,
-                Err(_) => io::Error::other("core thread exited during start"),
+        for _ in 0..cores {
+            let (core, error) = match ready_rx.recv() {
+                Ok((_, Ok(()))) => continue,
+                Ok((core, Err(error))) => (core, error),
+                Err(_) => (0, io::Error::other("a core thread exited during start")),
             };
             // Dropping `server` stops the cores that did start.
-            return Err(StartError::Core {
-                core,
-                error: failure,
-            });
+            return Err(StartError::Core { core, error });
         }
         let config = &state.config;
         tracing::info!(
