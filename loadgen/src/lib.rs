@@ -4,7 +4,7 @@
 //! - `cli`, `units`, `scenario`: options -> validated `Scenario` (+ `threshold` rules)
 //! - `connect`, `handshake`: sockets from a source-address pool, preflight, RFC 6455 upgrade
 //! - `worker`: one tokio epoll runtime per thread owning its connections and stats
-//! - `publisher` (open-loop `schedule`, `payload` stamps, `frame` masking, `writer`)
+//! - `publisher` (open-loop `schedule`, woken on time by the `pacer` thread, `payload` stamps, `frame` masking, `writer`)
 //! - `receiver` (64 KiB reads, `frame` parsing, `sequence` loss/dup/reorder, `stats`)
 //! - `run`: phases, live line (`live`), `probe` of server and own CPU, `report` outputs
 //! - `compare`, `merge`: working with reports afterwards
@@ -17,6 +17,7 @@ pub mod frame;
 pub mod handshake;
 pub mod live;
 pub mod merge;
+pub mod pacer;
 pub mod payload;
 pub mod probe;
 pub mod publisher;

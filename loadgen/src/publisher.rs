@@ -6,7 +6,9 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::clock::{monotonic_ns, tokio_instant_at};
+use tokio::sync::Notify;
+
+use crate::clock::monotonic_ns;
 use crate::frame::OP_BINARY;
 use crate::payload::Stamp;
 use crate::worker::{Window, WorkerContext};
@@ -28,16 +30,16 @@ pub async fn publish(context: Rc<WorkerContext>, id: u32, writer: Rc<Writer>) {
     };
     let schedule = window.schedule(&shared.scenario);
     let mut payload = vec![b'.'; shared.scenario.size];
+    // The pacer thread notifies this at each due time (precise to tens of microseconds, where
+    // tokio's timer would add up to 1 ms); a notification sent while we write is kept.
+    let wakeup = Arc::new(Notify::new());
+    shared.pacer.register(id, &schedule, wakeup.clone());
     let mut seq = 0u64;
-    loop {
-        let Some(next_due) = schedule.due_ns(id, seq) else {
-            return;
-        };
-        if next_due > monotonic_ns() {
-            tokio::time::sleep_until(tokio_instant_at(next_due)).await;
-        }
+    while schedule.due_ns(id, seq).is_some() {
+        wakeup.notified().await;
         let mut side = writer.lock().await;
         let now = monotonic_ns();
+        let first_seq = seq;
         {
             let mut stats = context.stats.borrow_mut();
             for _ in 0..MAX_BATCH {
@@ -68,6 +70,10 @@ pub async fn publish(context: Rc<WorkerContext>, id: u32, writer: Rc<Writer>) {
                 }
                 seq += 1;
             }
+        }
+        if first_seq == seq {
+            // A kept notification whose messages went out with the previous batch.
+            continue;
         }
         if side.flush().await.is_err() {
             let mut stats = context.stats.borrow_mut();

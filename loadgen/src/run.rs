@@ -10,6 +10,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::clock::{monotonic_ns, monotonic_to_system};
+use crate::pacer::Pacer;
 use crate::probe::{own_cpu_seconds, sample_server, ServerReadings};
 use crate::report::csv::TimelineRow;
 use crate::report::hlog::HlogBuffer;
@@ -37,6 +38,8 @@ struct Phases {
     cpu_at_window: (Option<f64>, Option<f64>),
     /// Server readings.
     server: ServerReadings,
+    /// The thread waking the publishers, started with the window.
+    pacer_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Phases {
@@ -72,23 +75,42 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
         interval_sink: Mutex::new(IntervalStats::new()),
         connected_tx: Mutex::new(connected_tx),
         started_ns,
+        pacer: Pacer::new(scenario.publishers as usize),
     });
     let mut phases = Phases {
         window: None,
         cpu_at_window: (None, None),
         server: ServerReadings::default(),
+        pacer_thread: None,
     };
     phases.server.before_connect = scenario.server_pid.and_then(sample_server);
 
-    let workers: Vec<_> = (0..scenario.threads)
-        .map(|worker| {
+    let subscriber_set = (0..scenario.subscribers, scenario.threads, "sub");
+    let publisher_set = (
+        scenario.subscribers..total,
+        scenario.publisher_threads,
+        "pub",
+    );
+    let mut workers = Vec::new();
+    for (connections, threads, role) in [subscriber_set, publisher_set] {
+        if connections.is_empty() {
+            continue;
+        }
+        for worker in 0..threads {
             let shared = shared.clone();
-            std::thread::Builder::new()
-                .name(format!("loadgen-{worker}"))
-                .spawn(move || run_worker(shared, worker, scenario.threads))
-        })
-        .collect::<Result<_, _>>()
-        .context("spawning worker threads")?;
+            let connections = connections.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("loadgen-{role}-{worker}"))
+                .spawn(move || {
+                    if role == "pub" {
+                        crate::pacer::favour_this_thread();
+                    }
+                    run_worker(shared, connections, worker, threads)
+                })
+                .context("spawning worker threads")?;
+            workers.push(thread);
+        }
+    }
 
     let drain_ns = (scenario.drain_s * 1e9) as u64;
     let mut hlog = HlogBuffer::new(monotonic_to_system(started_ns))?;
@@ -104,7 +126,7 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
             &window_tx,
             tick_ns,
             scenario.server_pid,
-        );
+        )?;
         let now = monotonic_ns();
         let interval = std::mem::take(
             &mut *shared
@@ -146,6 +168,12 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
         }
     }
     let _ = stop_tx.send(true);
+    shared.pacer.stop();
+    if let Some(pacer) = phases.pacer_thread.take() {
+        pacer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the pacer thread panicked"))?;
+    }
     let mut totals = RunTotals::new(scenario.publishers as usize);
     for worker in workers {
         let worker_totals = worker
@@ -180,11 +208,11 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
 /// once every connection attempt finished, and the server/CPU readings at the window edges.
 fn wait_until(
     phases: &mut Phases,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     window_tx: &watch::Sender<Option<Arc<Window>>>,
     until_ns: u64,
     server_pid: Option<u32>,
-) {
+) -> anyhow::Result<()> {
     loop {
         let now = monotonic_ns();
         if phases.window.is_none()
@@ -197,6 +225,16 @@ fn wait_until(
                 measure_start_ns,
                 measure_end_ns: measure_start_ns + (shared.scenario.duration_s * 1e9) as u64,
             });
+            if shared.scenario.publishers > 0 {
+                let schedule = window.schedule(&shared.scenario);
+                let pacer_shared = shared.clone();
+                phases.pacer_thread = Some(
+                    std::thread::Builder::new()
+                        .name("loadgen-pacer".into())
+                        .spawn(move || pacer_shared.pacer.run(schedule))
+                        .context("spawning the pacer thread")?,
+                );
+            }
             phases.window = Some(window.clone());
             let _ = window_tx.send(Some(window));
         }
@@ -228,7 +266,7 @@ fn wait_until(
             next = next.min(now + 10_000_000);
         }
         if now >= until_ns {
-            return;
+            return Ok(());
         }
         std::thread::sleep(Duration::from_nanos(next.saturating_sub(now).max(1)));
     }

@@ -34,8 +34,11 @@ pub struct Scenario {
     pub connect_rate: f64,
     /// Per-connection connect + handshake deadline, seconds.
     pub connect_timeout_s: f64,
-    /// Worker threads.
+    /// Subscriber worker threads.
     pub threads: usize,
+    /// Publisher worker threads (absent in reports written before it existed: 1).
+    #[serde(default = "one_thread")]
+    pub publisher_threads: usize,
     /// Source address pool (empty: kernel's choice).
     pub src: Vec<IpAddr>,
     /// Drain after the last send, seconds.
@@ -48,6 +51,11 @@ pub struct Scenario {
     pub max_send_lag_s: f64,
     /// Threshold expressions as given.
     pub thresholds: Vec<String>,
+}
+
+/// Serde default of `Scenario::publisher_threads`.
+fn one_thread() -> usize {
+    1
 }
 
 /// A scenario plus the parsed forms the run needs.
@@ -114,6 +122,10 @@ impl Plan {
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         ensure!((1..=256).contains(&threads), "--threads must be in 1..=256");
+        ensure!(
+            (1..=256).contains(&opt.publisher_threads),
+            "--publisher-threads must be in 1..=256"
+        );
         if let Some(pid) = opt.server_pid {
             ensure!(
                 std::path::Path::new(&format!("/proc/{pid}/stat")).exists(),
@@ -149,6 +161,7 @@ impl Plan {
             connect_rate: opt.connect_rate,
             connect_timeout_s: opt.connect_timeout.as_secs_f64(),
             threads,
+            publisher_threads: opt.publisher_threads,
             src,
             drain_s: opt.drain.as_secs_f64(),
             stalled_percent: opt.stalled,

@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::net::IpAddr;
+use std::ops::Range;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -13,6 +14,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::clock::{monotonic_ns, tokio_instant_at};
 use crate::connect::{open_with_timeout, Target};
+use crate::pacer::Pacer;
 use crate::publisher::publish;
 use crate::receiver::{receive, Receiver};
 use crate::scenario::Scenario;
@@ -78,6 +80,8 @@ pub struct Shared {
     pub connected_tx: Mutex<mpsc::Sender<u64>>,
     /// Monotonic ns the run started at (second boundaries of the interval handoff).
     pub started_ns: u64,
+    /// Wakes the publishers at their due times.
+    pub pacer: Pacer,
 }
 
 /// What one connection is.
@@ -126,8 +130,15 @@ pub struct WorkerContext {
     pub read_buffer: RefCell<Vec<u8>>,
 }
 
-/// Runs worker `worker` (of `workers`) to completion and returns its totals.
-pub fn run_worker(shared: Arc<Shared>, worker: usize, workers: usize) -> anyhow::Result<RunTotals> {
+/// Runs worker `worker` of a set of `workers` that shares the connection indices `connections`
+/// (subscribers and publishers have separate sets, so publishers never wait behind the
+/// receive load of thousands of subscribers) to completion and returns its totals.
+pub fn run_worker(
+    shared: Arc<Shared>,
+    connections: Range<u64>,
+    worker: usize,
+    workers: usize,
+) -> anyhow::Result<RunTotals> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -140,18 +151,18 @@ pub fn run_worker(shared: Arc<Shared>, worker: usize, workers: usize) -> anyhow:
         shared,
     });
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, drive(context.clone(), worker, workers));
+    let mine = (connections.start + worker as u64..connections.end).step_by(workers);
+    local.block_on(&runtime, drive(context.clone(), mine));
     let totals = context.stats.borrow().totals.clone();
     Ok(totals)
 }
 
 /// Spawns this worker's connections and the once-a-second handoff, waits for the stop.
-async fn drive(context: Rc<WorkerContext>, worker: usize, workers: usize) {
+async fn drive(context: Rc<WorkerContext>, indices: impl Iterator<Item = u64>) {
     let shared = context.shared.clone();
-    let total = shared.scenario.connections();
     let handshakes = Rc::new(Semaphore::new(CONCURRENT_HANDSHAKES));
     let mut tasks = Vec::new();
-    for index in (worker as u64..total).step_by(workers) {
+    for index in indices {
         let spec = ConnectionSpec::of(&shared.scenario, index);
         tasks.push(tokio::task::spawn_local(connection(
             context.clone(),

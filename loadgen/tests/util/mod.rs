@@ -42,6 +42,7 @@ pub fn made_up_report(latency_ns: u64, delivered_per_sec: f64) -> Report {
             connect_rate: 0.0,
             connect_timeout_s: 1.0,
             threads: 1,
+            publisher_threads: 1,
             src: Vec::new(),
             drain_s: 0.0,
             stalled_percent: 0.0,
