@@ -72,6 +72,15 @@ pub struct CoreSetup {
     pub ready: SyncSender<(usize, io::Result<()>)>,
 }
 
+/// Fails with EADDRINUSE if anything already listens on `addr`, including another ringcast:
+/// SO_REUSEPORT would otherwise let a second server share the port and split its clients.
+/// A socket without SO_REUSEPORT cannot bind a port that any listener holds.
+pub fn ensure_port_free(addr: SocketAddr) -> io::Result<()> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())
+}
+
 /// Binds one SO_REUSEPORT listening socket with a real listen backlog.
 pub fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;

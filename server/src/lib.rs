@@ -51,7 +51,7 @@ pub use crate::hub::{Hub, Room};
 pub use crate::outbound::{BacklogExceeded, OutboundQueue};
 pub use crate::subscriber::Subscriber;
 
-use crate::cores::{bind_listener, run_core, CoreSetup};
+use crate::cores::{bind_listener, ensure_port_free, run_core, CoreSetup};
 use crate::hub::Mail;
 use crate::server_state::ServerState;
 
@@ -213,6 +213,12 @@ fn bind_all(config: &Config) -> Result<Vec<std::net::TcpListener>, StartError> {
     let bind = |addr: SocketAddr| {
         bind_listener(addr, config.backlog).map_err(|error| StartError::Bind { addr, error })
     };
+    if config.listen.port() != 0 {
+        ensure_port_free(config.listen).map_err(|error| StartError::Bind {
+            addr: config.listen,
+            error,
+        })?;
+    }
     let first = bind(config.listen)?;
     let addr = first.local_addr().map_err(|error| StartError::Bind {
         addr: config.listen,
