@@ -13,7 +13,8 @@ use anyhow::{bail, Context};
 
 use crate::cli::{CompareOpt, Format};
 use crate::report::Report;
-use crate::threshold::{metric, METRICS};
+use crate::threshold::{is_time, metric, METRICS};
+use crate::units::format_ns;
 
 /// Metrics that describe the scenario's size rather than the server's quality: shown, never
 /// judged as regressions.
@@ -170,6 +171,15 @@ pub fn warnings(base: &[Report], new: &[Report]) -> Vec<String> {
     out
 }
 
+/// A metric's value for tables: times in human units (exact ns stay in report.json).
+fn format_value(metric: &str, value: f64) -> String {
+    if is_time(metric) {
+        format_ns(value)
+    } else {
+        format!("{value:.1}")
+    }
+}
+
 /// Renders the comparison.
 pub fn render(changes: &[Change], base_runs: usize, new_runs: usize, format: Format) -> String {
     let mut out = String::new();
@@ -201,10 +211,10 @@ pub fn render(changes: &[Change], base_runs: usize, new_runs: usize, format: For
                     .map_or(c.metric, |m| m.1);
                 let _ = writeln!(
                     out,
-                    "{:<34} {:>16.1} {:>16.1} {:>9}  {}",
+                    "{:<34} {:>16} {:>16} {:>9}  {}",
                     label,
-                    c.base,
-                    c.new,
+                    format_value(c.metric, c.base),
+                    format_value(c.metric, c.new),
                     percent(c),
                     verdict(c)
                 );
@@ -220,9 +230,9 @@ pub fn render(changes: &[Change], base_runs: usize, new_runs: usize, format: For
                     .map_or(c.metric, |m| m.1);
                 let _ = writeln!(
                     out,
-                    "| {label} | {:.1} | {:.1} | {} | {} |",
-                    c.base,
-                    c.new,
+                    "| {label} | {} | {} | {} | {} |",
+                    format_value(c.metric, c.base),
+                    format_value(c.metric, c.new),
                     percent(c),
                     verdict(c)
                 );
@@ -247,8 +257,11 @@ pub fn compare_command(opt: &CompareOpt) -> anyhow::Result<bool> {
     let regressions: Vec<&Change> = changes.iter().filter(|c| is_regression(c, limit)).collect();
     for c in &regressions {
         eprintln!(
-            "regression: {} {:.1} -> {:.1} ({:+.1}%, limit {limit}%)",
-            c.metric, c.base, c.new, c.percent
+            "regression: {} {} -> {} ({:+.1}%, limit {limit}%)",
+            c.metric,
+            format_value(c.metric, c.base),
+            format_value(c.metric, c.new),
+            c.percent
         );
     }
     Ok(!regressions.is_empty())

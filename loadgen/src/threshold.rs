@@ -4,18 +4,19 @@ use anyhow::{anyhow, bail};
 
 use crate::report::Results;
 
-/// Metric names, their meaning and whether lower is better (used by `compare`).
+/// Metric names, their meaning and whether lower is better (used by `compare`). Time metrics
+/// (`is_time`) are nanoseconds in reports and printed in human units.
 pub const METRICS: &[(&str, &str, bool)] = &[
-    ("p50", "latency p50 (ns)", true),
-    ("p90", "latency p90 (ns)", true),
-    ("p99", "latency p99 (ns)", true),
-    ("p999", "latency p99.9 (ns)", true),
-    ("p9999", "latency p99.99 (ns)", true),
-    ("max", "latency max (ns)", true),
-    ("mean", "latency mean (ns)", true),
-    ("send_lag_p99", "send lag p99 (ns)", true),
-    ("send_lag_max", "send lag max (ns)", true),
-    ("connect_p99", "connect time p99 (ns)", true),
+    ("p50", "latency p50", true),
+    ("p90", "latency p90", true),
+    ("p99", "latency p99", true),
+    ("p999", "latency p99.9", true),
+    ("p9999", "latency p99.99", true),
+    ("max", "latency max", true),
+    ("mean", "latency mean", true),
+    ("send_lag_p99", "send lag p99", true),
+    ("send_lag_max", "send lag max", true),
+    ("connect_p99", "connect time p99", true),
     ("sent", "messages sent", false),
     ("expected", "deliveries expected", false),
     ("delivered", "deliveries", false),
@@ -66,8 +67,8 @@ pub fn metric(results: &Results, name: &str) -> Option<f64> {
     })
 }
 
-/// Whether a metric is a time (accepts ns/us/ms/s suffixes).
-fn is_time(name: &str) -> bool {
+/// Whether a metric is a time in ns (thresholds accept ns/us/ms/s suffixes).
+pub fn is_time(name: &str) -> bool {
     matches!(
         name,
         "p50"

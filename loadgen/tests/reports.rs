@@ -133,6 +133,11 @@ fn compare_reports_changes_and_fails_on_a_regression() {
         p50_line.contains("+100.0%") && p50_line.contains("worse"),
         "{p50_line}"
     );
+    // Times print in human units with 3 significant digits: p50 ~1.50 ms -> ~3.00 ms.
+    assert!(
+        p50_line.contains("1.50ms") && p50_line.contains("3.00ms"),
+        "{p50_line}"
+    );
     let rate_line = text
         .lines()
         .find(|l| l.starts_with("deliveries per second"))
@@ -159,7 +164,7 @@ fn compare_reports_changes_and_fails_on_a_regression() {
     let table = String::from_utf8_lossy(&markdown.stdout);
     assert_eq!(markdown.status.code(), Some(0));
     assert!(
-        table.contains("| latency p50 (ns) |") && table.contains("| ? |"),
+        table.contains("| latency p50 | 1.50ms | 3.00ms |") && table.contains("| ? |"),
         "{table}"
     );
 }
