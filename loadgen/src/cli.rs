@@ -11,7 +11,8 @@ use crate::units::{parse_duration, parse_size};
 pub const EXIT_CODES_HELP: &str =
     "Exit codes: 0 ok; 99 a threshold (or compare --fail-if-worse) failed; \
 2 usage or configuration error (including a failed preflight); 3 invalid run (connections failed, \
-publishers fell behind: send-lag p99 over --max-send-lag, or nothing measured); 1 other error.";
+publishers fell behind: send-lag p99 over --max-send-lag, or nothing measured; when no connection \
+succeeds - all refused, or none up within --connect-timeout - the run stops at once); 1 other error.";
 
 /// Coordinated-omission-safe WebSocket broadcast load generator.
 #[derive(Parser, Debug)]

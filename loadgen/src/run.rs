@@ -22,6 +22,10 @@ use crate::worker::{run_worker, ConnectionSpec, Shared, Window};
 /// After a second boundary, how long the main thread waits for the workers' handoff.
 const HANDOFF_GRACE_NS: u64 = 150_000_000;
 
+/// Past the connect timeout, how long to wait for the first attempts' outcomes before
+/// concluding that no connection will succeed.
+const ABORT_GRACE_NS: u64 = 500_000_000;
+
 /// What a finished run produced.
 pub struct RunOutput {
     /// The report (also written to --out).
@@ -40,6 +44,8 @@ struct Phases {
     server: ServerReadings,
     /// The thread waking the publishers, started with the window.
     pacer_thread: Option<std::thread::JoinHandle<()>>,
+    /// The run was abandoned because no connection succeeded.
+    aborted: bool,
 }
 
 impl Phases {
@@ -63,6 +69,7 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
     let environment = report::environment();
     let (window_tx, window_rx) = watch::channel(None);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (abort_tx, abort_rx) = watch::channel(false);
     let (connected_tx, connected_rx) = mpsc::channel();
     let shared = Arc::new(Shared {
         scenario: scenario.clone(),
@@ -72,6 +79,8 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
         attempts_done: Default::default(),
         window: window_rx,
         stop: stop_rx,
+        abort: abort_rx,
+        connected: Default::default(),
         interval_sink: Mutex::new(IntervalStats::new()),
         connected_tx: Mutex::new(connected_tx),
         started_ns,
@@ -82,6 +91,7 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
         cpu_at_window: (None, None),
         server: ServerReadings::default(),
         pacer_thread: None,
+        aborted: false,
     };
     phases.server.before_connect = scenario.server_pid.and_then(sample_server);
 
@@ -161,6 +171,10 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
         }
         timeline.push(row);
         second += 1;
+        if phases.aborted {
+            let _ = abort_tx.send(true);
+            break;
+        }
         if let Some(window) = &phases.window {
             if now >= window.measure_end_ns + drain_ns {
                 break;
@@ -215,6 +229,10 @@ fn wait_until(
 ) -> anyhow::Result<()> {
     loop {
         let now = monotonic_ns();
+        if phases.window.is_none() && nothing_can_connect(shared, now) {
+            phases.aborted = true;
+            return Ok(());
+        }
         if phases.window.is_none()
             && shared.attempts_done.load(Ordering::Relaxed) >= shared.scenario.connections()
         {
@@ -270,6 +288,16 @@ fn wait_until(
         }
         std::thread::sleep(Duration::from_nanos(next.saturating_sub(now).max(1)));
     }
+}
+
+/// Whether the run should stop now: no connection succeeded, and every attempt failed or the
+/// first attempts have had their full connect timeout.
+fn nothing_can_connect(shared: &Shared, now_ns: u64) -> bool {
+    let timeout_ns = (shared.scenario.connect_timeout_s * 1e9) as u64;
+    let attempts_over =
+        shared.attempts_done.load(Ordering::Relaxed) >= shared.scenario.connections();
+    let timed_out = now_ns >= shared.started_ns + timeout_ns + ABORT_GRACE_NS;
+    shared.connected.load(Ordering::Relaxed) == 0 && (attempts_over || timed_out)
 }
 
 /// Builds a timeline row from one second's figures.
@@ -363,6 +391,25 @@ fn results_of(
     };
     let send_lag = HistogramSummary::of(&totals.send_lag);
     let mut invalid_reasons = Vec::new();
+    if phases.aborted {
+        let reasons: Vec<String> = totals
+            .connect_failure_examples
+            .iter()
+            .map(|(key, example)| {
+                let count = totals.connect_failures.get(key).copied().unwrap_or(0);
+                format!("{count} x {example}")
+            })
+            .collect();
+        invalid_reasons.push(format!(
+            "aborted: no connection succeeded within --connect-timeout {} ({})",
+            crate::units::format_ns(scenario.connect_timeout_s * 1e9),
+            if reasons.is_empty() {
+                "no attempt finished".to_string()
+            } else {
+                reasons.join(", ")
+            }
+        ));
+    }
     if failed > 0 {
         invalid_reasons.push(format!(
             "{failed} of {} connections failed",

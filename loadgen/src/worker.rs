@@ -73,6 +73,11 @@ pub struct Shared {
     pub window: watch::Receiver<Option<Arc<Window>>>,
     /// Becomes true when connections must close (after the drain).
     pub stop: watch::Receiver<bool>,
+    /// Becomes true when the run is abandoned (no connection succeeded): workers drop every
+    /// task at once instead of waiting for attempts and closing handshakes.
+    pub abort: watch::Receiver<bool>,
+    /// Connections that completed the handshake so far (the early-abort check).
+    pub connected: AtomicU64,
     /// Where workers add their per-second figures (one lock per worker per second).
     pub interval_sink: Mutex<IntervalStats>,
     /// Successful connections report (connection index) here, so the main thread can count
@@ -171,9 +176,17 @@ async fn drive(context: Rc<WorkerContext>, indices: impl Iterator<Item = u64>) {
         )));
     }
     let handoff = tokio::task::spawn_local(hand_over_every_second(context.clone()));
-    for task in tasks {
-        // A panicking connection task would be a bug; the others still finish.
-        let _ = task.await;
+    let all_done = async {
+        for task in tasks {
+            // A panicking connection task would be a bug; the others still finish.
+            let _ = task.await;
+        }
+    };
+    let mut abort = shared.abort.clone();
+    tokio::select! {
+        _ = all_done => {}
+        // Returning drops the LocalSet, and with it every pending attempt.
+        _ = abort.wait_for(|aborted| *aborted) => {}
     }
     handoff.abort();
     let mut stats = context.stats.borrow_mut();
@@ -246,6 +259,7 @@ async fn connection(context: Rc<WorkerContext>, spec: ConnectionSpec, handshakes
         stats.totals.stalled_connected += u64::from(spec.stalled);
     }
     shared.open_connections.fetch_add(1, Ordering::Relaxed);
+    shared.connected.fetch_add(1, Ordering::Relaxed);
     if let Ok(sender) = shared.connected_tx.lock() {
         let _ = sender.send(spec.index);
     }
