@@ -1,25 +1,27 @@
-//! `histogram/*`: the cost of loadgen's latency recording, which runs once per delivered
-//! message in every receiver. loadgen is a binary, so this mirrors its stats module with the
-//! same hdrhistogram settings: 1 ns .. 100 s, 3 significant digits.
+//! `histogram/*`: the cost of loadgen's per-delivery accounting, which runs once per delivered
+//! message in every receiver. Everything here calls loadgen's own code (`loadgen::stats`,
+//! `loadgen::receiver`), so the numbers follow it when it changes.
 //!
-//! - `histogram/record`: one `record()` of a latency (per delivery);
+//! - `histogram/record`: one `record()` into a histogram built by `loadgen::stats`;
+//! - `histogram/on_message`: everything a receiver does per delivered frame
+//!   (`Receiver::on_message`: stamp decode, sequence check, four histogram records, counters);
 //! - `histogram/interval_handoff`: the once-a-second handoff, where a worker adds its interval
-//!   histogram (here holding one second of 100k deliveries) into the run's accumulator and
-//!   resets it.
+//!   figures (here one second of 100k deliveries) into the run's accumulator and resets them
+//!   (`IntervalStats::drain_from`).
 
+use clap::Parser;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use hdrhistogram::Histogram;
+use loadgen::cli::{Cli, Command};
+use loadgen::payload::{Stamp, STAMP_LEN};
+use loadgen::receiver::Receiver;
+use loadgen::scenario::Plan;
+use loadgen::stats::{new_histogram, IntervalStats, RunTotals, WorkerStats};
+use loadgen::worker::{ConnectionSpec, Window};
 use ringcast_benches::criterion_config;
 use std::hint::black_box;
 
-/// loadgen's histogram bounds (loadgen/src/stats.rs).
-const HIGHEST_TRACKABLE_NS: u64 = 100_000_000_000;
 /// Latencies recorded per interval in the handoff benchmark (one second at 100k deliveries/s).
 const DELIVERIES_PER_INTERVAL: usize = 100_000;
-
-fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HIGHEST_TRACKABLE_NS, 3).expect("constant bounds are valid")
-}
 
 /// Latencies spread like a real run's: mostly 50 us .. 5 ms with a tail to 0.5 s, from a
 /// deterministic generator (xorshift) so every run records the same values.
@@ -49,23 +51,76 @@ fn record(c: &mut Criterion) {
             histogram.saturating_record(black_box(values[next]));
         })
     });
-
-    let mut filled = new_histogram();
-    for value in latencies(DELIVERIES_PER_INTERVAL) {
-        filled.saturating_record(value);
-    }
     group.finish();
+}
 
-    // Time per handoff (its cost depends on the histogram's size, not on how many values it
-    // holds), so no throughput here.
-    let mut accumulator = new_histogram();
+/// A receiver of the default scenario (one publisher, one room) as `loadgen run` builds it.
+fn receiver() -> Receiver {
+    let cli = Cli::try_parse_from(["loadgen", "run", "--url", "ws://127.0.0.1:9/ws"])
+        .expect("valid command line");
+    let Command::Run(opt) = cli.command else {
+        unreachable!("parsed a run command")
+    };
+    let plan = Plan::from_opt(&opt).expect("valid scenario");
+    let spec = ConnectionSpec::of(&plan.scenario, 0);
+    Receiver::new(spec, &plan.scenario, Vec::new())
+}
+
+fn on_message(c: &mut Criterion) {
+    let mut receiver = receiver();
+    let mut stats = WorkerStats {
+        interval: IntervalStats::new(),
+        totals: RunTotals::new(1),
+    };
+    let window = Window {
+        t0_ns: 0,
+        measure_start_ns: 0,
+        measure_end_ns: u64::MAX,
+    };
+    let values = latencies(4096);
+    let mut payload = vec![b'.'; 64.max(STAMP_LEN)];
+    let mut seq = 0u64;
+    let mut group = c.benchmark_group("histogram");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("on_message", |b| {
+        b.iter(|| {
+            // Intended at seq ms, received one latency later: in order, never a duplicate.
+            let intended_ns = 1_000_000_000 + seq * 1_000_000;
+            let stamp = Stamp {
+                run_id: 0,
+                publisher: 0,
+                seq,
+                intended_ns,
+                sent_ns: intended_ns,
+            };
+            let _ = stamp.write_to(&mut payload);
+            let now_ns = intended_ns + values[(seq % values.len() as u64) as usize];
+            receiver.on_message(black_box(&payload), now_ns, Some(&window), &mut stats);
+            seq += 1;
+        })
+    });
+    group.finish();
+    // The accounting must have taken the path measured above, not the foreign-frame exit.
+    assert_eq!(
+        stats.totals.foreign, 0,
+        "benchmark frames were not recognised"
+    );
+}
+
+fn interval_handoff(c: &mut Criterion) {
+    let mut filled = IntervalStats::new();
+    for value in latencies(DELIVERIES_PER_INTERVAL) {
+        filled.latency.saturating_record(value);
+        filled.latency_uncorrected.saturating_record(value);
+        filled.delivered += 1;
+    }
+    // Time per handoff (its cost depends on the histograms' size, not on how many values they
+    // hold), so no throughput here.
+    let mut accumulator = IntervalStats::new();
     c.bench_function("histogram/interval_handoff", |b| {
         b.iter_batched_ref(
             || filled.clone(),
-            |interval| {
-                accumulator.add(&*interval).expect("same bounds");
-                interval.reset();
-            },
+            |interval| accumulator.drain_from(interval),
             BatchSize::LargeInput,
         )
     });
@@ -74,6 +129,6 @@ fn record(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = criterion_config();
-    targets = record
+    targets = record, on_message, interval_handoff
 }
 criterion_main!(benches);
