@@ -179,7 +179,6 @@ pub async fn receive(
     let shared = context.shared.clone();
     receiver.run_id = shared.run_id;
     let mut window_rx = shared.window.clone();
-    let mut stop_rx = shared.stop.clone();
     let mut window: Option<Arc<Window>> = window_rx.borrow_and_update().clone();
     let mut stopping = false;
     let mut deadline = None;
@@ -214,6 +213,15 @@ pub async fn receive(
         if receiver.broken || eof || receiver.server_close.is_some() {
             break;
         }
+        // Checked here and woken below: no other task of this thread runs in between, so the
+        // signal cannot slip past.
+        if !stopping && context.stopping.get() {
+            stopping = true;
+            if writer.close(CLOSE_NORMAL).await.is_err() {
+                break;
+            }
+            deadline = Some(tokio::time::Instant::now() + CLOSE_WAIT);
+        }
         tokio::select! {
             ready = read.readable(), if !stalled_now => {
                 if ready.is_err() {
@@ -222,13 +230,7 @@ pub async fn receive(
                 }
                 eof = drain_socket(&context, &mut receiver, &read, window.as_deref());
             }
-            changed = stop_rx.wait_for(|stop| *stop), if !stopping => {
-                stopping = true;
-                if changed.is_err() || writer.close(CLOSE_NORMAL).await.is_err() {
-                    break;
-                }
-                deadline = Some(tokio::time::Instant::now() + CLOSE_WAIT);
-            }
+            _ = context.stop_signal.notified(), if !stopping => {}
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => break,
         }
     }

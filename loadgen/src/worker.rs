@@ -2,7 +2,7 @@
 //! it, and its stats. Connections never migrate between workers, so stats are thread-owned and
 //! recorded without locks; a work-stealing runtime would need a lock or atomics per message.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
 use std::ops::Range;
 use std::rc::Rc;
@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 
 use crate::clock::{monotonic_ns, tokio_instant_at};
 use crate::connect::{open_with_timeout, Target};
@@ -133,6 +133,13 @@ pub struct WorkerContext {
     pub stats: RefCell<WorkerStats>,
     /// Read buffer shared by all connections of this worker; borrowed only synchronously.
     pub read_buffer: RefCell<Vec<u8>>,
+    /// The run's stop, relayed to this thread: set once `Shared::stop` turns true.
+    pub stopping: Cell<bool>,
+    /// Wakes this worker's receivers when `stopping` is set. Receivers wait on this
+    /// thread-local signal, not on `Shared::stop`: a receiver re-polls its stop future at every
+    /// socket wakeup, and polling the run-wide watch took its mutex, shared by every thread,
+    /// once per wakeup, i.e. once per message at low rates.
+    pub stop_signal: Notify,
 }
 
 /// Runs worker `worker` of a set of `workers` that shares the connection indices `connections`
@@ -153,6 +160,8 @@ pub fn run_worker(
             totals: RunTotals::new(shared.scenario.publishers as usize),
         }),
         read_buffer: RefCell::new(vec![0; READ_BUFFER]),
+        stopping: Cell::new(false),
+        stop_signal: Notify::new(),
         shared,
     });
     let local = tokio::task::LocalSet::new();
@@ -176,6 +185,7 @@ async fn drive(context: Rc<WorkerContext>, indices: impl Iterator<Item = u64>) {
         )));
     }
     let handoff = tokio::task::spawn_local(hand_over_every_second(context.clone()));
+    let relay = tokio::task::spawn_local(relay_stop(context.clone()));
     let all_done = async {
         for task in tasks {
             // A panicking connection task would be a bug; the others still finish.
@@ -189,11 +199,21 @@ async fn drive(context: Rc<WorkerContext>, indices: impl Iterator<Item = u64>) {
         _ = abort.wait_for(|aborted| *aborted) => {}
     }
     handoff.abort();
+    relay.abort();
     let mut stats = context.stats.borrow_mut();
     let sink = shared.interval_sink.lock();
     if let Ok(mut sink) = sink {
         sink.drain_from(&mut stats.interval);
     }
+}
+
+/// Waits for the run's stop and passes it on to this worker's receivers.
+async fn relay_stop(context: Rc<WorkerContext>) {
+    let mut stop = context.shared.stop.clone();
+    // An error means the run is gone: stop as well.
+    let _ = stop.wait_for(|stop| *stop).await;
+    context.stopping.set(true);
+    context.stop_signal.notify_waiters();
 }
 
 /// Adds this worker's interval figures to the shared sink just after each second boundary.
