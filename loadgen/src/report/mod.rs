@@ -287,9 +287,11 @@ pub fn environment() -> Environment {
         cpu_model,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         hostname: read("/proc/sys/kernel/hostname"),
+        // Millisecond precision: a value with at most 15 digits reads back from JSON as the
+        // exact same f64 (a nanosecond one sometimes came back one ulp off).
         started_unix_s: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64()),
+            .map_or(0.0, |d| d.as_millis() as f64 / 1e3),
         processes: 1,
     }
 }
