@@ -199,11 +199,6 @@ pub async fn receive(
         if window.is_none() && window_rx.has_changed().unwrap_or(false) {
             window = window_rx.borrow_and_update().clone();
         }
-        let stalled_now = receiver.spec.stalled
-            && !stopping
-            && window
-                .as_ref()
-                .is_some_and(|w| monotonic_ns() >= w.measure_start_ns);
         if !receiver.replies.is_empty() {
             let replies = std::mem::take(&mut receiver.replies);
             if writer.send(&replies).await.is_err() {
@@ -217,11 +212,20 @@ pub async fn receive(
         // signal cannot slip past.
         if !stopping && context.stopping.get() {
             stopping = true;
-            if writer.close(CLOSE_NORMAL).await.is_err() {
+            // A stalled receiver first reads what piled up behind it: whether the server closed
+            // it (1008, or EOF) is only seen at the end of that backlog, so it does not close
+            // first; it reads until the server's close, EOF or the deadline.
+            if !receiver.spec.stalled && writer.close(CLOSE_NORMAL).await.is_err() {
                 break;
             }
             deadline = Some(tokio::time::Instant::now() + CLOSE_WAIT);
         }
+        // After the stop check, so a stalled receiver reads again as soon as the run stops.
+        let stalled_now = receiver.spec.stalled
+            && !stopping
+            && window
+                .as_ref()
+                .is_some_and(|w| monotonic_ns() >= w.measure_start_ns);
         tokio::select! {
             ready = read.readable(), if !stalled_now => {
                 if ready.is_err() {
@@ -280,11 +284,9 @@ async fn finish(
     }
     let mut stats = context.stats.borrow_mut();
     if receiver.spec.stalled {
-        let abnormal = receiver
-            .server_close
-            .is_some_and(|code| code != CLOSE_NORMAL)
-            || (eof && receiver.server_close.is_none());
-        stats.totals.stalled_closed_by_server += u64::from(closed_by_server || abnormal);
+        // Stalled receivers never close first (see above): any close or EOF is the server's.
+        let server_ended_it = eof || receiver.server_close.is_some() || receiver.broken;
+        stats.totals.stalled_closed_by_server += u64::from(server_ended_it);
     } else if closed_by_server {
         stats.totals.disconnected += 1;
         stats.interval.errors += 1;

@@ -8,16 +8,16 @@ use std::process::Command;
 use loadgen::report::Report;
 use util::scratch_dir;
 
-/// Starts ringcast on an OS-picked port.
-fn start_server() -> ringcast::Server {
-    let config = ringcast::Config::from_args(["--listen", "127.0.0.1:0", "--cores", "2"])
-        .expect("valid config");
+/// Starts ringcast on an OS-picked port, with `extra` options.
+fn start_server(extra: &[&str]) -> ringcast::Server {
+    let args = ["--listen", "127.0.0.1:0", "--cores", "2"];
+    let config = ringcast::Config::from_args(args.iter().chain(extra)).expect("valid config");
     ringcast::Server::start(config).expect("server starts")
 }
 
 #[test]
 fn two_hundred_subscribers_two_publishers_lose_nothing() {
-    let server = start_server();
+    let server = start_server(&[]);
     let url = format!("ws://{}/ws/bench", server.local_addr());
     let out = scratch_dir("ringcast");
     let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
@@ -113,5 +113,49 @@ fn two_hundred_subscribers_two_publishers_lose_nothing() {
         "{}",
         String::from_utf8_lossy(&failing.stdout)
     );
+    server.shutdown();
+}
+
+#[test]
+fn stalled_subscribers_closed_by_the_server_are_reported() {
+    // A subscriber that stops reading 60 KiB messages at 100/s (6 MB/s) is past the loopback
+    // socket buffers (a few MB) and the 128 KiB outbound budget within a few seconds.
+    let server = start_server(&["--max-backlog", "128KiB"]);
+    let url = format!("ws://{}/ws/stall", server.local_addr());
+    let out = scratch_dir("stalled");
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "run",
+            "--url",
+            &url,
+            "--subscribers",
+            "20",
+            "--stalled",
+            "25",
+        ])
+        .args(["--publishers", "1", "--rate", "100", "--size", "60KiB"])
+        .args([
+            "--duration",
+            "4s",
+            "--warmup",
+            "1s",
+            "--drain",
+            "1s",
+            "--quiet",
+        ])
+        .args(["--max-send-lag", "1s", "--out"])
+        .arg(&out)
+        .output()
+        .expect("loadgen runs");
+    let report = Report::read(&out.join("report.json")).expect("report written");
+    let r = &report.results;
+    assert_eq!(
+        (r.stalled.connections, r.stalled.closed_by_server),
+        (5, 5),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    // The other receivers are not held back by the stalled ones.
+    assert_eq!((r.lost, r.expected), (0, r.sent_measured * 16));
     server.shutdown();
 }
