@@ -15,7 +15,7 @@ CPU seconds and RSS are sampled from /proc), stop the server with SIGTERM, keep 
 
 Options:
   --scenarios a,b     only these scenarios (default: all). Matrix:
-                      fanout-1k fanout-5k fanout-15k chat large storm slow-consumer idle-10k
+                      fanout-1k fanout-5k fanout-15k peak-1k chat large storm slow-consumer idle-10k
   --repeat N          runs per scenario (default 3)
   --quick             short durations and small counts, to try the script; never for recorded
                       results (output goes to /tmp/ringcast-bench/ unless --out is given)
@@ -42,7 +42,7 @@ repo_root=$(cd "$(dirname "$0")/.." && pwd)
 scripts_dir="$repo_root/scripts"
 invocation="scripts/bench.sh${*:+ $*}"
 
-all_scenarios=(fanout-1k fanout-5k fanout-15k chat large storm slow-consumer idle-10k)
+all_scenarios=(fanout-1k fanout-5k fanout-15k peak-1k chat large storm slow-consumer idle-10k)
 selected_scenarios=("${all_scenarios[@]}")
 repeat=3
 quick=0
@@ -166,7 +166,7 @@ fi
 full_or_quick() { if [ "$quick" = 1 ]; then echo "$2"; else echo "$1"; fi; }
 
 # Sets scenario_args (loadgen options) and scenario_needs_rooms for scenario $1.
-# Rates keep every scenario near or below ~100k deliveries/s: with one core for loadgen, that
+# Rates keep every scenario but peak-1k near or below ~100k deliveries/s: with one core for loadgen, that
 # is what the receiving side can take without becoming the bottleneck (DESIGN.md section 6).
 scenario_config() {
   # Connection scenarios measure connect times and memory, not a message window: keep them short.
@@ -185,6 +185,10 @@ scenario_config() {
     fanout-15k) # 15000 x 5 msg/s = 75k deliveries/s
       scenario_args=(--subscribers "$(full_or_quick 15000 1000)" --publishers 1 --rate 5 --size 64
         --connect-rate 5000) ;;
+    peak-1k) # 1000 x 1000 msg/s = 1M deliveries/s: queues build up, so each writev carries many
+      # frames; shows the batched peak and that loadgen is not what limits it (its own CPU)
+      scenario_args=(--subscribers "$(full_or_quick 1000 100)" --publishers 1
+        --rate "$(full_or_quick 1000 200)" --size 64 --connect-rate 5000) ;;
     chat) # 100 rooms x 50 clients, every client publishes: 5000 x 0.2 msg/s x 50 = 50k/s
       # (quick: 1 msg/s, so the short window holds several messages of every publisher)
       scenario_needs_rooms=1
@@ -340,6 +344,10 @@ for scenario in "${selected_scenarios[@]}"; do
       2>"$run_dir/loadgen.stderr" || status=$?
     echo "$status" >"$run_dir/exit-code"
     record_server_proc "$run_dir"
+    # ringcast's own counters (frames per writev = frames_written / writev_calls); a --target
+    # may have no /metrics, which is fine.
+    curl -fsS --max-time 5 "http://127.0.0.1:$port/metrics" >"$run_dir/server-metrics.txt" 2>/dev/null ||
+      rm -f "$run_dir/server-metrics.txt"
     stop_server
     case "$status" in
       0) ;;

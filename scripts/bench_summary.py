@@ -57,6 +57,7 @@ LATENCY_COLUMNS = [
     ("max", "max_ns", br.format_ns),
     ("lost", "lost", fmt_count),
     ("server CPU-s / 1M deliveries", "server_cpu_s_per_million", fmt_cpu),
+    ("frames / write", "frames_per_write", fmt_cpu),
     ("loadgen CPU", "loadgen_cpu_percent", fmt_percent),
 ]
 
@@ -96,7 +97,8 @@ def main():
             if report is None:
                 missing.append(run_dir)
             else:
-                metrics.append(br.run_metrics(report))
+                metrics.append(dict(br.run_metrics(report),
+                                    frames_per_write=br.frames_per_write(run_dir)))
         rows.append((scenario, metrics, len(run_dirs)))
     if not rows:
         print(f"no runs found under {args.dir}", file=sys.stderr)

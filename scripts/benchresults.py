@@ -123,6 +123,22 @@ def run_metrics(report):
     }
 
 
+def frames_per_write(run_dir):
+    """Frames per write(v) over the server's life, from ringcast's /metrics saved by bench.sh
+    (server-metrics.txt), or None when there is none (a --target without /metrics)."""
+    totals = {"ringcast_frames_written_total": 0.0, "ringcast_writev_calls_total": 0.0}
+    try:
+        with open(os.path.join(run_dir, "server-metrics.txt"), encoding="utf-8") as handle:
+            for line in handle:
+                name = line.partition("{")[0].split(" ")[0]
+                if name in totals:
+                    totals[name] += float(line.rsplit(" ", 1)[-1])
+    except (OSError, ValueError):
+        return None
+    writes = totals["ringcast_writev_calls_total"]
+    return totals["ringcast_frames_written_total"] / writes if writes else None
+
+
 def spread(values):
     """(median, min, max) of the non-None values, or None when there are none."""
     present = [v for v in values if v is not None and not math.isnan(v)]
