@@ -1,29 +1,7 @@
-//! The human-friendly values the CLI reads and prints: durations (`10`, `10s`, `500ms`,
-//! humantime's syntax; a bare number is seconds), byte sizes (`64`, `16KiB`, bytesize's syntax)
-//! and nanoseconds printed for people.
+//! Nanoseconds printed for people; the CLI's sizes and durations are parsed by
+//! `ringcast-units`, shared with the server so both tools accept the same forms.
 
-use std::time::Duration;
-
-/// Parses a duration: `10s`, `500ms`, `250us`, `2m`, or a bare (possibly fractional) number of
-/// seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(seconds) = text.parse::<f64>() {
-        return Duration::try_from_secs_f64(seconds)
-            .map_err(|_| format!("duration `{text}` is out of range"));
-    }
-    humantime::parse_duration(text)
-        .map_err(|err| format!("`{text}` is not a duration (examples: 10, 10s, 500ms): {err}"))
-}
-
-/// Parses a byte size: a bare number means bytes; units `KiB`, `MiB` (1024) or `KB`, `MB` (1000).
-pub fn parse_size(text: &str) -> Result<usize, String> {
-    let size: bytesize::ByteSize = text
-        .trim()
-        .parse()
-        .map_err(|err| format!("`{text}` is not a size (examples: 64, 16KiB): {err}"))?;
-    usize::try_from(size.as_u64()).map_err(|_| format!("size `{text}` is too large"))
-}
+pub use ringcast_units::{parse_duration, parse_size};
 
 /// Formats nanoseconds for people with 3 significant digits: `812ns`, `45.2µs`, `3.10ms`,
 /// `1.25s`. Reports keep exact nanoseconds; this is for tables, summaries and live lines.
@@ -59,25 +37,6 @@ fn round_to_significant(value: f64, digits: i32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_accept_the_documented_forms() {
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
-        assert!(parse_duration("10 parsecs").is_err());
-        assert!(parse_duration("").is_err());
-    }
-
-    #[test]
-    fn sizes_accept_the_documented_forms() {
-        assert_eq!(parse_size("64"), Ok(64));
-        assert_eq!(parse_size("16KiB"), Ok(16 * 1024));
-        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
-        assert!(parse_size("16XB").is_err());
-    }
 
     #[test]
     fn nanoseconds_print_with_three_significant_digits() {

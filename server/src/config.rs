@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::units::{parse_duration, parse_size};
+use ringcast_units::{parse_duration, parse_size};
 
 /// File descriptors kept free for listeners, io_uring rings, eventfds, logs and HTTP-only
 /// connections when deriving the default `--max-connections` from RLIMIT_NOFILE.

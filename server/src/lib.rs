@@ -34,7 +34,6 @@ pub mod metrics;
 pub mod outbound;
 pub mod server_state;
 pub mod subscriber;
-pub mod units;
 pub mod uring_io;
 pub mod wake;
 
