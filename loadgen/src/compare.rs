@@ -171,6 +171,14 @@ pub fn warnings(base: &[Report], new: &[Report]) -> Vec<String> {
     out
 }
 
+/// The human label of a metric (its name when it has none).
+fn label_of(metric: &str) -> &str {
+    METRICS
+        .iter()
+        .find(|m| m.0 == metric)
+        .map_or(metric, |m| m.1)
+}
+
 /// A metric's value for tables: times in human units (exact ns stay in report.json).
 fn format_value(metric: &str, value: f64) -> String {
     if is_time(metric) {
@@ -205,10 +213,7 @@ pub fn render(changes: &[Change], base_runs: usize, new_runs: usize, format: For
                 "metric", "base", "new", "change"
             );
             for c in changes {
-                let label = METRICS
-                    .iter()
-                    .find(|m| m.0 == c.metric)
-                    .map_or(c.metric, |m| m.1);
+                let label = label_of(c.metric);
                 let _ = writeln!(
                     out,
                     "{:<34} {:>16} {:>16} {:>9}  {}",
@@ -224,10 +229,7 @@ pub fn render(changes: &[Change], base_runs: usize, new_runs: usize, format: For
             let _ = writeln!(out, "| metric | base ({base_runs} runs) | new ({new_runs} runs) | change | significance |");
             let _ = writeln!(out, "|---|---:|---:|---:|:---:|");
             for c in changes {
-                let label = METRICS
-                    .iter()
-                    .find(|m| m.0 == c.metric)
-                    .map_or(c.metric, |m| m.1);
+                let label = label_of(c.metric);
                 let _ = writeln!(
                     out,
                     "| {label} | {} | {} | {} | {} |",
