@@ -8,7 +8,8 @@
 //!   elements/s;
 //! - `parse_client_frame/<size>`: a masked client frame decoded and unmasked by the server's
 //!   own decoder (`ringcast::inbound::FrameDecoder`), bytes/s;
-//! - `histogram/record` and `histogram/interval_handoff`: loadgen's latency recording.
+//! - `histogram/record`, `histogram/on_message` and `histogram/interval_handoff`: loadgen's
+//!   latency recording, the whole per-frame receive path, and the per-second hand-over.
 //!
 //! This crate holds what several benchmarks share: the criterion settings that keep the whole
 //! run under five minutes ([`criterion_config`]), the payload sizes ([`PAYLOAD_SIZES`]) and a
