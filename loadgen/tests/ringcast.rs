@@ -15,24 +15,32 @@ fn start_server(extra: &[&str]) -> ringcast::Server {
     ringcast::Server::start(config).expect("server starts")
 }
 
+/// Runs `loadgen run --url URL ARGS... --quiet --max-send-lag 1s` (send lag is not what these
+/// tests check, and test machines are busy), writing its files to `out`.
+fn loadgen_run(url: &str, args: &[&str], out: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", "--url", url, "--quiet", "--max-send-lag", "1s"])
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("loadgen runs")
+}
+
 #[test]
 fn two_hundred_subscribers_two_publishers_lose_nothing() {
     let server = start_server(&[]);
     let url = format!("ws://{}/ws/bench", server.local_addr());
     let out = scratch_dir("ringcast");
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "run",
-            "--url",
-            &url,
+    let output = loadgen_run(
+        &url,
+        &[
             "--subscribers",
             "200",
             "--publishers",
             "2",
             "--rate",
             "100",
-        ])
-        .args([
             "--duration",
             "2s",
             "--warmup",
@@ -41,12 +49,11 @@ fn two_hundred_subscribers_two_publishers_lose_nothing() {
             "1s",
             "--threads",
             "2",
-            "--quiet",
-        ])
-        .args(["--max-send-lag", "1s", "--threshold", "lost==0", "--out"])
-        .arg(&out)
-        .output()
-        .expect("loadgen runs");
+            "--threshold",
+            "lost==0",
+        ],
+        &out,
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(
         output.status.code(),
@@ -81,32 +88,26 @@ fn two_hundred_subscribers_two_publishers_lose_nothing() {
         );
     }
 
-    let failing = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "run",
-            "--url",
-            &url,
+    let failing = loadgen_run(
+        &url,
+        &[
             "--subscribers",
             "5",
             "--publishers",
             "1",
             "--rate",
             "50",
-        ])
-        .args([
             "--duration",
             "1s",
             "--warmup",
             "0s",
             "--drain",
             "500ms",
-            "--quiet",
-            "--max-send-lag",
-            "1s",
-        ])
-        .args(["--threshold", "p50<1ns"])
-        .output()
-        .expect("loadgen runs");
+            "--threshold",
+            "p50<1ns",
+        ],
+        &scratch_dir("threshold"),
+    );
     assert_eq!(
         failing.status.code(),
         Some(99),
@@ -123,30 +124,28 @@ fn stalled_subscribers_closed_by_the_server_are_reported() {
     let server = start_server(&["--max-backlog", "128KiB"]);
     let url = format!("ws://{}/ws/stall", server.local_addr());
     let out = scratch_dir("stalled");
-    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "run",
-            "--url",
-            &url,
+    let output = loadgen_run(
+        &url,
+        &[
             "--subscribers",
             "8",
             "--stalled",
             "50",
-        ])
-        .args(["--publishers", "1", "--rate", "50", "--size", "60KiB"])
-        .args([
+            "--publishers",
+            "1",
+            "--rate",
+            "50",
+            "--size",
+            "60KiB",
             "--duration",
             "5s",
             "--warmup",
             "1s",
             "--drain",
             "3s",
-            "--quiet",
-        ])
-        .args(["--max-send-lag", "1s", "--out"])
-        .arg(&out)
-        .output()
-        .expect("loadgen runs");
+        ],
+        &out,
+    );
     let report = Report::read(&out.join("report.json")).expect("report written");
     let r = &report.results;
     assert_eq!(
