@@ -15,7 +15,7 @@ CPU seconds and RSS are sampled from /proc), stop the server with SIGTERM, keep 
 
 Options:
   --scenarios a,b     only these scenarios (default: all). Matrix:
-                      fanout-1k fanout-5k fanout-15k peak-1k chat large storm slow-consumer idle-10k
+                      fanout-1k fanout-1k-half fanout-5k fanout-15k peak-1k chat large storm slow-consumer idle-10k
   --repeat N          runs per scenario (default 3)
   --quick             short durations and small counts, to try the script; never for recorded
                       results (output goes to /tmp/ringcast-bench/ unless --out is given)
@@ -42,7 +42,7 @@ repo_root=$(cd "$(dirname "$0")/.." && pwd)
 scripts_dir="$repo_root/scripts"
 invocation="scripts/bench.sh${*:+ $*}"
 
-all_scenarios=(fanout-1k fanout-5k fanout-15k peak-1k chat large storm slow-consumer idle-10k)
+all_scenarios=(fanout-1k fanout-1k-half fanout-5k fanout-15k peak-1k chat large storm slow-consumer idle-10k)
 selected_scenarios=("${all_scenarios[@]}")
 repeat=3
 quick=0
@@ -178,6 +178,9 @@ scenario_config() {
   case "$1" in
     fanout-1k) # the issue-2 / peers reference point: 1000 x 100 msg/s = 100k deliveries/s
       scenario_args=(--subscribers "$(full_or_quick 1000 100)" --publishers 1 --rate 100 --size 64
+        --connect-rate 5000) ;;
+    fanout-1k-half) # half that rate, 50k deliveries/s: latency when neither core is saturated
+      scenario_args=(--subscribers "$(full_or_quick 1000 100)" --publishers 1 --rate 50 --size 64
         --connect-rate 5000) ;;
     fanout-5k) # 5000 x 20 msg/s = 100k deliveries/s (issue-2 reference point)
       scenario_args=(--subscribers "$(full_or_quick 5000 300)" --publishers 1 --rate 20 --size 64
