@@ -40,6 +40,8 @@ EOF
 
 repo_root=$(cd "$(dirname "$0")/.." && pwd)
 scripts_dir="$repo_root/scripts"
+# shellcheck source=stop-process.sh
+. "$scripts_dir/stop-process.sh"
 invocation="scripts/bench.sh${*:+ $*}"
 
 all_scenarios=(fanout-1k fanout-1k-half fanout-5k fanout-15k peak-1k chat large storm slow-consumer idle-10k)
@@ -263,17 +265,7 @@ record_server_proc() {
 }
 
 stop_server() {
-  [ -n "$server_pid" ] || return 0
-  if kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    local waited=0
-    while kill -0 "$server_pid" 2>/dev/null && [ "$waited" -lt 150 ]; do
-      sleep 0.1
-      waited=$((waited + 1))
-    done
-    kill -KILL "$server_pid" 2>/dev/null || true
-  fi
-  wait "$server_pid" 2>/dev/null || true
+  stop_process "$server_pid" 15
   server_pid=""
 }
 trap stop_server EXIT

@@ -40,6 +40,8 @@ die() {
 }
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=stop-process.sh
+. "$repo_root/scripts/stop-process.sh"
 cd "$repo_root"
 
 target_dir="$(cargo metadata --format-version 1 --no-deps |
@@ -70,16 +72,7 @@ rm -rf "$work"
 mkdir -p "$work"
 server_pid=""
 stop_server() {
-    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-        kill -TERM "$server_pid" 2>/dev/null || true
-        # Bounded wait for the graceful shutdown, then make sure it is gone.
-        for _ in $(seq 1 50); do
-            kill -0 "$server_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$server_pid" 2>/dev/null || true
-        wait "$server_pid" 2>/dev/null || true
-    fi
+    stop_process "$server_pid" 5
     server_pid=""
 }
 trap stop_server EXIT
