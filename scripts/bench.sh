@@ -21,7 +21,7 @@ Options:
                       results (output goes to /tmp/ringcast-bench/ unless --out is given)
   --target CMD        start this server instead of ringcast; "{port}" in CMD is replaced by the
                       port, else the port is appended. The started PID must be the server's PID
-                      (e.g. /work/shared/peers/go-gorilla/run.sh, which execs the server)
+                      (e.g. ../shared/peers/go-gorilla/run.sh, which execs the server)
   --target-rooms      the target serves rooms under /ws/<name> (else the chat scenario, which
                       needs 100 rooms, is skipped for a --target)
   --label NAME        first part of the result dir name (default: ringcast's version, or the
