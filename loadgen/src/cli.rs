@@ -29,7 +29,7 @@ pub enum Command {
     /// Run a load test against one or more chat-room WebSocket servers.
     #[command(after_help = EXIT_CODES_HELP)]
     Run(RunOpt),
-    /// Compare two reports or two directories of repeated runs.
+    /// Compare two reports or two directories of repeated runs, scenario by scenario.
     #[command(after_help = EXIT_CODES_HELP)]
     Compare(CompareOpt),
     /// Merge the reports of several loadgen processes of one run (histograms added).
@@ -127,6 +127,11 @@ pub struct CompareOpt {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Put every run of a side into one table even when the sides hold different scenarios
+    /// (without it, runs are matched by scenario directory name, one table per scenario, and
+    /// sides with different scenarios are refused with exit 2).
+    #[arg(long)]
+    pub pool: bool,
 }
 
 /// Output formats of `compare`.
@@ -141,7 +146,7 @@ pub enum Format {
 /// Options of `loadgen merge`.
 #[derive(Args, Debug)]
 pub struct MergeOpt {
-    /// Directory for the merged report.json and latency.hgrm.
+    /// Directory for the merged report.json, latency.hgrm, latency.hlog and timeline.csv.
     #[arg(long)]
     pub out: PathBuf,
     /// report.json files or directories holding them.

@@ -6,6 +6,7 @@
 //! With a single run on either side the noise is unknown ("?"); `--fail-if-worse` then treats
 //! the change at face value.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
@@ -22,8 +23,16 @@ const NOT_JUDGED: &[&str] = &["sent", "expected"];
 
 /// Reports from a report.json path or from every report.json under a directory.
 pub fn load_reports(path: &Path) -> anyhow::Result<Vec<Report>> {
+    find_report_files(path)?
+        .iter()
+        .map(|file| Report::read(file))
+        .collect()
+}
+
+/// The report.json path itself, or every report.json under a directory (sorted).
+pub fn find_report_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if path.is_file() {
-        return Ok(vec![Report::read(path)?]);
+        return Ok(vec![path.to_path_buf()]);
     }
     let mut files = Vec::new();
     find_reports(path, &mut files).with_context(|| format!("searching {}", path.display()))?;
@@ -31,7 +40,44 @@ pub fn load_reports(path: &Path) -> anyhow::Result<Vec<Report>> {
     if files.is_empty() {
         bail!("no report.json under {}", path.display());
     }
-    files.iter().map(|file| Report::read(file)).collect()
+    Ok(files)
+}
+
+/// The scenario name of a report found under `root`: the directory path from `root` to the
+/// report, less a final `run-N` (scripts/bench.sh's DIR/<scenario>/run-<i>/report.json gives
+/// `<scenario>`); empty when `root` is the scenario (or the report file itself).
+pub fn scenario_name(root: &Path, file: &Path) -> String {
+    let dir = file.parent().unwrap_or(file);
+    let relative = dir.strip_prefix(root).unwrap_or(Path::new(""));
+    let mut parts: Vec<String> = relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if parts.last().is_some_and(|last| is_run_dir(last)) {
+        parts.pop();
+    }
+    parts.join("/")
+}
+
+/// `run-3`, `run3`, `run_3`: one repetition's directory.
+fn is_run_dir(name: &str) -> bool {
+    name.strip_prefix("run")
+        .map(|rest| rest.trim_start_matches(['-', '_']))
+        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Reports of one side grouped by scenario name (see `scenario_name`).
+pub fn load_scenarios(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<Report>>> {
+    let mut out: BTreeMap<String, Vec<Report>> = BTreeMap::new();
+    for file in find_report_files(path)? {
+        let name = if path.is_file() {
+            String::new()
+        } else {
+            scenario_name(path, &file)
+        };
+        out.entry(name).or_default().push(Report::read(&file)?);
+    }
+    Ok(out)
 }
 
 /// Collects report.json files under `dir`, recursively.
@@ -45,6 +91,97 @@ fn find_reports(dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `compare` would put different scenarios into one table: exit 2 (without `--pool`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(pub String);
+
+/// Scenario fields that define the load: runs that differ in one of them are different
+/// scenarios, whatever their directories are called.
+const LOAD_FIELDS: &[&str] = &[
+    "subscribers",
+    "publishers",
+    "rate",
+    "size",
+    "rooms",
+    "stalled_percent",
+];
+
+/// The load-defining fields of a report's scenario, as `name=value` strings.
+fn load_of(report: &Report) -> Vec<String> {
+    let value = serde_json::to_value(&report.scenario).unwrap_or_default();
+    LOAD_FIELDS
+        .iter()
+        .map(|field| format!("{field}={}", value.get(*field).cloned().unwrap_or_default()))
+        .collect()
+}
+
+/// Why `base` and `new` cannot be compared table by table, if they cannot: different scenario
+/// names on the two sides, or runs of different load under one name.
+pub fn scenario_mismatch(
+    base: &BTreeMap<String, Vec<Report>>,
+    new: &BTreeMap<String, Vec<Report>>,
+) -> Option<String> {
+    let only = |a: &BTreeMap<String, Vec<Report>>, b: &BTreeMap<String, Vec<Report>>| {
+        a.keys()
+            .filter(|k| !b.contains_key(*k))
+            .map(|k| display_name(k).to_string())
+            .collect::<Vec<_>>()
+    };
+    let (only_base, only_new) = (only(base, new), only(new, base));
+    if !only_base.is_empty() || !only_new.is_empty() {
+        let mut parts = Vec::new();
+        if !only_base.is_empty() {
+            parts.push(format!("only in BASE: {}", only_base.join(", ")));
+        }
+        if !only_new.is_empty() {
+            parts.push(format!("only in NEW: {}", only_new.join(", ")));
+        }
+        return Some(format!(
+            "the two sides hold different scenarios ({})",
+            parts.join("; ")
+        ));
+    }
+    for (name, base_runs) in base {
+        let runs = base_runs.iter().chain(new.get(name).into_iter().flatten());
+        let mut loads: Vec<Vec<String>> = Vec::new();
+        for run in runs {
+            let load = load_of(run);
+            if !loads.contains(&load) {
+                loads.push(load);
+            }
+        }
+        if loads.len() > 1 {
+            let first = &loads[0];
+            let differing: Vec<String> = loads[1..]
+                .iter()
+                .flat_map(|other| {
+                    first
+                        .iter()
+                        .zip(other)
+                        .filter(|(a, b)| a != b)
+                        .map(|(a, b)| format!("{a} vs {}", b.split_once('=').map_or("", |x| x.1)))
+                })
+                .collect();
+            return Some(format!(
+                "scenario {} holds runs of different load ({})",
+                display_name(name),
+                differing.join(", ")
+            ));
+        }
+    }
+    None
+}
+
+/// How a scenario name prints (the unnamed one: the directories given).
+fn display_name(name: &str) -> &str {
+    if name.is_empty() {
+        "(the directory itself)"
+    } else {
+        name
+    }
 }
 
 /// Mean and sample standard deviation.
@@ -244,29 +381,77 @@ pub fn render(changes: &[Change], base_runs: usize, new_runs: usize, format: For
     out
 }
 
-/// Runs `loadgen compare`; returns true when `--fail-if-worse` found a regression.
+/// Runs `loadgen compare`; returns true when `--fail-if-worse` found a regression. Runs are
+/// matched by scenario name and compared in one table per scenario; sides with different
+/// scenarios are refused (`Refusal`) unless `--pool` puts every run of a side into one table.
 pub fn compare_command(opt: &CompareOpt) -> anyhow::Result<bool> {
-    let base = load_reports(&opt.base)?;
-    let new = load_reports(&opt.new)?;
-    for warning in warnings(&base, &new) {
-        eprintln!("warning: {warning}");
+    let mut base = load_scenarios(&opt.base)?;
+    let mut new = load_scenarios(&opt.new)?;
+    if opt.pool {
+        let pooled = |sides: &mut BTreeMap<String, Vec<Report>>, which: &str| {
+            if sides.len() > 1 {
+                let names: Vec<&str> = sides.keys().map(|k| display_name(k)).collect();
+                eprintln!(
+                    "warning: --pool: {which}'s scenarios {} in one table",
+                    names.join(", ")
+                );
+            }
+            let all: Vec<Report> = std::mem::take(sides).into_values().flatten().collect();
+            sides.insert(String::new(), all);
+        };
+        pooled(&mut base, "BASE");
+        pooled(&mut new, "NEW");
+    } else if let Some(why) = scenario_mismatch(&base, &new) {
+        return Err(Refusal(format!(
+            "{why}: not compared (compare matching directories, or --pool to put every run of a side into one table)"
+        ))
+        .into());
     }
-    let changes = changes(&base, &new);
-    print!("{}", render(&changes, base.len(), new.len(), opt.format));
-    let Some(limit) = opt.fail_if_worse else {
-        return Ok(false);
-    };
-    let regressions: Vec<&Change> = changes.iter().filter(|c| is_regression(c, limit)).collect();
-    for c in &regressions {
-        eprintln!(
-            "regression: {} {} -> {} ({:+.1}%, limit {limit}%)",
-            c.metric,
-            format_value(c.metric, c.base),
-            format_value(c.metric, c.new),
-            c.percent
+    let mut regressions_found = false;
+    let named = base.len() > 1 || base.keys().any(|k| !k.is_empty());
+    for (index, (name, base_runs)) in base.iter().enumerate() {
+        let new_runs = &new[name];
+        if named {
+            if index > 0 {
+                println!();
+            }
+            match opt.format {
+                Format::Text => println!("== {} ==", display_name(name)),
+                Format::Markdown => println!("### {}\n", display_name(name)),
+            }
+        }
+        for warning in warnings(base_runs, new_runs) {
+            if named {
+                eprintln!("warning: {}: {warning}", display_name(name));
+            } else {
+                eprintln!("warning: {warning}");
+            }
+        }
+        let changes = changes(base_runs, new_runs);
+        print!(
+            "{}",
+            render(&changes, base_runs.len(), new_runs.len(), opt.format)
         );
+        let Some(limit) = opt.fail_if_worse else {
+            continue;
+        };
+        for c in changes.iter().filter(|c| is_regression(c, limit)) {
+            regressions_found = true;
+            let prefix = if named {
+                format!("{}: ", display_name(name))
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "regression: {prefix}{} {} -> {} ({:+.1}%, limit {limit}%)",
+                c.metric,
+                format_value(c.metric, c.base),
+                format_value(c.metric, c.new),
+                c.percent
+            );
+        }
     }
-    Ok(!regressions.is_empty())
+    Ok(regressions_found)
 }
 
 #[cfg(test)]
@@ -279,5 +464,17 @@ mod tests {
         assert_eq!(mean, 2.0);
         assert!((sd - std::f64::consts::SQRT_2).abs() < 1e-9);
         assert!(mean_and_stddev(&[5.0]).1.is_nan());
+    }
+
+    #[test]
+    fn scenario_names_come_from_the_directory_layout() {
+        let root = Path::new("/r/base");
+        let name = |p: &str| scenario_name(root, Path::new(p));
+        assert_eq!(name("/r/base/fanout-1k/run-2/report.json"), "fanout-1k");
+        assert_eq!(name("/r/base/fanout-1k/report.json"), "fanout-1k");
+        assert_eq!(name("/r/base/run-1/report.json"), "");
+        assert_eq!(name("/r/base/report.json"), "");
+        assert_eq!(name("/r/base/a/b/run3/report.json"), "a/b");
+        assert_eq!(name("/r/base/a/runner/report.json"), "a/runner");
     }
 }

@@ -39,7 +39,8 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("loadgen: error: {error:#}");
-            let usage = error.downcast_ref::<UsageError>().is_some();
+            let usage = error.downcast_ref::<UsageError>().is_some()
+                || error.downcast_ref::<loadgen::compare::Refusal>().is_some();
             ExitCode::from(if usage { EXIT_USAGE } else { 1 })
         }
     }

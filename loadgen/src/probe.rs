@@ -47,18 +47,19 @@ pub struct ServerResults {
     pub pid: u32,
     /// CPU seconds the server used during the measured window.
     pub cpu_seconds: f64,
-    /// Server CPU microseconds per delivered message in the window.
-    pub cpu_us_per_delivery: f64,
-    /// Server CPU seconds per million deliveries.
-    pub cpu_s_per_million_deliveries: f64,
+    /// Server CPU microseconds per delivered message in the window; null when nothing was
+    /// delivered (undefined, not 0).
+    pub cpu_us_per_delivery: Option<f64>,
+    /// Server CPU seconds per million deliveries; null when nothing was delivered.
+    pub cpu_s_per_million_deliveries: Option<f64>,
     /// RSS before loadgen connected.
     pub rss_before_connect_bytes: u64,
     /// RSS once every connection was up.
     pub rss_connected_bytes: u64,
     /// Peak RSS (VmHWM) at the end of the window.
     pub rss_peak_bytes: u64,
-    /// (connected - before) / connections.
-    pub rss_per_connection_bytes: f64,
+    /// (connected - before) / connections; null without connections.
+    pub rss_per_connection_bytes: Option<f64>,
 }
 
 /// The four readings of a run: before connecting, connected, window start, window end.
@@ -84,11 +85,7 @@ impl ServerReadings {
             self.window_end?,
         );
         let cpu_seconds = (end.cpu_seconds - start.cpu_seconds).max(0.0);
-        let per_delivery = if deliveries > 0 {
-            cpu_seconds * 1e6 / deliveries as f64
-        } else {
-            0.0
-        };
+        let per_delivery = (deliveries > 0).then(|| cpu_seconds * 1e6 / deliveries as f64);
         Some(ServerResults {
             pid,
             cpu_seconds,
@@ -97,11 +94,9 @@ impl ServerReadings {
             rss_before_connect_bytes: before.rss_bytes,
             rss_connected_bytes: connected.rss_bytes,
             rss_peak_bytes: end.rss_peak_bytes,
-            rss_per_connection_bytes: if connections > 0 {
+            rss_per_connection_bytes: (connections > 0).then(|| {
                 connected.rss_bytes.saturating_sub(before.rss_bytes) as f64 / connections as f64
-            } else {
-                0.0
-            },
+            }),
         })
     }
 }
@@ -145,8 +140,13 @@ mod tests {
         };
         let results = readings.results(1, 100, 1_000_000).unwrap();
         assert_eq!(results.cpu_seconds, 2.0);
-        assert_eq!(results.cpu_us_per_delivery, 2.0);
-        assert_eq!(results.rss_per_connection_bytes, 1000.0);
+        assert_eq!(results.cpu_us_per_delivery, Some(2.0));
+        assert_eq!(results.rss_per_connection_bytes, Some(1000.0));
         assert_eq!(results.rss_peak_bytes, 1000);
+        // Nothing delivered, nothing connected: undefined, not 0.
+        let idle = readings.results(1, 0, 0).unwrap();
+        assert_eq!(idle.cpu_us_per_delivery, None);
+        assert_eq!(idle.cpu_s_per_million_deliveries, None);
+        assert_eq!(idle.rss_per_connection_bytes, None);
     }
 }

@@ -154,6 +154,7 @@ impl Receiver {
         stats.interval.delivered += 1;
         stats.interval.delivered_bytes += payload.len() as u64;
         if measured {
+            stats.interval.latency_measured.saturating_record(latency);
             let totals = &mut stats.totals;
             totals.latency.saturating_record(latency);
             totals.latency_uncorrected.saturating_record(uncorrected);

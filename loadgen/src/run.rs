@@ -128,6 +128,7 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
     let mut second = 1u64;
     let mut last_cpu = own_cpu_seconds();
     let mut last_tick_ns = started_ns;
+    let mut busiest_window_second: Option<f64> = None;
     loop {
         let tick_ns = started_ns + second * 1_000_000_000 + HANDOFF_GRACE_NS;
         wait_until(
@@ -148,17 +149,17 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
         let cpu_percent =
             (cpu.0 + cpu.1 - last_cpu.0 - last_cpu.1) * 100.0 / ((now - last_tick_ns) as f64 / 1e9);
         last_cpu = cpu;
+        let tick_start_ns = last_tick_ns;
         last_tick_ns = now;
-        let interval_start = Duration::from_secs(second - 1);
-        hlog.push(
-            interval_start,
-            Duration::from_secs(1),
-            &[
-                ("latency", &interval.latency),
-                ("latency_uncorrected", &interval.latency_uncorrected),
-                ("send_lag", &interval.send_lag),
-            ],
-        )?;
+        push_interval(&mut hlog, second, Duration::from_secs(1), &interval)?;
+        if let Some(window) = &phases.window {
+            // The busiest second is reported as part of the window: only ticks whose whole
+            // second lies inside it count (the connect phase and the close are left out).
+            if tick_start_ns >= window.measure_start_ns && now <= window.measure_end_ns {
+                busiest_window_second =
+                    Some(busiest_window_second.unwrap_or(0.0f64).max(cpu_percent));
+            }
+        }
         let row = row_of(
             second,
             phases.name_at(now - HANDOFF_GRACE_NS, drain_ns),
@@ -201,10 +202,27 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
             .lock()
             .map_err(|_| anyhow::anyhow!("stats lock poisoned"))?,
     );
-    let row = row_of(second, "closing", &shared, &final_interval, 0.0);
+    // The close takes CPU too (every connection's close handshake): the last row has it.
+    let now = monotonic_ns();
+    let cpu = own_cpu_seconds();
+    let cpu_percent = (cpu.0 + cpu.1 - last_cpu.0 - last_cpu.1) * 100.0
+        / ((now - last_tick_ns).max(1) as f64 / 1e9);
+    push_interval(
+        &mut hlog,
+        second,
+        Duration::from_nanos(now - last_tick_ns),
+        &final_interval,
+    )?;
+    let row = row_of(second, "closing", &shared, &final_interval, cpu_percent);
     timeline.push(row);
     let receivers_per_room = receivers_per_room(&scenario, &connected_rx);
-    let results = results_of(&plan, &totals, &receivers_per_room, &phases, &timeline)?;
+    let results = results_of(
+        &plan,
+        &totals,
+        &receivers_per_room,
+        &phases,
+        busiest_window_second,
+    )?;
     let report = Report {
         schema: report::SCHEMA.to_string(),
         scenario,
@@ -216,6 +234,26 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
         write_outputs(dir, &output, &hlog)?;
     }
     Ok(output)
+}
+
+/// Appends the intervals of tick `second` (covering `length` from second - 1) to the log:
+/// the measured latency untagged, then the tagged every-message series.
+fn push_interval(
+    hlog: &mut HlogBuffer,
+    second: u64,
+    length: Duration,
+    interval: &IntervalStats,
+) -> anyhow::Result<()> {
+    hlog.push(
+        Duration::from_secs(second - 1),
+        length,
+        &[
+            (None, &interval.latency_measured),
+            (Some("latency_all"), &interval.latency),
+            (Some("latency_uncorrected"), &interval.latency_uncorrected),
+            (Some("send_lag"), &interval.send_lag),
+        ],
+    )
 }
 
 /// Sleeps until `until_ns`, handling the phase events that fall before it: setting the window
@@ -357,7 +395,7 @@ fn results_of(
     totals: &RunTotals,
     per_room: &[u64],
     phases: &Phases,
-    timeline: &[TimelineRow],
+    busiest_window_second: Option<f64>,
 ) -> anyhow::Result<Results> {
     let scenario = &plan.scenario;
     let rooms = scenario.rooms.max(1);
@@ -386,8 +424,10 @@ fn results_of(
     let measured_seconds = scenario.duration_s;
     let (user_s, system_s) = own_cpu_seconds();
     let window_percent = match phases.cpu_at_window {
-        (Some(start), Some(end)) => (end - start) * 100.0 / measured_seconds,
-        _ => 0.0,
+        (Some(start), Some(end)) if measured_seconds > 0.0 => {
+            Some((end - start) * 100.0 / measured_seconds)
+        }
+        _ => None,
     };
     let send_lag = HistogramSummary::of(&totals.send_lag);
     let mut invalid_reasons = Vec::new();
@@ -476,14 +516,13 @@ fn results_of(
             user_s,
             system_s,
             window_percent,
-            max_second_percent: timeline
-                .iter()
-                .map(|r| r.loadgen_cpu_percent)
-                .fold(0.0, f64::max),
+            // A window shorter than one whole second has no busiest second: its mean.
+            max_second_percent: busiest_window_second.or(window_percent),
         },
         server: scenario
             .server_pid
             .and_then(|pid| phases.server.results(pid, totals.connected, delivered)),
+        servers: Vec::new(),
         thresholds: Vec::new(),
         histograms,
     };

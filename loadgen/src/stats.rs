@@ -31,6 +31,9 @@ pub fn add_histogram(target: &mut Histogram<u64>, source: &Histogram<u64>) {
 pub struct IntervalStats {
     /// recv - intended, ns.
     pub latency: Histogram<u64>,
+    /// recv - intended of the measured messages only (those `RunTotals::latency` holds), ns:
+    /// the untagged series of latency.hlog.
+    pub latency_measured: Histogram<u64>,
     /// recv - actual send, ns.
     pub latency_uncorrected: Histogram<u64>,
     /// actual send - intended, ns.
@@ -50,6 +53,7 @@ impl IntervalStats {
     pub fn new() -> IntervalStats {
         IntervalStats {
             latency: new_histogram(),
+            latency_measured: new_histogram(),
             latency_uncorrected: new_histogram(),
             send_lag: new_histogram(),
             sent: 0,
@@ -62,6 +66,7 @@ impl IntervalStats {
     /// Adds another worker's figures and resets them (the once-a-second handoff).
     pub fn drain_from(&mut self, source: &mut IntervalStats) {
         add_histogram(&mut self.latency, &source.latency);
+        add_histogram(&mut self.latency_measured, &source.latency_measured);
         add_histogram(&mut self.latency_uncorrected, &source.latency_uncorrected);
         add_histogram(&mut self.send_lag, &source.send_lag);
         self.sent += source.sent;
@@ -74,6 +79,7 @@ impl IntervalStats {
     /// Zeroes counters and histograms, keeping the allocations.
     fn reset(&mut self) {
         self.latency.reset();
+        self.latency_measured.reset();
         self.latency_uncorrected.reset();
         self.send_lag.reset();
         self.sent = 0;

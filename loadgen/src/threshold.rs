@@ -38,9 +38,19 @@ pub const METRICS: &[(&str, &str, bool)] = &[
     ),
 ];
 
-/// The value of metric `name` in `results`; `None` for unknown names or absent server data.
+/// The value of metric `name` in `results`; `None` for unknown names and for figures the run
+/// did not measure: latency without a measured message, send lag without a measured send,
+/// connect time without a connection, server figures without `--server-pid` or undefined
+/// (CPU per delivery with no delivery).
 pub fn metric(results: &Results, name: &str) -> Option<f64> {
     let latency = &results.latency_ns;
+    let measured = |summary: &crate::report::HistogramSummary| (summary.count > 0).then_some(());
+    match name {
+        "p50" | "p90" | "p99" | "p999" | "p9999" | "max" | "mean" => measured(latency)?,
+        "send_lag_p99" | "send_lag_max" => measured(&results.send_lag_ns)?,
+        "connect_p99" => measured(&results.connect_ns)?,
+        _ => {}
+    }
     Some(match name {
         "p50" => latency.p50 as f64,
         "p90" => latency.p90 as f64,
@@ -60,9 +70,9 @@ pub fn metric(results: &Results, name: &str) -> Option<f64> {
         "duplicated" => results.duplicated as f64,
         "reordered" => results.reordered as f64,
         "connect_failed" => results.connections.failed as f64,
-        "loadgen_cpu_percent" => results.loadgen_cpu.window_percent,
-        "server_cpu_us_per_delivery" => results.server.as_ref()?.cpu_us_per_delivery,
-        "server_rss_per_connection_bytes" => results.server.as_ref()?.rss_per_connection_bytes,
+        "loadgen_cpu_percent" => results.loadgen_cpu.window_percent?,
+        "server_cpu_us_per_delivery" => results.server.as_ref()?.cpu_us_per_delivery?,
+        "server_rss_per_connection_bytes" => results.server.as_ref()?.rss_per_connection_bytes?,
         _ => return None,
     })
 }
@@ -154,10 +164,11 @@ impl Threshold {
         })
     }
 
-    /// Evaluates against `results`: (actual value, passed). A metric without data fails.
-    pub fn check(&self, results: &Results) -> (f64, bool) {
+    /// Evaluates against `results`: (actual value, passed). A metric the run did not measure
+    /// fails with no value ("not measured").
+    pub fn check(&self, results: &Results) -> (Option<f64>, bool) {
         let Some(actual) = metric(results, &self.metric) else {
-            return (f64::NAN, false);
+            return (None, false);
         };
         let passed = match self.operator {
             Operator::Less => actual < self.bound,
@@ -166,7 +177,7 @@ impl Threshold {
             Operator::GreaterOrEqual => actual >= self.bound,
             Operator::Equal => actual == self.bound,
         };
-        (actual, passed)
+        (Some(actual), passed)
     }
 }
 

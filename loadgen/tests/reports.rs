@@ -42,14 +42,14 @@ fn hlog_reads_back_with_the_interval_log_iterator() {
         .push(
             Duration::from_secs(0),
             Duration::from_secs(1),
-            &[("latency", &first), ("send_lag", &second)],
+            &[(None, &first), (Some("send_lag"), &second)],
         )
         .unwrap();
     buffer
         .push(
             Duration::from_secs(1),
             Duration::from_secs(1),
-            &[("latency", &second)],
+            &[(None, &second)],
         )
         .unwrap();
     let mut intervals = Vec::new();
@@ -68,12 +68,47 @@ fn hlog_reads_back_with_the_interval_log_iterator() {
         }
     }
     assert_eq!(intervals.len(), 3);
-    assert_eq!(intervals[0].0.as_deref(), Some("latency"));
+    assert_eq!(intervals[0].0.as_deref(), None);
     assert_eq!(intervals[0].2, 1);
     assert_eq!(intervals[1].0.as_deref(), Some("send_lag"));
     assert_eq!(intervals[1].2, 3);
     assert_eq!(intervals[2].1, Duration::from_secs(1));
     assert!(intervals[2].3 >= 4_000);
+    // The header HdrHistogram's writers put first, and Interval_Max in ms (max / 1e6).
+    let text = String::from_utf8_lossy(buffer.as_bytes());
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.contains(&"#[Histogram log format version 1.3]"),
+        "{text}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with("#[StartTime: ")));
+    assert!(lines.iter().any(|l| l.starts_with("#[BaseTime: ")));
+    let legend = lines
+        .iter()
+        .position(|l| {
+            *l == "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\""
+        })
+        .expect("legend line");
+    let first_interval = lines.iter().position(|l| !l.starts_with('#')).unwrap();
+    assert_eq!(first_interval, legend, "the legend ends the header");
+    let interval = lines[legend + 1];
+    assert!(
+        interval.starts_with("0.000,1.000,0.001,HISTFAAA"),
+        "{interval}"
+    );
+    assert_eq!(
+        text.matches("MaxValueDivisor").count(),
+        1,
+        "one divisor line: {text}"
+    );
+}
+
+#[test]
+fn report_histograms_are_compressed_v2() {
+    let report = made_up_report(2_000_000, 5000.0);
+    let encoded = &report.results.histograms["latency"];
+    assert!(encoded.starts_with("HISTFAAA"), "{encoded}");
+    assert_eq!(report.histogram("latency").unwrap().len(), 1000);
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {
@@ -238,4 +273,248 @@ fn bad_flags_are_usage_errors() {
         .unwrap();
     assert_eq!(fds.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&fds.stderr).contains("file descriptors"));
+}
+
+/// Writes `reports` as DIR/<scenario>/run-<i>/report.json, as scripts/bench.sh lays them out.
+fn scenario_runs(name: &str, scenarios: &[(&str, Vec<Report>)]) -> std::path::PathBuf {
+    let dir = scratch_dir(name);
+    for (scenario, reports) in scenarios {
+        for (i, report) in reports.iter().enumerate() {
+            let run = dir.join(scenario).join(format!("run-{}", i + 1));
+            std::fs::create_dir_all(&run).unwrap();
+            report.write(&run).unwrap();
+        }
+    }
+    dir
+}
+
+/// A made-up report of a scenario with `subscribers` subscribers.
+fn sized(latency_ns: u64, subscribers: u64) -> Report {
+    let mut report = made_up_report(latency_ns, 10_000.0);
+    report.scenario.subscribers = subscribers;
+    report
+}
+
+#[test]
+fn compare_matches_scenarios_by_name_one_table_each() {
+    let base = scenario_runs(
+        "cmp-multi-base",
+        &[
+            ("chat", vec![sized(1_000_000, 10), sized(1_000_000, 10)]),
+            ("fanout", vec![sized(50_000_000, 99), sized(50_000_000, 99)]),
+        ],
+    );
+    let new = scenario_runs(
+        "cmp-multi-new",
+        &[
+            ("chat", vec![sized(1_000_000, 10), sized(1_000_000, 10)]),
+            (
+                "fanout",
+                vec![sized(100_000_000, 99), sized(100_000_000, 99)],
+            ),
+        ],
+    );
+    let output = loadgen()
+        .arg("compare")
+        .arg(&base)
+        .arg(&new)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    let chat = text.find("== chat ==").expect(&text);
+    let fanout = text.find("== fanout ==").expect(&text);
+    assert!(chat < fanout, "{text}");
+    let p50_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("latency p50"))
+        .collect();
+    assert_eq!(p50_lines.len(), 2, "{text}");
+    // Each table holds its own scenario's runs: chat unchanged, fanout twice as slow.
+    assert!(p50_lines[0].contains("+0.0%"), "{}", p50_lines[0]);
+    assert!(p50_lines[1].contains("+100.0%"), "{}", p50_lines[1]);
+
+    let markdown = loadgen()
+        .arg("compare")
+        .arg(&base)
+        .arg(&new)
+        .args(["--format", "markdown", "--fail-if-worse", "10"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&markdown.stdout);
+    assert_eq!(markdown.status.code(), Some(99), "{table}");
+    assert!(
+        table.contains("### chat\n\n| metric |") && table.contains("### fanout\n\n| metric |"),
+        "{table}"
+    );
+    assert!(String::from_utf8_lossy(&markdown.stderr).contains("regression: fanout: p50"));
+}
+
+#[test]
+fn compare_refuses_different_scenarios_unless_pooled() {
+    let base = scenario_runs(
+        "cmp-diff-base",
+        &[
+            ("chat", vec![sized(1_000_000, 10)]),
+            ("large", vec![sized(2_000_000, 20)]),
+        ],
+    );
+    let new = scenario_runs(
+        "cmp-diff-new",
+        &[
+            ("chat", vec![sized(1_000_000, 10)]),
+            ("storm", vec![sized(3_000_000, 30)]),
+        ],
+    );
+    for format in ["text", "markdown"] {
+        let refused = loadgen()
+            .arg("compare")
+            .arg(&base)
+            .arg(&new)
+            .args(["--format", format])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("only in BASE: large") && stderr.contains("only in NEW: storm"),
+            "{stderr}"
+        );
+        assert!(refused.stdout.is_empty());
+    }
+    let pooled = loadgen()
+        .arg("compare")
+        .arg(&base)
+        .arg(&new)
+        .arg("--pool")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&pooled.stdout);
+    assert_eq!(pooled.status.code(), Some(0), "{text}");
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("latency p50"))
+            .count(),
+        1
+    );
+    assert!(String::from_utf8_lossy(&pooled.stderr).contains("--pool"));
+
+    // One scenario each, named alike by their directories but of different load: refused too.
+    let small = runs("cmp-load-small", &[sized(1_000_000, 10)]);
+    let big = runs("cmp-load-big", &[sized(1_000_000, 5000)]);
+    let refused = loadgen()
+        .arg("compare")
+        .arg(&small)
+        .arg(&big)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("subscribers=10 vs 5000"), "{stderr}");
+}
+
+#[test]
+fn merge_writes_a_time_aligned_log_and_timeline_and_keeps_each_server() {
+    use loadgen::probe::ServerResults;
+    use loadgen::report::csv::{self, TimelineRow};
+    let inputs = scratch_dir("merge-files-in");
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    for (part, (offset_s, pid, latency_ns)) in [(0u64, 11u32, 1_000u64), (2, 22, 9_000)]
+        .into_iter()
+        .enumerate()
+    {
+        let dir = inputs.join(format!("host-{part}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut report = made_up_report(1_000_000, 1000.0);
+        report.environment.started_unix_s = 1_800_000_000.0 + offset_s as f64;
+        report.results.server = Some(ServerResults {
+            pid,
+            cpu_seconds: 1.0,
+            cpu_us_per_delivery: Some(1000.0),
+            cpu_s_per_million_deliveries: Some(1000.0),
+            rss_before_connect_bytes: 1,
+            rss_connected_bytes: 2,
+            rss_peak_bytes: 3,
+            rss_per_connection_bytes: Some(0.1),
+        });
+        report.write(&dir).unwrap();
+        let mut log = HlogBuffer::new(start + Duration::from_secs(offset_s)).unwrap();
+        let mut rows = Vec::new();
+        for second in 1..=3u64 {
+            let mut h = new_histogram();
+            h.saturating_record(latency_ns * second);
+            log.push(
+                Duration::from_secs(second - 1),
+                Duration::from_secs(1),
+                &[(None, &h), (Some("latency_all"), &h)],
+            )
+            .unwrap();
+            rows.push(TimelineRow {
+                second,
+                phase: "measure".into(),
+                connections_open: 5,
+                sent: 1,
+                delivered: 10 * second,
+                delivered_bytes: 640 * second,
+                latency_p50_ns: latency_ns * second,
+                latency_p99_ns: latency_ns * second,
+                latency_max_ns: latency_ns * second,
+                send_lag_p99_ns: 0,
+                errors: 0,
+                loadgen_cpu_percent: 1.5,
+            });
+        }
+        log.save(&dir.join("latency.hlog")).unwrap();
+        std::fs::write(dir.join("timeline.csv"), csv::render(&rows)).unwrap();
+    }
+    let out = scratch_dir("merge-files-out");
+    let status = loadgen()
+        .args(["merge", "--out"])
+        .arg(&out)
+        .arg(&inputs)
+        .output()
+        .unwrap();
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let merged = Report::read(&out.join("report.json")).unwrap();
+    let pids: Vec<u32> = merged
+        .results
+        .servers
+        .iter()
+        .map(|s| s.as_ref().unwrap().pid)
+        .collect();
+    assert_eq!(pids, vec![11, 22], "each process's server figures kept");
+    assert!(
+        merged.results.server.is_none(),
+        "two servers: no single figure"
+    );
+
+    // Log: host-1 started 2 s later, so its seconds 0..3 are slots 2..5.
+    let text = std::fs::read(out.join("latency.hlog")).unwrap();
+    assert!(String::from_utf8_lossy(&text).contains("#[Histogram log format version 1.3]"));
+    let mut untagged = Vec::new();
+    for entry in IntervalLogIterator::new(&text) {
+        if let LogEntry::Interval(interval) = entry.unwrap() {
+            if interval.tag().is_none() {
+                let h = loadgen::report::decode_histogram(interval.encoded_histogram()).unwrap();
+                untagged.push((interval.start_timestamp().as_secs(), h.len()));
+            }
+        }
+    }
+    assert_eq!(untagged, vec![(0, 1), (1, 1), (2, 2), (3, 1), (4, 1)]);
+
+    let rows = csv::parse(&std::fs::read_to_string(out.join("timeline.csv")).unwrap()).unwrap();
+    let delivered: Vec<(u64, u64)> = rows.iter().map(|r| (r.second, r.delivered)).collect();
+    assert_eq!(
+        delivered,
+        vec![(1, 10), (2, 20), (3, 30 + 10), (4, 20), (5, 30)]
+    );
+    assert_eq!(rows[2].connections_open, 10);
+    assert_eq!(rows[2].loadgen_cpu_percent, 3.0);
+    // Second 3 holds host-0's 3 us and host-1's 9 us: the max of the union, from the log.
+    assert!(rows[2].latency_max_ns >= 9_000 && rows[2].latency_max_ns < 9_100);
 }

@@ -58,3 +58,45 @@ pub fn render(rows: &[TimelineRow]) -> String {
     }
     out
 }
+
+/// Parses `render`'s output back into rows.
+pub fn parse(text: &str) -> anyhow::Result<Vec<TimelineRow>> {
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    anyhow::ensure!(
+        header.starts_with("second,phase,"),
+        "not a loadgen timeline.csv (header `{header}`)"
+    );
+    let mut rows = Vec::new();
+    for (number, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let fields: Vec<&str> = line.split(',').collect();
+        anyhow::ensure!(
+            fields.len() == 12,
+            "line {}: {} fields, not 12",
+            number + 2,
+            fields.len()
+        );
+        let int = |i: usize| -> anyhow::Result<u64> {
+            fields[i]
+                .parse()
+                .map_err(|_| anyhow::anyhow!("line {}: `{}` is not a count", number + 2, fields[i]))
+        };
+        rows.push(TimelineRow {
+            second: int(0)?,
+            phase: fields[1].to_string(),
+            connections_open: int(2)?,
+            sent: int(3)?,
+            delivered: int(4)?,
+            delivered_bytes: int(5)?,
+            latency_p50_ns: int(6)?,
+            latency_p99_ns: int(7)?,
+            latency_max_ns: int(8)?,
+            send_lag_p99_ns: int(9)?,
+            errors: int(10)?,
+            loadgen_cpu_percent: fields[11].parse().map_err(|_| {
+                anyhow::anyhow!("line {}: `{}` is not a number", number + 2, fields[11])
+            })?,
+        });
+    }
+    Ok(rows)
+}

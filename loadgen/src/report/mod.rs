@@ -11,7 +11,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use base64::Engine;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -126,10 +126,12 @@ pub struct LoadgenCpu {
     pub user_s: f64,
     /// System CPU seconds over the whole run.
     pub system_s: f64,
-    /// Mean CPU use during the measured window, percent of one core.
-    pub window_percent: f64,
-    /// Busiest second, percent of one core.
-    pub max_second_percent: f64,
+    /// Mean CPU use during the measured window, percent of one core; null when the run had
+    /// no window (aborted).
+    pub window_percent: Option<f64>,
+    /// Busiest whole second inside the measured window, percent of one core (the window's
+    /// mean when it is shorter than a second); null without a window.
+    pub max_second_percent: Option<f64>,
 }
 
 /// Per publisher accounting, only for publishers that lost messages.
@@ -148,8 +150,9 @@ pub struct PublisherLoss {
 pub struct ThresholdOutcome {
     /// The expression.
     pub expression: String,
-    /// The metric's value in the run.
-    pub actual: f64,
+    /// The metric's value in the run; null when the run did not measure it (then the
+    /// threshold failed as "not measured").
+    pub actual: Option<f64>,
     /// Whether it held.
     pub passed: bool,
 }
@@ -201,25 +204,31 @@ pub struct Results {
     pub publishers_with_loss: Vec<PublisherLoss>,
     /// loadgen's own CPU.
     pub loadgen_cpu: LoadgenCpu,
-    /// Server process figures (with --server-pid).
+    /// Server process figures (with --server-pid). In a merged report: the one server every
+    /// part watched (same host and pid; CPU per delivery over all deliveries), else null.
     pub server: Option<ServerResults>,
+    /// Merged reports only: each process's own server figures, in input order (null for a
+    /// process without --server-pid).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<Option<ServerResults>>,
     /// Threshold outcomes.
     pub thresholds: Vec<ThresholdOutcome>,
-    /// Histograms as base64 of HdrHistogram's V2 encoding: latency, latency_uncorrected,
-    /// connect, send_lag.
+    /// Histograms as base64 of HdrHistogram's compressed V2 encoding (`HISTFAAA...`, as in
+    /// .hlog files): latency, latency_uncorrected, connect, send_lag.
     pub histograms: BTreeMap<String, String>,
 }
 
-/// Encodes a histogram as base64 V2 (the form HdrHistogram's tools read).
+/// Encodes a histogram as base64 of compressed V2 (DEFLATE), the form every HdrHistogram
+/// implementation decodes (Java's `decodeFromCompressedByteBuffer`, Python's `decode`).
 pub fn encode_histogram(histogram: &Histogram<u64>) -> anyhow::Result<String> {
     let mut bytes = Vec::new();
-    V2Serializer::new()
+    V2DeflateSerializer::new()
         .serialize(histogram, &mut bytes)
         .map_err(|e| anyhow::anyhow!("serialising histogram: {e:?}"))?;
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
-/// Decodes `encode_histogram`'s output.
+/// Decodes `encode_histogram`'s output (and the uncompressed V2 of older reports).
 pub fn decode_histogram(text: &str) -> anyhow::Result<Histogram<u64>> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text)

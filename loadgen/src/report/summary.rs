@@ -19,6 +19,16 @@ fn percentiles(name: &str, h: &HistogramSummary) -> String {
     )
 }
 
+/// A figure with `decimals`, or "n/a" when undefined.
+fn number(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "n/a".to_string(), |v| format!("{v:.decimals$}"))
+}
+
+/// A percentage, or "n/a" when undefined.
+fn percent(value: Option<f64>) -> String {
+    value.map_or_else(|| "n/a".to_string(), |v| format!("{v:.0}%"))
+}
+
 /// Renders the summary of `report`.
 pub fn render(report: &Report) -> String {
     let r = &report.results;
@@ -75,30 +85,34 @@ pub fn render(report: &Report) -> String {
     }
     let _ = writeln!(
         out,
-        "loadgen cpu            {:.0}% of a core in the window (busiest second {:.0}%); user {:.2}s system {:.2}s",
-        r.loadgen_cpu.window_percent, r.loadgen_cpu.max_second_percent, r.loadgen_cpu.user_s, r.loadgen_cpu.system_s
+        "loadgen cpu            {} of a core in the window (busiest second {}); user {:.2}s system {:.2}s",
+        percent(r.loadgen_cpu.window_percent),
+        percent(r.loadgen_cpu.max_second_percent),
+        r.loadgen_cpu.user_s,
+        r.loadgen_cpu.system_s
     );
     if let Some(server) = &r.server {
         let _ = writeln!(
             out,
-            "server (pid {})       cpu {:.2}s in window = {:.2} us/delivery ({:.2} CPU-s per million); rss {} -> {} MB, peak {} MB, {:.0} B/connection",
+            "server (pid {})       cpu {:.2}s in window = {} us/delivery ({} CPU-s per million); rss {} -> {} MB, peak {} MB, {} B/connection",
             server.pid,
             server.cpu_seconds,
-            server.cpu_us_per_delivery,
-            server.cpu_s_per_million_deliveries,
+            number(server.cpu_us_per_delivery, 2),
+            number(server.cpu_s_per_million_deliveries, 2),
             server.rss_before_connect_bytes / 1_000_000,
             server.rss_connected_bytes / 1_000_000,
             server.rss_peak_bytes / 1_000_000,
-            server.rss_per_connection_bytes
+            number(server.rss_per_connection_bytes, 0)
         );
     }
     for t in &r.thresholds {
         let _ = writeln!(
             out,
-            "threshold {:<20} {} (actual {})",
+            "threshold {:<20} {} ({})",
             t.expression,
             if t.passed { "ok" } else { "FAILED" },
             t.actual
+                .map_or_else(|| "not measured".to_string(), |v| format!("actual {v}"))
         );
     }
     if r.valid {

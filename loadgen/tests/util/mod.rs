@@ -75,6 +75,7 @@ pub fn made_up_report(latency_ns: u64, delivered_per_sec: f64) -> Report {
             publishers_with_loss: Vec::new(),
             loadgen_cpu: Default::default(),
             server: None,
+            servers: Vec::new(),
             thresholds: Vec::new(),
             histograms,
         },
