@@ -59,14 +59,17 @@ fn publish_frames(
             hub.publish(room, frame.clone());
         }
         timed += start.elapsed();
+        let now = Instant::now();
         for subscriber in subscribers {
-            subscriber.take_batch(&mut batch, MAX_IOV);
+            subscriber.take_batch(&mut batch, MAX_IOV, now);
             assert_eq!(
                 batch.len() as u64,
                 chunk,
                 "every subscriber gets every frame"
             );
-            batch.clear();
+            // As if the kernel took the whole batch: releases the budget for the next chunk.
+            let written = batch.iter().map(Bytes::len).sum();
+            subscriber.complete_write(&mut batch, written, now);
         }
         remaining -= chunk;
     }

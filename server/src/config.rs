@@ -15,8 +15,10 @@ const FD_HEADROOM: u64 = 128;
 /// Upper bound for the derived `--max-connections` when RLIMIT_NOFILE is unlimited.
 const MAX_DERIVED_CONNECTIONS: u64 = 1 << 20;
 /// Largest server frame header: a message of `--max-message` bytes needs this much more room in
-/// the outbound budget.
+/// the outbound budget (plus its handle, `memory::FRAME_HANDLE_BYTES`).
 const MAX_FRAME_HEADER: usize = 10;
+/// hyper's smallest accepted read buffer (`http1::Builder::max_buf_size` panics below it).
+const MIN_HEADER_SIZE: usize = 8 << 10;
 
 /// ringcast: a thread-per-core io_uring WebSocket broadcast server.
 ///
@@ -37,15 +39,41 @@ pub struct Cli {
     #[arg(long, env = "RINGCAST_MAX_MESSAGE", default_value = "64KiB", value_parser = parse_size)]
     pub max_message: usize,
 
-    /// Outbound budget per connection; a client whose queue would exceed it is a slow consumer
+    /// Outbound budget per connection: frames queued and frames in a write not yet completed,
+    /// each counted with its 32-byte handle. A client that would exceed it is a slow consumer
     /// and is closed with 1008.
     #[arg(long, env = "RINGCAST_MAX_BACKLOG", default_value = "1MiB", value_parser = parse_size)]
     pub max_backlog: usize,
 
-    /// Most WebSocket connections; upgrades beyond it get HTTP 503 [default: RLIMIT_NOFILE hard
-    /// limit minus 128].
+    /// Memory the whole server may hold for delivery: live broadcast frames (each counted once)
+    /// plus every queued frame handle on every core and in the hand-off between cores. Above
+    /// it, publishers stop being read (TCP pushes back) until the writers catch up.
+    #[arg(long, env = "RINGCAST_FANOUT_BUDGET", default_value = "64MiB", value_parser = parse_size)]
+    pub fanout_budget: usize,
+
+    /// A connection holding output that the kernel has not taken any byte of for this long is
+    /// stalled and is closed with 1008 (gorilla/websocket's write deadline).
+    #[arg(long, env = "RINGCAST_WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
+
+    /// A publisher kept unread by the fan-out budget for this long is closed with 1013 (try
+    /// again later); must exceed --write-timeout, which clears stalled readers first.
+    #[arg(long, env = "RINGCAST_PUBLISH_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub publish_timeout: Duration,
+
+    /// Most data messages per second one connection may send (burst: one second's worth);
+    /// beyond it the connection is closed with 1008 [default: no limit].
+    #[arg(long, env = "RINGCAST_MAX_INBOUND_RATE")]
+    pub max_inbound_rate: Option<u32>,
+
+    /// Most connections, counted from accept (HTTP phase included); connections beyond it get
+    /// HTTP 503 and are closed [default: RLIMIT_NOFILE hard limit minus 128].
     #[arg(long, env = "RINGCAST_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+
+    /// Largest HTTP request head (request line and headers); larger ones get 431.
+    #[arg(long, env = "RINGCAST_MAX_HEADER_SIZE", default_value = "16KiB", value_parser = parse_size)]
+    pub max_header_size: usize,
 
     /// How often idle clients (no inbound traffic since the last check) are pinged.
     #[arg(long, env = "RINGCAST_PING_INTERVAL", default_value = "30s", value_parser = parse_duration)]
@@ -86,10 +114,20 @@ pub struct Config {
     pub cores: usize,
     /// Largest reassembled inbound message in bytes (1009 beyond).
     pub max_message: usize,
-    /// Outbound byte budget per connection (1008 slow consumer beyond).
+    /// Outbound byte budget per connection, in-flight frames and handles included (1008 beyond).
     pub max_backlog: usize,
-    /// Most concurrent WebSocket connections (503 at upgrade beyond).
+    /// Process-wide bytes held for delivery before publishers stop being read.
+    pub fanout_budget: usize,
+    /// No write progress for this long while holding output: 1008.
+    pub write_timeout: Duration,
+    /// A publisher paused by the fan-out budget this long: 1013.
+    pub publish_timeout: Duration,
+    /// Data messages per second per connection (1008 beyond), if limited.
+    pub max_inbound_rate: Option<u32>,
+    /// Most concurrent connections, counted from accept (503 beyond).
     pub max_connections: usize,
+    /// Largest HTTP request head in bytes (431 beyond).
+    pub max_header_size: usize,
     /// Keepalive ping period for connections without inbound traffic.
     pub ping_interval: Duration,
     /// Silence after which a connection is closed with 1001.
@@ -141,11 +179,36 @@ impl Config {
         if cli.max_message == 0 {
             return Err(invalid("--max-message", "must be at least 1 byte"));
         }
-        if cli.max_backlog < cli.max_message + MAX_FRAME_HEADER {
+        let largest_charge = cli
+            .max_message
+            .checked_add(MAX_FRAME_HEADER + crate::memory::FRAME_HANDLE_BYTES)
+            .ok_or_else(|| invalid("--max-message", "is too large"))?;
+        if cli.max_backlog < largest_charge {
             return Err(invalid(
                 "--max-backlog",
-                "must hold at least one message of --max-message bytes plus its header",
+                "must hold at least one message of --max-message bytes plus its header and handle",
             ));
+        }
+        if cli.fanout_budget == 0 {
+            return Err(invalid("--fanout-budget", "must be at least 1 byte"));
+        }
+        if cli.write_timeout.is_zero() {
+            return Err(invalid("--write-timeout", "must be greater than zero"));
+        }
+        if cli.publish_timeout <= cli.write_timeout {
+            return Err(invalid(
+                "--publish-timeout",
+                "must be greater than --write-timeout",
+            ));
+        }
+        if cli.max_inbound_rate == Some(0) {
+            return Err(invalid(
+                "--max-inbound-rate",
+                "must be at least 1 (leave it unset for no limit)",
+            ));
+        }
+        if cli.max_header_size < MIN_HEADER_SIZE {
+            return Err(invalid("--max-header-size", "must be at least 8KiB"));
         }
         let max_connections = cli.max_connections.unwrap_or_else(default_max_connections);
         if max_connections == 0 {
@@ -171,7 +234,12 @@ impl Config {
             cores,
             max_message: cli.max_message,
             max_backlog: cli.max_backlog,
+            fanout_budget: cli.fanout_budget,
+            write_timeout: cli.write_timeout,
+            publish_timeout: cli.publish_timeout,
+            max_inbound_rate: cli.max_inbound_rate,
             max_connections,
+            max_header_size: cli.max_header_size,
             ping_interval: cli.ping_interval,
             idle_timeout: cli.idle_timeout,
             shutdown_grace: cli.shutdown_grace,
@@ -248,6 +316,11 @@ mod tests {
         assert_eq!(config.max_backlog, 1 << 20);
         assert_eq!(config.ping_interval, Duration::from_secs(30));
         assert_eq!(config.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.fanout_budget, 64 << 20);
+        assert_eq!(config.write_timeout, Duration::from_secs(10));
+        assert_eq!(config.publish_timeout, Duration::from_secs(30));
+        assert_eq!(config.max_inbound_rate, None);
+        assert_eq!(config.max_header_size, 16 << 10);
         assert!(config.cores >= 1);
         assert!(config.max_connections >= 1);
     }
@@ -296,6 +369,14 @@ mod tests {
         assert!(
             error_text(&["--max-message", "2MiB", "--max-backlog", "1MiB"])
                 .contains("--max-backlog")
+        );
+        let huge = usize::MAX.to_string();
+        assert!(error_text(&["--max-message", &huge]).contains("--max-message"));
+        assert!(error_text(&["--max-header-size", "1KiB"]).contains("--max-header-size"));
+        assert!(error_text(&["--max-inbound-rate", "0"]).contains("--max-inbound-rate"));
+        assert!(
+            error_text(&["--write-timeout", "30s", "--publish-timeout", "30s"])
+                .contains("--publish-timeout")
         );
     }
 }

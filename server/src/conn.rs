@@ -2,7 +2,9 @@
 //!
 //! The reader owns one adaptive read buffer, decodes frames in place (`inbound.rs`), publishes
 //! messages to the room, and routes pongs and close replies into the connection's own outbound
-//! queue. The writer is the only task that writes to the socket: it drains the queue into one
+//! queue. While the fan-out budget is exhausted (`memory.rs`) it stops reading, so TCP pushes
+//! back on a client that publishes faster than the server can deliver; one kept waiting for
+//! `--publish-timeout` is closed with 1013. The writer is the only task that writes to the socket: it drains the queue into one
 //! `writev` per batch and handles partial writes. Reads are never raced or cancelled (DESIGN 3):
 //! each task owns its one in-flight operation, and the connection ends with `shutdown(Both)`,
 //! which completes whatever is pending. When both tasks are done, [`Connection`]'s drop leaves
@@ -10,18 +12,20 @@
 
 use std::io;
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
 use crate::cores::CoreContext;
-use crate::frame::{encode_message, encode_pong};
+use crate::frame::{encode_pong, CloseCode};
 use crate::http::UpgradeTicket;
 use crate::hub::Room;
 use crate::inbound::{Decoded, FrameDecoder, Inbound};
+use crate::memory::wait_for_room;
 use crate::metrics::CoreMetrics;
-use crate::outbound::advance_batch;
+use crate::rate_limit::InboundRate;
 use crate::subscriber::Subscriber;
 use crate::uring_io::{PendingRead, UpgradedIo};
 
@@ -83,25 +87,46 @@ pub fn start(core: Rc<CoreContext>, io: UpgradedIo, early: &[u8], ticket: Upgrad
 enum Flow {
     /// Keep reading.
     Continue,
-    /// The client's close arrived; stop reading.
+    /// A message was published; keep reading once the fan-out budget has room.
+    Published,
+    /// The client's close arrived, or the connection was closed; stop reading.
+    Stop,
+}
+
+/// Where the decode loop stopped.
+enum Next {
+    /// The buffer holds no whole frame: read more (the pending frame's size, if known).
+    Read(Option<usize>),
+    /// The fan-out budget is exhausted: wait before decoding or reading more.
+    Pause,
+    /// The connection is done reading.
     Stop,
 }
 
 impl Connection {
     /// Acts on one decoded event.
-    fn handle(&self, event: Inbound<'_>) -> Flow {
+    fn handle(&self, event: Inbound<'_>, rate: &mut Option<InboundRate>) -> Flow {
         let closing = self.subscriber.is_closing();
         match event {
             Inbound::Message { kind, payload } => {
                 // After our close frame only the client's close matters (RFC 6455 5.5.1).
-                if !closing {
-                    let metrics = self.core.hub.metrics();
-                    CoreMetrics::add(&metrics.messages_in, 1);
-                    CoreMetrics::add(&metrics.bytes_in, payload.len() as u64);
-                    self.core
-                        .hub
-                        .publish(&self.room, encode_message(kind, payload));
+                if closing {
+                    return Flow::Continue;
                 }
+                let hub = &self.core.hub;
+                if let Some(rate) = rate {
+                    if !rate.allow(hub.now()) {
+                        CoreMetrics::add(&hub.metrics().rate_limit_closes, 1);
+                        self.subscriber
+                            .close(CloseCode::SlowConsumer, "inbound rate limit");
+                        return Flow::Continue;
+                    }
+                }
+                let metrics = hub.metrics();
+                CoreMetrics::add(&metrics.messages_in, 1);
+                CoreMetrics::add(&metrics.bytes_in, payload.len() as u64);
+                hub.publish_message(&self.room, kind, payload);
+                return Flow::Published;
             }
             Inbound::Ping(payload) => {
                 if !closing && self.subscriber.offer(&encode_pong(payload)) {
@@ -115,6 +140,30 @@ impl Connection {
             }
         }
         Flow::Continue
+    }
+
+    /// Waits (not reading) until the fan-out budget has room. Returns false when it stayed
+    /// exhausted for --publish-timeout: the connection is then closed with 1013.
+    async fn wait_for_budget(&self) -> bool {
+        let hub = &self.core.hub;
+        let memory = hub.memory();
+        let config = &self.core.state.config;
+        CoreMetrics::add(&hub.metrics().publish_pauses, 1);
+        self.subscriber.set_reading_paused(true);
+        let deadline = Instant::now() + config.publish_timeout;
+        let has_room = || !memory.over_budget() || self.subscriber.is_shut_down();
+        let resumed = wait_for_room(has_room, Some(deadline)).await;
+        self.subscriber.set_reading_paused(false);
+        // Waiting was the server's doing, not the client's silence.
+        self.subscriber.touch(hub.now());
+        if !resumed {
+            CoreMetrics::add(&hub.metrics().publish_timeout_closes, 1);
+            self.subscriber.close(
+                CloseCode::TryAgainLater,
+                "server overloaded, try again later",
+            );
+        }
+        resumed
     }
 }
 
@@ -135,22 +184,31 @@ async fn read_loop(
                 return;
             }
         }
+        // Whatever the client sent first (often the answer to the first ping) counts.
+        connection.subscriber.touch(connection.core.hub.now());
     }
-    let mut decoder = FrameDecoder::new(connection.core.state.config.max_message);
+    let config = &connection.core.state.config;
+    let mut decoder = FrameDecoder::new(config.max_message);
+    let mut rate = config
+        .max_inbound_rate
+        .map(|rate| InboundRate::new(rate, connection.core.hub.now()));
+    let memory = std::sync::Arc::clone(connection.core.hub.memory());
     let mut read_size = IDLE_READ_BUFFER;
     loop {
         let mut start = 0;
-        let frame_len = loop {
+        let next = loop {
             match decoder.decode(&mut buffer[start..]) {
                 Ok(Decoded::Event { event, consumed }) => {
-                    let flow = connection.handle(event);
+                    let flow = connection.handle(event, &mut rate);
                     start += consumed;
-                    if let Flow::Stop = flow {
-                        return;
+                    match flow {
+                        Flow::Stop => break Next::Stop,
+                        Flow::Published if memory.over_budget() => break Next::Pause,
+                        Flow::Published | Flow::Continue => {}
                     }
                 }
                 Ok(Decoded::Absorbed { consumed }) => start += consumed,
-                Ok(Decoded::NeedMore { frame_len }) => break frame_len,
+                Ok(Decoded::NeedMore { frame_len }) => break Next::Read(frame_len),
                 Err(error) => {
                     tracing::debug!(
                         reason = error.reason,
@@ -158,11 +216,21 @@ async fn read_loop(
                         "failing connection"
                     );
                     connection.subscriber.fail(error.code, error.reason);
-                    return;
+                    break Next::Stop;
                 }
             }
         };
         buffer.drain(..start);
+        let frame_len = match next {
+            Next::Read(frame_len) => frame_len,
+            Next::Stop => return,
+            Next::Pause => {
+                if !connection.wait_for_budget().await {
+                    return;
+                }
+                continue;
+            }
+        };
         buffer = sized_for_next_read(buffer, frame_len, read_size);
         let filled = buffer.len();
         let spare = buffer.capacity() - filled;
@@ -209,14 +277,15 @@ fn next_read_size(read_size: usize, read: usize, spare: usize) -> usize {
 /// Drains the outbound queue into `writev` calls until the connection closes.
 async fn write_loop(connection: Rc<Connection>) {
     let subscriber = &connection.subscriber;
-    let metrics = connection.core.hub.metrics();
+    let hub = &connection.core.hub;
+    let metrics = hub.metrics();
     let mut batch: Vec<Bytes> = Vec::new();
     loop {
         if subscriber.is_shut_down() {
             return;
         }
         let room_in_batch = MAX_IOV - batch.len();
-        subscriber.take_batch(&mut batch, room_in_batch);
+        subscriber.take_batch(&mut batch, room_in_batch, hub.now());
         if batch.is_empty() {
             if subscriber.is_closing() {
                 // Everything queued, the close frame last, has been written.
@@ -233,7 +302,7 @@ async fn write_loop(connection: Rc<Connection>) {
         batch = returned;
         match result {
             Ok(written) if written > 0 => {
-                let frames = advance_batch(&mut batch, written);
+                let frames = subscriber.complete_write(&mut batch, written, hub.now());
                 CoreMetrics::add(&metrics.writev_calls, 1);
                 CoreMetrics::add(&metrics.frames_written, frames as u64);
                 CoreMetrics::add(&metrics.bytes_out, written as u64);

@@ -1,5 +1,6 @@
 //! One pinned thread per core: its own tokio-uring runtime, SO_REUSEPORT listener, hub and
-//! mailbox. Nothing is shared between cores on the hot path except the encoded frames.
+//! mailbox. Nothing is shared between cores on the hot path except the encoded frames and the
+//! fan-out budget's counters.
 
 use std::cell::Cell;
 use std::io;
@@ -17,6 +18,7 @@ use tokio_uring::net::TcpListener;
 
 use crate::frame::CloseCode;
 use crate::hub::{Hub, Mail};
+use crate::memory::wait_for_room;
 use crate::server_state::ServerState;
 use crate::{http, keepalive};
 
@@ -28,6 +30,13 @@ const COMPLETION_ENTRIES: u32 = 8 * RING_ENTRIES;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// After the grace period, how long tasks get to observe the final shutdown(Both).
 const FINAL_DRAIN: Duration = Duration::from_millis(200);
+/// Environment variable naming a core that panics before it reports ready: lets the tests
+/// check that start fails instead of hanging. Never set in production.
+pub const FAIL_CORE_ENV: &str = "RINGCAST_TEST_FAIL_CORE";
+/// Answer to a connection accepted beyond --max-connections, before it is closed.
+const TOO_MANY_CONNECTIONS: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
+content-length: 21\r\nconnection: close\r\n\r\ntoo many connections\n";
 
 /// Everything a core's tasks share.
 #[derive(Debug)]
@@ -94,6 +103,9 @@ pub fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<std::net::Tcp
 
 /// Body of a core thread: pin, build the ring, serve until shutdown.
 pub fn run_core(setup: CoreSetup) {
+    if std::env::var(FAIL_CORE_ENV).is_ok_and(|core| core == setup.index.to_string()) {
+        panic!("core {} told to fail by {FAIL_CORE_ENV}", setup.index);
+    }
     if let Some(cpu) = setup.cpu {
         if !core_affinity::set_for_current(cpu) {
             tracing::warn!(
@@ -131,8 +143,9 @@ async fn serve_core(setup: CoreSetup) {
         ..
     } = setup;
     let metrics = Arc::clone(&state.metrics);
+    let memory = Arc::clone(&state.memory);
     let core = Rc::new(CoreContext {
-        hub: Hub::new(index, peers, metrics),
+        hub: Hub::new(index, peers, metrics, memory),
         state,
         shutting_down: Cell::new(false),
         connection_gone: Notify::new(),
@@ -141,9 +154,20 @@ async fn serve_core(setup: CoreSetup) {
     tokio_uring::spawn(accept_loop(Rc::clone(&core), Rc::clone(&listener)));
     tokio_uring::spawn(keepalive::sweep_loop(Rc::clone(&core)));
     let _ = ready.send((index, Ok(())));
+    // Release the sender now: start() waits until every core reported or dropped its sender,
+    // so one kept for the runtime's life would hide another core's failure.
+    drop(ready);
     while let Some(mail) = mailbox.recv().await {
         match mail {
-            Mail::Broadcast { room, frame } => core.hub.deliver_from_peer(&room, &frame),
+            Mail::Broadcast { room, frame } => {
+                // Take mail only while this core's writers are within their share of the
+                // budget: this is what bounds the hand-off (publishers stop once the mail
+                // waiting here fills the budget).
+                let memory = core.hub.memory();
+                let has_room = || memory.core_has_room(index) || core.state.is_stopping();
+                wait_for_room(has_room, None).await;
+                core.hub.deliver_from_peer(&room, &frame);
+            }
             Mail::Shutdown => break,
         }
     }
@@ -165,9 +189,13 @@ async fn accept_loop(core: Rc<CoreContext>, listener: Rc<TcpListener>) {
                     return;
                 }
                 failing = false;
+                let Some(permit) = core.state.try_acquire_connection() else {
+                    tokio_uring::spawn(refuse(stream));
+                    continue;
+                };
                 // Latency over coalescing: the writer already batches per connection.
                 let _ = stream.set_nodelay(true);
-                tokio_uring::spawn(http::serve(Rc::clone(&core), stream));
+                tokio_uring::spawn(http::serve(Rc::clone(&core), stream, permit));
             }
             Err(_) if core.is_shutting_down() => return,
             Err(err) => {
@@ -179,6 +207,13 @@ async fn accept_loop(core: Rc<CoreContext>, listener: Rc<TcpListener>) {
             }
         }
     }
+}
+
+/// Answers a connection over --max-connections with 503 and closes it. Its request is not
+/// read: the answer goes out at once and the socket is shut down after it.
+async fn refuse(stream: tokio_uring::net::TcpStream) {
+    let _ = stream.write_all(TOO_MANY_CONNECTIONS).await;
+    let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
 /// Graceful shutdown of one core: close 1001 to every client, wait until they are gone or the

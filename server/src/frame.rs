@@ -4,7 +4,7 @@
 //! single `Bytes`) is valid for every client. A broadcast message is encoded here exactly once
 //! and then shared by reference count with every subscriber on every core.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 
 /// Largest possible frame header: 2 fixed bytes + 8 bytes of extended length (no mask key,
 /// since server frames are unmasked).
@@ -31,7 +31,7 @@ pub enum MessageKind {
 
 impl MessageKind {
     /// The data-frame opcode of this kind.
-    fn opcode(self) -> u8 {
+    pub(crate) fn opcode(self) -> u8 {
         match self {
             MessageKind::Text => OP_TEXT,
             MessageKind::Binary => OP_BINARY,
@@ -51,10 +51,14 @@ pub enum CloseCode {
     Protocol = 1002,
     /// 1007: invalid UTF-8 in a text message (also across fragments) or in a close reason.
     InvalidPayload = 1007,
-    /// 1008: policy violation, used for a slow consumer (outbound backlog over --max-backlog).
+    /// 1008: policy violation: a slow consumer (outbound backlog over --max-backlog, or no write
+    /// progress for --write-timeout), or a client over --max-inbound-rate.
     SlowConsumer = 1008,
     /// 1009: reassembled message larger than --max-message.
     TooBig = 1009,
+    /// 1013: try again later: a publisher the server could not read for --publish-timeout
+    /// because the fan-out budget stayed exhausted.
+    TryAgainLater = 1013,
     /// 1011: unexpected server error.
     Internal = 1011,
 }
@@ -93,24 +97,30 @@ pub fn keepalive_ping() -> Bytes {
     Bytes::from_static(&PING)
 }
 
-/// Writes the header for an unmasked FIN frame and appends the payload, in one buffer sized
-/// exactly once.
+/// Encodes an unmasked FIN frame into one `Bytes`.
 fn encode_frame(opcode: u8, payload: &[u8]) -> Bytes {
+    let mut out = Vec::new();
+    encode_frame_into(&mut out, opcode, payload);
+    Bytes::from(out)
+}
+
+/// Writes the header for an unmasked FIN frame and appends the payload into `out`, reserving
+/// the exact size once.
+pub(crate) fn encode_frame_into(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
     let len = payload.len();
-    let mut out = BytesMut::with_capacity(MAX_HEADER_LEN + len);
-    out.put_u8(FIN | opcode);
+    out.reserve_exact(MAX_HEADER_LEN + len);
+    out.push(FIN | opcode);
     if len < 126 {
         // The 7-bit length fits: `len < 126` makes the cast lossless.
-        out.put_u8(len as u8);
+        out.push(len as u8);
     } else if let Ok(len16) = u16::try_from(len) {
-        out.put_u8(126);
-        out.put_u16(len16);
+        out.push(126);
+        out.extend_from_slice(&len16.to_be_bytes());
     } else {
-        out.put_u8(127);
-        out.put_u64(len as u64);
+        out.push(127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
     }
     out.extend_from_slice(payload);
-    out.freeze()
 }
 
 #[cfg(test)]

@@ -4,10 +4,18 @@
 //! hyper's `with_upgrades` needs `Send` IO, which tokio-uring sockets are not, so the
 //! connection is served with `without_shutdown`: once the 101 response is flushed hyper hands
 //! back the IO and any bytes read past the request, and the WebSocket takes over (`conn.rs`).
+//!
+//! Limits of this phase: the connection holds a `--max-connections` slot from accept; hyper
+//! buffers at most `--max-header-size` of request head (431 beyond) and answers a malformed
+//! request with 400; the head must arrive within `--header-timeout`. A connection that ends
+//! here is closed lingering: the server stops sending, discards what the client still sends for
+//! a moment, then closes, so the answer is not lost to a reset.
 
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
+use std::net::Shutdown;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -23,8 +31,9 @@ use crate::conn;
 use crate::cores::CoreContext;
 use crate::hub::Room;
 use crate::metrics::render_prometheus;
+use crate::server_state::ConnectionPermit;
 use crate::subscriber::Subscriber;
-use crate::uring_io::{UringIo, HTTP_READ_BUFFER};
+use crate::uring_io::{finish_write, UringIo, HTTP_READ_BUFFER};
 
 /// The chat page served at `GET /`.
 const CHAT_PAGE: &str = include_str!("../static/index.html");
@@ -32,6 +41,12 @@ const CHAT_PAGE: &str = include_str!("../static/index.html");
 const DEFAULT_ROOM: &str = "default";
 /// Longest room name.
 const MAX_ROOM_LEN: usize = 64;
+/// Lingering close: how long, and how many bytes, the client's leftover request is discarded
+/// for after the last answer.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1 << 20;
+/// Discard buffer of a lingering close.
+const LINGER_BUFFER: usize = 4096;
 
 /// What an accepted upgrade carries into the WebSocket phase. The subscriber has already
 /// joined its room (before the 101 went out), so it misses nothing published after the
@@ -48,17 +63,23 @@ pub struct UpgradeTicket {
 struct UpgradeSlot {
     /// Set when the service accepts an upgrade.
     ticket: RefCell<Option<UpgradeTicket>>,
+    /// The connection's --max-connections slot; moves into the subscriber at upgrade.
+    permit: RefCell<Option<ConnectionPermit>>,
     /// Size of the IO adapter's next read; lowered to the WebSocket idle size on upgrade.
     read_size: Rc<Cell<usize>>,
 }
 
-/// Serves one accepted connection: HTTP requests until it upgrades or closes.
-pub async fn serve(core: Rc<CoreContext>, stream: TcpStream) {
+/// Serves one accepted connection, counted under `permit`: HTTP requests until it upgrades or
+/// closes.
+pub async fn serve(core: Rc<CoreContext>, stream: TcpStream, permit: ConnectionPermit) {
     let slot = Rc::new(UpgradeSlot {
         ticket: RefCell::new(None),
+        permit: RefCell::new(Some(permit)),
         read_size: Rc::new(Cell::new(HTTP_READ_BUFFER)),
     });
-    let io = UringIo::new(stream, Rc::clone(&slot.read_size));
+    let stream = Rc::new(stream);
+    let io = UringIo::new(Rc::clone(&stream), Rc::clone(&slot.read_size));
+    let last_write = io.write_slot();
     let service = {
         let core = Rc::clone(&core);
         let slot = Rc::clone(&slot);
@@ -70,6 +91,7 @@ pub async fn serve(core: Rc<CoreContext>, stream: TcpStream) {
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(core.state.config.header_timeout)
+        .max_buf_size(core.state.config.max_header_size)
         .serve_connection(TokioIo::new(io), service)
         .without_shutdown();
     let result = connection.await;
@@ -87,8 +109,35 @@ pub async fn serve(core: Rc<CoreContext>, stream: TcpStream) {
             if let Err(err) = result {
                 tracing::debug!(%err, "http connection ended");
             }
+            finish_write(&last_write).await;
+            linger(&stream).await;
         }
     }
+}
+
+/// Closes a connection that ends in the HTTP phase without resetting it: stops sending (the
+/// answer hyper flushed goes first), discards what the client still sends for at most
+/// [`LINGER_TIME`] or [`LINGER_BYTES`], then shuts the socket down, which also completes a
+/// read hyper left in flight so the fd is released (nginx's lingering close).
+async fn linger(stream: &TcpStream) {
+    // An error means the socket is already disconnected.
+    let _ = stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut buffer = Vec::with_capacity(LINGER_BUFFER);
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        // A read dropped by the timeout still completes (into its own buffer) when the socket
+        // is shut down below; its bytes were to be discarded anyway.
+        match tokio::time::timeout_at(deadline.into(), stream.read(buffer)).await {
+            Ok((Ok(read), returned)) if read > 0 => {
+                discarded += read;
+                buffer = returned;
+                buffer.clear();
+            }
+            _ => break,
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
 }
 
 /// Routes one request. An accepted upgrade leaves its ticket in `slot`.
@@ -111,7 +160,7 @@ fn respond(
             (&Method::GET, "/metrics") => text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
-                render_prometheus(&core.state.metrics),
+                render_prometheus(&core.state.metrics, &core.state.memory),
             ),
             _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
         };
@@ -147,19 +196,13 @@ fn respond(
             "shutting down\n",
         );
     }
-    let Some(permit) = core.state.try_acquire_connection() else {
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "too many connections\n",
-        );
-    };
     match fastwebsockets::upgrade::upgrade(&mut request) {
         Ok((switching, _upgrade_future)) => {
             // The future is for hyper's `with_upgrades` path; `without_shutdown` is used instead.
             let subscriber = Rc::new(Subscriber::new(
                 core.state.config.max_backlog,
-                Some(permit),
+                slot.permit.borrow_mut().take(),
+                Rc::clone(core.hub.ledger()),
                 core.hub.now(),
             ));
             let room = core.hub.join(&room, Rc::clone(&subscriber));

@@ -1,10 +1,17 @@
 //! Rooms of one core, publishing, and cross-core fan-out.
 //!
-//! A message is encoded once into a `Bytes` by the publisher's reader task. [`Hub::publish`]
-//! pushes a clone (a reference-count increment) into the queue of every local subscriber of the
-//! room — the room is found once per message (the publisher holds it), then its subscriber list
-//! is iterated — and sends one clone to each other core's mailbox. Each mailbox is a FIFO
-//! channel, so every core sees one publisher's messages in the order they were received.
+//! A message is encoded once into a `Bytes` by the publisher's reader task
+//! ([`Hub::publish_message`], which counts the frame's bytes in the fan-out budget until its
+//! last handle drops). [`Hub::publish`] pushes a clone (a reference-count increment) into the
+//! queue of every local subscriber of the room — the room is found once per message (the
+//! publisher holds it), then its subscriber list is iterated — and sends one clone to each other
+//! core's mailbox. Each mailbox is a FIFO channel, so every core sees one publisher's messages
+//! in the order they were received.
+//!
+//! The mailboxes are bounded by the fan-out budget (`memory.rs`), not by a length: every mail
+//! is counted while it waits, a publisher is not read while the budget is exhausted, and a core
+//! takes mail only while the budget has room (`cores.rs`), so a core that falls behind makes
+//! the publishers wait instead of queueing without limit.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -16,8 +23,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::frame::{encode_frame_into, MessageKind};
+use crate::memory::{CoreLedger, FanoutMemory};
 use crate::metrics::CoreMetrics;
 use crate::subscriber::Subscriber;
+
+/// What one mail costs while it waits in a channel (its slot; the frame is counted apart).
+pub const MAIL_BYTES: usize = std::mem::size_of::<Mail>();
 
 /// What one core sends another.
 #[derive(Debug)]
@@ -78,6 +90,9 @@ pub struct Hub {
     peers: Vec<UnboundedSender<Mail>>,
     /// Every core's metrics; this hub writes `metrics[core]`.
     metrics: Arc<[CoreMetrics]>,
+    /// This core's count of frame handles (shared with its subscribers) and the process-wide
+    /// fan-out budget.
+    ledger: Rc<CoreLedger>,
     /// Index of this core.
     core: usize,
     /// Coarse clock, refreshed by the keepalive sweep; readers stamp inbound traffic with it
@@ -86,16 +101,19 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub for core `core` that forwards to `peers` and counts into `metrics[core]`.
+    /// A hub for core `core` that forwards to `peers`, counts into `metrics[core]` and charges
+    /// held frames to `memory`.
     pub fn new(
         core: usize,
         peers: Vec<UnboundedSender<Mail>>,
         metrics: Arc<[CoreMetrics]>,
+        memory: Arc<FanoutMemory>,
     ) -> Self {
         Hub {
             rooms: RefCell::new(HashMap::new()),
             peers,
             metrics,
+            ledger: Rc::new(CoreLedger::new(core, memory)),
             core,
             coarse_now: Cell::new(Instant::now()),
         }
@@ -103,7 +121,22 @@ impl Hub {
 
     /// A single-core hub without peers (benches and tests without sockets).
     pub fn standalone() -> Self {
-        Hub::new(0, Vec::new(), Arc::from(vec![CoreMetrics::default()]))
+        Hub::new(
+            0,
+            Vec::new(),
+            Arc::from(vec![CoreMetrics::default()]),
+            FanoutMemory::unbounded(),
+        )
+    }
+
+    /// This core's frame-handle ledger (given to each new subscriber).
+    pub fn ledger(&self) -> &Rc<CoreLedger> {
+        &self.ledger
+    }
+
+    /// The process-wide fan-out budget.
+    pub fn memory(&self) -> &Arc<FanoutMemory> {
+        self.ledger.memory()
     }
 
     /// This core's metrics.
@@ -154,27 +187,48 @@ impl Hub {
         }
     }
 
+    /// Encodes a client's message once, its bytes counted in the fan-out budget until the
+    /// last handle drops, and publishes it.
+    pub fn publish_message(&self, room: &Room, kind: MessageKind, payload: &[u8]) {
+        let mut encoded = Vec::new();
+        encode_frame_into(&mut encoded, kind.opcode(), payload);
+        self.publish(room, self.memory().track(encoded));
+    }
+
     /// Publishes an encoded frame from a local client: every local subscriber of `room`, then
     /// one clone per other core.
     pub fn publish(&self, room: &Room, frame: Bytes) {
-        let slow = room.deliver(&frame);
-        self.count_slow(slow);
+        self.deliver_locally(room, &frame);
         for peer in &self.peers {
+            self.memory().mail_sent(MAIL_BYTES);
             // A closed mailbox means that core is shutting down; its clients get nothing more.
-            let _ = peer.send(Mail::Broadcast {
-                room: Arc::clone(&room.name),
-                frame: frame.clone(),
-            });
+            if peer
+                .send(Mail::Broadcast {
+                    room: Arc::clone(&room.name),
+                    frame: frame.clone(),
+                })
+                .is_err()
+            {
+                self.memory().mail_taken(MAIL_BYTES);
+            }
         }
     }
 
     /// Delivers a frame another core published to this core's subscribers of `room`.
     pub fn deliver_from_peer(&self, room: &str, frame: &Bytes) {
+        self.memory().mail_taken(MAIL_BYTES);
         let target = self.rooms.borrow().get(room).cloned();
         if let Some(target) = target {
-            let slow = target.deliver(frame);
-            self.count_slow(slow);
+            self.deliver_locally(&target, frame);
         }
+    }
+
+    /// Queues `frame` for every subscriber of `room` on this core, then makes the core's new
+    /// handle count visible to the others (once per message, not per delivery).
+    fn deliver_locally(&self, room: &Room, frame: &Bytes) {
+        let slow = room.deliver(frame);
+        self.ledger.publish();
+        self.count_slow(slow);
     }
 
     /// Calls `visit` for every local subscriber (keepalive sweep, shutdown). `visit` must not
@@ -219,7 +273,7 @@ mod tests {
 
     fn drain(subscriber: &Subscriber) -> Vec<Bytes> {
         let mut batch = Vec::new();
-        subscriber.take_batch(&mut batch, 1024);
+        subscriber.take_batch(&mut batch, 1024, Instant::now());
         batch
     }
 
@@ -261,5 +315,29 @@ mod tests {
         hub.leave(&room, &subs[1]);
         assert_eq!(hub.subscriber_count(), 0);
         assert_eq!(hub.metrics().rooms.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn published_messages_count_against_the_budget_until_written() {
+        let memory = FanoutMemory::new(1, 1 << 20);
+        let hub = Hub::new(
+            0,
+            Vec::new(),
+            Arc::from(vec![CoreMetrics::default()]),
+            Arc::clone(&memory),
+        );
+        let subscriber = Rc::new(Subscriber::new(
+            1 << 20,
+            None,
+            Rc::clone(hub.ledger()),
+            Instant::now(),
+        ));
+        let room = hub.join("r", Rc::clone(&subscriber));
+        hub.publish_message(&room, MessageKind::Text, b"hello");
+        let frame_len = 7;
+        assert_eq!(memory.used(), frame_len + crate::memory::FRAME_HANDLE_BYTES);
+        let mut batch = drain(&subscriber);
+        subscriber.complete_write(&mut batch, frame_len, Instant::now());
+        assert_eq!(memory.used(), 0, "written: frame freed, handle released");
     }
 }

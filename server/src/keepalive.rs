@@ -1,9 +1,18 @@
-//! Keepalive without per-connection timers: one sweep task per core.
+//! Keepalive and stall detection without per-connection timers: one sweep task per core.
 //!
-//! Every tick it refreshes the core's coarse clock, shuts down connections whose close deadline
-//! passed (slow consumers that never take their close, clients that never answer ours), closes
-//! with 1001 connections silent for --idle-timeout, and, every --ping-interval, pings those with
-//! no inbound traffic for a ping interval.
+//! Every tick it refreshes the core's coarse clock and, for each connection:
+//! - shuts down a connection whose close deadline passed (slow consumers that never take their
+//!   close, clients that never answer ours);
+//! - closes with 1008 a connection that holds output the kernel has taken nothing of for
+//!   `--write-timeout` (a stalled reader: gorilla/websocket's write deadline);
+//! - pings a client once it has been silent for `--ping-interval`, measured from its own last
+//!   frame (gorilla: ping at 54 s, pong wait 60 s), and again every interval while it stays
+//!   silent; any frame it sends, the pong included, restarts its schedule;
+//! - closes with 1001 a client silent for `--idle-timeout`, so a client has
+//!   `idle - ping - one tick` to answer the first ping.
+//!
+//! A connection whose reader the server paused (fan-out budget) is not judged idle: the
+//! silence is the server's.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -11,50 +20,195 @@ use std::time::{Duration, Instant};
 use crate::cores::CoreContext;
 use crate::frame::{keepalive_ping, CloseCode};
 use crate::metrics::CoreMetrics;
+use crate::subscriber::Subscriber;
 
 /// Longest sweep period (deadline resolution).
 const MAX_TICK: Duration = Duration::from_millis(250);
 
+/// What the sweep did to one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Nothing to do.
+    Fine,
+    /// Pinged.
+    Pinged,
+    /// Ping refused by the budget: closed as a slow consumer.
+    SlowOnPing,
+    /// Closed for silence.
+    Idle,
+    /// Closed for a write that made no progress.
+    WriteStalled,
+}
+
+/// The keepalive settings of a core.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    /// --ping-interval.
+    ping_interval: Duration,
+    /// --idle-timeout.
+    idle_timeout: Duration,
+    /// --write-timeout.
+    write_timeout: Duration,
+}
+
+impl Schedule {
+    /// Judges one connection at `now` and acts on it.
+    fn sweep(&self, subscriber: &Subscriber, now: Instant) -> Verdict {
+        if let Some(deadline) = subscriber.close_deadline() {
+            if now >= deadline {
+                subscriber.shutdown_socket();
+            }
+            return Verdict::Fine;
+        }
+        let stall_cutoff = now.checked_sub(self.write_timeout);
+        if stall_cutoff.is_some_and(|cutoff| subscriber.write_stalled_since(cutoff)) {
+            subscriber.close(CloseCode::SlowConsumer, "write timeout");
+            return Verdict::WriteStalled;
+        }
+        if subscriber.is_reading_paused() {
+            return Verdict::Fine;
+        }
+        let silent = now.saturating_duration_since(subscriber.last_inbound());
+        if silent >= self.idle_timeout {
+            subscriber.close(CloseCode::GoingAway, "idle timeout");
+            return Verdict::Idle;
+        }
+        let ping_due = silent >= self.ping_interval
+            && subscriber
+                .last_ping()
+                .is_none_or(|pinged| now.saturating_duration_since(pinged) >= self.ping_interval);
+        if !ping_due {
+            return Verdict::Fine;
+        }
+        subscriber.pinged(now);
+        if subscriber.offer(&keepalive_ping()) {
+            Verdict::SlowOnPing
+        } else {
+            Verdict::Pinged
+        }
+    }
+}
+
 /// Runs the sweep until the runtime ends.
 pub async fn sweep_loop(core: Rc<CoreContext>) {
-    let ping_interval = core.state.config.ping_interval;
-    let idle_timeout = core.state.config.idle_timeout;
-    let mut ticker = tokio::time::interval(ping_interval.min(MAX_TICK));
+    let config = &core.state.config;
+    let schedule = Schedule {
+        ping_interval: config.ping_interval,
+        idle_timeout: config.idle_timeout,
+        write_timeout: config.write_timeout,
+    };
+    let mut ticker = tokio::time::interval(schedule.ping_interval.min(MAX_TICK));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let ping = keepalive_ping();
-    let mut next_ping = Instant::now() + ping_interval;
     loop {
         ticker.tick().await;
         let now = Instant::now();
         core.hub.set_now(now);
-        let ping_round = now >= next_ping;
-        if ping_round {
-            next_ping = now + ping_interval;
-        }
-        let mut queued_bytes = 0u64;
-        let mut slow = 0u64;
-        let mut idle = 0u64;
+        let mut charged_bytes = 0u64;
+        let (mut slow, mut idle, mut stalled) = (0u64, 0u64, 0u64);
         core.hub.for_each_subscriber(|subscriber| {
-            queued_bytes += subscriber.queued_bytes() as u64;
-            if let Some(deadline) = subscriber.close_deadline() {
-                if now >= deadline {
-                    subscriber.shutdown_socket();
-                }
-                return;
-            }
-            let silent = now.saturating_duration_since(subscriber.last_inbound());
-            if silent >= idle_timeout {
-                subscriber.close(CloseCode::GoingAway, "idle timeout");
-                idle += 1;
-            } else if ping_round && silent >= ping_interval {
-                slow += u64::from(subscriber.offer(&ping));
+            charged_bytes += subscriber.charged_bytes() as u64;
+            match schedule.sweep(subscriber, now) {
+                Verdict::Fine | Verdict::Pinged => {}
+                Verdict::SlowOnPing => slow += 1,
+                Verdict::Idle => idle += 1,
+                Verdict::WriteStalled => stalled += 1,
             }
         });
         let metrics = core.hub.metrics();
         metrics
             .queued_bytes
-            .store(queued_bytes, std::sync::atomic::Ordering::Relaxed);
+            .store(charged_bytes, std::sync::atomic::Ordering::Relaxed);
         CoreMetrics::add(&metrics.slow_consumer_closes, slow);
         CoreMetrics::add(&metrics.idle_closes, idle);
+        CoreMetrics::add(&metrics.write_timeout_closes, stalled);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEDULE: Schedule = Schedule {
+        ping_interval: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(4),
+        write_timeout: Duration::from_secs(10),
+    };
+
+    fn at(start: Instant, millis: u64) -> Instant {
+        start + Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn a_client_that_answers_every_ping_is_never_idle() {
+        let start = Instant::now();
+        let subscriber = Subscriber::detached(1 << 20);
+        subscriber.touch(start);
+        let mut pings = 0;
+        // Sweep every 250 ms for 100 s; the writer takes each ping at once, the client answers
+        // it 400 ms later.
+        let mut answer_at = None;
+        let mut batch = Vec::new();
+        for tick in 0..400 {
+            let now = at(start, tick * 250);
+            if answer_at.is_some_and(|due| now >= due) {
+                subscriber.touch(now);
+                answer_at = None;
+            }
+            match SCHEDULE.sweep(&subscriber, now) {
+                Verdict::Pinged => {
+                    pings += 1;
+                    answer_at = Some(now + Duration::from_millis(400));
+                    subscriber.take_batch(&mut batch, 16, now);
+                    subscriber.complete_write(&mut batch, 2, now);
+                }
+                Verdict::Fine => {}
+                other => panic!("unexpected {other:?} at tick {tick}"),
+            }
+        }
+        assert!(pings >= 40, "pinged about every 2.4 s: {pings}");
+        assert!(!subscriber.is_closing());
+    }
+
+    #[test]
+    fn a_silent_client_is_pinged_each_interval_then_closed_at_the_idle_timeout() {
+        let start = Instant::now();
+        let subscriber = Subscriber::detached(1 << 20);
+        subscriber.touch(start);
+        assert_eq!(SCHEDULE.sweep(&subscriber, at(start, 1_750)), Verdict::Fine);
+        assert_eq!(
+            SCHEDULE.sweep(&subscriber, at(start, 2_000)),
+            Verdict::Pinged
+        );
+        assert_eq!(SCHEDULE.sweep(&subscriber, at(start, 3_750)), Verdict::Fine);
+        assert_eq!(SCHEDULE.sweep(&subscriber, at(start, 4_000)), Verdict::Idle);
+        assert!(subscriber.is_closing());
+    }
+
+    #[test]
+    fn a_paused_reader_is_not_idle() {
+        let start = Instant::now();
+        let subscriber = Subscriber::detached(1 << 20);
+        subscriber.touch(start);
+        subscriber.set_reading_paused(true);
+        assert_eq!(SCHEDULE.sweep(&subscriber, at(start, 9_000)), Verdict::Fine);
+    }
+
+    #[test]
+    fn a_write_without_progress_is_closed_after_the_write_timeout() {
+        let start = Instant::now();
+        let subscriber = Subscriber::detached(1 << 20);
+        subscriber.touch(start);
+        subscriber.offer(&crate::frame::encode_message(
+            crate::frame::MessageKind::Binary,
+            b"x",
+        ));
+        let mut batch = Vec::new();
+        subscriber.take_batch(&mut batch, 16, start);
+        subscriber.touch(at(start, 9_000));
+        assert_eq!(SCHEDULE.sweep(&subscriber, at(start, 9_000)), Verdict::Fine);
+        assert_eq!(
+            SCHEDULE.sweep(&subscriber, at(start, 10_250)),
+            Verdict::WriteStalled
+        );
     }
 }

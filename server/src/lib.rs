@@ -30,8 +30,10 @@ pub mod http;
 pub mod hub;
 pub mod inbound;
 pub mod keepalive;
+pub mod memory;
 pub mod metrics;
 pub mod outbound;
+pub mod rate_limit;
 pub mod server_state;
 pub mod subscriber;
 pub mod uring_io;
@@ -96,6 +98,8 @@ pub struct Server {
     local_addr: SocketAddr,
     /// Mailboxes of the cores (for shutdown).
     mailboxes: Vec<UnboundedSender<Mail>>,
+    /// Shared state (its stop flag ends a core's wait for budget).
+    state: Arc<ServerState>,
     /// Core threads, joined on shutdown.
     threads: Vec<JoinHandle<()>>,
 }
@@ -124,6 +128,7 @@ impl Server {
         let mut server = Server {
             local_addr,
             mailboxes: mailboxes.clone(),
+            state: Arc::clone(&state),
             threads: Vec::with_capacity(cores),
         };
         for (index, (listener, mailbox)) in listeners.into_iter().zip(receivers).enumerate() {
@@ -153,7 +158,16 @@ impl Server {
             let (core, error) = match ready_rx.recv() {
                 Ok((_, Ok(()))) => continue,
                 Ok((core, Err(error))) => (core, error),
-                Err(_) => (0, io::Error::other("a core thread exited during start")),
+                // Every sender is gone but a report is missing: a core thread died (panicked)
+                // before it reported.
+                Err(_) => (
+                    server
+                        .threads
+                        .iter()
+                        .position(JoinHandle::is_finished)
+                        .unwrap_or(0),
+                    io::Error::other("the core thread exited during start"),
+                ),
             };
             // Dropping `server` stops the cores that did start.
             return Err(StartError::Core { core, error });
@@ -164,6 +178,7 @@ impl Server {
             cores,
             max_message = config.max_message,
             max_backlog = config.max_backlog,
+            fanout_budget = config.fanout_budget,
             max_connections = config.max_connections,
             "listening"
         );
@@ -183,6 +198,7 @@ impl Server {
 
     /// Sends every core the shutdown mail and joins the threads (idempotent).
     fn stop(&mut self) {
+        self.state.stop();
         for mailbox in self.mailboxes.drain(..) {
             let _ = mailbox.send(Mail::Shutdown);
         }

@@ -7,6 +7,8 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::memory::FanoutMemory;
+
 /// Counters of one core.
 #[derive(Debug, Default)]
 #[repr(align(64))]
@@ -30,7 +32,16 @@ pub struct CoreMetrics {
     pub slow_consumer_closes: AtomicU64,
     /// Connections closed because they stayed silent past --idle-timeout.
     pub idle_closes: AtomicU64,
-    /// Bytes waiting in outbound queues at the last keepalive sweep (gauge).
+    /// Connections closed with 1008 because no write made progress for --write-timeout.
+    pub write_timeout_closes: AtomicU64,
+    /// Connections closed with 1008 for sending over --max-inbound-rate.
+    pub rate_limit_closes: AtomicU64,
+    /// Times a publisher's reads were paused because the fan-out budget was exhausted.
+    pub publish_pauses: AtomicU64,
+    /// Publishers closed with 1013 after a pause of --publish-timeout.
+    pub publish_timeout_closes: AtomicU64,
+    /// Bytes charged to outbound budgets (queued and in flight, handles included) at the last
+    /// keepalive sweep (gauge).
     pub queued_bytes: AtomicU64,
 }
 
@@ -115,15 +126,40 @@ const METRICS: &[MetricSpec] = &[
         read: |m| &m.idle_closes,
     },
     MetricSpec {
+        name: "ringcast_write_timeout_closes_total",
+        kind: "counter",
+        help: "Connections closed with 1008 after no write progress for --write-timeout.",
+        read: |m| &m.write_timeout_closes,
+    },
+    MetricSpec {
+        name: "ringcast_rate_limit_closes_total",
+        kind: "counter",
+        help: "Connections closed with 1008 for exceeding --max-inbound-rate.",
+        read: |m| &m.rate_limit_closes,
+    },
+    MetricSpec {
+        name: "ringcast_publish_pauses_total",
+        kind: "counter",
+        help: "Times a publisher was not read because the fan-out budget was exhausted.",
+        read: |m| &m.publish_pauses,
+    },
+    MetricSpec {
+        name: "ringcast_publish_timeout_closes_total",
+        kind: "counter",
+        help: "Publishers closed with 1013 after waiting --publish-timeout for fan-out budget.",
+        read: |m| &m.publish_timeout_closes,
+    },
+    MetricSpec {
         name: "ringcast_queued_bytes",
         kind: "gauge",
-        help: "Bytes queued for clients at the last keepalive sweep.",
+        help: "Bytes charged to outbound budgets (queued and in-flight frames with handles) at the last keepalive sweep.",
         read: |m| &m.queued_bytes,
     },
 ];
 
-/// Renders every core's counters in the Prometheus text format, one series per core.
-pub fn render_prometheus(cores: &[CoreMetrics]) -> String {
+/// Renders every core's counters in the Prometheus text format, one series per core, then the
+/// process-wide fan-out memory.
+pub fn render_prometheus(cores: &[CoreMetrics], memory: &FanoutMemory) -> String {
     let mut out = String::with_capacity(METRICS.len() * (120 + 40 * cores.len()));
     for spec in METRICS {
         // Writing into a String cannot fail.
@@ -133,6 +169,24 @@ pub fn render_prometheus(cores: &[CoreMetrics]) -> String {
             let value = (spec.read)(metrics).load(Ordering::Relaxed);
             let _ = writeln!(out, "{}{{core=\"{core}\"}} {value}", spec.name);
         }
+    }
+    let process_gauges = [
+        (
+            "ringcast_fanout_bytes",
+            "Bytes held for delivery: live broadcast frames, queued frame handles, mail between cores.",
+            memory.used(),
+        ),
+        (
+            "ringcast_fanout_budget_bytes",
+            "--fanout-budget: above it publishers are not read.",
+            memory.budget(),
+        ),
+    ];
+    for (name, help, value) in process_gauges {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
     }
     out
 }
@@ -145,10 +199,11 @@ mod tests {
     fn exposition_has_one_series_per_core() {
         let cores = [CoreMetrics::default(), CoreMetrics::default()];
         CoreMetrics::add(&cores[1].writev_calls, 3);
-        let text = render_prometheus(&cores);
+        let text = render_prometheus(&cores, &FanoutMemory::new(2, 1000));
         assert!(text.contains("# TYPE ringcast_writev_calls_total counter"));
         assert!(text.contains("ringcast_writev_calls_total{core=\"0\"} 0"));
         assert!(text.contains("ringcast_writev_calls_total{core=\"1\"} 3"));
         assert!(text.contains("ringcast_slow_consumer_closes_total{core=\"1\"} 0"));
+        assert!(text.contains("\nringcast_fanout_budget_bytes 1000\n"));
     }
 }

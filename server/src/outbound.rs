@@ -1,15 +1,20 @@
-//! One connection's outbound queue: shared frames waiting for the writer task.
+//! One connection's outbound queue: shared frames waiting for the writer, and the budget that
+//! covers them until the kernel has taken them.
 //!
 //! Frames are `Bytes` handles to buffers encoded once and shared by every subscriber, so
 //! queueing costs a reference-count increment, never a copy. The queue enforces the
-//! per-connection byte budget (`--max-backlog`): a push that would exceed it fails, which is how
-//! a slow consumer is detected. The writer drains the queue in batches of at most `max_iov`
-//! frames, one `writev` per batch, so memory per connection is bounded by twice the budget (the
-//! queue plus the batch the kernel is currently taking).
+//! per-connection budget (`--max-backlog`) over everything the connection holds: frames queued
+//! *and* frames handed to a write that has not completed, each charged at its length plus the
+//! handle it occupies ([`FRAME_HANDLE_BYTES`]). A charge is released only when the kernel has
+//! taken the frame whole ([`OutboundQueue::written`]), so a client that reads slowly cannot
+//! hold more than the budget by keeping a batch half-written. A push that would exceed the
+//! budget fails: that is how a slow consumer is detected.
 
 use std::collections::VecDeque;
 
 use bytes::{Buf, Bytes};
+
+use crate::memory::FRAME_HANDLE_BYTES;
 
 /// Frames a fresh or drained queue keeps room for: enough that steady low-rate traffic never
 /// reallocates, small enough for 10k idle connections.
@@ -25,36 +30,45 @@ pub struct BacklogExceeded {
     pub budget: usize,
 }
 
-/// Frames queued for one connection, with a byte budget.
+/// Frames queued for one connection, with a byte budget that also covers the batch in flight.
 #[derive(Debug)]
 pub struct OutboundQueue {
-    /// Frames in send order.
+    /// Frames in send order, not yet handed to the writer.
     frames: VecDeque<Bytes>,
-    /// Sum of the lengths of `frames`.
-    queued_bytes: usize,
-    /// Most bytes `frames` may hold (the slow-consumer threshold).
+    /// Charge of everything held: queued and in-flight frames, each at length + handle.
+    charged_bytes: usize,
+    /// Frames held (queued or in flight): handles to release.
+    held_frames: usize,
+    /// Most bytes that may be charged (the slow-consumer threshold).
     max_backlog_bytes: usize,
 }
 
+/// What one frame costs the budget.
+fn charge(frame: &Bytes) -> usize {
+    frame.len() + FRAME_HANDLE_BYTES
+}
+
 impl OutboundQueue {
-    /// An empty queue that accepts at most `max_backlog_bytes` of queued frames.
+    /// An empty queue that may hold at most `max_backlog_bytes` of charged frames.
     pub fn new(max_backlog_bytes: usize) -> Self {
         OutboundQueue {
             frames: VecDeque::with_capacity(IDLE_CAPACITY),
-            queued_bytes: 0,
+            charged_bytes: 0,
+            held_frames: 0,
             max_backlog_bytes,
         }
     }
 
     /// Queue a shared frame; Err when it would exceed the byte budget (slow consumer).
     pub fn push(&mut self, frame: Bytes) -> Result<(), BacklogExceeded> {
-        let new_total = self.queued_bytes + frame.len();
+        let new_total = self.charged_bytes + charge(&frame);
         if new_total > self.max_backlog_bytes {
             return Err(BacklogExceeded {
                 budget: self.max_backlog_bytes,
             });
         }
-        self.queued_bytes = new_total;
+        self.charged_bytes = new_total;
+        self.held_frames += 1;
         self.frames.push_back(frame);
         Ok(())
     }
@@ -62,35 +76,51 @@ impl OutboundQueue {
     /// Queue a frame regardless of the budget. Only for the single close frame that ends a
     /// connection, so it cannot grow memory.
     pub fn push_final(&mut self, frame: Bytes) {
-        self.queued_bytes += frame.len();
+        self.charged_bytes += charge(&frame);
+        self.held_frames += 1;
         self.frames.push_back(frame);
     }
 
-    /// Move up to `max_iov` queued frames into `batch` (for one writev).
+    /// Move up to `max_iov` queued frames into `batch` (for one writev). They stay charged
+    /// until [`OutboundQueue::written`] reports them taken by the kernel.
     pub fn take_batch(&mut self, batch: &mut Vec<Bytes>, max_iov: usize) {
         let count = self.frames.len().min(max_iov);
-        for frame in self.frames.drain(..count) {
-            self.queued_bytes -= frame.len();
-            batch.push(frame);
-        }
+        batch.extend(self.frames.drain(..count));
         if self.frames.is_empty() && self.frames.capacity() > SHRINK_ABOVE {
             self.frames.shrink_to(IDLE_CAPACITY);
         }
     }
 
-    /// Drop every queued frame (a slow consumer's backlog is discarded, not delivered).
-    pub fn clear(&mut self) {
+    /// A write took `bytes` bytes, completing `frames` whole frames (see [`advance_batch`]).
+    pub fn written(&mut self, bytes: usize, frames: usize) {
+        let released = bytes + frames * FRAME_HANDLE_BYTES;
+        self.charged_bytes = self.charged_bytes.saturating_sub(released);
+        self.held_frames = self.held_frames.saturating_sub(frames);
+    }
+
+    /// Drop every queued frame (a slow consumer's backlog is discarded, not delivered);
+    /// returns how many. Frames in flight stay charged until written.
+    pub fn clear(&mut self) -> usize {
+        let dropped = self.frames.len();
+        let released: usize = self.frames.iter().map(charge).sum();
         self.frames.clear();
         self.frames.shrink_to(IDLE_CAPACITY);
-        self.queued_bytes = 0;
+        self.charged_bytes -= released;
+        self.held_frames -= dropped;
+        dropped
     }
 
-    /// Bytes currently queued (not counting a batch already handed to the writer).
-    pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes
+    /// Bytes charged: queued and in-flight frames with their handles.
+    pub fn charged_bytes(&self) -> usize {
+        self.charged_bytes
     }
 
-    /// True when nothing is queued.
+    /// Frames held, queued or in flight.
+    pub fn held_frames(&self) -> usize {
+        self.held_frames
+    }
+
+    /// True when nothing is queued (a batch may still be in flight).
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
     }
@@ -123,16 +153,20 @@ mod tests {
         Bytes::from(vec![0u8; len])
     }
 
+    /// Charge of a frame of `len` bytes.
+    fn charged(len: usize) -> usize {
+        len + FRAME_HANDLE_BYTES
+    }
+
     #[test]
     fn push_refuses_frames_over_budget() {
-        let mut queue = OutboundQueue::new(100);
+        let mut queue = OutboundQueue::new(charged(60) + charged(40));
         assert!(queue.push(frame(60)).is_ok());
         assert!(queue.push(frame(40)).is_ok());
-        assert_eq!(queue.queued_bytes(), 100);
-        assert_eq!(queue.push(frame(1)), Err(BacklogExceeded { budget: 100 }));
-        assert_eq!(queue.queued_bytes(), 100);
-        queue.clear();
-        assert_eq!(queue.queued_bytes(), 0);
+        assert_eq!(queue.charged_bytes(), charged(60) + charged(40));
+        assert!(queue.push(frame(1)).is_err());
+        assert_eq!(queue.clear(), 2);
+        assert_eq!(queue.charged_bytes(), 0);
         assert!(queue.is_empty());
     }
 
@@ -140,7 +174,41 @@ mod tests {
     fn final_frame_bypasses_budget() {
         let mut queue = OutboundQueue::new(10);
         queue.push_final(frame(20));
-        assert_eq!(queue.queued_bytes(), 20);
+        assert_eq!(queue.charged_bytes(), charged(20));
+    }
+
+    #[test]
+    fn frames_in_flight_stay_charged_until_written() {
+        let budget = 4 * charged(100);
+        let mut queue = OutboundQueue::new(budget);
+        for _ in 0..4 {
+            queue.push(frame(100)).unwrap();
+        }
+        let mut batch = Vec::new();
+        queue.take_batch(&mut batch, 1024);
+        assert!(queue.is_empty());
+        assert!(
+            queue.push(frame(100)).is_err(),
+            "a batch handed to the writer still counts against the budget"
+        );
+        // The kernel takes one frame and a half: one frame's charge comes back.
+        let complete = advance_batch(&mut batch, 150);
+        queue.written(150, complete);
+        assert_eq!(queue.charged_bytes(), budget - 150 - FRAME_HANDLE_BYTES);
+        assert!(queue.push(frame(100)).is_ok());
+        assert!(queue.push(frame(20)).is_err(), "{}", queue.charged_bytes());
+    }
+
+    #[test]
+    fn tiny_frames_are_charged_their_handles() {
+        // 1 MiB of 2-byte frames (empty messages): the handles, not the bytes, fill the budget.
+        let mut queue = OutboundQueue::new(1 << 20);
+        let mut accepted = 0;
+        while queue.push(Bytes::from_static(&[0x82, 0])).is_ok() {
+            accepted += 1;
+        }
+        assert_eq!(accepted, (1 << 20) / charged(2));
+        assert_eq!(queue.held_frames(), accepted);
     }
 
     #[test]
@@ -152,11 +220,12 @@ mod tests {
         let mut batch = Vec::new();
         queue.take_batch(&mut batch, 3);
         assert_eq!(batch.iter().map(Bytes::len).collect::<Vec<_>>(), [1, 2, 3]);
-        assert_eq!(queue.queued_bytes(), 4 + 5);
         queue.take_batch(&mut batch, 3);
         assert_eq!(batch.len(), 5);
-        assert_eq!(queue.queued_bytes(), 0);
         assert!(queue.is_empty());
+        queue.written(15, advance_batch(&mut batch, 15));
+        assert_eq!(queue.charged_bytes(), 0);
+        assert_eq!(queue.held_frames(), 0);
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! State shared by all cores: the validated config, every core's metrics, and the
-//! `--max-connections` counter.
+//! State shared by all cores: the validated config, every core's metrics, the fan-out budget,
+//! the `--max-connections` counter and the stop flag.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::memory::FanoutMemory;
 use crate::metrics::CoreMetrics;
 
 /// Read-mostly state every core holds an `Arc` of.
@@ -14,23 +15,41 @@ pub struct ServerState {
     pub config: Config,
     /// One metrics block per core, indexed by core number.
     pub metrics: Arc<[CoreMetrics]>,
-    /// Open WebSocket connections across all cores (compared to --max-connections).
+    /// Bytes held for delivery across cores, against --fanout-budget.
+    pub memory: Arc<FanoutMemory>,
+    /// Open connections across all cores, from accept (compared to --max-connections).
     open_connections: AtomicUsize,
+    /// Set when the server is told to stop, so a core waiting for budget stops waiting.
+    stopping: AtomicBool,
 }
 
 impl ServerState {
     /// State for `config.cores` cores.
     pub fn new(config: Config) -> Self {
         let metrics = (0..config.cores).map(|_| CoreMetrics::default()).collect();
+        let memory = FanoutMemory::new(config.cores, config.fanout_budget);
         ServerState {
             config,
             metrics,
+            memory,
             open_connections: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
         }
     }
 
+    /// Marks the server as stopping.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// True once the server was told to stop.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
     /// Takes a connection slot, or None when --max-connections are open (HTTP 503). Called at
-    /// upgrade, before any room state is allocated.
+    /// accept, so connections still in the HTTP phase are counted too; the slot moves into the
+    /// WebSocket connection at upgrade.
     pub fn try_acquire_connection(self: &Arc<Self>) -> Option<ConnectionPermit> {
         let limit = self.config.max_connections;
         self.open_connections
@@ -43,7 +62,7 @@ impl ServerState {
             })
     }
 
-    /// Open WebSocket connections across all cores.
+    /// Open connections across all cores (HTTP phase included).
     pub fn open_connections(&self) -> usize {
         self.open_connections.load(Ordering::Acquire)
     }

@@ -1,8 +1,11 @@
 //! One WebSocket connection as the hub and the keepalive sweep see it: its outbound queue, the
-//! wake-up of its writer task, and its close state machine.
+//! wake-up of its writer task, its keepalive and write-progress clocks, and its close state
+//! machine.
 //!
 //! Everything here is single-threaded (`Cell`/`RefCell` on one core), so delivering a frame is
-//! a borrow, a reference-count increment and a queue push: no lock, allocation or syscall.
+//! a borrow, a reference-count increment, a queue push and two counter updates: no lock,
+//! allocation or syscall. Every frame held (queued or in flight) is charged to the connection's
+//! budget and counted in the core's [`CoreLedger`] until it is written or dropped.
 //!
 //! Closing: whoever ends a connection queues exactly one close frame (bypassing the budget) and
 //! sets a deadline. The socket is shut down (`shutdown(Both)`, which also ends a pending read or
@@ -18,7 +21,8 @@ use bytes::Bytes;
 use tokio_uring::net::TcpStream;
 
 use crate::frame::{encode_close, encode_close_echo, CloseCode};
-use crate::outbound::OutboundQueue;
+use crate::memory::CoreLedger;
+use crate::outbound::{advance_batch, OutboundQueue};
 use crate::server_state::ConnectionPermit;
 use crate::wake::LocalWake;
 
@@ -28,8 +32,10 @@ pub const CLOSE_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// One connection's hub-facing state.
 pub struct Subscriber {
-    /// Frames waiting for the writer task; bounded by --max-backlog.
+    /// Frames waiting for the writer task or in its write; bounded by --max-backlog.
     queue: RefCell<OutboundQueue>,
+    /// The core's count of frame handles, charged for every frame this connection holds.
+    ledger: Rc<CoreLedger>,
     /// Wakes the writer task when its queue goes from empty to non-empty (or on close).
     writer_wake: LocalWake,
     /// Deadline by which the connection must be gone; Some once our close frame is queued,
@@ -41,8 +47,16 @@ pub struct Subscriber {
     close_written: Cell<bool>,
     /// The connection failed (protocol error): shut down right after our close is written.
     failed: Cell<bool>,
-    /// Last time (coarse clock of the core) the client sent anything.
+    /// Last time (coarse clock of the core) the client sent anything (data, ping, pong).
     last_inbound: Cell<Instant>,
+    /// Last keepalive ping queued, if one was sent since the client last spoke.
+    last_ping: Cell<Option<Instant>>,
+    /// Last time the writer took a batch or the kernel took bytes: a connection holding output
+    /// with no progress for --write-timeout is stalled (closed with 1008).
+    last_write_progress: Cell<Instant>,
+    /// The reader stopped reading because the fan-out budget is exhausted: the client is not
+    /// silent, the server is not listening, so keepalive leaves it alone.
+    reading_paused: Cell<bool>,
     /// Index of this subscriber in its room's list, for O(1) removal.
     room_slot: Cell<usize>,
     /// The socket, shared with the reader and writer tasks. Attached once the 101 response is
@@ -58,24 +72,43 @@ pub struct Subscriber {
 impl std::fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscriber")
-            .field("queued_bytes", &self.queued_bytes())
+            .field("charged_bytes", &self.charged_bytes())
             .field("closing", &self.is_closing())
             .field("has_socket", &self.socket.get().is_some())
             .finish_non_exhaustive()
     }
 }
 
+impl Drop for Subscriber {
+    /// Whatever the connection still held (queued, or in a write that will never complete) is
+    /// freed with it: give its handles back to the core's count.
+    fn drop(&mut self) {
+        self.ledger
+            .release_handles(self.queue.get_mut().held_frames());
+    }
+}
+
 impl Subscriber {
-    /// A subscriber counted under `permit`, its socket attached later.
-    pub fn new(max_backlog: usize, permit: Option<ConnectionPermit>, now: Instant) -> Self {
+    /// A subscriber counted under `permit` whose frames are counted in `ledger`, its socket
+    /// attached later.
+    pub fn new(
+        max_backlog: usize,
+        permit: Option<ConnectionPermit>,
+        ledger: Rc<CoreLedger>,
+        now: Instant,
+    ) -> Self {
         Subscriber {
             queue: RefCell::new(OutboundQueue::new(max_backlog)),
+            ledger,
             writer_wake: LocalWake::default(),
             close_deadline: Cell::new(None),
             close_received: Cell::new(false),
             close_written: Cell::new(false),
             failed: Cell::new(false),
             last_inbound: Cell::new(now),
+            last_ping: Cell::new(None),
+            last_write_progress: Cell::new(now),
+            reading_paused: Cell::new(false),
             room_slot: Cell::new(0),
             socket: OnceCell::new(),
             socket_shut: Cell::new(false),
@@ -85,7 +118,12 @@ impl Subscriber {
 
     /// A subscriber without a socket (benches, allocation test): frames only queue up.
     pub fn detached(max_backlog: usize) -> Self {
-        Subscriber::new(max_backlog, None, Instant::now())
+        Subscriber::new(
+            max_backlog,
+            None,
+            Rc::new(CoreLedger::standalone()),
+            Instant::now(),
+        )
     }
 
     /// Queues a frame (broadcast, pong or keepalive ping, all under the same budget). Returns
@@ -99,13 +137,15 @@ impl Subscriber {
         let was_empty = queue.is_empty();
         if queue.push(frame.clone()).is_ok() {
             drop(queue);
+            self.ledger.charge_handles(1);
             if was_empty {
                 self.writer_wake.wake();
             }
             return false;
         }
-        queue.clear();
+        let dropped = queue.clear();
         drop(queue);
+        self.ledger.release_handles(dropped);
         self.close(CloseCode::SlowConsumer, "slow consumer");
         true
     }
@@ -148,6 +188,7 @@ impl Subscriber {
         }
         self.close_deadline.set(Some(Instant::now() + grace));
         self.queue.borrow_mut().push_final(frame);
+        self.ledger.charge_handles(1);
         self.writer_wake.wake();
     }
 
@@ -194,9 +235,11 @@ impl Subscriber {
         self.close_deadline.get()
     }
 
-    /// Records inbound traffic (for keepalive).
+    /// Records inbound traffic (for keepalive): any frame, a pong included, proves the client
+    /// alive and restarts its ping schedule.
     pub fn touch(&self, now: Instant) {
         self.last_inbound.set(now);
+        self.last_ping.set(None);
     }
 
     /// Last inbound traffic.
@@ -204,14 +247,53 @@ impl Subscriber {
         self.last_inbound.get()
     }
 
-    /// Moves up to `max_iov` queued frames into `batch`.
-    pub fn take_batch(&self, batch: &mut Vec<Bytes>, max_iov: usize) {
-        self.queue.borrow_mut().take_batch(batch, max_iov);
+    /// When the last keepalive ping went out, if the client has not spoken since.
+    pub fn last_ping(&self) -> Option<Instant> {
+        self.last_ping.get()
     }
 
-    /// Bytes queued (not yet handed to the writer).
-    pub fn queued_bytes(&self) -> usize {
-        self.queue.borrow().queued_bytes()
+    /// Records a keepalive ping queued at `now`.
+    pub fn pinged(&self, now: Instant) {
+        self.last_ping.set(Some(now));
+    }
+
+    /// Marks the reader as paused (or resumed) by the fan-out budget.
+    pub fn set_reading_paused(&self, paused: bool) {
+        self.reading_paused.set(paused);
+    }
+
+    /// True while the reader is paused by the fan-out budget.
+    pub fn is_reading_paused(&self) -> bool {
+        self.reading_paused.get()
+    }
+
+    /// Moves up to `max_iov` queued frames into `batch`; they stay charged until written.
+    pub fn take_batch(&self, batch: &mut Vec<Bytes>, max_iov: usize, now: Instant) {
+        self.queue.borrow_mut().take_batch(batch, max_iov);
+        self.last_write_progress.set(now);
+    }
+
+    /// Accounts a write that took `written` bytes of `batch`: drops the frames written whole,
+    /// advances a partly written one, releases their charges. Returns the whole frames written.
+    pub fn complete_write(&self, batch: &mut Vec<Bytes>, written: usize, now: Instant) -> usize {
+        let frames = advance_batch(batch, written);
+        self.queue.borrow_mut().written(written, frames);
+        self.ledger.release_handles(frames);
+        if written > 0 {
+            self.last_write_progress.set(now);
+        }
+        frames
+    }
+
+    /// Bytes charged to the budget: queued and in-flight frames with their handles.
+    pub fn charged_bytes(&self) -> usize {
+        self.queue.borrow().charged_bytes()
+    }
+
+    /// True when the connection holds output and neither the writer nor the kernel has taken
+    /// any of it since `since`.
+    pub fn write_stalled_since(&self, since: Instant) -> bool {
+        self.queue.borrow().held_frames() > 0 && self.last_write_progress.get() < since
     }
 
     /// Waits until the writer has something to do (a permit is kept if woken early).
@@ -247,20 +329,20 @@ mod tests {
 
     #[test]
     fn slow_consumer_is_closed_with_1008_and_its_backlog_dropped() {
-        let subscriber = Subscriber::detached(100);
+        let subscriber = Subscriber::detached(100 + crate::memory::FRAME_HANDLE_BYTES);
         let frame = encode_message(MessageKind::Binary, &[0u8; 60]);
         assert!(!subscriber.offer(&frame));
         assert!(subscriber.offer(&frame), "second frame exceeds the budget");
         assert!(subscriber.is_closing());
         let mut batch = Vec::new();
-        subscriber.take_batch(&mut batch, 16);
+        subscriber.take_batch(&mut batch, 16, Instant::now());
         assert_eq!(batch.len(), 1, "only the close frame remains");
         assert_eq!(&batch[0][..4], &[0x88, 15, 0x03, 0xF0]);
         assert!(
             !subscriber.offer(&frame),
             "nothing is queued after the close"
         );
-        subscriber.take_batch(&mut batch, 16);
+        subscriber.take_batch(&mut batch, 16, Instant::now());
         assert_eq!(batch.len(), 1);
     }
 
@@ -270,8 +352,48 @@ mod tests {
         subscriber.close_received(&1000u16.to_be_bytes());
         subscriber.close_received(&1000u16.to_be_bytes());
         let mut batch = Vec::new();
-        subscriber.take_batch(&mut batch, 16);
+        subscriber.take_batch(&mut batch, 16, Instant::now());
         assert_eq!(batch, vec![Bytes::from_static(&[0x88, 2, 0x03, 0xE8])]);
         assert!(subscriber.is_closing());
+    }
+
+    #[test]
+    fn held_frames_are_counted_in_the_core_ledger_until_written_or_dropped() {
+        let ledger = Rc::new(CoreLedger::standalone());
+        let handle = crate::memory::FRAME_HANDLE_BYTES;
+        let subscriber = Subscriber::new(1 << 20, None, Rc::clone(&ledger), Instant::now());
+        let frame = encode_message(MessageKind::Binary, &[1u8; 10]);
+        for _ in 0..3 {
+            subscriber.offer(&frame);
+        }
+        assert_eq!(ledger.handle_bytes(), 3 * handle);
+        let mut batch = Vec::new();
+        subscriber.take_batch(&mut batch, 16, Instant::now());
+        assert_eq!(ledger.handle_bytes(), 3 * handle, "in flight still counts");
+        assert_eq!(
+            subscriber.complete_write(&mut batch, frame.len() + 1, Instant::now()),
+            1
+        );
+        assert_eq!(ledger.handle_bytes(), 2 * handle);
+        drop(batch);
+        drop(subscriber);
+        assert_eq!(
+            ledger.handle_bytes(),
+            0,
+            "dropping the connection releases the rest"
+        );
+    }
+
+    #[test]
+    fn a_write_that_makes_no_progress_is_stalled() {
+        let start = Instant::now();
+        let subscriber = Subscriber::detached(1 << 20);
+        assert!(!subscriber.write_stalled_since(start + Duration::from_secs(1)));
+        subscriber.offer(&encode_message(MessageKind::Binary, b"x"));
+        let mut batch = Vec::new();
+        subscriber.take_batch(&mut batch, 16, start);
+        assert!(subscriber.write_stalled_since(start + Duration::from_secs(1)));
+        subscriber.complete_write(&mut batch, 1, start + Duration::from_secs(2));
+        assert!(!subscriber.write_stalled_since(start + Duration::from_secs(1)));
     }
 }

@@ -6,7 +6,7 @@
 //! hands the socket, any bytes already read, and a still-pending read to the connection's reader
 //! task, so no byte the client sent is lost.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -24,6 +24,10 @@ pub const HTTP_READ_BUFFER: usize = 2048;
 pub type PendingRead = Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<u8>)>>>;
 /// An in-flight write of a whole buffer.
 type PendingWrite = Pin<Box<dyn Future<Output = io::Result<()>>>>;
+/// The adapter's in-flight write, shared with the HTTP phase's owner: hyper may finish with an
+/// error (a 400 or 431 it just queued) before the write completed, and the owner must let it
+/// complete before closing.
+pub type WriteSlot = Rc<RefCell<Option<PendingWrite>>>;
 
 /// Where the read side stands.
 enum ReadState {
@@ -47,24 +51,11 @@ pub struct UringIo {
     /// Read side.
     read: ReadState,
     /// A write accepted from hyper and not yet completed.
-    write: Option<PendingWrite>,
-    /// The socket was handed to a WebSocket connection; dropping the adapter must not shut it.
-    handed_over: bool,
+    write: WriteSlot,
     /// Buffer size of the next read. The HTTP service lowers it once it accepts an upgrade:
     /// a read hyper starts after that outlives the HTTP phase and, on an idle connection,
     /// stays in flight with its buffer for the connection's whole life.
     read_size: Rc<Cell<usize>>,
-}
-
-impl Drop for UringIo {
-    /// A connection that ends in the HTTP phase (closed, header timeout, error) may still have
-    /// a read in flight; shutting the socket down completes that read so the fd is released.
-    fn drop(&mut self) {
-        if !self.handed_over {
-            // An error means the socket is already disconnected.
-            let _ = self.stream.shutdown(std::net::Shutdown::Both);
-        }
-    }
 }
 
 /// What the WebSocket reader inherits from the HTTP phase.
@@ -79,23 +70,23 @@ pub struct UpgradedIo {
 }
 
 impl UringIo {
-    /// Wraps an accepted socket; reads use `read_size` bytes (see the field).
-    pub fn new(stream: TcpStream, read_size: Rc<Cell<usize>>) -> Self {
+    /// Wraps an accepted socket; reads use `read_size` bytes (see the field). A connection
+    /// that ends in the HTTP phase may leave a read in flight: its owner (`http::serve`) shuts
+    /// the socket down, which completes that read so the fd is released.
+    pub fn new(stream: Rc<TcpStream>, read_size: Rc<Cell<usize>>) -> Self {
         UringIo {
-            stream: Rc::new(stream),
+            stream,
             read: ReadState::Idle {
                 buf: Vec::new(),
                 pos: 0,
             },
-            write: None,
-            handed_over: false,
+            write: WriteSlot::default(),
             read_size,
         }
     }
 
     /// Ends the HTTP phase (after hyper flushed the 101 response).
     pub fn into_upgraded(mut self) -> UpgradedIo {
-        self.handed_over = true;
         let read = std::mem::replace(&mut self.read, ReadState::Eof);
         let (buffered, pending_read) = match read {
             ReadState::Idle { mut buf, pos } => {
@@ -119,11 +110,17 @@ impl UringIo {
         Box::pin(async move { stream.read(buffer).await })
     }
 
+    /// The in-flight write, for [`finish_write`] once hyper is done.
+    pub fn write_slot(&self) -> WriteSlot {
+        Rc::clone(&self.write)
+    }
+
     /// Drives the pending write (if any) to completion.
     fn poll_pending_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let Some(write) = self.write.as_mut() {
+        let mut slot = self.write.borrow_mut();
+        if let Some(write) = slot.as_mut() {
             let result = ready!(write.as_mut().poll(cx));
-            self.write = None;
+            *slot = None;
             result?;
         }
         Poll::Ready(Ok(()))
@@ -178,7 +175,7 @@ impl AsyncWrite for UringIo {
         let owned = data.to_vec();
         // Accept the bytes now and complete the write in the background; errors surface on the
         // next write or flush. hyper flushes before handing the connection back.
-        this.write = Some(Box::pin(async move { stream.write_all(owned).await.0 }));
+        *this.write.borrow_mut() = Some(Box::pin(async move { stream.write_all(owned).await.0 }));
         Poll::Ready(Ok(data.len()))
     }
 
@@ -190,5 +187,14 @@ impl AsyncWrite for UringIo {
         let this = self.get_mut();
         ready!(this.poll_pending_write(cx))?;
         Poll::Ready(this.stream.shutdown(std::net::Shutdown::Write))
+    }
+}
+
+/// Waits for a write hyper left in flight (its last answer) to complete.
+pub async fn finish_write(slot: &WriteSlot) {
+    let pending = slot.borrow_mut().take();
+    if let Some(write) = pending {
+        // A failed write means the client is gone; there is nothing left to deliver.
+        let _ = write.await;
     }
 }

@@ -8,6 +8,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
 
 use ringcast::{encode_message, Hub, MessageKind, Subscriber};
 
@@ -62,20 +65,27 @@ fn allocations_per_broadcast(subscribers: usize) -> u64 {
     for _ in 0..ROUNDS {
         // Drain like the writers would, outside the measurement.
         for subscriber in &queues {
-            subscriber.take_batch(&mut batch, 1024);
-            batch.clear();
+            drain(subscriber, &mut batch);
         }
         let before = ALLOCATIONS.load(Ordering::Relaxed);
         hub.publish(&room, encode_message(MessageKind::Binary, &payload));
         total += ALLOCATIONS.load(Ordering::Relaxed) - before;
     }
     for subscriber in &queues {
-        subscriber.take_batch(&mut batch, 1024);
+        subscriber.take_batch(&mut batch, 1024, Instant::now());
         assert_eq!(batch.len(), 1, "every subscriber received the broadcast");
         assert_eq!(&batch[0][2..], &payload[..]);
         batch.clear();
     }
     total / ROUNDS
+}
+
+/// Takes everything queued for `subscriber` and reports it written, as its writer would.
+fn drain(subscriber: &Subscriber, batch: &mut Vec<Bytes>) {
+    let now = Instant::now();
+    subscriber.take_batch(batch, 1024, now);
+    let written = batch.iter().map(Bytes::len).sum();
+    subscriber.complete_write(batch, written, now);
 }
 
 #[test]

@@ -131,13 +131,13 @@ async fn same_host_origin_is_allowed_by_default() {
 }
 
 #[tokio::test]
-async fn upgrade_is_503_at_max_connections_and_accepted_again_after_a_close() {
+async fn connections_are_503_at_max_connections_and_accepted_again_after_a_close() {
     let server = start_server(&["--max-connections", "2"]);
     let first = ws::connect(server.addr, "/ws/full").await;
     let _second = ws::connect(server.addr, "/ws/full").await;
     assert_eq!(ws::refused_status(server.addr, "/ws/full", None).await, 503);
-    // Plain HTTP still works when WebSocket slots are full.
-    assert_eq!(http::get(server.addr, "/healthz", &[]).await.status, 200);
+    // The limit counts every connection from accept, plain HTTP included.
+    assert_eq!(http::get(server.addr, "/healthz", &[]).await.status, 503);
 
     // Once a client leaves, its slot is free again (the server learns of the close
     // asynchronously, so retry for a bounded time).
@@ -179,4 +179,96 @@ async fn slowloris_connection_is_closed_by_the_header_timeout() {
     );
     // A normal client is unaffected.
     assert_eq!(http::get(server.addr, "/healthz", &[]).await.status, 200);
+}
+
+/// Sends `request` while reading the answer (the server may answer before it read it all),
+/// returns the status line.
+async fn status_line_for(addr: std::net::SocketAddr, request: Vec<u8>) -> String {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut reader, mut writer) = stream.into_split();
+    let sending = tokio::spawn(async move {
+        // The server stops reading once it has answered; a failed write is expected then.
+        let _ = writer.write_all(&request).await;
+        writer
+    });
+    let mut answer = Vec::new();
+    let read = timeout(WAIT, reader.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the server neither answered nor closed");
+    sending.abort();
+    let text = String::from_utf8_lossy(&answer);
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_megabyte_of_headers_gets_431() {
+    let server = start_server(&[]);
+    let mut request = b"GET /ws/big HTTP/1.1\r\nHost: x\r\n".to_vec();
+    while request.len() < 1 << 20 {
+        request
+            .extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+    }
+    request.extend_from_slice(b"\r\n");
+    let status = status_line_for(server.addr, request).await;
+    assert!(status.starts_with("HTTP/1.1 431"), "got {status:?}");
+    assert_eq!(http::get(server.addr, "/healthz", &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn headers_just_over_max_header_size_get_431_and_under_it_pass() {
+    let server = start_server(&["--max-header-size", "8KiB"]);
+    let with_header = |len: usize| {
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: {}\r\n\r\n",
+            "p".repeat(len)
+        )
+        .into_bytes()
+    };
+    let status = status_line_for(server.addr, with_header(7 << 10)).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "got {status:?}");
+    let status = status_line_for(server.addr, with_header(9 << 10)).await;
+    assert!(status.starts_with("HTTP/1.1 431"), "got {status:?}");
+}
+
+#[tokio::test]
+async fn garbage_gets_400() {
+    let server = start_server(&[]);
+    // 5 KB of bytes that are no HTTP request (a fixed pseudo-random sequence).
+    let mut state = 0x2545_f491_u32;
+    let garbage: Vec<u8> = (0..5000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state >> 24) as u8
+        })
+        .collect();
+    let status = status_line_for(server.addr, garbage).await;
+    assert!(status.starts_with("HTTP/1.1 400"), "got {status:?}");
+    let status = status_line_for(server.addr, b"HELLO\r\n\r\n".to_vec()).await;
+    assert!(status.starts_with("HTTP/1.1 400"), "got {status:?}");
+}
+
+#[tokio::test]
+async fn connections_still_in_the_http_phase_count_against_max_connections() {
+    let server = start_server(&["--max-connections", "2"]);
+    // Two clients that connect and send nothing hold both slots.
+    let _silent_a = TcpStream::connect(server.addr).await.expect("connect");
+    let _silent_b = TcpStream::connect(server.addr).await.expect("connect");
+    // Accept order is not connect order across the listen queue: give the server a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let status = status_line_for(
+        server.addr,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+    )
+    .await;
+    assert!(status.starts_with("HTTP/1.1 503"), "got {status:?}");
+    drop(_silent_a);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while http::get(server.addr, "/healthz", &[]).await.status != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slot not freed after a silent client left"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

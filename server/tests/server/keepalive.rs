@@ -1,7 +1,7 @@
 //! Keepalive: with a short `--ping-interval`/`--idle-timeout` the server pings its clients,
 //! closes one that never answers, and keeps one that does (tungstenite answers pings).
 
-use crate::util::raw::{Next, RawClient, PING, PONG};
+use crate::util::raw::{FrameSpec, Next, RawClient, PING, PONG};
 use crate::util::{metrics, start_server, ws};
 
 #[tokio::test]
@@ -49,4 +49,35 @@ async fn silent_client_is_closed_while_answering_client_stays() {
     let mut answering = answering_task.await.expect("answering client task");
     ws::send_text(&mut answering, "still here").await;
     assert_eq!(ws::next_text(&mut answering).await, "still here");
+}
+
+#[tokio::test]
+async fn a_silent_client_answering_pings_late_stays_open_for_ten_idle_timeouts() {
+    // A pure subscriber that sends nothing but answers each ping 400 ms late.
+    let idle = std::time::Duration::from_secs(2);
+    let server = start_server(&["--ping-interval", "1s", "--idle-timeout", "2s"]);
+    let mut client = RawClient::connect(server.addr, "/ws/late").await;
+    let until = tokio::time::Instant::now() + 10 * idle;
+    let mut pings = 0;
+    while tokio::time::Instant::now() < until {
+        let remaining = until - tokio::time::Instant::now();
+        let Ok(next) = tokio::time::timeout(remaining, client.next()).await else {
+            break;
+        };
+        match next {
+            Next::Frame(frame) if frame.opcode == PING => {
+                pings += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+                client.send(FrameSpec::new(PONG, &frame.payload)).await;
+            }
+            Next::Frame(frame) => panic!(
+                "unexpected frame after {pings} pings: {frame:?} (close code {:?})",
+                frame.close_code()
+            ),
+            Next::Closed => panic!("closed after {pings} pings"),
+        }
+    }
+    assert!(pings >= 8, "pinged about once per 1.4 s, got {pings}");
+    let samples = metrics::scrape(server.addr).await;
+    assert_eq!(metrics::total(&samples, "ringcast_idle_closes_total"), 0.0);
 }

@@ -10,6 +10,7 @@ mod util;
 mod broadcast;
 mod cli;
 mod fanout;
+mod flood;
 mod http;
 mod keepalive;
 mod lifecycle;

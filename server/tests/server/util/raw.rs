@@ -174,6 +174,12 @@ impl RawClient {
         RawClient { stream, buffered }
     }
 
+    /// The TCP stream and the bytes already read past the handshake, for a client that reads
+    /// or writes in bulk instead of frame by frame.
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.buffered)
+    }
+
     /// Writes raw bytes (one or more encoded frames, or deliberately broken data).
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
         // The server may close mid-write after a protocol error; that is what the callers

@@ -1,0 +1,260 @@
+//! What the server holds for delivery, and the fan-out budget that bounds it.
+//!
+//! Every byte a client can make the server hold is charged somewhere:
+//! - per connection (`outbound.rs`): frames queued or handed to a write that has not
+//!   completed, each at its length plus [`FRAME_HANDLE_BYTES`]; over `--max-backlog` the
+//!   connection is a slow consumer (1008);
+//! - per process, here: the bytes of every live broadcast frame (counted once, however many
+//!   connections and cores share it, released when its last handle drops) plus every core's
+//!   frame handles (queued, in flight, or waiting in a hand-off mailbox). Over `--fanout-budget`
+//!   publishers stop reading their sockets (TCP pushes back on a flooder) and cores stop taking
+//!   mail from other cores, until the writers have drained below it;
+//! - inbound: a read buffer holds at most one frame (`--max-message` plus header) and a
+//!   reassembly at most `--max-message`; the HTTP phase at most `--max-header-size`.
+//!
+//! Frame bytes are tracked with `Bytes::from_owner`: the owner's drop gives the bytes back, on
+//! whichever core drops the last handle. That is one atomic add and one subtract per message,
+//! never per delivery; handles are counted in plain per-core cells and mirrored into an atomic
+//! once per fan-out or write, so other cores can read them.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+/// How often a paused publisher or mailbox looks at the budget again. Polling keeps wake-ups
+/// off the hot path (no waker crosses cores); pauses are rare and last milliseconds.
+const BUDGET_POLL: Duration = Duration::from_millis(1);
+
+/// Waits until `has_room()` holds (true) or `deadline`, if any, passes (false).
+pub async fn wait_for_room(mut has_room: impl FnMut() -> bool, deadline: Option<Instant>) -> bool {
+    while !has_room() {
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return false;
+        }
+        tokio::time::sleep(BUDGET_POLL).await;
+    }
+    true
+}
+
+/// What one queued frame handle costs besides the frame itself: the `Bytes` in a queue slot.
+pub const FRAME_HANDLE_BYTES: usize = std::mem::size_of::<Bytes>();
+
+/// A counter on its own cache line (written by one core, read by all).
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct PaddedCounter(AtomicUsize);
+
+/// Process-wide view of the fan-out memory, shared by all cores.
+#[derive(Debug)]
+pub struct FanoutMemory {
+    /// Bytes of live broadcast frames.
+    frame_bytes: PaddedCounter,
+    /// Per core: bytes of frame handles it holds (mirror of its [`CoreLedger`]).
+    handle_bytes: Box<[PaddedCounter]>,
+    /// Bytes of mail waiting in the hand-off channels between cores.
+    mail_bytes: PaddedCounter,
+    /// `--fanout-budget`.
+    budget: usize,
+}
+
+impl FanoutMemory {
+    /// Accounting for `cores` cores under `budget` bytes.
+    pub fn new(cores: usize, budget: usize) -> Arc<Self> {
+        Arc::new(FanoutMemory {
+            frame_bytes: PaddedCounter::default(),
+            handle_bytes: (0..cores).map(|_| PaddedCounter::default()).collect(),
+            mail_bytes: PaddedCounter::default(),
+            budget,
+        })
+    }
+
+    /// An effectively unbounded accounting for one core (benches, socket-less tests).
+    pub fn unbounded() -> Arc<Self> {
+        FanoutMemory::new(1, usize::MAX)
+    }
+
+    /// Bytes held for delivery now: live frames, every core's handles, mail between cores.
+    pub fn used(&self) -> usize {
+        let handles: usize = self
+            .handle_bytes
+            .iter()
+            .map(|counter| counter.0.load(Ordering::Relaxed))
+            .sum();
+        self.frame_bytes.0.load(Ordering::Relaxed)
+            + handles
+            + self.mail_bytes.0.load(Ordering::Relaxed)
+    }
+
+    /// A mail of `bytes` entered a hand-off channel.
+    pub fn mail_sent(&self, bytes: usize) {
+        self.mail_bytes.0.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// A mail of `bytes` left a hand-off channel.
+    pub fn mail_taken(&self, bytes: usize) {
+        self.mail_bytes.0.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes of live broadcast frames.
+    pub fn frame_bytes(&self) -> usize {
+        self.frame_bytes.0.load(Ordering::Relaxed)
+    }
+
+    /// True while publishers must wait: the held bytes are over the budget.
+    pub fn over_budget(&self) -> bool {
+        self.used() > self.budget
+    }
+
+    /// True while core `core` may take mail from the others: its own handles are within its
+    /// share of the budget. The share (not the whole budget) is what a core checks, because
+    /// mail waiting for it counts in the whole: it must still take mail when that alone fills
+    /// the budget, and only its own writers can empty its share.
+    pub fn core_has_room(&self, core: usize) -> bool {
+        let share = self.budget / self.handle_bytes.len().max(1);
+        self.handle_bytes
+            .get(core)
+            .is_none_or(|counter| counter.0.load(Ordering::Relaxed) <= share)
+    }
+
+    /// The budget in bytes.
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    /// Wraps an encoded frame so its bytes count until its last handle drops.
+    pub fn track(self: &Arc<Self>, frame: Vec<u8>) -> Bytes {
+        self.frame_bytes.0.fetch_add(frame.len(), Ordering::Relaxed);
+        Bytes::from_owner(TrackedFrame {
+            bytes: frame,
+            memory: Arc::clone(self),
+        })
+    }
+
+    /// Publishes core `core`'s handle bytes.
+    fn store_handles(&self, core: usize, bytes: usize) {
+        if let Some(counter) = self.handle_bytes.get(core) {
+            counter.0.store(bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A frame's buffer that gives its size back to [`FanoutMemory`] when dropped.
+struct TrackedFrame {
+    /// Header and payload.
+    bytes: Vec<u8>,
+    /// Where the bytes are counted.
+    memory: Arc<FanoutMemory>,
+}
+
+impl AsRef<[u8]> for TrackedFrame {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for TrackedFrame {
+    fn drop(&mut self) {
+        self.memory
+            .frame_bytes
+            .0
+            .fetch_sub(self.bytes.len(), Ordering::Relaxed);
+    }
+}
+
+/// One core's frame handles, counted without atomics; mirrored into [`FanoutMemory`] by
+/// [`CoreLedger::publish`] at the end of each fan-out and write.
+#[derive(Debug)]
+pub struct CoreLedger {
+    /// Handle bytes held by this core's connections and its mailbox.
+    handle_bytes: Cell<usize>,
+    /// This core's index in `memory`.
+    core: usize,
+    /// The process-wide view.
+    memory: Arc<FanoutMemory>,
+}
+
+impl CoreLedger {
+    /// The ledger of core `core`.
+    pub fn new(core: usize, memory: Arc<FanoutMemory>) -> Self {
+        CoreLedger {
+            handle_bytes: Cell::new(0),
+            core,
+            memory,
+        }
+    }
+
+    /// A ledger of its own (socket-less subscribers in benches and tests).
+    pub fn standalone() -> Self {
+        CoreLedger::new(0, FanoutMemory::unbounded())
+    }
+
+    /// `count` handles were taken.
+    pub fn charge_handles(&self, count: usize) {
+        self.handle_bytes
+            .set(self.handle_bytes.get() + count * FRAME_HANDLE_BYTES);
+    }
+
+    /// `count` handles were written or dropped; other cores see it at once (a release follows
+    /// a write, so it is as rare as writes, not deliveries).
+    pub fn release_handles(&self, count: usize) {
+        self.handle_bytes.set(
+            self.handle_bytes
+                .get()
+                .saturating_sub(count * FRAME_HANDLE_BYTES),
+        );
+        self.publish();
+    }
+
+    /// Makes this core's count visible to the other cores (a plain store, not a read-modify-
+    /// write: only this core writes it). Charges are published once per fan-out.
+    pub fn publish(&self) {
+        self.memory
+            .store_handles(self.core, self.handle_bytes.get());
+    }
+
+    /// Handle bytes this core holds.
+    pub fn handle_bytes(&self) -> usize {
+        self.handle_bytes.get()
+    }
+
+    /// The process-wide view.
+    pub fn memory(&self) -> &Arc<FanoutMemory> {
+        &self.memory
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_bytes_are_released_by_the_last_handle() {
+        let memory = FanoutMemory::new(1, 1000);
+        let frame = memory.track(vec![0u8; 600]);
+        let copy = frame.clone();
+        assert_eq!(memory.frame_bytes(), 600);
+        drop(frame);
+        assert_eq!(memory.frame_bytes(), 600, "one handle still holds it");
+        let second = memory.track(vec![0u8; 600]);
+        assert!(memory.over_budget());
+        drop(copy);
+        drop(second);
+        assert_eq!(memory.used(), 0);
+    }
+
+    #[test]
+    fn handles_count_once_published() {
+        let memory = FanoutMemory::new(2, 100);
+        let ledger = CoreLedger::new(1, Arc::clone(&memory));
+        ledger.charge_handles(4);
+        assert_eq!(memory.used(), 0, "not visible before publish");
+        ledger.publish();
+        assert_eq!(memory.used(), 4 * FRAME_HANDLE_BYTES);
+        assert!(memory.over_budget());
+        ledger.release_handles(4);
+        assert!(!memory.over_budget());
+    }
+}

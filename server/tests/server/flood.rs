@@ -1,0 +1,159 @@
+//! Bounded by construction: a client flooding a room as fast as TCP lets it is pushed back
+//! (the server stops reading it) instead of growing the server's memory, and the room's
+//! readers keep receiving and are not closed as slow consumers, even though each of them
+//! stops reading for a moment (a hiccup: a GC pause, a busy event loop) while the flood goes
+//! on. Their receive buffers are small, so the kernel absorbs little and the backlog is the
+//! server's to hold: 0.1.0 queued it without limit between cores and up to --max-backlog per
+//! reader, then closed the readers.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::util::process::spawn_server;
+use crate::util::raw::{FrameSpec, RawClient, BINARY};
+use crate::util::{metrics, raise_fd_limit, BASE_ARGS};
+
+/// Readers in the flooded room.
+const READERS: usize = 100;
+/// How long each reader stops reading at the start of the flood.
+const HICCUP: Duration = Duration::from_secs(3);
+/// How long the flooder sends.
+const FLOOD: Duration = Duration::from_secs(6);
+/// Most the server's RSS may grow under the flood (0.1.0 grew by hundreds of MiB).
+const MAX_GROWTH_KIB: u64 = 128 << 10;
+/// A fan-out budget a debug build reaches within the hiccup (a release build reaches the
+/// default 64 MiB the same way, in the flood `scripts/flood.sh` measures).
+const BUDGET: &str = "4MiB";
+
+/// Resident set of process `pid` in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// A reader that pauses for [`HICCUP`], then drains its socket as fast as it can, counting
+/// bytes, noting a close.
+fn spawn_reader(stream: tokio::net::TcpStream, received: Arc<AtomicU64>, closed: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        let mut stream = stream;
+        tokio::time::sleep(HICCUP).await;
+        let mut buffer = vec![0u8; 64 << 10];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    received.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            }
+        }
+        closed.store(true, Ordering::Relaxed);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_client_is_pushed_back_and_memory_stays_bounded() {
+    raise_fd_limit();
+    let mut args = BASE_ARGS.to_vec();
+    args.extend(["--fanout-budget", BUDGET]);
+    let server = spawn_server(&args);
+    let pid = server.child.id();
+    let mut readers = Vec::new();
+    for _ in 0..READERS {
+        let (stream, _) = RawClient::connect_with_small_rcvbuf(server.addr, "/ws/flooded")
+            .await
+            .into_parts();
+        let received = Arc::new(AtomicU64::new(0));
+        let closed = Arc::new(AtomicBool::new(false));
+        spawn_reader(stream, Arc::clone(&received), Arc::clone(&closed));
+        readers.push((received, closed));
+    }
+    let baseline = rss_kib(pid);
+
+    let (mut flooder, _) = RawClient::connect(server.addr, "/ws/flooded")
+        .await
+        .into_parts();
+    let frame = FrameSpec::new(BINARY, &[0x5a; 64]).encode();
+    let burst: Vec<u8> = frame
+        .iter()
+        .copied()
+        .cycle()
+        .take(frame.len() * 1000)
+        .collect();
+    let flooding = tokio::spawn(async move {
+        let until = tokio::time::Instant::now() + FLOOD;
+        while tokio::time::Instant::now() < until {
+            // A write that blocks past the end is the server pushing back: stop there.
+            match tokio::time::timeout_at(until, flooder.write_all(&burst)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => panic!("the server dropped the flooder: {err}"),
+                Err(_) => break,
+            }
+        }
+        flooder
+    });
+
+    let mut peak = baseline;
+    let mut halfway = None;
+    let start = tokio::time::Instant::now();
+    while !flooding.is_finished() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(rss_kib(pid));
+        if halfway.is_none() && start.elapsed() >= HICCUP + (FLOOD - HICCUP) / 2 {
+            halfway = Some(counts(&readers));
+        }
+    }
+    let _flooder = flooding.await.expect("flooder task");
+    let at_end = counts(&readers);
+    let halfway = halfway.expect("sampled halfway");
+
+    let growth = peak.saturating_sub(baseline);
+    assert!(
+        growth < MAX_GROWTH_KIB,
+        "RSS grew by {} MiB under the flood (from {} MiB)",
+        growth >> 10,
+        baseline >> 10
+    );
+    let closed = readers
+        .iter()
+        .filter(|(_, closed)| closed.load(Ordering::Relaxed))
+        .count();
+    assert_eq!(closed, 0, "healthy readers were closed");
+    let stuck = halfway
+        .iter()
+        .zip(&at_end)
+        .filter(|(before, after)| after <= before)
+        .count();
+    assert_eq!(stuck, 0, "readers that received nothing late in the flood");
+    let samples = metrics::scrape(server.addr).await;
+    eprintln!(
+        "flood: RSS {} -> peak {} MiB; readers got {} MiB; {} messages in; {} pauses",
+        baseline >> 10,
+        peak >> 10,
+        at_end.iter().sum::<u64>() >> 20,
+        metrics::total(&samples, "ringcast_messages_in_total"),
+        metrics::total(&samples, "ringcast_publish_pauses_total")
+    );
+    assert!(
+        metrics::total(&samples, "ringcast_publish_pauses_total") > 0.0,
+        "the flooder was never paused"
+    );
+    assert_eq!(
+        metrics::total(&samples, "ringcast_slow_consumer_closes_total"),
+        0.0
+    );
+}
+
+/// Bytes each reader has received so far.
+fn counts(readers: &[(Arc<AtomicU64>, Arc<AtomicBool>)]) -> Vec<u64> {
+    readers
+        .iter()
+        .map(|(received, _)| received.load(Ordering::Relaxed))
+        .collect()
+}
