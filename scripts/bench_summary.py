@@ -3,12 +3,16 @@
 
     scripts/bench_summary.py results/0.1.0-2025-01-01-host
 
-One row per scenario; each cell is the median over the scenario's runs with the range
-(min-max) in brackets when there are several runs, so the noise is visible next to the value.
+One row per scenario; each cell is the median over the scenario's valid runs with the range
+(min-max) in brackets when there are several, so the noise is visible next to the value. Runs
+loadgen flagged not valid (results.valid false: publishers fell behind, connections failed)
+are left out of the medians and listed below the tables with loadgen's reasons; a scenario
+without any valid run shows the median of all its runs, marked "(no valid run)".
 bench.sh pastes this output into the result directory's README.md (never edited by hand).
 """
 
 import argparse
+import os
 import sys
 
 import benchresults as br
@@ -72,13 +76,18 @@ CONNECTION_COLUMNS = [
 
 
 def table(rows, columns):
-    """A markdown table: scenario, runs (valid/total), then one cell per column."""
+    """A markdown table: scenario, runs (valid/total), then one cell per column, each over the
+    valid runs only (all runs, marked, when none is valid)."""
     header = ["scenario", "valid runs"] + [title for title, _, _ in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for scenario, metrics, total in rows:
-        valid = sum(1 for m in metrics if m["valid"] is True)
-        cells = [scenario, f"{valid}/{total}"]
-        cells += [cell([m[key] for m in metrics], fmt) for _, key, fmt in columns]
+        valid_metrics = [m for m in metrics if m["valid"] is True]
+        cells = [scenario, f"{len(valid_metrics)}/{total}"]
+        if valid_metrics or not metrics:
+            cells += [cell([m[key] for m in valid_metrics], fmt) for _, key, fmt in columns]
+        else:
+            cells[1] += " (no valid run)"
+            cells += [cell([m[key] for m in metrics], fmt) for _, key, fmt in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -90,6 +99,7 @@ def main():
 
     rows = []
     missing = []
+    invalid = []
     for scenario, run_dirs in br.scenarios(args.dir).items():
         metrics = []
         for run_dir in run_dirs:
@@ -97,6 +107,9 @@ def main():
             if report is None:
                 missing.append(run_dir)
             else:
+                if report.get("results", {}).get("valid") is not True:
+                    reasons = report.get("results", {}).get("invalid_reasons") or ["not valid"]
+                    invalid.append((scenario, os.path.basename(run_dir), "; ".join(reasons)))
                 metrics.append(dict(br.run_metrics(report),
                                     frames_per_write=br.frames_per_write(run_dir)))
         rows.append((scenario, metrics, len(run_dirs)))
@@ -104,12 +117,16 @@ def main():
         print(f"no runs found under {args.dir}", file=sys.stderr)
         return 1
 
-    print("Median over the runs, range (min-max) in brackets. Latency is measured from each")
+    print("Median over the valid runs, range (min-max) in brackets. Latency is measured from each")
     print("message's intended send time to its receipt (coordinated-omission safe).\n")
     print(table(rows, LATENCY_COLUMNS))
     print("\nConnections and memory (server RSS per connection = (RSS with all clients")
     print("connected - RSS before connecting) / connections):\n")
     print(table(rows, CONNECTION_COLUMNS))
+    if invalid:
+        print("\nRuns loadgen flagged not valid, left out of the medians above:")
+        for scenario, run, reasons in invalid:
+            print(f"- {scenario} {run}: {reasons}")
     if missing:
         print("\nRuns without a report.json (loadgen failed; see their loadgen.stderr):")
         for run_dir in missing:
