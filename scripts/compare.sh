@@ -7,9 +7,11 @@
 # Extra options are passed to `loadgen compare`, except --html FILE, which also draws both
 # directories into one page with scripts/plot.py. Exit status: 0, or 99 when loadgen compare
 # reported a regression beyond --fail-if-worse for any scenario, or 2 on usage errors.
+# (`loadgen compare OLD NEW` matches scenarios by name too, but refuses directories whose
+# scenarios differ; this script compares the common ones and lists the rest.)
 set -euo pipefail
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
 
 if [ $# -lt 2 ] || [ "$1" = -h ] || [ "$1" = --help ]; then
   usage
