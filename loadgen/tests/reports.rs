@@ -518,3 +518,32 @@ fn merge_writes_a_time_aligned_log_and_timeline_and_keeps_each_server() {
     // Second 3 holds host-0's 3 us and host-1's 9 us: the max of the union, from the log.
     assert!(rows[2].latency_max_ns >= 9_000 && rows[2].latency_max_ns < 9_100);
 }
+
+#[test]
+fn undefined_figures_are_null_and_thresholds_on_them_fail_as_not_measured() {
+    use loadgen::probe::ServerResults;
+    use loadgen::threshold::Threshold;
+    let mut report = made_up_report(1_000_000, 0.0);
+    report.results.delivered = 0;
+    report.results.server = Some(ServerResults {
+        pid: 1,
+        cpu_seconds: 0.5,
+        cpu_us_per_delivery: None,
+        cpu_s_per_million_deliveries: None,
+        rss_before_connect_bytes: 1,
+        rss_connected_bytes: 2,
+        rss_peak_bytes: 3,
+        rss_per_connection_bytes: None,
+    });
+    let threshold = Threshold::parse("server_cpu_us_per_delivery<100").unwrap();
+    assert_eq!(threshold.check(&report.results), (None, false));
+    let dir = scratch_dir("nulls");
+    report.write(&dir).unwrap();
+    let text = std::fs::read_to_string(dir.join("report.json")).unwrap();
+    assert!(text.contains("\"cpu_us_per_delivery\": null"), "{text}");
+    assert_eq!(Report::read(&dir.join("report.json")).unwrap(), report);
+    // Latency metrics of a run that measured no message are not measured either.
+    report.results.latency_ns = loadgen::report::HistogramSummary::default();
+    let p99 = Threshold::parse("p99<1s").unwrap();
+    assert_eq!(p99.check(&report.results), (None, false));
+}

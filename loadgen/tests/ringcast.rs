@@ -87,6 +87,24 @@ fn two_hundred_subscribers_two_publishers_lose_nothing() {
             "{file} missing"
         );
     }
+    // The log's untagged intervals add up to exactly report.json's latency; its latency_all
+    // intervals are the timeline's rows.
+    let log = loadgen::merge::read_hlog(&out.join("latency.hlog")).expect("log reads back");
+    let mut untagged = loadgen::stats::new_histogram();
+    let mut every = Vec::new();
+    for (tag, _, _, histogram) in &log.intervals {
+        match tag.as_deref() {
+            None => untagged.add(histogram).unwrap(),
+            Some("latency_all") => every.push(histogram.len()),
+            _ => {}
+        }
+    }
+    assert_eq!(untagged, report.histogram("latency").unwrap());
+    let timeline =
+        loadgen::report::csv::parse(&std::fs::read_to_string(out.join("timeline.csv")).unwrap())
+            .unwrap();
+    let delivered: Vec<u64> = timeline.iter().map(|row| row.delivered).collect();
+    assert_eq!(every, delivered);
 
     let failing = loadgen_run(
         &url,
