@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ringcast::hub::{Hub, Room};
-use ringcast::subscriber::Subscriber;
+use ringcast::subscriber::{drain_detached, Subscriber};
 use ringcast::{encode_message, MessageKind};
 use ringcast_benches::{criterion_config, payload};
 
@@ -24,8 +24,6 @@ const SUBSCRIBERS: [usize; 3] = [1, 100, 10_000];
 const PUBLISHES_PER_DRAIN: u64 = 8;
 /// The server's default per-connection outbound budget (--max-backlog).
 const MAX_BACKLOG: usize = 1 << 20;
-/// Most frames one writev takes (the server's batch size).
-const MAX_IOV: usize = 1024;
 
 /// A room of `count` detached subscribers.
 fn room_of(hub: &Hub, count: usize) -> (Rc<Room>, Vec<Rc<Subscriber>>) {
@@ -49,7 +47,6 @@ fn publish_frames(
     frame: &Bytes,
     iterations: u64,
 ) -> Duration {
-    let mut batch = Vec::with_capacity(MAX_IOV);
     let mut timed = Duration::ZERO;
     let mut remaining = iterations;
     while remaining > 0 {
@@ -59,17 +56,14 @@ fn publish_frames(
             hub.publish(room, frame.clone());
         }
         timed += start.elapsed();
-        let now = Instant::now();
         for subscriber in subscribers {
-            subscriber.take_batch(&mut batch, MAX_IOV, now);
             assert_eq!(
-                batch.len() as u64,
+                subscriber.held_frames() as u64,
                 chunk,
                 "every subscriber gets every frame"
             );
-            // As if the kernel took the whole batch: releases the budget for the next chunk.
-            let written = batch.iter().map(Bytes::len).sum();
-            subscriber.complete_write(&mut batch, written, now);
+            // As if the kernel took everything: releases the budget for the next chunk.
+            drain_detached(subscriber);
         }
         remaining -= chunk;
     }

@@ -1,20 +1,18 @@
-//! One WebSocket connection after the upgrade: a reader task and a writer task.
+//! One WebSocket connection after the upgrade: its reader task.
 //!
 //! The reader owns one adaptive read buffer, decodes frames in place (`inbound.rs`), publishes
 //! messages to the room, and routes pongs and close replies into the connection's own outbound
 //! queue. While the fan-out budget is exhausted (`memory.rs`) it stops reading, so TCP pushes
 //! back on a client that publishes faster than the server can deliver; one kept waiting for
-//! `--publish-timeout` is closed with 1013. The writer is the only task that writes to the socket: it drains the queue into one
-//! `writev` per batch and handles partial writes. Reads are never raced or cancelled (DESIGN 3):
-//! each task owns its one in-flight operation, and the connection ends with `shutdown(Both)`,
-//! which completes whatever is pending. When both tasks are done, [`Connection`]'s drop leaves
-//! the room and releases the connection slot.
+//! `--publish-timeout` is closed with 1013. There is no writer task: the core's output backend
+//! (`uring_output.rs`) writes every connection's queue. Reads are never raced or cancelled
+//! (DESIGN 3), and the connection ends with `shutdown(Both)`, which completes whatever is
+//! pending; the reader task lives until then, and [`Connection`]'s drop leaves the room and
+//! releases the connection slot.
 
-use std::io;
 use std::rc::Rc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
@@ -29,17 +27,12 @@ use crate::rate_limit::InboundRate;
 use crate::subscriber::Subscriber;
 use crate::uring_io::{PendingRead, UpgradedIo};
 
-/// Most iovecs per `writev` (Linux IOV_MAX).
-const MAX_IOV: usize = 1024;
 /// Smallest read: an idle connection's whole read buffer. Small, because 10k idle connections
 /// each keep one read in flight.
 pub const IDLE_READ_BUFFER: usize = 512;
 /// Largest read when the client keeps the buffer full.
 const MAX_READ: usize = 64 << 10;
-/// A batch vector that grew past this during a burst is released when the writer goes idle.
-const IDLE_BATCH_CAPACITY: usize = 64;
-
-/// Shared by the reader and writer tasks of one connection.
+/// One connection, owned by its reader task.
 struct Connection {
     /// This core (hub, config, metrics).
     core: Rc<CoreContext>,
@@ -52,7 +45,7 @@ struct Connection {
 }
 
 impl Drop for Connection {
-    /// Runs when both tasks have finished.
+    /// Runs when the reader task has finished (after the socket was shut down).
     fn drop(&mut self) {
         self.subscriber.shutdown_socket();
         self.core.hub.leave(&self.room, &self.subscriber);
@@ -62,7 +55,7 @@ impl Drop for Connection {
 }
 
 /// Starts the WebSocket phase of a subscriber that joined its room at upgrade: attaches the
-/// socket and spawns the reader and writer. `early` holds bytes hyper read past the request.
+/// socket and spawns the reader. `early` holds bytes hyper read past the request.
 pub fn start(core: Rc<CoreContext>, io: UpgradedIo, early: &[u8], ticket: UpgradeTicket) {
     let UpgradeTicket { room, subscriber } = ticket;
     subscriber.attach_socket(Rc::clone(&io.stream));
@@ -79,8 +72,15 @@ pub fn start(core: Rc<CoreContext>, io: UpgradedIo, early: &[u8], ticket: Upgrad
         buffer.extend_from_slice(early);
         buffer.extend_from_slice(&io.buffered);
     }
-    tokio_uring::spawn(write_loop(Rc::clone(&connection)));
-    tokio_uring::spawn(read_loop(connection, buffer, io.pending_read));
+    tokio_uring::spawn(serve(connection, buffer, io.pending_read));
+}
+
+/// The reader task: reads until the client is done, then waits until the output side has
+/// finished (the close handshake's last frame written, or a deadline) and the socket is shut
+/// down, then drops the connection.
+async fn serve(connection: Rc<Connection>, buffer: Vec<u8>, pending_read: Option<PendingRead>) {
+    read_loop(&connection, buffer, pending_read).await;
+    connection.subscriber.shut_down().await;
 }
 
 /// What the reader does after an event.
@@ -129,7 +129,7 @@ impl Connection {
                 return Flow::Published;
             }
             Inbound::Ping(payload) => {
-                if !closing && self.subscriber.offer(&encode_pong(payload)) {
+                if !closing && self.subscriber.offer(&Rc::new(encode_pong(payload))) {
                     CoreMetrics::add(&self.core.hub.metrics().slow_consumer_closes, 1);
                 }
             }
@@ -158,7 +158,7 @@ impl Connection {
         self.subscriber.touch(hub.now());
         if !resumed {
             CoreMetrics::add(&hub.metrics().publish_timeout_closes, 1);
-            self.subscriber.close(
+            self.subscriber.fail(
                 CloseCode::TryAgainLater,
                 "server overloaded, try again later",
             );
@@ -169,7 +169,7 @@ impl Connection {
 
 /// Reads and decodes until the client closes, fails, or the socket is shut down.
 async fn read_loop(
-    connection: Rc<Connection>,
+    connection: &Connection,
     mut buffer: Vec<u8>,
     pending_read: Option<PendingRead>,
 ) {
@@ -242,7 +242,7 @@ async fn read_loop(
                 read_size = next_read_size(read_size, n, spare);
             }
             _ => {
-                // EOF or error: the client is gone; make the writer stop too.
+                // EOF or error: the client is gone.
                 connection.subscriber.shutdown_socket();
                 return;
             }
@@ -272,61 +272,6 @@ fn next_read_size(read_size: usize, read: usize, spare: usize) -> usize {
     } else {
         read_size
     }
-}
-
-/// Drains the outbound queue into `writev` calls until the connection closes.
-async fn write_loop(connection: Rc<Connection>) {
-    let subscriber = &connection.subscriber;
-    let hub = &connection.core.hub;
-    let metrics = hub.metrics();
-    let mut batch: Vec<Bytes> = Vec::new();
-    loop {
-        if subscriber.is_shut_down() {
-            return;
-        }
-        let room_in_batch = MAX_IOV - batch.len();
-        subscriber.take_batch(&mut batch, room_in_batch, hub.now());
-        if batch.is_empty() {
-            if subscriber.is_closing() {
-                // Everything queued, the close frame last, has been written.
-                subscriber.close_frame_written();
-                return;
-            }
-            if batch.capacity() > IDLE_BATCH_CAPACITY {
-                batch = Vec::new();
-            }
-            subscriber.writer_wakeup().await;
-            continue;
-        }
-        let (result, returned) = write_batch(&connection.stream, batch).await;
-        batch = returned;
-        match result {
-            Ok(written) if written > 0 => {
-                let frames = subscriber.complete_write(&mut batch, written, hub.now());
-                CoreMetrics::add(&metrics.writev_calls, 1);
-                CoreMetrics::add(&metrics.frames_written, frames as u64);
-                CoreMetrics::add(&metrics.bytes_out, written as u64);
-            }
-            _ => {
-                subscriber.shutdown_socket();
-                return;
-            }
-        }
-    }
-}
-
-/// Writes a batch with one submission: a plain `write` for a single frame (tokio-uring's
-/// `writev` allocates an iovec array per call, and at low rates most batches are one frame),
-/// one `writev` otherwise. May write only part of the batch.
-async fn write_batch(stream: &TcpStream, mut batch: Vec<Bytes>) -> (io::Result<usize>, Vec<Bytes>) {
-    if batch.len() == 1 {
-        if let Some(frame) = batch.pop() {
-            let (result, frame) = stream.write(frame).submit().await;
-            batch.push(frame);
-            return (result, batch);
-        }
-    }
-    stream.writev(batch).await
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use crate::frame::CloseCode;
 use crate::hub::{Hub, Mail};
 use crate::memory::wait_for_room;
 use crate::server_state::ServerState;
+use crate::uring_output::{flush_loop, UringOutput};
 use crate::{http, keepalive};
 
 /// Submission queue entries per core ring.
@@ -41,8 +42,12 @@ content-length: 21\r\nconnection: close\r\n\r\ntoo many connections\n";
 /// Everything a core's tasks share.
 #[derive(Debug)]
 pub struct CoreContext {
+    /// Core number.
+    pub index: usize,
     /// Rooms and cross-core fan-out of this core.
     pub hub: Hub,
+    /// The output ring that writes every connection's frames.
+    pub output: UringOutput,
     /// Config, metrics, connection limit.
     pub state: Arc<ServerState>,
     /// Set once graceful shutdown began: no new connections or upgrades.
@@ -77,8 +82,44 @@ pub struct CoreSetup {
     pub peers: Vec<UnboundedSender<Mail>>,
     /// This core's mailbox.
     pub mailbox: UnboundedReceiver<Mail>,
-    /// Reports (core index, Ok) once accepting, or the runtime error.
-    pub ready: SyncSender<(usize, io::Result<()>)>,
+    /// Reports once accepting, or why not.
+    pub ready: ReadyReport,
+}
+
+/// A core's one report to `Server::start`: Ok once it accepts, or the error. Dropped without a
+/// report (the thread panicked before it was ready), it reports that instead, so start never
+/// waits for a core that is gone.
+pub struct ReadyReport {
+    /// The reporting core.
+    core: usize,
+    /// Where reports go; None once reported.
+    sender: Option<SyncSender<(usize, io::Result<()>)>>,
+}
+
+impl ReadyReport {
+    /// The report of core `core`.
+    pub fn new(core: usize, sender: SyncSender<(usize, io::Result<()>)>) -> Self {
+        ReadyReport {
+            core,
+            sender: Some(sender),
+        }
+    }
+
+    /// Sends the report (the first one counts).
+    pub fn send(&mut self, result: io::Result<()>) {
+        if let Some(sender) = self.sender.take() {
+            // start() stopped waiting only if it already failed; nothing to tell then.
+            let _ = sender.send((self.core, result));
+        }
+    }
+}
+
+impl Drop for ReadyReport {
+    fn drop(&mut self) {
+        self.send(Err(io::Error::other(
+            "the core thread exited before it was ready",
+        )));
+    }
 }
 
 /// Fails with EADDRINUSE if anything already listens on `addr`, including another ringcast:
@@ -124,7 +165,8 @@ pub fn run_core(setup: CoreSetup) {
     ) {
         Ok(runtime) => runtime,
         Err(err) => {
-            let _ = setup.ready.send((setup.index, Err(err)));
+            let mut ready = setup.ready;
+            ready.send(Err(err));
             return;
         }
     };
@@ -139,12 +181,21 @@ async fn serve_core(setup: CoreSetup) {
         state,
         peers,
         mut mailbox,
-        ready,
+        mut ready,
         ..
     } = setup;
+    let output = match UringOutput::new() {
+        Ok(output) => output,
+        Err(err) => {
+            ready.send(Err(err));
+            return;
+        }
+    };
     let metrics = Arc::clone(&state.metrics);
     let memory = Arc::clone(&state.memory);
     let core = Rc::new(CoreContext {
+        index,
+        output,
         hub: Hub::new(index, peers, metrics, memory),
         state,
         shutting_down: Cell::new(false),
@@ -153,10 +204,8 @@ async fn serve_core(setup: CoreSetup) {
     let listener = Rc::new(TcpListener::from_std(listener));
     tokio_uring::spawn(accept_loop(Rc::clone(&core), Rc::clone(&listener)));
     tokio_uring::spawn(keepalive::sweep_loop(Rc::clone(&core)));
-    let _ = ready.send((index, Ok(())));
-    // Release the sender now: start() waits until every core reported or dropped its sender,
-    // so one kept for the runtime's life would hide another core's failure.
-    drop(ready);
+    tokio_uring::spawn(flush_loop(Rc::clone(&core)));
+    ready.send(Ok(()));
     while let Some(mail) = mailbox.recv().await {
         match mail {
             Mail::Broadcast { room, frame } => {
@@ -166,7 +215,7 @@ async fn serve_core(setup: CoreSetup) {
                 let memory = core.hub.memory();
                 let has_room = || memory.core_has_room(index) || core.state.is_stopping();
                 wait_for_room(has_room, None).await;
-                core.hub.deliver_from_peer(&room, &frame);
+                core.hub.deliver_from_peer(&room, frame);
             }
             Mail::Shutdown => break,
         }
@@ -227,7 +276,11 @@ async fn drain(core: &CoreContext) {
     wait_for_connections(core, deadline).await;
     core.hub
         .for_each_subscriber(|subscriber| subscriber.shutdown_socket());
-    wait_for_connections(core, Instant::now() + FINAL_DRAIN).await;
+    let final_deadline = Instant::now() + FINAL_DRAIN;
+    wait_for_connections(core, final_deadline).await;
+    // Writes still in flight point into frames this core is about to free: let the kernel
+    // complete them (their sockets are shut down, so they fail at once).
+    wait_for_room(|| core.output.in_flight() == 0, Some(final_deadline)).await;
 }
 
 /// Waits until this core has no WebSocket connection left or `deadline` passes.

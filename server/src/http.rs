@@ -202,7 +202,7 @@ fn respond(
             let subscriber = Rc::new(Subscriber::new(
                 core.state.config.max_backlog,
                 slot.permit.borrow_mut().take(),
-                Rc::clone(core.hub.ledger()),
+                Rc::clone(core.hub.output()),
                 core.hub.now(),
             ));
             let room = core.hub.join(&room, Rc::clone(&subscriber));

@@ -26,7 +26,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::frame::{encode_frame_into, MessageKind};
 use crate::memory::{CoreLedger, FanoutMemory};
 use crate::metrics::CoreMetrics;
-use crate::subscriber::Subscriber;
+use crate::outbound::LocalFrame;
+use crate::subscriber::{CoreOutput, Subscriber};
 
 /// What one mail costs while it waits in a channel (its slot; the frame is counted apart).
 pub const MAIL_BYTES: usize = std::mem::size_of::<Mail>();
@@ -56,7 +57,7 @@ pub struct Room {
 
 impl Room {
     /// Pushes `frame` to every subscriber; returns how many became slow consumers.
-    pub fn deliver(&self, frame: &Bytes) -> u64 {
+    pub fn deliver(&self, frame: &LocalFrame) -> u64 {
         let subscribers = self.subscribers.borrow();
         let mut slow = 0;
         for subscriber in subscribers.iter() {
@@ -90,9 +91,8 @@ pub struct Hub {
     peers: Vec<UnboundedSender<Mail>>,
     /// Every core's metrics; this hub writes `metrics[core]`.
     metrics: Arc<[CoreMetrics]>,
-    /// This core's count of frame handles (shared with its subscribers) and the process-wide
-    /// fan-out budget.
-    ledger: Rc<CoreLedger>,
+    /// This core's frame-handle ledger and flush list, shared with its subscribers.
+    output: Rc<CoreOutput>,
     /// Index of this core.
     core: usize,
     /// Coarse clock, refreshed by the keepalive sweep; readers stamp inbound traffic with it
@@ -113,7 +113,7 @@ impl Hub {
             rooms: RefCell::new(HashMap::new()),
             peers,
             metrics,
-            ledger: Rc::new(CoreLedger::new(core, memory)),
+            output: Rc::new(CoreOutput::new(CoreLedger::new(core, memory))),
             core,
             coarse_now: Cell::new(Instant::now()),
         }
@@ -129,14 +129,14 @@ impl Hub {
         )
     }
 
-    /// This core's frame-handle ledger (given to each new subscriber).
-    pub fn ledger(&self) -> &Rc<CoreLedger> {
-        &self.ledger
+    /// This core's ledger and flush list (given to each new subscriber).
+    pub fn output(&self) -> &Rc<CoreOutput> {
+        &self.output
     }
 
     /// The process-wide fan-out budget.
     pub fn memory(&self) -> &Arc<FanoutMemory> {
-        self.ledger.memory()
+        self.output.ledger.memory()
     }
 
     /// This core's metrics.
@@ -198,7 +198,7 @@ impl Hub {
     /// Publishes an encoded frame from a local client: every local subscriber of `room`, then
     /// one clone per other core.
     pub fn publish(&self, room: &Room, frame: Bytes) {
-        self.deliver_locally(room, &frame);
+        self.deliver_locally(room, Rc::new(frame.clone()));
         for peer in &self.peers {
             self.memory().mail_sent(MAIL_BYTES);
             // A closed mailbox means that core is shutting down; its clients get nothing more.
@@ -215,19 +215,20 @@ impl Hub {
     }
 
     /// Delivers a frame another core published to this core's subscribers of `room`.
-    pub fn deliver_from_peer(&self, room: &str, frame: &Bytes) {
+    pub fn deliver_from_peer(&self, room: &str, frame: Bytes) {
         self.memory().mail_taken(MAIL_BYTES);
         let target = self.rooms.borrow().get(room).cloned();
         if let Some(target) = target {
-            self.deliver_locally(&target, frame);
+            self.deliver_locally(&target, Rc::new(frame));
         }
     }
 
-    /// Queues `frame` for every subscriber of `room` on this core, then makes the core's new
-    /// handle count visible to the others (once per message, not per delivery).
-    fn deliver_locally(&self, room: &Room, frame: &Bytes) {
-        let slow = room.deliver(frame);
-        self.ledger.publish();
+    /// Queues `frame` (this core's one handle of it) for every subscriber of `room` on this
+    /// core, then makes the core's new handle count visible to the others (once per message,
+    /// not per delivery).
+    fn deliver_locally(&self, room: &Room, frame: LocalFrame) {
+        let slow = room.deliver(&frame);
+        self.output.ledger.publish();
         self.count_slow(slow);
     }
 
@@ -271,10 +272,10 @@ mod tests {
     use super::*;
     use crate::frame::{encode_message, MessageKind};
 
-    fn drain(subscriber: &Subscriber) -> Vec<Bytes> {
-        let mut batch = Vec::new();
-        subscriber.take_batch(&mut batch, 1024, Instant::now());
-        batch
+    use crate::subscriber::drain_detached;
+
+    fn drain(subscriber: &Rc<Subscriber>) -> Vec<u8> {
+        drain_detached(subscriber)
     }
 
     #[test]
@@ -288,8 +289,8 @@ mod tests {
         hub.join("elsewhere", Rc::clone(&other));
         let frame = encode_message(MessageKind::Text, b"hi");
         hub.publish(&room, frame.clone());
-        assert_eq!(drain(&a), vec![frame.clone()]);
-        assert_eq!(drain(&b), vec![frame]);
+        assert_eq!(drain(&a), frame);
+        assert_eq!(drain(&b), frame);
         assert!(drain(&other).is_empty());
         assert_eq!(hub.metrics().rooms.load(Ordering::Relaxed), 2);
     }
@@ -311,7 +312,7 @@ mod tests {
         hub.leave(&room, &subs[2]);
         assert_eq!(room.len(), 1);
         hub.publish(&room, encode_message(MessageKind::Binary, b"x"));
-        assert_eq!(drain(&subs[1]).len(), 1);
+        assert_eq!(drain(&subs[1]), [0x82, 1, b'x']);
         hub.leave(&room, &subs[1]);
         assert_eq!(hub.subscriber_count(), 0);
         assert_eq!(hub.metrics().rooms.load(Ordering::Relaxed), 0);
@@ -329,15 +330,13 @@ mod tests {
         let subscriber = Rc::new(Subscriber::new(
             1 << 20,
             None,
-            Rc::clone(hub.ledger()),
+            Rc::clone(hub.output()),
             Instant::now(),
         ));
         let room = hub.join("r", Rc::clone(&subscriber));
         hub.publish_message(&room, MessageKind::Text, b"hello");
-        let frame_len = 7;
-        assert_eq!(memory.used(), frame_len + crate::memory::FRAME_HANDLE_BYTES);
-        let mut batch = drain(&subscriber);
-        subscriber.complete_write(&mut batch, frame_len, Instant::now());
+        assert!(memory.used() > 7 + crate::memory::FRAME_HANDLE_BYTES);
+        assert_eq!(drain(&subscriber), b"\x81\x05hello");
         assert_eq!(memory.used(), 0, "written: frame freed, handle released");
     }
 }

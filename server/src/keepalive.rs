@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::cores::CoreContext;
 use crate::frame::{keepalive_ping, CloseCode};
 use crate::metrics::CoreMetrics;
+use crate::outbound::LocalFrame;
 use crate::subscriber::Subscriber;
 
 /// Longest sweep period (deadline resolution).
@@ -52,8 +53,8 @@ struct Schedule {
 }
 
 impl Schedule {
-    /// Judges one connection at `now` and acts on it.
-    fn sweep(&self, subscriber: &Subscriber, now: Instant) -> Verdict {
+    /// Judges one connection at `now` and acts on it (`ping`: the core's keepalive ping).
+    fn sweep(&self, subscriber: &Rc<Subscriber>, ping: &LocalFrame, now: Instant) -> Verdict {
         if let Some(deadline) = subscriber.close_deadline() {
             if now >= deadline {
                 subscriber.shutdown_socket();
@@ -81,7 +82,7 @@ impl Schedule {
             return Verdict::Fine;
         }
         subscriber.pinged(now);
-        if subscriber.offer(&keepalive_ping()) {
+        if subscriber.offer(ping) {
             Verdict::SlowOnPing
         } else {
             Verdict::Pinged
@@ -97,6 +98,7 @@ pub async fn sweep_loop(core: Rc<CoreContext>) {
         idle_timeout: config.idle_timeout,
         write_timeout: config.write_timeout,
     };
+    let ping = Rc::new(keepalive_ping());
     let mut ticker = tokio::time::interval(schedule.ping_interval.min(MAX_TICK));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -107,7 +109,7 @@ pub async fn sweep_loop(core: Rc<CoreContext>) {
         let (mut slow, mut idle, mut stalled) = (0u64, 0u64, 0u64);
         core.hub.for_each_subscriber(|subscriber| {
             charged_bytes += subscriber.charged_bytes() as u64;
-            match schedule.sweep(subscriber, now) {
+            match schedule.sweep(subscriber, &ping, now) {
                 Verdict::Fine | Verdict::Pinged => {}
                 Verdict::SlowOnPing => slow += 1,
                 Verdict::Idle => idle += 1,
@@ -134,6 +136,10 @@ mod tests {
         write_timeout: Duration::from_secs(10),
     };
 
+    fn ping() -> LocalFrame {
+        Rc::new(keepalive_ping())
+    }
+
     fn at(start: Instant, millis: u64) -> Instant {
         start + Duration::from_millis(millis)
     }
@@ -141,25 +147,23 @@ mod tests {
     #[test]
     fn a_client_that_answers_every_ping_is_never_idle() {
         let start = Instant::now();
-        let subscriber = Subscriber::detached(1 << 20);
+        let subscriber = Rc::new(Subscriber::detached(1 << 20));
         subscriber.touch(start);
         let mut pings = 0;
-        // Sweep every 250 ms for 100 s; the writer takes each ping at once, the client answers
+        // Sweep every 250 ms for 100 s; the kernel takes each ping at once, the client answers
         // it 400 ms later.
         let mut answer_at = None;
-        let mut batch = Vec::new();
         for tick in 0..400 {
             let now = at(start, tick * 250);
             if answer_at.is_some_and(|due| now >= due) {
                 subscriber.touch(now);
                 answer_at = None;
             }
-            match SCHEDULE.sweep(&subscriber, now) {
+            match SCHEDULE.sweep(&subscriber, &ping(), now) {
                 Verdict::Pinged => {
                     pings += 1;
                     answer_at = Some(now + Duration::from_millis(400));
-                    subscriber.take_batch(&mut batch, 16, now);
-                    subscriber.complete_write(&mut batch, 2, now);
+                    subscriber.finish_write(Ok(2), now);
                 }
                 Verdict::Fine => {}
                 other => panic!("unexpected {other:?} at tick {tick}"),
@@ -172,42 +176,55 @@ mod tests {
     #[test]
     fn a_silent_client_is_pinged_each_interval_then_closed_at_the_idle_timeout() {
         let start = Instant::now();
-        let subscriber = Subscriber::detached(1 << 20);
+        let subscriber = Rc::new(Subscriber::detached(1 << 20));
         subscriber.touch(start);
-        assert_eq!(SCHEDULE.sweep(&subscriber, at(start, 1_750)), Verdict::Fine);
         assert_eq!(
-            SCHEDULE.sweep(&subscriber, at(start, 2_000)),
+            SCHEDULE.sweep(&subscriber, &ping(), at(start, 1_750)),
+            Verdict::Fine
+        );
+        assert_eq!(
+            SCHEDULE.sweep(&subscriber, &ping(), at(start, 2_000)),
             Verdict::Pinged
         );
-        assert_eq!(SCHEDULE.sweep(&subscriber, at(start, 3_750)), Verdict::Fine);
-        assert_eq!(SCHEDULE.sweep(&subscriber, at(start, 4_000)), Verdict::Idle);
+        assert_eq!(
+            SCHEDULE.sweep(&subscriber, &ping(), at(start, 3_750)),
+            Verdict::Fine
+        );
+        assert_eq!(
+            SCHEDULE.sweep(&subscriber, &ping(), at(start, 4_000)),
+            Verdict::Idle
+        );
         assert!(subscriber.is_closing());
     }
 
     #[test]
     fn a_paused_reader_is_not_idle() {
         let start = Instant::now();
-        let subscriber = Subscriber::detached(1 << 20);
+        let subscriber = Rc::new(Subscriber::detached(1 << 20));
         subscriber.touch(start);
         subscriber.set_reading_paused(true);
-        assert_eq!(SCHEDULE.sweep(&subscriber, at(start, 9_000)), Verdict::Fine);
+        assert_eq!(
+            SCHEDULE.sweep(&subscriber, &ping(), at(start, 9_000)),
+            Verdict::Fine
+        );
     }
 
     #[test]
     fn a_write_without_progress_is_closed_after_the_write_timeout() {
         let start = Instant::now();
-        let subscriber = Subscriber::detached(1 << 20);
+        let subscriber = Rc::new(Subscriber::detached(1 << 20));
         subscriber.touch(start);
-        subscriber.offer(&crate::frame::encode_message(
+        subscriber.offer(&Rc::new(crate::frame::encode_message(
             crate::frame::MessageKind::Binary,
             b"x",
-        ));
-        let mut batch = Vec::new();
-        subscriber.take_batch(&mut batch, 16, start);
+        )));
         subscriber.touch(at(start, 9_000));
-        assert_eq!(SCHEDULE.sweep(&subscriber, at(start, 9_000)), Verdict::Fine);
         assert_eq!(
-            SCHEDULE.sweep(&subscriber, at(start, 10_250)),
+            SCHEDULE.sweep(&subscriber, &ping(), at(start, 9_000)),
+            Verdict::Fine
+        );
+        assert_eq!(
+            SCHEDULE.sweep(&subscriber, &ping(), at(start, 10_250)),
             Verdict::WriteStalled
         );
     }

@@ -25,6 +25,7 @@
 pub mod config;
 pub mod conn;
 pub mod cores;
+pub mod flush;
 pub mod frame;
 pub mod http;
 pub mod hub;
@@ -37,6 +38,7 @@ pub mod rate_limit;
 pub mod server_state;
 pub mod subscriber;
 pub mod uring_io;
+pub mod uring_output;
 pub mod wake;
 
 use std::io;
@@ -52,7 +54,7 @@ pub use crate::hub::{Hub, Room};
 pub use crate::outbound::{BacklogExceeded, OutboundQueue};
 pub use crate::subscriber::Subscriber;
 
-use crate::cores::{bind_listener, ensure_port_free, run_core, CoreSetup};
+use crate::cores::{bind_listener, ensure_port_free, run_core, CoreSetup, ReadyReport};
 use crate::hub::Mail;
 use crate::server_state::ServerState;
 
@@ -145,7 +147,7 @@ impl Server {
                 state: Arc::clone(&state),
                 peers,
                 mailbox,
-                ready: ready_tx.clone(),
+                ready: ReadyReport::new(index, ready_tx.clone()),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("ringcast-core-{index}"))
@@ -158,16 +160,8 @@ impl Server {
             let (core, error) = match ready_rx.recv() {
                 Ok((_, Ok(()))) => continue,
                 Ok((core, Err(error))) => (core, error),
-                // Every sender is gone but a report is missing: a core thread died (panicked)
-                // before it reported.
-                Err(_) => (
-                    server
-                        .threads
-                        .iter()
-                        .position(JoinHandle::is_finished)
-                        .unwrap_or(0),
-                    io::Error::other("the core thread exited during start"),
-                ),
+                // Unreachable: every core reports, even one that panicked (ReadyReport's drop).
+                Err(_) => (0, io::Error::other("a core thread exited during start")),
             };
             // Dropping `server` stops the cores that did start.
             return Err(StartError::Core { core, error });

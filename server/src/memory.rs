@@ -39,8 +39,12 @@ pub async fn wait_for_room(mut has_room: impl FnMut() -> bool, deadline: Option<
     true
 }
 
-/// What one queued frame handle costs besides the frame itself: the `Bytes` in a queue slot.
-pub const FRAME_HANDLE_BYTES: usize = std::mem::size_of::<Bytes>();
+pub use crate::outbound::FRAME_HANDLE_BYTES;
+
+/// What a live frame costs besides its bytes, per core that holds it: the `Rc` box of its
+/// core-local handle (two counts and the `Bytes`).
+const PER_CORE_FRAME_OVERHEAD: usize =
+    2 * std::mem::size_of::<usize>() + std::mem::size_of::<Bytes>();
 
 /// A counter on its own cache line (written by one core, read by all).
 #[derive(Debug, Default)]
@@ -50,8 +54,10 @@ struct PaddedCounter(AtomicUsize);
 /// Process-wide view of the fan-out memory, shared by all cores.
 #[derive(Debug)]
 pub struct FanoutMemory {
-    /// Bytes of live broadcast frames.
+    /// Bytes of live broadcast frames, with their per-core handles' boxes.
     frame_bytes: PaddedCounter,
+    /// What each tracked frame is charged besides its length.
+    frame_overhead: usize,
     /// Per core: bytes of frame handles it holds (mirror of its [`CoreLedger`]).
     handle_bytes: Box<[PaddedCounter]>,
     /// Bytes of mail waiting in the hand-off channels between cores.
@@ -65,6 +71,7 @@ impl FanoutMemory {
     pub fn new(cores: usize, budget: usize) -> Arc<Self> {
         Arc::new(FanoutMemory {
             frame_bytes: PaddedCounter::default(),
+            frame_overhead: std::mem::size_of::<TrackedFrame>() + cores * PER_CORE_FRAME_OVERHEAD,
             handle_bytes: (0..cores).map(|_| PaddedCounter::default()).collect(),
             mail_bytes: PaddedCounter::default(),
             budget,
@@ -126,9 +133,11 @@ impl FanoutMemory {
 
     /// Wraps an encoded frame so its bytes count until its last handle drops.
     pub fn track(self: &Arc<Self>, frame: Vec<u8>) -> Bytes {
-        self.frame_bytes.0.fetch_add(frame.len(), Ordering::Relaxed);
+        let charged = frame.len() + self.frame_overhead;
+        self.frame_bytes.0.fetch_add(charged, Ordering::Relaxed);
         Bytes::from_owner(TrackedFrame {
             bytes: frame,
+            charged,
             memory: Arc::clone(self),
         })
     }
@@ -145,6 +154,8 @@ impl FanoutMemory {
 struct TrackedFrame {
     /// Header and payload.
     bytes: Vec<u8>,
+    /// What it was charged.
+    charged: usize,
     /// Where the bytes are counted.
     memory: Arc<FanoutMemory>,
 }
@@ -160,7 +171,7 @@ impl Drop for TrackedFrame {
         self.memory
             .frame_bytes
             .0
-            .fetch_sub(self.bytes.len(), Ordering::Relaxed);
+            .fetch_sub(self.charged, Ordering::Relaxed);
     }
 }
 
@@ -235,9 +246,13 @@ mod tests {
         let memory = FanoutMemory::new(1, 1000);
         let frame = memory.track(vec![0u8; 600]);
         let copy = frame.clone();
-        assert_eq!(memory.frame_bytes(), 600);
+        let charged = memory.frame_bytes();
+        assert!(
+            charged > 600,
+            "the length and the handles' boxes: {charged}"
+        );
         drop(frame);
-        assert_eq!(memory.frame_bytes(), 600, "one handle still holds it");
+        assert_eq!(memory.frame_bytes(), charged, "one handle still holds it");
         let second = memory.track(vec![0u8; 600]);
         assert!(memory.over_budget());
         drop(copy);
@@ -247,7 +262,7 @@ mod tests {
 
     #[test]
     fn handles_count_once_published() {
-        let memory = FanoutMemory::new(2, 100);
+        let memory = FanoutMemory::new(2, 3 * FRAME_HANDLE_BYTES);
         let ledger = CoreLedger::new(1, Arc::clone(&memory));
         ledger.charge_handles(4);
         assert_eq!(memory.used(), 0, "not visible before publish");

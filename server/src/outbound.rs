@@ -1,20 +1,29 @@
-//! One connection's outbound queue: shared frames waiting for the writer, and the budget that
-//! covers them until the kernel has taken them.
+//! One connection's outbound queue (sans-IO): the frames it must still send, the part of them
+//! handed to the kernel, and the budget that covers them until the kernel has taken them.
 //!
-//! Frames are `Bytes` handles to buffers encoded once and shared by every subscriber, so
-//! queueing costs a reference-count increment, never a copy. The queue enforces the
-//! per-connection budget (`--max-backlog`) over everything the connection holds: frames queued
-//! *and* frames handed to a write that has not completed, each charged at its length plus the
-//! handle it occupies ([`FRAME_HANDLE_BYTES`]). A charge is released only when the kernel has
-//! taken the frame whole ([`OutboundQueue::written`]), so a client that reads slowly cannot
-//! hold more than the budget by keeping a batch half-written. A push that would exceed the
-//! budget fails: that is how a slow consumer is detected.
+//! Frames are [`LocalFrame`]s: a core-local `Rc` of a buffer encoded once and shared by every
+//! subscriber on every core, so queueing costs a non-atomic reference-count increment, never a
+//! copy or an atomic operation. A frame stays in the queue until the kernel has taken it whole:
+//! [`OutboundQueue::start_write`] describes the head of the queue as iovecs for one write,
+//! [`OutboundQueue::finish_write`] drops what that write took (and remembers how far into the
+//! next frame it got). So the per-connection budget (`--max-backlog`) covers everything the
+//! connection holds, queued or in flight, each frame charged at its length plus its handle
+//! ([`FRAME_HANDLE_BYTES`]). A push that would exceed the budget fails: that is how a slow
+//! consumer is detected.
 
 use std::collections::VecDeque;
+use std::rc::Rc;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 
-use crate::memory::FRAME_HANDLE_BYTES;
+/// A frame as one core's queues hold it: the shared encoded frame behind a core-local `Rc`
+/// (one atomic `Bytes` clone per core per message, a plain increment per delivery).
+pub type LocalFrame = Rc<Bytes>;
+
+/// What one queued frame costs besides the frame itself: its handle in the queue.
+pub const FRAME_HANDLE_BYTES: usize = std::mem::size_of::<LocalFrame>();
+/// Most iovecs one write describes (Linux IOV_MAX).
+pub const MAX_IOV: usize = 1024;
 
 /// Frames a fresh or drained queue keeps room for: enough that steady low-rate traffic never
 /// reallocates, small enough for 10k idle connections.
@@ -30,21 +39,23 @@ pub struct BacklogExceeded {
     pub budget: usize,
 }
 
-/// Frames queued for one connection, with a byte budget that also covers the batch in flight.
+/// Frames one connection must still send, with a byte budget that covers the write in flight.
 #[derive(Debug)]
 pub struct OutboundQueue {
-    /// Frames in send order, not yet handed to the writer.
-    frames: VecDeque<Bytes>,
-    /// Charge of everything held: queued and in-flight frames, each at length + handle.
+    /// Frames in send order; the first `in_flight` are described by the write in flight.
+    frames: VecDeque<LocalFrame>,
+    /// Bytes of `frames[0]` already taken by the kernel (a write may stop inside a frame).
+    head_written: usize,
+    /// Frames the write in flight covers (0: no write in flight).
+    in_flight: usize,
+    /// Charge of every frame held: length + handle, less what was already written.
     charged_bytes: usize,
-    /// Frames held (queued or in flight): handles to release.
-    held_frames: usize,
     /// Most bytes that may be charged (the slow-consumer threshold).
     max_backlog_bytes: usize,
 }
 
 /// What one frame costs the budget.
-fn charge(frame: &Bytes) -> usize {
+fn charge(frame: &LocalFrame) -> usize {
     frame.len() + FRAME_HANDLE_BYTES
 }
 
@@ -53,14 +64,15 @@ impl OutboundQueue {
     pub fn new(max_backlog_bytes: usize) -> Self {
         OutboundQueue {
             frames: VecDeque::with_capacity(IDLE_CAPACITY),
+            head_written: 0,
+            in_flight: 0,
             charged_bytes: 0,
-            held_frames: 0,
             max_backlog_bytes,
         }
     }
 
     /// Queue a shared frame; Err when it would exceed the byte budget (slow consumer).
-    pub fn push(&mut self, frame: Bytes) -> Result<(), BacklogExceeded> {
+    pub fn push(&mut self, frame: LocalFrame) -> Result<(), BacklogExceeded> {
         let new_total = self.charged_bytes + charge(&frame);
         if new_total > self.max_backlog_bytes {
             return Err(BacklogExceeded {
@@ -68,94 +80,131 @@ impl OutboundQueue {
             });
         }
         self.charged_bytes = new_total;
-        self.held_frames += 1;
         self.frames.push_back(frame);
         Ok(())
     }
 
     /// Queue a frame regardless of the budget. Only for the single close frame that ends a
     /// connection, so it cannot grow memory.
-    pub fn push_final(&mut self, frame: Bytes) {
+    pub fn push_final(&mut self, frame: LocalFrame) {
         self.charged_bytes += charge(&frame);
-        self.held_frames += 1;
         self.frames.push_back(frame);
     }
 
-    /// Move up to `max_iov` queued frames into `batch` (for one writev). They stay charged
-    /// until [`OutboundQueue::written`] reports them taken by the kernel.
-    pub fn take_batch(&mut self, batch: &mut Vec<Bytes>, max_iov: usize) {
-        let count = self.frames.len().min(max_iov);
-        batch.extend(self.frames.drain(..count));
+    /// Describes up to `max_iov` frames from the head of the queue as iovecs (cleared first)
+    /// for one write, and marks them in flight. Returns how many iovecs; 0 when nothing is
+    /// left to send or a write is already in flight (one write per connection keeps order).
+    ///
+    /// The iovecs point into the frames' buffers, which stay in the queue (and alive) until
+    /// [`OutboundQueue::finish_write`].
+    pub fn start_write(&mut self, iovecs: &mut Vec<libc::iovec>, max_iov: usize) -> usize {
+        iovecs.clear();
+        if self.in_flight > 0 {
+            return 0;
+        }
+        for (index, frame) in self.frames.iter().take(max_iov).enumerate() {
+            let skip = if index == 0 { self.head_written } else { 0 };
+            let unsent = &frame[skip..];
+            iovecs.push(libc::iovec {
+                iov_base: unsent.as_ptr().cast_mut().cast(),
+                iov_len: unsent.len(),
+            });
+        }
+        self.in_flight = iovecs.len();
+        self.in_flight
+    }
+
+    /// The write in flight took `written` bytes: drops the frames it took whole, remembers how
+    /// far it got into the next, releases their charges. Returns the whole frames written.
+    pub fn finish_write(&mut self, written: usize) -> usize {
+        let mut remaining = written;
+        let mut complete = 0;
+        while let Some(head) = self.frames.front() {
+            let unsent = head.len() - self.head_written;
+            if remaining < unsent {
+                self.head_written += remaining;
+                break;
+            }
+            remaining -= unsent;
+            self.frames.pop_front();
+            self.head_written = 0;
+            complete += 1;
+            if remaining == 0 {
+                break;
+            }
+        }
+        self.charged_bytes = self
+            .charged_bytes
+            .saturating_sub(written + complete * FRAME_HANDLE_BYTES);
+        self.in_flight = 0;
         if self.frames.is_empty() && self.frames.capacity() > SHRINK_ABOVE {
             self.frames.shrink_to(IDLE_CAPACITY);
         }
+        complete
     }
 
-    /// A write took `bytes` bytes, completing `frames` whole frames (see [`advance_batch`]).
-    pub fn written(&mut self, bytes: usize, frames: usize) {
-        let released = bytes + frames * FRAME_HANDLE_BYTES;
-        self.charged_bytes = self.charged_bytes.saturating_sub(released);
-        self.held_frames = self.held_frames.saturating_sub(frames);
-    }
-
-    /// Drop every queued frame (a slow consumer's backlog is discarded, not delivered);
-    /// returns how many. Frames in flight stay charged until written.
+    /// Drop every frame not in flight (a slow consumer's backlog is discarded, not
+    /// delivered); returns how many. Frames in flight stay until their write completes.
     pub fn clear(&mut self) -> usize {
-        let dropped = self.frames.len();
-        let released: usize = self.frames.iter().map(charge).sum();
-        self.frames.clear();
-        self.frames.shrink_to(IDLE_CAPACITY);
+        let dropped = self.frames.len() - self.in_flight;
+        let released: usize = self.frames.iter().skip(self.in_flight).map(charge).sum();
+        self.frames.truncate(self.in_flight);
+        if self.in_flight == 0 {
+            self.frames.shrink_to(IDLE_CAPACITY);
+        }
         self.charged_bytes -= released;
-        self.held_frames -= dropped;
         dropped
     }
 
-    /// Bytes charged: queued and in-flight frames with their handles.
+    /// Bytes charged: every frame held, queued or in flight, with its handle.
     pub fn charged_bytes(&self) -> usize {
         self.charged_bytes
     }
 
     /// Frames held, queued or in flight.
     pub fn held_frames(&self) -> usize {
-        self.held_frames
+        self.frames.len()
     }
 
-    /// True when nothing is queued (a batch may still be in flight).
+    /// True while a write is in flight.
+    pub fn is_writing(&self) -> bool {
+        self.in_flight > 0
+    }
+
+    /// True when frames wait that no write covers yet.
+    pub fn has_unsent(&self) -> bool {
+        self.frames.len() > self.in_flight
+    }
+
+    /// True when nothing is held at all.
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
     }
-}
-
-/// Accounts a `writev` that wrote `written` bytes of `batch`: drops the frames written whole and
-/// advances the one written in part (an O(1) `Bytes::advance`, no copy), so the next `writev`
-/// resumes exactly where the kernel stopped. Returns how many whole frames were written.
-pub fn advance_batch(batch: &mut Vec<Bytes>, written: usize) -> usize {
-    let mut remaining = written;
-    let mut complete = 0;
-    for frame in batch.iter_mut() {
-        if remaining >= frame.len() {
-            remaining -= frame.len();
-            complete += 1;
-        } else {
-            frame.advance(remaining);
-            break;
-        }
-    }
-    batch.drain(..complete);
-    complete
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn frame(len: usize) -> Bytes {
-        Bytes::from(vec![0u8; len])
+    fn frame(len: usize) -> LocalFrame {
+        Rc::new(Bytes::from(vec![0u8; len]))
     }
 
     /// Charge of a frame of `len` bytes.
     fn charged(len: usize) -> usize {
         len + FRAME_HANDLE_BYTES
+    }
+
+    /// The bytes a set of iovecs describes.
+    fn described(iovecs: &[libc::iovec]) -> Vec<u8> {
+        iovecs
+            .iter()
+            // SAFETY: the iovecs point into frames the queue under test keeps alive.
+            .flat_map(|iov| unsafe {
+                std::slice::from_raw_parts(iov.iov_base as *const u8, iov.iov_len)
+            })
+            .copied()
+            .collect()
     }
 
     #[test]
@@ -184,27 +233,47 @@ mod tests {
         for _ in 0..4 {
             queue.push(frame(100)).unwrap();
         }
-        let mut batch = Vec::new();
-        queue.take_batch(&mut batch, 1024);
-        assert!(queue.is_empty());
+        let mut iovecs = Vec::new();
+        assert_eq!(queue.start_write(&mut iovecs, MAX_IOV), 4);
+        assert!(!queue.has_unsent());
         assert!(
             queue.push(frame(100)).is_err(),
-            "a batch handed to the writer still counts against the budget"
+            "a write in flight still counts against the budget"
         );
-        // The kernel takes one frame and a half: one frame's charge comes back.
-        let complete = advance_batch(&mut batch, 150);
-        queue.written(150, complete);
+        // The kernel takes one frame and a half: that much of the charge comes back.
+        assert_eq!(queue.finish_write(150), 1);
         assert_eq!(queue.charged_bytes(), budget - 150 - FRAME_HANDLE_BYTES);
         assert!(queue.push(frame(100)).is_ok());
-        assert!(queue.push(frame(20)).is_err(), "{}", queue.charged_bytes());
+        assert!(queue.push(frame(60)).is_err(), "{}", queue.charged_bytes());
+    }
+
+    #[test]
+    fn clearing_a_slow_consumer_keeps_the_frames_in_flight() {
+        let mut queue = OutboundQueue::new(1 << 20);
+        for len in [10, 20, 30] {
+            queue.push(frame(len)).unwrap();
+        }
+        let mut iovecs = Vec::new();
+        queue.start_write(&mut iovecs, 2);
+        queue.push(frame(40)).unwrap();
+        assert_eq!(queue.clear(), 2, "the unsent 30 and 40");
+        assert_eq!(queue.held_frames(), 2);
+        assert_eq!(
+            described(&iovecs).len(),
+            30,
+            "the write's buffers are still alive"
+        );
+        assert_eq!(queue.finish_write(30), 2);
+        assert_eq!(queue.charged_bytes(), 0);
     }
 
     #[test]
     fn tiny_frames_are_charged_their_handles() {
         // 1 MiB of 2-byte frames (empty messages): the handles, not the bytes, fill the budget.
         let mut queue = OutboundQueue::new(1 << 20);
+        let empty = Rc::new(Bytes::from_static(&[0x82, 0]));
         let mut accepted = 0;
-        while queue.push(Bytes::from_static(&[0x82, 0])).is_ok() {
+        while queue.push(Rc::clone(&empty)).is_ok() {
             accepted += 1;
         }
         assert_eq!(accepted, (1 << 20) / charged(2));
@@ -212,42 +281,43 @@ mod tests {
     }
 
     #[test]
-    fn take_batch_is_bounded_by_max_iov_and_keeps_order() {
+    fn a_write_is_bounded_by_max_iov_and_keeps_order() {
         let mut queue = OutboundQueue::new(1 << 20);
-        for len in 1..=5 {
-            queue.push(frame(len)).unwrap();
+        for byte in 1..=5u8 {
+            queue
+                .push(Rc::new(Bytes::from(vec![byte; byte as usize])))
+                .unwrap();
         }
-        let mut batch = Vec::new();
-        queue.take_batch(&mut batch, 3);
-        assert_eq!(batch.iter().map(Bytes::len).collect::<Vec<_>>(), [1, 2, 3]);
-        queue.take_batch(&mut batch, 3);
-        assert_eq!(batch.len(), 5);
+        let mut iovecs = Vec::new();
+        assert_eq!(queue.start_write(&mut iovecs, 3), 3);
+        assert_eq!(described(&iovecs), [1, 2, 2, 3, 3, 3]);
+        assert_eq!(queue.start_write(&mut iovecs, 3), 0, "one write at a time");
+        assert_eq!(queue.finish_write(6), 3);
+        assert_eq!(queue.start_write(&mut iovecs, 3), 2);
+        assert_eq!(queue.finish_write(9), 2);
         assert!(queue.is_empty());
-        queue.written(15, advance_batch(&mut batch, 15));
         assert_eq!(queue.charged_bytes(), 0);
-        assert_eq!(queue.held_frames(), 0);
     }
 
     #[test]
-    fn partial_write_advances_inside_a_frame() {
-        let mut batch = vec![
-            Bytes::from_static(b"abc"),
-            Bytes::from_static(b"defg"),
-            Bytes::from_static(b"hi"),
-        ];
-        assert_eq!(advance_batch(&mut batch, 5), 1);
-        assert_eq!(batch[0], Bytes::from_static(b"fg"));
-        assert_eq!(batch.len(), 2);
-        assert_eq!(advance_batch(&mut batch, 2), 1);
-        assert_eq!(batch, vec![Bytes::from_static(b"hi")]);
-        assert_eq!(advance_batch(&mut batch, 2), 1);
-        assert!(batch.is_empty());
-    }
-
-    #[test]
-    fn zero_byte_write_changes_nothing() {
-        let mut batch = vec![Bytes::from_static(b"abc")];
-        assert_eq!(advance_batch(&mut batch, 0), 0);
-        assert_eq!(batch, vec![Bytes::from_static(b"abc")]);
+    fn a_partial_write_resumes_inside_a_frame() {
+        let mut queue = OutboundQueue::new(1 << 20);
+        for text in [&b"abc"[..], b"defg", b"hi"] {
+            queue.push(Rc::new(Bytes::copy_from_slice(text))).unwrap();
+        }
+        let mut iovecs = Vec::new();
+        queue.start_write(&mut iovecs, MAX_IOV);
+        assert_eq!(queue.finish_write(5), 1);
+        queue.start_write(&mut iovecs, MAX_IOV);
+        assert_eq!(described(&iovecs), b"fghi");
+        assert_eq!(
+            queue.finish_write(0),
+            0,
+            "a zero-byte write changes nothing"
+        );
+        queue.start_write(&mut iovecs, MAX_IOV);
+        assert_eq!(described(&iovecs), b"fghi");
+        assert_eq!(queue.finish_write(4), 2);
+        assert!(queue.is_empty());
     }
 }

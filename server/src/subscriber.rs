@@ -1,28 +1,31 @@
-//! One WebSocket connection as the hub and the keepalive sweep see it: its outbound queue, the
-//! wake-up of its writer task, its keepalive and write-progress clocks, and its close state
-//! machine.
+//! One WebSocket connection as the hub, the keepalive sweep and the output backend see it: its
+//! outbound queue, its place in the core's flush list, its keepalive and write-progress clocks,
+//! and its close state machine.
 //!
 //! Everything here is single-threaded (`Cell`/`RefCell` on one core), so delivering a frame is
-//! a borrow, a reference-count increment, a queue push and two counter updates: no lock,
-//! allocation or syscall. Every frame held (queued or in flight) is charged to the connection's
-//! budget and counted in the core's [`CoreLedger`] until it is written or dropped.
+//! a borrow, a non-atomic reference-count increment, a queue push, two counter updates and, for
+//! a connection that had nothing to send, one push onto the flush list: no lock, atomic,
+//! allocation, syscall or task wake-up. Every frame held (queued or in flight) is charged to
+//! the connection's budget and counted in the core's [`CoreLedger`] until written or dropped.
 //!
 //! Closing: whoever ends a connection queues exactly one close frame (bypassing the budget) and
 //! sets a deadline. The socket is shut down (`shutdown(Both)`, which also ends a pending read or
-//! a stuck `writev`) as soon as the close handshake is complete, at once after a protocol
-//! error, or by the per-core sweep when the deadline passes.
+//! a stuck write) as soon as the close handshake is complete, at once after a protocol error,
+//! or by the per-core sweep when the deadline passes.
 
 use std::cell::{Cell, OnceCell, RefCell};
+use std::io;
 use std::net::Shutdown;
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio_uring::net::TcpStream;
 
+use crate::flush::FlushList;
 use crate::frame::{encode_close, encode_close_echo, CloseCode};
 use crate::memory::CoreLedger;
-use crate::outbound::{advance_batch, OutboundQueue};
+use crate::outbound::{LocalFrame, OutboundQueue, MAX_IOV};
 use crate::server_state::ConnectionPermit;
 use crate::wake::LocalWake;
 
@@ -30,14 +33,47 @@ use crate::wake::LocalWake;
 /// to take it at all) before its socket is shut down.
 pub const CLOSE_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(2);
 
+/// The core-wide parts a connection reports to: its handle count and its flush list.
+#[derive(Debug)]
+pub struct CoreOutput {
+    /// Frame handles held by this core's connections.
+    pub ledger: CoreLedger,
+    /// Connections with output waiting for the next flush step.
+    pub flush: FlushList,
+}
+
+impl CoreOutput {
+    /// The output parts of a core counting into `ledger`.
+    pub fn new(ledger: CoreLedger) -> Self {
+        CoreOutput {
+            ledger,
+            flush: FlushList::default(),
+        }
+    }
+
+    /// Parts of their own (socket-less subscribers in benches and tests).
+    pub fn standalone() -> Self {
+        CoreOutput::new(CoreLedger::standalone())
+    }
+}
+
+/// What a completed write did, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteDone {
+    /// Bytes the kernel took.
+    pub bytes: usize,
+    /// Frames it took whole.
+    pub frames: usize,
+}
+
 /// One connection's hub-facing state.
 pub struct Subscriber {
-    /// Frames waiting for the writer task or in its write; bounded by --max-backlog.
+    /// Frames waiting for a write or in one; bounded by --max-backlog.
     queue: RefCell<OutboundQueue>,
-    /// The core's count of frame handles, charged for every frame this connection holds.
-    ledger: Rc<CoreLedger>,
-    /// Wakes the writer task when its queue goes from empty to non-empty (or on close).
-    writer_wake: LocalWake,
+    /// The core's ledger and flush list.
+    core: Rc<CoreOutput>,
+    /// In the core's flush list now (so it is added once).
+    marked: Cell<bool>,
     /// Deadline by which the connection must be gone; Some once our close frame is queued,
     /// after which nothing else is queued.
     close_deadline: Cell<Option<Instant>>,
@@ -51,20 +87,22 @@ pub struct Subscriber {
     last_inbound: Cell<Instant>,
     /// Last keepalive ping queued, if one was sent since the client last spoke.
     last_ping: Cell<Option<Instant>>,
-    /// Last time the writer took a batch or the kernel took bytes: a connection holding output
-    /// with no progress for --write-timeout is stalled (closed with 1008).
+    /// Last time a write started or the kernel took bytes: a connection holding output with
+    /// no progress for --write-timeout is stalled (closed with 1008).
     last_write_progress: Cell<Instant>,
     /// The reader stopped reading because the fan-out budget is exhausted: the client is not
     /// silent, the server is not listening, so keepalive leaves it alone.
     reading_paused: Cell<bool>,
     /// Index of this subscriber in its room's list, for O(1) removal.
     room_slot: Cell<usize>,
-    /// The socket, shared with the reader and writer tasks. Attached once the 101 response is
-    /// flushed (the subscriber joins its room before that, so no message published after the
-    /// handshake is missed); never set in socket-less benches/tests.
+    /// The socket, shared with the reader task. Attached once the 101 response is flushed (the
+    /// subscriber joins its room before that, so no message published after the handshake is
+    /// missed); never set in socket-less benches/tests.
     socket: OnceCell<Rc<TcpStream>>,
     /// `shutdown(Both)` was already called.
     socket_shut: Cell<bool>,
+    /// Wakes the reader task, which outlives its reads until the socket is shut down.
+    shut_down_wake: LocalWake,
     /// Holds this connection's place under --max-connections until the subscriber is dropped.
     _permit: Option<ConnectionPermit>,
 }
@@ -80,27 +118,26 @@ impl std::fmt::Debug for Subscriber {
 }
 
 impl Drop for Subscriber {
-    /// Whatever the connection still held (queued, or in a write that will never complete) is
-    /// freed with it: give its handles back to the core's count.
+    /// Whatever the connection still held is freed with it: give its handles back to the
+    /// core's count. (A write in flight keeps its subscriber alive, so none is pending here.)
     fn drop(&mut self) {
-        self.ledger
-            .release_handles(self.queue.get_mut().held_frames());
+        let held = self.queue.get_mut().held_frames();
+        self.core.ledger.release_handles(held);
     }
 }
 
 impl Subscriber {
-    /// A subscriber counted under `permit` whose frames are counted in `ledger`, its socket
-    /// attached later.
+    /// A subscriber counted under `permit`, reporting to `core`, its socket attached later.
     pub fn new(
         max_backlog: usize,
         permit: Option<ConnectionPermit>,
-        ledger: Rc<CoreLedger>,
+        core: Rc<CoreOutput>,
         now: Instant,
     ) -> Self {
         Subscriber {
             queue: RefCell::new(OutboundQueue::new(max_backlog)),
-            ledger,
-            writer_wake: LocalWake::default(),
+            core,
+            marked: Cell::new(false),
             close_deadline: Cell::new(None),
             close_received: Cell::new(false),
             close_written: Cell::new(false),
@@ -112,6 +149,7 @@ impl Subscriber {
             room_slot: Cell::new(0),
             socket: OnceCell::new(),
             socket_shut: Cell::new(false),
+            shut_down_wake: LocalWake::default(),
             _permit: permit,
         }
     }
@@ -121,48 +159,61 @@ impl Subscriber {
         Subscriber::new(
             max_backlog,
             None,
-            Rc::new(CoreLedger::standalone()),
+            Rc::new(CoreOutput::standalone()),
             Instant::now(),
         )
     }
 
     /// Queues a frame (broadcast, pong or keepalive ping, all under the same budget). Returns
-    /// true if this push made the connection a slow consumer (its backlog is dropped and it is
-    /// closed with 1008).
-    pub fn offer(&self, frame: &Bytes) -> bool {
+    /// true if this push made the connection a slow consumer (its unsent backlog is dropped and
+    /// it is closed with 1008).
+    pub fn offer(self: &Rc<Self>, frame: &LocalFrame) -> bool {
         if self.close_deadline.get().is_some() {
             return false;
         }
         let mut queue = self.queue.borrow_mut();
-        let was_empty = queue.is_empty();
-        if queue.push(frame.clone()).is_ok() {
+        if queue.push(Rc::clone(frame)).is_ok() {
             drop(queue);
-            self.ledger.charge_handles(1);
-            if was_empty {
-                self.writer_wake.wake();
-            }
+            self.core.ledger.charge_handles(1);
+            self.request_flush();
             return false;
         }
         let dropped = queue.clear();
         drop(queue);
-        self.ledger.release_handles(dropped);
+        self.core.ledger.release_handles(dropped);
         self.close(CloseCode::SlowConsumer, "slow consumer");
         true
     }
 
+    /// Puts the connection on the core's flush list if it has unsent frames, a socket, no
+    /// write in flight and is not listed yet.
+    fn request_flush(self: &Rc<Self>) {
+        if self.marked.get() || self.socket_shut.get() || self.socket.get().is_none() {
+            return;
+        }
+        let queue = self.queue.borrow();
+        if queue.is_writing() || !queue.has_unsent() {
+            return;
+        }
+        drop(queue);
+        self.marked.set(true);
+        self.core.flush.mark(Rc::clone(self));
+    }
+
     /// Starts a server-initiated close: queues the close frame; the client has
     /// [`CLOSE_HANDSHAKE_DEADLINE`] to answer.
-    pub fn close(&self, code: CloseCode, reason: &str) {
+    pub fn close(self: &Rc<Self>, code: CloseCode, reason: &str) {
         self.close_with(encode_close(code as u16, reason), CLOSE_HANDSHAKE_DEADLINE);
     }
 
     /// Like [`Subscriber::close`] with a caller-chosen deadline (graceful shutdown's grace).
-    pub fn close_within(&self, code: CloseCode, reason: &str, grace: Duration) {
+    pub fn close_within(self: &Rc<Self>, code: CloseCode, reason: &str, grace: Duration) {
         self.close_with(encode_close(code as u16, reason), grace);
     }
 
-    /// Fails the connection after a protocol error: close frame, then shutdown once written.
-    pub fn fail(&self, code: CloseCode, reason: &str) {
+    /// Fails the connection (protocol error, or a publisher the server gives up on): close
+    /// frame, then shutdown once it is written.
+    pub fn fail(self: &Rc<Self>, code: CloseCode, reason: &str) {
         self.failed.set(true);
         self.close(code, reason);
         if self.close_written.get() {
@@ -172,7 +223,7 @@ impl Subscriber {
 
     /// The client sent a (validated) close frame. Echo it if we have not sent ours; if we had,
     /// the handshake is complete.
-    pub fn close_received(&self, payload: &[u8]) {
+    pub fn close_received(self: &Rc<Self>, payload: &[u8]) {
         self.close_received.set(true);
         if self.close_deadline.get().is_none() {
             self.close_with(encode_close_echo(payload), CLOSE_HANDSHAKE_DEADLINE);
@@ -182,30 +233,27 @@ impl Subscriber {
     }
 
     /// Queues `frame` as the last frame and sets the deadline (first close wins).
-    fn close_with(&self, frame: Bytes, grace: Duration) {
+    fn close_with(self: &Rc<Self>, frame: bytes::Bytes, grace: Duration) {
         if self.close_deadline.get().is_some() {
             return;
         }
         self.close_deadline.set(Some(Instant::now() + grace));
-        self.queue.borrow_mut().push_final(frame);
-        self.ledger.charge_handles(1);
-        self.writer_wake.wake();
+        self.queue.borrow_mut().push_final(Rc::new(frame));
+        self.core.ledger.charge_handles(1);
+        self.request_flush();
     }
 
-    /// Called by the writer when the queue is drained after the close frame went out. Returns
-    /// true when the socket was shut down (handshake complete or connection failed).
-    pub fn close_frame_written(&self) -> bool {
+    /// Called when the queue is drained after the close frame went out. Shuts the socket down
+    /// when the handshake is complete or the connection failed.
+    fn close_frame_written(&self) {
         self.close_written.set(true);
         if self.close_received.get() || self.failed.get() {
             self.shutdown_socket();
-            return true;
         }
-        false
     }
 
-    /// Shuts the socket down both ways (once): pending reads return 0, writes fail, and the
-    /// idle writer is woken to exit, so both tasks finish and the fd closes when they drop it.
-    /// Nothing is queued afterwards.
+    /// Shuts the socket down both ways (once): a pending read returns 0, a write in flight
+    /// fails, and the reader task is woken to finish. Nothing is written afterwards.
     pub fn shutdown_socket(&self) {
         if self.socket_shut.replace(true) {
             return;
@@ -217,12 +265,19 @@ impl Subscriber {
             // An error here means the socket is already disconnected, which is the goal.
             let _ = socket.shutdown(Shutdown::Both);
         }
-        self.writer_wake.wake();
+        self.shut_down_wake.wake();
     }
 
-    /// True once the socket was shut down: the writer has nothing left to do.
+    /// True once the socket was shut down.
     pub fn is_shut_down(&self) -> bool {
         self.socket_shut.get()
+    }
+
+    /// Waits until the socket is shut down (the connection's output is finished).
+    pub async fn shut_down(&self) {
+        while !self.socket_shut.get() {
+            self.shut_down_wake.wait().await;
+        }
     }
 
     /// True once a close frame is queued (no more frames will be accepted).
@@ -267,22 +322,54 @@ impl Subscriber {
         self.reading_paused.get()
     }
 
-    /// Moves up to `max_iov` queued frames into `batch`; they stay charged until written.
-    pub fn take_batch(&self, batch: &mut Vec<Bytes>, max_iov: usize, now: Instant) {
-        self.queue.borrow_mut().take_batch(batch, max_iov);
+    /// Taken off the flush list by the output backend: describes the next write as iovecs and
+    /// returns the socket to write to, or None when there is nothing to write (shut down,
+    /// drained meanwhile, or a write already in flight).
+    pub fn start_write(&self, iovecs: &mut Vec<libc::iovec>, now: Instant) -> Option<RawFd> {
+        self.marked.set(false);
+        if self.socket_shut.get() {
+            return None;
+        }
+        let fd = self.socket.get()?.as_raw_fd();
+        if self.queue.borrow_mut().start_write(iovecs, MAX_IOV) == 0 {
+            return None;
+        }
         self.last_write_progress.set(now);
+        Some(fd)
     }
 
-    /// Accounts a write that took `written` bytes of `batch`: drops the frames written whole,
-    /// advances a partly written one, releases their charges. Returns the whole frames written.
-    pub fn complete_write(&self, batch: &mut Vec<Bytes>, written: usize, now: Instant) -> usize {
-        let frames = advance_batch(batch, written);
-        self.queue.borrow_mut().written(written, frames);
-        self.ledger.release_handles(frames);
-        if written > 0 {
-            self.last_write_progress.set(now);
+    /// The write started by [`Subscriber::start_write`] completed with `result`: releases what
+    /// the kernel took, finishes the close once the close frame is out, lists the connection
+    /// again if frames are waiting. A failed or zero-byte write ends the connection.
+    pub fn finish_write(self: &Rc<Self>, result: io::Result<usize>, now: Instant) -> WriteDone {
+        let written = match result {
+            Ok(written) if written > 0 => written,
+            _ => {
+                self.queue.borrow_mut().finish_write(0);
+                self.shutdown_socket();
+                return WriteDone {
+                    bytes: 0,
+                    frames: 0,
+                };
+            }
+        };
+        let frames = self.queue.borrow_mut().finish_write(written);
+        self.core.ledger.release_handles(frames);
+        self.last_write_progress.set(now);
+        if self.queue.borrow().is_empty() && self.is_closing() {
+            self.close_frame_written();
+        } else {
+            self.request_flush();
         }
-        frames
+        WriteDone {
+            bytes: written,
+            frames,
+        }
+    }
+
+    /// Frames held now, queued or in flight (tests and benches look at them).
+    pub fn held_frames(&self) -> usize {
+        self.queue.borrow().held_frames()
     }
 
     /// Bytes charged to the budget: queued and in-flight frames with their handles.
@@ -290,25 +377,22 @@ impl Subscriber {
         self.queue.borrow().charged_bytes()
     }
 
-    /// True when the connection holds output and neither the writer nor the kernel has taken
-    /// any of it since `since`.
+    /// True when the connection holds output and neither a write start nor the kernel has
+    /// made progress on it since `since`.
     pub fn write_stalled_since(&self, since: Instant) -> bool {
         self.queue.borrow().held_frames() > 0 && self.last_write_progress.get() < since
     }
 
-    /// Waits until the writer has something to do (a permit is kept if woken early).
-    pub async fn writer_wakeup(&self) {
-        self.writer_wake.wait().await;
-    }
-
-    /// Attaches the socket after the handshake. If the connection was already told to shut
-    /// down meanwhile, the socket is shut down at once.
-    pub fn attach_socket(&self, socket: Rc<TcpStream>) {
+    /// Attaches the socket after the handshake and lists the connection if frames wait. If the
+    /// connection was already told to shut down meanwhile, the socket is shut down at once.
+    pub fn attach_socket(self: &Rc<Self>, socket: Rc<TcpStream>) {
         let shut_before = self.socket_shut.get();
         if self.socket.set(socket).is_ok() && shut_before {
             self.socket_shut.set(false);
             self.shutdown_socket();
+            return;
         }
+        self.request_flush();
     }
 
     /// Position in the room's subscriber list.
@@ -322,63 +406,105 @@ impl Subscriber {
     }
 }
 
+/// Test and bench support: writes everything queued for a socket-less subscriber "by hand",
+/// as the output backend would; returns the bytes written (in order).
+pub fn drain_detached(subscriber: &Rc<Subscriber>) -> Vec<u8> {
+    let mut iovecs = Vec::new();
+    let mut out = Vec::new();
+    let now = Instant::now();
+    loop {
+        let described = subscriber
+            .queue
+            .borrow_mut()
+            .start_write(&mut iovecs, MAX_IOV);
+        if described == 0 {
+            return out;
+        }
+        for iov in &iovecs {
+            // SAFETY: the iovecs point into frames the queue keeps until finish_write below.
+            out.extend_from_slice(unsafe {
+                std::slice::from_raw_parts(iov.iov_base as *const u8, iov.iov_len)
+            });
+        }
+        let written = iovecs.iter().map(|iov| iov.iov_len).sum();
+        subscriber.finish_write(Ok(written), now);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::frame::{encode_message, MessageKind};
 
+    fn local(frame: bytes::Bytes) -> LocalFrame {
+        Rc::new(frame)
+    }
+
     #[test]
     fn slow_consumer_is_closed_with_1008_and_its_backlog_dropped() {
-        let subscriber = Subscriber::detached(100 + crate::memory::FRAME_HANDLE_BYTES);
-        let frame = encode_message(MessageKind::Binary, &[0u8; 60]);
+        let subscriber = Rc::new(Subscriber::detached(
+            100 + crate::memory::FRAME_HANDLE_BYTES,
+        ));
+        let frame = local(encode_message(MessageKind::Binary, &[0u8; 60]));
         assert!(!subscriber.offer(&frame));
         assert!(subscriber.offer(&frame), "second frame exceeds the budget");
         assert!(subscriber.is_closing());
-        let mut batch = Vec::new();
-        subscriber.take_batch(&mut batch, 16, Instant::now());
-        assert_eq!(batch.len(), 1, "only the close frame remains");
-        assert_eq!(&batch[0][..4], &[0x88, 15, 0x03, 0xF0]);
+        let written = drain_detached(&subscriber);
+        assert_eq!(
+            &written[..4],
+            &[0x88, 15, 0x03, 0xF0],
+            "only the close frame remains"
+        );
         assert!(
             !subscriber.offer(&frame),
             "nothing is queued after the close"
         );
-        subscriber.take_batch(&mut batch, 16, Instant::now());
-        assert_eq!(batch.len(), 1);
+        assert_eq!(subscriber.held_frames(), 0);
     }
 
     #[test]
     fn client_close_is_echoed_once() {
-        let subscriber = Subscriber::detached(1000);
+        let subscriber = Rc::new(Subscriber::detached(1000));
         subscriber.close_received(&1000u16.to_be_bytes());
         subscriber.close_received(&1000u16.to_be_bytes());
-        let mut batch = Vec::new();
-        subscriber.take_batch(&mut batch, 16, Instant::now());
-        assert_eq!(batch, vec![Bytes::from_static(&[0x88, 2, 0x03, 0xE8])]);
+        assert_eq!(drain_detached(&subscriber), [0x88, 2, 0x03, 0xE8]);
         assert!(subscriber.is_closing());
+        assert!(
+            subscriber.is_shut_down(),
+            "echo written: handshake complete"
+        );
     }
 
     #[test]
     fn held_frames_are_counted_in_the_core_ledger_until_written_or_dropped() {
-        let ledger = Rc::new(CoreLedger::standalone());
+        let core = Rc::new(CoreOutput::standalone());
         let handle = crate::memory::FRAME_HANDLE_BYTES;
-        let subscriber = Subscriber::new(1 << 20, None, Rc::clone(&ledger), Instant::now());
-        let frame = encode_message(MessageKind::Binary, &[1u8; 10]);
+        let subscriber = Rc::new(Subscriber::new(
+            1 << 20,
+            None,
+            Rc::clone(&core),
+            Instant::now(),
+        ));
+        let frame = local(encode_message(MessageKind::Binary, &[1u8; 10]));
         for _ in 0..3 {
             subscriber.offer(&frame);
         }
-        assert_eq!(ledger.handle_bytes(), 3 * handle);
-        let mut batch = Vec::new();
-        subscriber.take_batch(&mut batch, 16, Instant::now());
-        assert_eq!(ledger.handle_bytes(), 3 * handle, "in flight still counts");
+        assert_eq!(core.ledger.handle_bytes(), 3 * handle);
+        let mut iovecs = Vec::new();
+        subscriber
+            .queue
+            .borrow_mut()
+            .start_write(&mut iovecs, MAX_IOV);
         assert_eq!(
-            subscriber.complete_write(&mut batch, frame.len() + 1, Instant::now()),
-            1
+            core.ledger.handle_bytes(),
+            3 * handle,
+            "in flight still counts"
         );
-        assert_eq!(ledger.handle_bytes(), 2 * handle);
-        drop(batch);
+        subscriber.finish_write(Ok(frame.len() + 1), Instant::now());
+        assert_eq!(core.ledger.handle_bytes(), 2 * handle);
         drop(subscriber);
         assert_eq!(
-            ledger.handle_bytes(),
+            core.ledger.handle_bytes(),
             0,
             "dropping the connection releases the rest"
         );
@@ -387,13 +513,16 @@ mod tests {
     #[test]
     fn a_write_that_makes_no_progress_is_stalled() {
         let start = Instant::now();
-        let subscriber = Subscriber::detached(1 << 20);
+        let subscriber = Rc::new(Subscriber::new(
+            1 << 20,
+            None,
+            Rc::new(CoreOutput::standalone()),
+            start,
+        ));
         assert!(!subscriber.write_stalled_since(start + Duration::from_secs(1)));
-        subscriber.offer(&encode_message(MessageKind::Binary, b"x"));
-        let mut batch = Vec::new();
-        subscriber.take_batch(&mut batch, 16, start);
+        subscriber.offer(&local(encode_message(MessageKind::Binary, b"x")));
         assert!(subscriber.write_stalled_since(start + Duration::from_secs(1)));
-        subscriber.complete_write(&mut batch, 1, start + Duration::from_secs(2));
+        subscriber.finish_write(Ok(1), start + Duration::from_secs(2));
         assert!(!subscriber.write_stalled_since(start + Duration::from_secs(1)));
     }
 }

@@ -41,7 +41,18 @@ async fn metrics_count_connections_and_messages() {
     let mut client = ws::connect(server.addr, "/ws/metrics").await;
     ws::send_text(&mut client, "counted").await;
     assert_eq!(ws::next_text(&mut client).await, "counted");
-    let after = metrics::scrape(server.addr).await;
+    // Writes are counted when their completions are processed, which may be just after the
+    // client has the bytes: scrape until the echo's write is counted (bounded by WAIT).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let after = loop {
+        let after = metrics::scrape(server.addr).await;
+        let written = metrics::total(&after, "ringcast_frames_written_total")
+            - metrics::total(&before, "ringcast_frames_written_total");
+        if written >= 1.0 || tokio::time::Instant::now() > deadline {
+            break after;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
     let open: f64 = metrics::connections_per_core(&after)
         .iter()
         .map(|c| c.1)

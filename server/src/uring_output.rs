@@ -1,0 +1,238 @@
+//! The io_uring backend of the output path: one flush task per core and a ring of its own.
+//!
+//! tokio-uring 0.5 gives every write its own future, slab entry and task wake-up, which cost
+//! more user time per delivery than the kernel's send itself. So the writes of WebSocket
+//! connections go through a second ring per core, driven with the `io-uring` crate, while
+//! tokio-uring stays the runtime for accept, HTTP, reads and timers:
+//!
+//! - one flush step per wake-up takes every connection on the core's flush list
+//!   (`flush.rs`), pushes one WRITEV per connection (all its unsent frames, up to IOV_MAX)
+//!   and submits them all with one `io_uring_enter`;
+//! - completions signal an eventfd registered with the ring; tokio's reactor (inside
+//!   tokio-uring's runtime) wakes this task, which reaps them all, advances each queue and
+//!   lists again the connections that have more to send.
+//!
+//! So a delivery costs no task, no wake-up and no allocation: the flush task wakes once per
+//! burst of deliveries and once per burst of completions. One write in flight per connection
+//! keeps order. A write in flight owns an `Rc` of its subscriber, which owns the socket: the fd
+//! cannot be closed (and its number reused) under it, and the frames its iovecs point into stay
+//! in the subscriber's queue until the completion is processed.
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::rc::Rc;
+use std::time::Instant;
+
+use io_uring::{opcode, types, IoUring};
+use tokio::io::unix::AsyncFd;
+
+use crate::cores::CoreContext;
+use crate::metrics::CoreMetrics;
+use crate::subscriber::Subscriber;
+
+/// Submission queue entries of the output ring: writes beyond it in one flush step are
+/// submitted in several `io_uring_enter` calls.
+const SUBMISSION_ENTRIES: u32 = 4096;
+/// Completion queue entries: one per write in flight, and at most one write per connection is.
+/// (Beyond it the kernel keeps completions on its overflow list; none is lost.)
+const COMPLETION_ENTRIES: u32 = 64 * 1024;
+
+/// A write the kernel has not completed yet.
+struct InFlight {
+    /// Whose write it is (keeps the socket and the frames alive).
+    subscriber: Rc<Subscriber>,
+    /// The iovecs the WRITEV points to.
+    iovecs: Vec<libc::iovec>,
+}
+
+/// One core's output ring and its writes in flight.
+pub struct UringOutput {
+    /// The ring (SQ and CQ).
+    ring: RefCell<IoUring>,
+    /// Signalled by the kernel on every completion; watched by tokio's reactor.
+    completions: AsyncFd<OwnedFd>,
+    /// Writes in flight, indexed by the SQE's user data.
+    slots: RefCell<Vec<Option<InFlight>>>,
+    /// Free indexes of `slots`.
+    free_slots: RefCell<Vec<usize>>,
+    /// iovec arrays of completed writes, reused by the next ones.
+    spare_iovecs: RefCell<Vec<Vec<libc::iovec>>>,
+}
+
+impl std::fmt::Debug for UringOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UringOutput")
+            .field("in_flight", &self.in_flight())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UringOutput {
+    /// Sets up the ring and its eventfd; must run inside the core's runtime (the eventfd is
+    /// registered with tokio's reactor).
+    pub fn new() -> io::Result<Self> {
+        let ring = IoUring::builder()
+            .setup_cqsize(COMPLETION_ENTRIES)
+            .build(SUBMISSION_ENTRIES)?;
+        // SAFETY: eventfd(2) with constant flags; the result is checked before use.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh, valid descriptor that nothing else owns.
+        let eventfd = unsafe { OwnedFd::from_raw_fd(raw) };
+        ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
+        Ok(UringOutput {
+            ring: RefCell::new(ring),
+            // SAFETY: the OwnedFd is moved into the AsyncFd, so it stays open and the same
+            // file until the AsyncFd (which deregisters it first) drops it.
+            completions: unsafe {
+                AsyncFd::register_with_interest(eventfd, tokio::io::Interest::READABLE)
+            }
+            .map_err(io::Error::from)?,
+            slots: RefCell::new(Vec::new()),
+            free_slots: RefCell::new(Vec::new()),
+            spare_iovecs: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// Writes the kernel has not completed.
+    pub fn in_flight(&self) -> usize {
+        self.slots.borrow().len() - self.free_slots.borrow().len()
+    }
+
+    /// Queues (does not submit) the next write of `subscriber`, if it has one.
+    fn push_write(&self, subscriber: Rc<Subscriber>, now: Instant) -> io::Result<()> {
+        let mut iovecs = self.spare_iovecs.borrow_mut().pop().unwrap_or_default();
+        let Some(fd) = subscriber.start_write(&mut iovecs, now) else {
+            self.spare_iovecs.borrow_mut().push(iovecs);
+            return Ok(());
+        };
+        // start_write describes at most IOV_MAX iovecs, which fits a u32.
+        let entry = opcode::Writev::new(types::Fd(fd), iovecs.as_ptr(), iovecs.len() as u32)
+            .build()
+            .user_data(self.take_slot(InFlight { subscriber, iovecs }) as u64);
+        let mut ring = self.ring.borrow_mut();
+        loop {
+            // SAFETY: the iovecs and the buffers they point to live in the slot (the iovec
+            // Vec, and the subscriber's queue) until this write's completion is reaped.
+            if unsafe { ring.submission().push(&entry) }.is_ok() {
+                return Ok(());
+            }
+            // The submission queue is full: hand it to the kernel and go on.
+            ring.submit()?;
+        }
+    }
+
+    /// Stores a write in flight; returns its index.
+    fn take_slot(&self, write: InFlight) -> usize {
+        let mut slots = self.slots.borrow_mut();
+        match self.free_slots.borrow_mut().pop() {
+            Some(index) => {
+                slots[index] = Some(write);
+                index
+            }
+            None => {
+                slots.push(Some(write));
+                slots.len() - 1
+            }
+        }
+    }
+
+    /// Processes every completion: finishes each write and counts it.
+    fn reap(&self, metrics: &CoreMetrics, now: Instant) {
+        let completed: Vec<(u64, i32)> = {
+            let mut ring = self.ring.borrow_mut();
+            ring.completion()
+                .map(|cqe| (cqe.user_data(), cqe.result()))
+                .collect()
+        };
+        let (mut writes, mut frames, mut bytes) = (0u64, 0u64, 0u64);
+        for (user_data, result) in completed {
+            let index = user_data as usize;
+            let Some(InFlight {
+                subscriber,
+                mut iovecs,
+            }) = self
+                .slots
+                .borrow_mut()
+                .get_mut(index)
+                .and_then(Option::take)
+            else {
+                continue;
+            };
+            self.free_slots.borrow_mut().push(index);
+            let result = usize::try_from(result).map_err(|_| io::Error::from_raw_os_error(-result));
+            let done = subscriber.finish_write(result, now);
+            writes += 1;
+            frames += done.frames as u64;
+            bytes += done.bytes as u64;
+            iovecs.clear();
+            self.spare_iovecs.borrow_mut().push(iovecs);
+        }
+        CoreMetrics::add(&metrics.writev_calls, writes);
+        CoreMetrics::add(&metrics.frames_written, frames);
+        CoreMetrics::add(&metrics.bytes_out, bytes);
+    }
+
+    /// Waits until the eventfd is readable and empties it. Readiness is cleared at once: a
+    /// completion signalled after the read is a new edge for the reactor, and every completion
+    /// posted so far is reaped after this returns.
+    async fn completions_signalled(&self) -> io::Result<()> {
+        let mut guard = self.completions.readable().await?;
+        let mut counter = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into `counter`, which outlives the call. EAGAIN (the
+        // counter was already emptied) is harmless.
+        unsafe {
+            libc::read(
+                self.completions.get_ref().as_raw_fd(),
+                counter.as_mut_ptr().cast(),
+                counter.len(),
+            );
+        }
+        guard.clear_ready();
+        Ok(())
+    }
+}
+
+/// The core's flush task: reap completions, submit one write per listed connection, wait for
+/// either more listed connections or more completions.
+pub async fn flush_loop(core: Rc<CoreContext>) {
+    let output = &core.output;
+    let flush = &core.hub.output().flush;
+    let metrics = core.hub.metrics();
+    let mut listed = Vec::new();
+    loop {
+        let now = core.hub.now();
+        output.reap(metrics, now);
+        flush.take_all(&mut listed);
+        let mut failed = None;
+        for subscriber in listed.drain(..) {
+            if let Err(error) = output.push_write(Rc::clone(&subscriber), now) {
+                failed = Some(error);
+                subscriber.shutdown_socket();
+            }
+        }
+        if let Err(error) = output.ring.borrow_mut().submit() {
+            failed = Some(error);
+        }
+        if let Some(error) = failed {
+            // Only a broken ring fails here (EBUSY is impossible: completions are reaped
+            // before every submit and the CQ has room for every connection's one write).
+            tracing::error!(core = core.index, %error, "output ring submission failed");
+        }
+        if !flush.is_empty() {
+            continue;
+        }
+        tokio::select! {
+            () = flush.marked() => {}
+            signalled = output.completions_signalled() => {
+                if let Err(error) = signalled {
+                    tracing::error!(core = core.index, %error, "output ring eventfd failed");
+                    return;
+                }
+            }
+        }
+    }
+}
