@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Check loadgen's files with HdrHistogram implementations that are not loadgen's: Java's
 # HistogramLogProcessor (Debian libhdrhistogram-java) and the Python `hdrhistogram` package (PyPI,
-# in a venv). A fresh short loadgen run against a real ringcast, and every recorded run under
-# results/, must agree with them: percentiles and counts of report.json, latency.hlog (its
+# in a venv). A fresh short loadgen run against a real ringcast, the merge of two loadgen
+# processes run together, and every recorded run under results/, must agree with them: percentiles and counts of report.json, latency.hlog (its
 # untagged intervals are report.json's latency), latency.hgrm and timeline.csv
 # (scripts/hdr_check.py says what exactly is compared).
 #
-#   scripts/check-hdr.sh [RUN_DIR...]     # default: a fresh run + results/*/*/run-*
+#   scripts/check-hdr.sh [RUN_DIR...]     # default: fresh runs + results/*/*/run-*
 #
 # Installs what is missing: libhdrhistogram-java (and a Java runtime) with apt-get, the Python
-# package into HDR_CHECK_VENV (default target/hdr-check-venv). Exit 0 when every run agrees, 1
-# when one does not, 2 when the check could not run.
+# package into HDR_CHECK_VENV (default target/hdr-check-venv). HDR_CHECK_RECORDED=0 checks the
+# fresh runs only. Exit 0 when every run agrees, 1 when one does not, 2 when the check could
+# not run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/stop-process.sh
@@ -54,17 +55,31 @@ if [ ${#runs[@]} -eq 0 ]; then
     sleep 0.1
   done
   # A debug build on a busy CI machine: send lag is not what this checks (--max-send-lag 1s).
+  loadgen_run() { # NAME ROOM SUBSCRIBERS
+    "$target_dir/debug/loadgen" run --url "ws://127.0.0.1:$port/ws/$2" --subscribers "$3" \
+      --publishers 2 --rate 200 --duration 3s --warmup 1s --drain 500ms --quiet \
+      --max-send-lag 1s --server-pid "$server_pid" --out "$scratch/$1" >"$scratch/$1.out"
+  }
   code=0
-  "$target_dir/debug/loadgen" run --url "ws://127.0.0.1:$port/ws/hdr-check" --subscribers 50 \
-    --publishers 2 --rate 200 --duration 3s --warmup 1s --drain 500ms --quiet \
-    --max-send-lag 1s --server-pid "$server_pid" --out "$scratch/fresh" >"$scratch/loadgen.out" || code=$?
-  [ "$code" -eq 0 ] || { cat "$scratch/loadgen.out" >&2; die "loadgen run exited $code"; }
+  loadgen_run fresh hdr-check 50 || code=$?
+  [ "$code" -eq 0 ] || { cat "$scratch/fresh.out" >&2; die "loadgen run exited $code"; }
+  # Two loadgen processes of one run (one room), merged: the merged files must hold up too.
+  code=0
+  loadgen_run part-a hdr-merge 20 &
+  part_a=$!
+  loadgen_run part-b hdr-merge 20 || code=$?
+  wait "$part_a" || code=$?
+  [ "$code" -eq 0 ] || { cat "$scratch"/part-*.out >&2; die "loadgen run (merge parts) exited $code"; }
+  "$target_dir/debug/loadgen" merge --out "$scratch/merged" "$scratch/part-a" "$scratch/part-b" \
+    >"$scratch/merge.out" || die "loadgen merge failed: $(cat "$scratch/merge.out")"
   stop_process "$server_pid" 5
   server_pid=""
-  runs=("$scratch/fresh")
-  for report in results/*/*/run-*/report.json; do
-    [ -f "$report" ] && runs+=("$(dirname "$report")")
-  done
+  runs=("$scratch/fresh" "$scratch/merged")
+  if [ "${HDR_CHECK_RECORDED:-1}" = 1 ]; then
+    for report in results/*/*/run-*/report.json; do
+      [ -f "$report" ] && runs+=("$(dirname "$report")")
+    done
+  fi
 fi
 
 "$venv/bin/python" scripts/hdr_check.py --jar "$jar" "${runs[@]}"
