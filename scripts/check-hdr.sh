@@ -2,9 +2,9 @@
 # Check loadgen's files with HdrHistogram implementations that are not loadgen's: Java's
 # HistogramLogProcessor (Debian libhdrhistogram-java) and the Python `hdrhistogram` package (PyPI,
 # in a venv). A fresh short loadgen run against a real ringcast, the merge of two loadgen
-# processes run together, and every recorded run under results/, must agree with them: percentiles and counts of report.json, latency.hlog (its
-# untagged intervals are report.json's latency), latency.hgrm and timeline.csv
-# (scripts/hdr_check.py says what exactly is compared).
+# processes run together, and every recorded run under results/ must agree with them:
+# percentiles and counts of report.json, latency.hlog (its untagged intervals are report.json's
+# latency), latency.hgrm and timeline.csv (scripts/hdr_check.py says what is compared).
 #
 #   scripts/check-hdr.sh [RUN_DIR...]     # default: fresh runs + results/*/*/run-*
 #
