@@ -76,8 +76,11 @@ if [ ${#runs[@]} -eq 0 ]; then
   server_pid=""
   runs=("$scratch/fresh" "$scratch/merged")
   if [ "${HDR_CHECK_RECORDED:-1}" = 1 ]; then
+    # Run directories with all four files (a script may keep only some of them).
     for report in results/*/*/run-*/report.json; do
-      [ -f "$report" ] && runs+=("$(dirname "$report")")
+      dir=$(dirname "$report")
+      [ -f "$dir/latency.hlog" ] && [ -f "$dir/latency.hgrm" ] && [ -f "$dir/timeline.csv" ] &&
+        runs+=("$dir")
     done
   fi
 fi

@@ -240,7 +240,8 @@ def check_run(run, jar):
 
     summary = results["latency_ns"]
     status = "ok  " if not f.messages else "FAIL"
-    print(f"{status} {run}: n={summary['count']} p99 report={summary['p99'] / RATIO:.3f}ms "
+    report_p99 = "-" if summary.get("p99") is None else f"{summary['p99'] / RATIO:.3f}ms"
+    print(f"{status} {run}: n={summary['count']} p99 report={report_p99} "
           f"java={java_p99} python={value_at_quantile(latency, 0.99) / RATIO:.3f}ms; "
           f"{len(intervals)} intervals, {len(timeline)} timeline rows")
     for message in f.messages:

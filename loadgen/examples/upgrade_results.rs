@@ -2,7 +2,8 @@
 //! fixes) in today's formats, from what those runs recorded:
 //!
 //! - report.json: histograms re-encoded as compressed V2; figures that are undefined (server
-//!   CPU per delivery with nothing delivered, RSS per connection without connections) null;
+//!   CPU per delivery with nothing delivered, RSS per connection without connections, the
+//!   percentiles, max and mean of an empty histogram) null;
 //!   `loadgen_cpu.max_second_percent` re-derived from timeline.csv over the rows inside the
 //!   window (a row and both its neighbours in the `measure` phase), no longer the connect
 //!   phase's; thresholds re-evaluated;
@@ -13,7 +14,9 @@
 //!
 //!     cargo run -p loadgen --example upgrade_results -- results/DIR...
 //!
-//! A run already in today's format (its .hlog has the version line) is left alone.
+//! Only runs of that older loadgen are touched: a run whose latency.hlog has the version line
+//! and whose report.json holds no uncompressed histogram is left alone, and so is a directory
+//! without latency.hlog (not a loadgen run directory as bench.sh records them).
 
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
@@ -39,11 +42,15 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Upgrades one run directory; false when it is already in today's format.
+/// Upgrades one run directory; false when it was already in today's format.
 fn upgrade(run: &Path) -> anyhow::Result<bool> {
     let hlog_path = run.join("latency.hlog");
-    let old_log = std::fs::read_to_string(&hlog_path).unwrap_or_default();
-    if old_log.lines().any(|l| l == VERSION_LINE) {
+    let Ok(old_log) = std::fs::read_to_string(&hlog_path) else {
+        return Ok(false);
+    };
+    let old_report = std::fs::read_to_string(run.join("report.json"))?;
+    let log_is_current = old_log.lines().any(|l| l == VERSION_LINE);
+    if log_is_current && !old_report.contains("HISTEwAA") {
         return Ok(false);
     }
     let mut report = Report::read(&run.join("report.json"))?;
@@ -51,6 +58,16 @@ fn upgrade(run: &Path) -> anyhow::Result<bool> {
         &std::fs::read_to_string(run.join("timeline.csv")).context("reading timeline.csv")?,
     )?;
     let r = &mut report.results;
+    for summary in [
+        &mut r.latency_ns,
+        &mut r.latency_uncorrected_ns,
+        &mut r.connect_ns,
+        &mut r.send_lag_ns,
+    ] {
+        if summary.count == 0 {
+            *summary = Default::default();
+        }
+    }
     for text in r.histograms.values_mut() {
         *text = encode_histogram(&loadgen::report::decode_histogram(text)?)?;
     }
@@ -89,6 +106,10 @@ fn upgrade(run: &Path) -> anyhow::Result<bool> {
         })
         .collect::<anyhow::Result<_>>()?;
     report.write(run)?;
+    let report_changed = std::fs::read_to_string(run.join("report.json"))? != old_report;
+    if log_is_current {
+        return Ok(report_changed);
+    }
     let latency = report.histogram("latency")?;
     std::fs::write(run.join("latency.hgrm"), hgrm::render(&latency))?;
 

@@ -462,10 +462,13 @@ fn results_of(
             totals.disconnected
         ));
     }
-    if send_lag.p99 as f64 > scenario.max_send_lag_s * 1e9 {
+    if let Some(p99) = send_lag
+        .p99
+        .filter(|p99| *p99 as f64 > scenario.max_send_lag_s * 1e9)
+    {
         invalid_reasons.push(format!(
             "publishers fell behind: send lag p99 {} > --max-send-lag {}",
-            crate::units::format_ns(send_lag.p99 as f64),
+            crate::units::format_ns(p99 as f64),
             crate::units::format_ns(scenario.max_send_lag_s * 1e9)
         ));
     }

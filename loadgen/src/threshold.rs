@@ -44,24 +44,18 @@ pub const METRICS: &[(&str, &str, bool)] = &[
 /// (CPU per delivery with no delivery).
 pub fn metric(results: &Results, name: &str) -> Option<f64> {
     let latency = &results.latency_ns;
-    let measured = |summary: &crate::report::HistogramSummary| (summary.count > 0).then_some(());
-    match name {
-        "p50" | "p90" | "p99" | "p999" | "p9999" | "max" | "mean" => measured(latency)?,
-        "send_lag_p99" | "send_lag_max" => measured(&results.send_lag_ns)?,
-        "connect_p99" => measured(&results.connect_ns)?,
-        _ => {}
-    }
+    let time = |value: Option<u64>| value.map(|v| v as f64);
     Some(match name {
-        "p50" => latency.p50 as f64,
-        "p90" => latency.p90 as f64,
-        "p99" => latency.p99 as f64,
-        "p999" => latency.p999 as f64,
-        "p9999" => latency.p9999 as f64,
-        "max" => latency.max as f64,
-        "mean" => latency.mean,
-        "send_lag_p99" => results.send_lag_ns.p99 as f64,
-        "send_lag_max" => results.send_lag_ns.max as f64,
-        "connect_p99" => results.connect_ns.p99 as f64,
+        "p50" => time(latency.p50)?,
+        "p90" => time(latency.p90)?,
+        "p99" => time(latency.p99)?,
+        "p999" => time(latency.p999)?,
+        "p9999" => time(latency.p9999)?,
+        "max" => time(latency.max)?,
+        "mean" => latency.mean?,
+        "send_lag_p99" => time(results.send_lag_ns.p99)?,
+        "send_lag_max" => time(results.send_lag_ns.max)?,
+        "connect_p99" => time(results.connect_ns.p99)?,
         "sent" => results.sent as f64,
         "expected" => results.expected as f64,
         "delivered" => results.delivered as f64,

@@ -55,23 +55,24 @@ pub struct Environment {
     pub processes: u64,
 }
 
-/// Percentile summary of one histogram, nanoseconds.
+/// Percentile summary of one histogram, nanoseconds. Every field but `count` is null for an
+/// empty histogram (undefined, not 0).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
 pub struct HistogramSummary {
     /// Median.
-    pub p50: u64,
+    pub p50: Option<u64>,
     /// 90th percentile.
-    pub p90: u64,
+    pub p90: Option<u64>,
     /// 99th percentile.
-    pub p99: u64,
+    pub p99: Option<u64>,
     /// 99.9th percentile.
-    pub p999: u64,
+    pub p999: Option<u64>,
     /// 99.99th percentile.
-    pub p9999: u64,
+    pub p9999: Option<u64>,
     /// Largest value.
-    pub max: u64,
+    pub max: Option<u64>,
     /// Mean.
-    pub mean: f64,
+    pub mean: Option<f64>,
     /// Values recorded.
     pub count: u64,
 }
@@ -83,13 +84,13 @@ impl HistogramSummary {
             return HistogramSummary::default();
         }
         HistogramSummary {
-            p50: histogram.value_at_quantile(0.5),
-            p90: histogram.value_at_quantile(0.9),
-            p99: histogram.value_at_quantile(0.99),
-            p999: histogram.value_at_quantile(0.999),
-            p9999: histogram.value_at_quantile(0.9999),
-            max: histogram.max(),
-            mean: histogram.mean(),
+            p50: Some(histogram.value_at_quantile(0.5)),
+            p90: Some(histogram.value_at_quantile(0.9)),
+            p99: Some(histogram.value_at_quantile(0.99)),
+            p999: Some(histogram.value_at_quantile(0.999)),
+            p9999: Some(histogram.value_at_quantile(0.9999)),
+            max: Some(histogram.max()),
+            mean: Some(histogram.mean()),
             count: histogram.len(),
         }
     }

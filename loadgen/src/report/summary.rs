@@ -5,16 +5,21 @@ use std::fmt::Write;
 use crate::report::{HistogramSummary, Report};
 use crate::units::format_ns;
 
+/// A time in human units, or "-" when undefined (nothing recorded).
+fn time(ns: Option<u64>) -> String {
+    ns.map_or_else(|| "-".to_string(), |v| format_ns(v as f64))
+}
+
 /// One line of percentiles.
 fn percentiles(name: &str, h: &HistogramSummary) -> String {
     format!(
         "{name:<22} p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}  (n={})",
-        format_ns(h.p50 as f64),
-        format_ns(h.p90 as f64),
-        format_ns(h.p99 as f64),
-        format_ns(h.p999 as f64),
-        format_ns(h.p9999 as f64),
-        format_ns(h.max as f64),
+        time(h.p50),
+        time(h.p90),
+        time(h.p99),
+        time(h.p999),
+        time(h.p9999),
+        time(h.max),
         h.count
     )
 }
