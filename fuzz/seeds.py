@@ -10,10 +10,13 @@ import os
 import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Most seeds use the all-zero mask key, so payload bytes are plaintext: libFuzzer's comparison
+# feedback (close codes, UTF-8 checks) then works on them directly. A few use a real key.
+ZERO_MASK = bytes(4)
 MASK = bytes([0x37, 0xFA, 0x21, 0x3D])
 
 
-def frame(first, payload=b"", mask=MASK, masked=True, length=None):
+def frame(first, payload=b"", mask=ZERO_MASK, masked=True, length=None):
     """A client frame; `length` overrides the encoded payload length (oversize headers)."""
     n = len(payload) if length is None else length
     second = 0x80 if masked else 0
@@ -57,6 +60,10 @@ STREAMS = {
     "fragmented-ping": frame(0x09, b"p"),
     "big-control": frame(0x89, b"p" * 126),
     "text-then-close": frame(0x81, b"one") + frame(0x82, b"two") + close(1001, b"done"),
+    "masked-text": frame(0x81, "h\u00e9llo".encode(), mask=MASK),
+    "masked-fragments": frame(0x01, b"ab", mask=MASK) + frame(0x89, b"p", mask=MASK)
+    + frame(0x80, "\u20ac".encode(), mask=MASK),
+    "masked-close": frame(0x88, struct.pack(">H", 4000) + b"why", mask=MASK),
 }
 
 UPGRADE = (
@@ -105,7 +112,8 @@ def main():
     write("client_frames", "max-message-1", bytes([0, 0]) + frame(0x81, b"ab"))
 
     for name in ["text", "ping-pong", "close-reason", "fragmented-text", "utf8-invalid",
-                 "len64-oversize", "unmasked", "text-then-close", "ping-between-fragments"]:
+                 "len64-oversize", "unmasked", "text-then-close", "ping-between-fragments",
+                 "masked-fragments"]:
         # Mode 0x30 ('0'): frames sent together with the request; 0x31 ('1'): after the 101.
         write("http_upgrade", f"upgrade-{name}", b"0" + UPGRADE + STREAMS[name])
         write("http_upgrade", f"upgrade-after-101-{name}", b"1" + UPGRADE + STREAMS[name])

@@ -69,16 +69,14 @@ fn fixture() -> &'static Fixture {
         ])
         .expect("fuzz server config");
         let server = ringcast::Server::start(config).expect("start ringcast (needs io_uring)");
+        // Before any connection: the listener and the server's own sockets.
         let fixture = Fixture {
             addr: server.local_addr(),
             _server: server,
-            baseline_sockets: 0,
+            baseline_sockets: open_sockets(),
         };
         check_health(&fixture);
-        Fixture {
-            baseline_sockets: open_sockets(),
-            ..fixture
-        }
+        fixture
     })
 }
 
@@ -151,9 +149,6 @@ fn check_health(fixture: &Fixture) {
         String::from_utf8_lossy(&answer)
     );
     drop(stream);
-    if fixture.baseline_sockets == 0 {
-        return;
-    }
     // Connections end asynchronously on the server's core: give them a moment.
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
@@ -195,10 +190,16 @@ fn websocket_connections(addr: SocketAddr) -> u64 {
     );
     assert!(closed, "GET /metrics did not finish");
     let text = String::from_utf8_lossy(&answer);
-    text.lines()
+    let values: Vec<u64> = text
+        .lines()
         .filter(|line| line.starts_with("ringcast_connections{"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert!(
+        !values.is_empty(),
+        "no ringcast_connections in /metrics: {text}"
+    );
+    values.iter().sum()
 }
 
 /// Checks the server's bytes: an HTTP/1.x response and, after a 101, well-formed server frames
