@@ -76,8 +76,11 @@ if [ ${#runs[@]} -eq 0 ]; then
   server_pid=""
   runs=("$scratch/fresh" "$scratch/merged")
   if [ "${HDR_CHECK_RECORDED:-1}" = 1 ]; then
-    # Run directories with all four files (a script may keep only some of them).
-    for report in results/*/*/run-*/report.json; do
+    # Recorded run directories (committed ones, when in a git checkout: not the output of a
+    # run still in progress) with all four files (a script may keep only some of them).
+    recorded=$(git ls-files 'results/*/*/run-*/report.json' 2>/dev/null) ||
+      recorded=$(ls results/*/*/run-*/report.json 2>/dev/null || true)
+    for report in $recorded; do
       dir=$(dirname "$report")
       [ -f "$dir/latency.hlog" ] && [ -f "$dir/latency.hgrm" ] && [ -f "$dir/timeline.csv" ] &&
         runs+=("$dir")
