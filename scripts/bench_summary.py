@@ -53,6 +53,14 @@ def fmt_percent(value):
     return f"{value:.0f}%"
 
 
+def fmt_user_us(value):
+    return f"{value:.3f}"
+
+
+def fmt_share(value):
+    return f"{100 * value:.0f}%"
+
+
 LATENCY_COLUMNS = [
     ("delivered/s", "delivered_per_sec", fmt_rate),
     ("p50", "p50_ns", br.format_ns),
@@ -61,6 +69,8 @@ LATENCY_COLUMNS = [
     ("max", "max_ns", br.format_ns),
     ("lost", "lost", fmt_count),
     ("server CPU-s / 1M deliveries", "server_cpu_s_per_million", fmt_cpu),
+    ("server user us / delivery", "server_user_us_per_delivery", fmt_user_us),
+    ("user share", "server_user_share", fmt_share),
     ("frames / write", "frames_per_write", fmt_cpu),
     ("loadgen CPU", "loadgen_cpu_percent", fmt_percent),
 ]

@@ -90,7 +90,8 @@ def run_metrics(report):
         results = dict(results, latency_ns={})
     if not first_number(results, ("delivered",)):
         results = dict(results, server={k: v for k, v in (results.get("server") or {}).items()
-                                        if k not in ("cpu_s_per_million_deliveries", "cpu_us_per_delivery")})
+                                        if k not in ("cpu_s_per_million_deliveries", "cpu_us_per_delivery",
+                                                     "user_us_per_delivery")})
     if not first_number(results, ("connect_ns", "count")):
         results = dict(results, connect_ns={})
     cpu_per_million = first_number(
@@ -113,6 +114,10 @@ def run_metrics(report):
         "lost": first_number(results, ("lost",)),
         "expected": first_number(results, ("expected",)),
         "server_cpu_s_per_million": cpu_per_million,
+        # Server user-space (utime) CPU per delivery, and its share of the server's CPU: the
+        # part the server's own code spends (the rest is the kernel's send path).
+        "server_user_us_per_delivery": first_number(results, ("server", "user_us_per_delivery")),
+        "server_user_share": user_share(results.get("server") or {}),
         "server_rss_per_conn_bytes": first_number(
             results, ("server", "rss_per_connection_bytes")
         ),
@@ -121,6 +126,14 @@ def run_metrics(report):
         "stalled_closed": first_number(results, ("stalled", "closed_by_server")),
         "valid": dig(results, "valid"),
     }
+
+
+def user_share(server):
+    """utime / (utime + stime) of the measured window, or None when not recorded."""
+    user, total = server.get("cpu_user_seconds"), server.get("cpu_seconds")
+    if not isinstance(user, (int, float)) or not isinstance(total, (int, float)) or total <= 0:
+        return None
+    return user / total
 
 
 def frames_per_write(run_dir):

@@ -155,11 +155,18 @@ fn combined_server(parts: &[Report], delivered: u64) -> Option<crate::probe::Ser
         .iter()
         .map(|(_, s)| s.cpu_seconds)
         .fold(0.0, f64::max);
-    let per_delivery = (delivered > 0).then(|| cpu_seconds * 1e6 / delivered as f64);
+    // The user-space part of that same window (the part that measured it).
+    let user_seconds = watched
+        .iter()
+        .max_by(|a, b| a.1.cpu_seconds.total_cmp(&b.1.cpu_seconds))
+        .and_then(|(_, s)| s.cpu_user_seconds);
+    let per_delivery = |seconds: f64| (delivered > 0).then(|| seconds * 1e6 / delivered as f64);
     let mut server = first.clone();
     server.cpu_seconds = cpu_seconds;
-    server.cpu_us_per_delivery = per_delivery;
-    server.cpu_s_per_million_deliveries = per_delivery;
+    server.cpu_us_per_delivery = per_delivery(cpu_seconds);
+    server.cpu_s_per_million_deliveries = per_delivery(cpu_seconds);
+    server.cpu_user_seconds = user_seconds;
+    server.user_us_per_delivery = user_seconds.and_then(per_delivery);
     server.rss_peak_bytes = watched
         .iter()
         .map(|(_, s)| s.rss_peak_bytes)

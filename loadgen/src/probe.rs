@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub struct ServerSample {
     /// utime + stime, seconds.
     pub cpu_seconds: f64,
+    /// utime alone (user space), seconds.
+    pub user_seconds: f64,
     /// VmRSS, bytes.
     pub rss_bytes: u64,
     /// VmHWM (peak RSS), bytes.
@@ -35,6 +37,7 @@ pub fn sample_server(pid: u32) -> Option<ServerSample> {
     };
     Some(ServerSample {
         cpu_seconds: (utime + stime) / ticks,
+        user_seconds: utime / ticks,
         rss_bytes: kib("VmRSS:"),
         rss_peak_bytes: kib("VmHWM:"),
     })
@@ -52,6 +55,14 @@ pub struct ServerResults {
     pub cpu_us_per_delivery: Option<f64>,
     /// Server CPU seconds per million deliveries; null when nothing was delivered.
     pub cpu_s_per_million_deliveries: Option<f64>,
+    /// Of `cpu_seconds`, the user-space part (utime); the rest is kernel time. Null in reports
+    /// of loadgen versions that did not record it.
+    #[serde(default)]
+    pub cpu_user_seconds: Option<f64>,
+    /// Server user-space CPU microseconds per delivered message in the window; null when
+    /// nothing was delivered or the split was not recorded.
+    #[serde(default)]
+    pub user_us_per_delivery: Option<f64>,
     /// RSS before loadgen connected.
     pub rss_before_connect_bytes: u64,
     /// RSS once every connection was up.
@@ -85,12 +96,16 @@ impl ServerReadings {
             self.window_end?,
         );
         let cpu_seconds = (end.cpu_seconds - start.cpu_seconds).max(0.0);
-        let per_delivery = (deliveries > 0).then(|| cpu_seconds * 1e6 / deliveries as f64);
+        let user_seconds = (end.user_seconds - start.user_seconds).max(0.0);
+        let per_delivery =
+            |seconds: f64| (deliveries > 0).then(|| seconds * 1e6 / deliveries as f64);
         Some(ServerResults {
             pid,
             cpu_seconds,
-            cpu_us_per_delivery: per_delivery,
-            cpu_s_per_million_deliveries: per_delivery,
+            cpu_us_per_delivery: per_delivery(cpu_seconds),
+            cpu_s_per_million_deliveries: per_delivery(cpu_seconds),
+            cpu_user_seconds: Some(user_seconds),
+            user_us_per_delivery: per_delivery(user_seconds),
             rss_before_connect_bytes: before.rss_bytes,
             rss_connected_bytes: connected.rss_bytes,
             rss_peak_bytes: end.rss_peak_bytes,
@@ -128,6 +143,7 @@ mod tests {
         let at = |cpu: f64, rss: u64| {
             Some(ServerSample {
                 cpu_seconds: cpu,
+                user_seconds: cpu / 4.0,
                 rss_bytes: rss,
                 rss_peak_bytes: rss * 2,
             })
@@ -141,12 +157,15 @@ mod tests {
         let results = readings.results(1, 100, 1_000_000).unwrap();
         assert_eq!(results.cpu_seconds, 2.0);
         assert_eq!(results.cpu_us_per_delivery, Some(2.0));
+        assert_eq!(results.cpu_user_seconds, Some(0.5));
+        assert_eq!(results.user_us_per_delivery, Some(0.5));
         assert_eq!(results.rss_per_connection_bytes, Some(1000.0));
         assert_eq!(results.rss_peak_bytes, 1000);
         // Nothing delivered, nothing connected: undefined, not 0.
         let idle = readings.results(1, 0, 0).unwrap();
         assert_eq!(idle.cpu_us_per_delivery, None);
         assert_eq!(idle.cpu_s_per_million_deliveries, None);
+        assert_eq!(idle.user_us_per_delivery, None);
         assert_eq!(idle.rss_per_connection_bytes, None);
     }
 }

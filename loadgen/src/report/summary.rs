@@ -99,10 +99,12 @@ pub fn render(report: &Report) -> String {
     if let Some(server) = &r.server {
         let _ = writeln!(
             out,
-            "server (pid {})       cpu {:.2}s in window = {} us/delivery ({} CPU-s per million); rss {} -> {} MB, peak {} MB, {} B/connection",
+            "server (pid {})       cpu {:.2}s in window (user {}s) = {} us/delivery (user {}) ({} CPU-s per million); rss {} -> {} MB, peak {} MB, {} B/connection",
             server.pid,
             server.cpu_seconds,
+            number(server.cpu_user_seconds, 2),
             number(server.cpu_us_per_delivery, 2),
+            number(server.user_us_per_delivery, 3),
             number(server.cpu_s_per_million_deliveries, 2),
             server.rss_before_connect_bytes / 1_000_000,
             server.rss_connected_bytes / 1_000_000,
