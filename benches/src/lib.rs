@@ -4,8 +4,11 @@
 //! each named `scenario/parameter`:
 //!
 //! - `encode/<size>`: a server frame encoded once (`ringcast::encode_message`), bytes/s;
-//! - `fanout/<n>`: one encoded frame queued to `n` local subscribers through the hub,
-//!   elements/s;
+//! - `fanout/<n>`: one encoded frame queued to `n` local subscribers through the hub and
+//!   written out by the output path's sans-IO half (`drain_detached`: the queue's iovecs and
+//!   completions, with the IO stubbed), elements/s;
+//! - `handoff/<n>`: messages crossing from one core's hub to `n` subscribers on another
+//!   core, on two threads, messages/s;
 //! - `parse_client_frame/<size>`: a masked client frame decoded and unmasked by the server's
 //!   own decoder (`ringcast::inbound::FrameDecoder`), bytes/s;
 //! - `histogram/record`, `histogram/on_message` and `histogram/interval_handoff`: loadgen's
