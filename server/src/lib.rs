@@ -1,26 +1,50 @@
 //! ringcast: a thread-per-core io_uring WebSocket broadcast server.
 //!
 //! Any text or binary message a client sends on `/ws/{room}` (`/ws` = room `default`) reaches
-//! every client of that room, the sender included, unchanged and in the order the server
+//! every client of the room, the sender included, unchanged and in the order the server
 //! received it.
 //!
 //! ```text
-//! accept (per core, SO_REUSEPORT)            cores.rs
-//!   -> HTTP/1.1 (hyper) over io_uring         http.rs, uring_io.rs
-//!   -> upgrade: reader task decodes frames    conn.rs, inbound.rs
-//!   -> publish(room, payload): encode once    frame.rs, hub.rs
-//!        -> local subscribers' queues         subscriber.rs, outbound.rs
+//! accept (per core, SO_REUSEPORT), --max-connections from accept   cores.rs
+//!   -> HTTP/1.1 (hyper) over io_uring, 400/431/503                 http.rs, uring_io.rs
+//!   -> upgrade: reader task decodes frames                         conn.rs, inbound.rs
+//!   -> publish(room, payload): encode once                         frame.rs, hub.rs
+//!        -> local subscribers' queues: an Rc handle each           subscriber.rs, outbound.rs
+//!           (a connection with nothing in flight is listed)        flush.rs
 //!        -> other cores' mailboxes (one Bytes clone per core)
-//!   -> writer task per connection: batch -> one writev
-//! keepalive sweep per core                    keepalive.rs
-//! counters and /metrics                       metrics.rs
+//!   -> flush task per core: one WRITEV per listed connection,
+//!      all in one submission on the core's output ring             uring_output.rs
+//! fan-out budget: what is held for delivery, publisher pushback    memory.rs
+//! keepalive, stalled writes, close deadlines: one sweep per core   keepalive.rs
+//! inbound rate limit                                               rate_limit.rs
+//! counters and /metrics                                            metrics.rs
 //! ```
+//!
+//! The data path, and why it is built this way (measured: see the README's Benchmarks):
+//! - No task and no wake-up per delivery. tokio-uring 0.5 exposes no raw submission entries,
+//!   so each of its writes is a future with a slab entry whose completion wakes the writing
+//!   task: with a writer task per connection that was two wake-ups, two polls and ~10 atomic
+//!   operations per delivery, the top of the profile. Instead a delivery pushes a core-local
+//!   `Rc` handle (no atomic) and lists the connection; one flush task per core drains the list
+//!   into one WRITEV per connection on a ring of its own (the `io-uring` crate) and submits
+//!   them all at once; completions arrive through an eventfd that tokio's reactor (inside
+//!   tokio-uring's runtime) watches. tokio-uring stays the runtime for accept, HTTP, reads and
+//!   timers.
+//! - One write in flight per connection keeps order; what arrives meanwhile goes into the next
+//!   write, so a lagging connection's frames leave in one syscall.
+//! - The output path's sans-IO half (`outbound.rs`, `flush.rs`: queues, budgets, iovecs,
+//!   partial writes, the list) is unit-tested and benchmarked without sockets; the IO half is
+//!   `uring_output.rs`, behind `Subscriber::start_write` / `Subscriber::finish_write`.
+//! - Not yet: reads still use one tokio-uring read (and a 512-byte buffer) per idle
+//!   connection; a provided-buffer ring would remove both.
 //!
 //! Close codes: 1000 normal, 1001 server shutting down or idle timeout, 1002 protocol error
 //! (unmasked client frame, reserved bits, unknown opcode, control frame over 125 bytes, bad
 //! continuation, bad close frame), 1007 invalid UTF-8 in a text message (also across fragments)
-//! or close reason, 1008 slow consumer (outbound backlog over `--max-backlog`), 1009 message
-//! over `--max-message`, 1011 internal error.
+//! or close reason, 1008 slow consumer (outbound bytes over `--max-backlog`, or no write
+//! progress for `--write-timeout`) or over `--max-inbound-rate`, 1009 message over
+//! `--max-message`, 1011 internal error, 1013 a publisher left unread by an exhausted fan-out
+//! budget for `--publish-timeout`.
 
 pub mod config;
 pub mod conn;
