@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: runs the same scenarios against two or more servers in alternation
+# (A, B, A, B, ...), one bench.sh run per server per round, so that the drift of a noisy machine
+# (~30% between batches here) hits every server alike. Compare the result directories with
+# `loadgen compare DIR/A DIR/B` (runs are matched by scenario name).
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: scripts/bench-alternate.sh [options] NAME=SERVER [NAME=SERVER ...]
+  SERVER is "ringcast" (this repo's release build, with --server-args for its options) or a
+  command that starts another server ("{port}" replaced by the port, as bench.sh --target).
+Options:
+  --scenarios a,b   bench.sh scenarios (default fanout-5k)
+  --rounds N        runs per server (default 3)
+  --out DIR         results go to DIR/NAME/round-R (default results/alternate-<date>-<host>)
+  --server-args A   extra ringcast arguments (word-split), for SERVER=ringcast
+  --quick           bench.sh --quick (to try the script; never for recorded results)
+Example:
+  scripts/bench-alternate.sh --scenarios fanout-5k,fanout-1k \
+    ringcast=ringcast uws=../shared/peers/uws/run.sh
+EOF
+}
+
+repo_root=$(cd "$(dirname "$0")/.." && pwd)
+scenarios=fanout-5k rounds=3 out_dir="" server_args="" quick=()
+contenders=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --scenarios) scenarios=${2:?}; shift 2 ;;
+    --rounds) rounds=${2:?}; shift 2 ;;
+    --out) out_dir=${2:?}; shift 2 ;;
+    --server-args) server_args=${2?}; shift 2 ;;
+    --quick) quick=(--quick); shift ;;
+    -h|--help) usage; exit 0 ;;
+    *=*) contenders+=("$1"); shift ;;
+    *) usage >&2; echo "bench-alternate.sh: unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+[ ${#contenders[@]} -ge 1 ] || { usage >&2; exit 2; }
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "bench-alternate.sh: --rounds must be a positive integer" >&2; exit 2; }
+host=$(hostname -s 2>/dev/null || hostname)
+out_dir=${out_dir:-$repo_root/results/alternate-$(date +%Y-%m-%d)-$host}
+mkdir -p "$out_dir"
+
+cd "$repo_root"
+cargo build --release --quiet --locked -p ringcast -p loadgen
+
+for round in $(seq 1 "$rounds"); do
+  for contender in "${contenders[@]}"; do
+    name=${contender%%=*} server=${contender#*=}
+    args=(--scenarios "$scenarios" --repeat 1 --no-build --label "$name"
+      --out "$out_dir/$name/round-$round" "${quick[@]}")
+    if [ "$server" = ringcast ]; then
+      args+=(--server-args "$server_args")
+    else
+      args+=(--target "$server" --target-rooms)
+    fi
+    echo "bench-alternate.sh: round $round/$rounds: $name" >&2
+    "$repo_root/scripts/bench.sh" "${args[@]}"
+  done
+done
+{
+  echo "# Alternating runs: ${contenders[*]}"
+  echo
+  echo "Produced by \`scripts/bench-alternate.sh --scenarios $scenarios --rounds $rounds${server_args:+ --server-args '$server_args'} ${contenders[*]}\`;"
+  echo "each round ran every server once, in this order. Each run's provenance is in"
+  echo "\`NAME/round-R/README.md\`."
+} >"$out_dir/README.md"
+echo "bench-alternate.sh: done: $out_dir" >&2
