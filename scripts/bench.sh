@@ -15,7 +15,8 @@ CPU seconds and RSS are sampled from /proc), stop the server with SIGTERM, keep 
 
 Options:
   --scenarios a,b     only these scenarios (default: all). Matrix:
-                      fanout-1k fanout-1k-half fanout-5k fanout-15k peak-1k chat large storm slow-consumer idle-10k
+                      fanout-1k fanout-1k-half fanout-1k-20 fanout-5k fanout-15k peak-1k peak-4m chat
+                      large storm slow-consumer idle-10k
   --repeat N          runs per scenario (default 3)
   --quick             short durations and small counts, to try the script; never for recorded
                       results (output goes to /tmp/ringcast-bench/ unless --out is given)
@@ -44,7 +45,8 @@ scripts_dir="$repo_root/scripts"
 . "$scripts_dir/stop-process.sh"
 invocation="scripts/bench.sh${*:+ $*}"
 
-all_scenarios=(fanout-1k fanout-1k-half fanout-5k fanout-15k peak-1k chat large storm slow-consumer idle-10k)
+all_scenarios=(fanout-1k fanout-1k-half fanout-1k-20 fanout-5k fanout-15k peak-1k peak-4m chat large storm
+  slow-consumer idle-10k)
 selected_scenarios=("${all_scenarios[@]}")
 repeat=3
 quick=0
@@ -184,6 +186,9 @@ scenario_config() {
     fanout-1k-half) # half that rate, 50k deliveries/s: latency when neither core is saturated
       scenario_args=(--subscribers "$(full_or_quick 1000 100)" --publishers 1 --rate 50 --size 64
         --connect-rate 5000) ;;
+    fanout-1k-20) # 1000 x 20 msg/s = 20k deliveries/s: every delivery its own send (issue 11)
+      scenario_args=(--subscribers "$(full_or_quick 1000 100)" --publishers 1 --rate 20 --size 64
+        --connect-rate 5000) ;;
     fanout-5k) # 5000 x 20 msg/s = 100k deliveries/s (issue-2 reference point)
       scenario_args=(--subscribers "$(full_or_quick 5000 300)" --publishers 1 --rate 20 --size 64
         --connect-rate 5000) ;;
@@ -211,6 +216,10 @@ scenario_config() {
       # so the server's slow-consumer close happens inside the measured window.
       scenario_args=(--subscribers "$(full_or_quick 200 40)" --publishers 1 --rate 50
         --size 16KiB --stalled 5 --connect-rate 5000) ;;
+    peak-4m) # 1000 x 4000 msg/s = 4M deliveries/s: writes coalesce (issue 11: all delivered,
+      # p99 under 50 ms)
+      scenario_args=(--subscribers "$(full_or_quick 1000 100)" --publishers 1
+        --rate "$(full_or_quick 4000 400)" --size 64 --connect-rate 5000) ;;
     idle-10k) # mostly idle connections: memory per connection
       scenario_args=(--subscribers "$(full_or_quick 10000 1000)" --publishers 0 --rate 1 --size 64
         --connect-rate 5000) ;;
@@ -260,6 +269,8 @@ record_server_proc() {
   # After "pid (comm) ", utime and stime are the 12th and 13th fields.
   {
     echo "cpu_seconds_total=$(python3 -c "print(($((stat[11] + stat[12]))) / $ticks)")"
+    echo "cpu_user_seconds_total=$(python3 -c "print(${stat[11]} / $ticks)")"
+    echo "cpu_system_seconds_total=$(python3 -c "print(${stat[12]} / $ticks)")"
     grep -E '^(VmHWM|VmRSS|Threads)' "/proc/$server_pid/status" | tr -d ' \t' | tr ':' '='
   } >"$run_dir/server-proc.txt"
 }

@@ -233,16 +233,18 @@ PY
 row_header="run,start_s,exit,connections_ok,connections_failed,disconnected,sent,expected,delivered,lost,stalled_closed_by_server,invalid_reasons"
 
 # ---------------------------------------------------------------- drivers
-# Healthy room: 500 subscribers, 2 x 25 msg/s of 4 KiB (25k deliveries/s, 200 KB/s each), 5%
-# stalled from the window start (4 KiB x 50/s fills their socket buffers and --max-backlog
-# within seconds, so the server's 1008 comes early). --max-send-lag 1s: on a small host the
+# Healthy room: 500 subscribers, 2 x 10 msg/s of 1 KiB (10k deliveries/s, 20 KB/s each: a
+# load one loadgen thread receives with room to spare while the flooder and the churn share
+# the two CPUs; at 25k deliveries/s of 4 KiB its receivers fell behind and were rightly closed
+# as slow consumers), 5% stalled from the window start (the server closes them with 1008 once
+# their socket buffers are full: at --max-backlog or after --write-timeout). --max-send-lag 1s: on a small host the
 # flooder and churn share the CPUs with the publishers; loss, not latency, is judged here, and
 # loadgen counts a message arriving after --drain as lost, so the drain (10 s healthy, 5 s
 # churn) is well above the seconds of latency a saturated 2-CPU host shows.
 healthy_warmup=5 healthy_drain=10
 healthy_duration=$((soak_s - healthy_warmup - healthy_drain - 5))
 healthy_cmd=("${driver_prefix[@]}" "$loadgen_bin" run --url "$url_base/soak-healthy"
-  --subscribers 500 --publishers 2 --rate 25 --size 4KiB --stalled 5
+  --subscribers 500 --publishers 2 --rate 10 --size 1KiB --stalled 5
   --warmup "$healthy_warmup" --duration "$healthy_duration" --drain "$healthy_drain"
   --connect-rate 2000 --max-send-lag 1s --threads 1 --threshold lost==0 --quiet
   --out "$out_dir/healthy")

@@ -23,7 +23,7 @@ use crate::hub::Room;
 use crate::inbound::{Decoded, FrameDecoder, Inbound};
 use crate::memory::wait_for_room;
 use crate::metrics::CoreMetrics;
-use crate::rate_limit::InboundRate;
+use crate::rate_limit::{InboundRate, PublishShare};
 use crate::subscriber::Subscriber;
 use crate::uring_io::{PendingRead, UpgradedIo};
 
@@ -105,7 +105,12 @@ enum Next {
 
 impl Connection {
     /// Acts on one decoded event.
-    fn handle(&self, event: Inbound<'_>, rate: &mut Option<InboundRate>) -> Flow {
+    fn handle(
+        &self,
+        event: Inbound<'_>,
+        rate: &mut Option<InboundRate>,
+        share: &mut PublishShare,
+    ) -> Flow {
         let closing = self.subscriber.is_closing();
         match event {
             Inbound::Message { kind, payload } => {
@@ -125,6 +130,7 @@ impl Connection {
                 let metrics = hub.metrics();
                 CoreMetrics::add(&metrics.messages_in, 1);
                 CoreMetrics::add(&metrics.bytes_in, payload.len() as u64);
+                share.published(payload.len(), hub.now());
                 hub.publish_message(&self.room, kind, payload);
                 return Flow::Published;
             }
@@ -142,16 +148,17 @@ impl Connection {
         Flow::Continue
     }
 
-    /// Waits (not reading) until the fan-out budget has room. Returns false when it stayed
-    /// exhausted for --publish-timeout: the connection is then closed with 1013.
-    async fn wait_for_budget(&self) -> bool {
+    /// Waits (not reading) until the fan-out budget has room for this publisher (`heavy`: over
+    /// its fair share). Returns false when it stayed exhausted for --publish-timeout: the
+    /// connection is then closed with 1013.
+    async fn wait_for_budget(&self, heavy: bool) -> bool {
         let hub = &self.core.hub;
         let memory = hub.memory();
         let config = &self.core.state.config;
         CoreMetrics::add(&hub.metrics().publish_pauses, 1);
         self.subscriber.set_reading_paused(true);
         let deadline = Instant::now() + config.publish_timeout;
-        let has_room = || !memory.over_budget() || self.subscriber.is_shut_down();
+        let has_room = || !memory.must_pause(heavy) || self.subscriber.is_shut_down();
         let resumed = wait_for_room(has_room, Some(deadline)).await;
         self.subscriber.set_reading_paused(false);
         // Waiting was the server's doing, not the client's silence.
@@ -193,17 +200,20 @@ async fn read_loop(
         .max_inbound_rate
         .map(|rate| InboundRate::new(rate, connection.core.hub.now()));
     let memory = std::sync::Arc::clone(connection.core.hub.memory());
+    let mut share = PublishShare::new(connection.core.hub.now());
     let mut read_size = IDLE_READ_BUFFER;
     loop {
         let mut start = 0;
         let next = loop {
             match decoder.decode(&mut buffer[start..]) {
                 Ok(Decoded::Event { event, consumed }) => {
-                    let flow = connection.handle(event, &mut rate);
+                    let flow = connection.handle(event, &mut rate, &mut share);
                     start += consumed;
                     match flow {
                         Flow::Stop => break Next::Stop,
-                        Flow::Published if memory.over_budget() => break Next::Pause,
+                        Flow::Published if memory.must_pause(share.is_heavy()) => {
+                            break Next::Pause
+                        }
                         Flow::Published | Flow::Continue => {}
                     }
                 }
@@ -225,7 +235,7 @@ async fn read_loop(
             Next::Read(frame_len) => frame_len,
             Next::Stop => return,
             Next::Pause => {
-                if !connection.wait_for_budget().await {
+                if !connection.wait_for_budget(share.is_heavy()).await {
                     return;
                 }
                 continue;

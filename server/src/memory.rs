@@ -7,8 +7,10 @@
 //! - per process, here: the bytes of every live broadcast frame (counted once, however many
 //!   connections and cores share it, released when its last handle drops) plus every core's
 //!   frame handles (queued, in flight, or waiting in a hand-off mailbox). Over `--fanout-budget`
-//!   publishers stop reading their sockets (TCP pushes back on a flooder) and cores stop taking
-//!   mail from other cores, until the writers have drained below it;
+//!   heavy publishers (over their fair share of the inbound rate, `rate_limit.rs`) are not read
+//!   (TCP pushes back on a flooder), over twice the budget no publisher is, and a core takes no
+//!   mail from the others while its own handles fill more than its share, until the writers
+//!   have drained below it;
 //! - inbound: a read buffer holds at most one frame (`--max-message` plus header) and a
 //!   reassembly at most `--max-message`; the HTTP phase at most `--max-header-size`.
 //!
@@ -113,6 +115,15 @@ impl FanoutMemory {
     /// True while publishers must wait: the held bytes are over the budget.
     pub fn over_budget(&self) -> bool {
         self.used() > self.budget
+    }
+
+    /// True while a publisher must wait before its next message: over the budget if it is a
+    /// heavy publisher (over its fair share of the inbound rate, see `rate_limit.rs`), over
+    /// twice the budget for everyone. So a flooder is paused first and the light publishers of
+    /// other rooms go on, and the held bytes stay under twice the budget whatever happens.
+    pub fn must_pause(&self, heavy_publisher: bool) -> bool {
+        let used = self.used();
+        used > self.budget.saturating_mul(2) || (heavy_publisher && used > self.budget)
     }
 
     /// True while core `core` may take mail from the others: its own handles are within its
@@ -255,6 +266,14 @@ mod tests {
         assert_eq!(memory.frame_bytes(), charged, "one handle still holds it");
         let second = memory.track(vec![0u8; 600]);
         assert!(memory.over_budget());
+        assert!(
+            memory.must_pause(true),
+            "a heavy publisher waits over the budget"
+        );
+        assert!(
+            !memory.must_pause(false),
+            "a light one only over twice the budget"
+        );
         drop(copy);
         drop(second);
         assert_eq!(memory.used(), 0);

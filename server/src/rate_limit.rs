@@ -1,11 +1,54 @@
-//! `--max-inbound-rate`: a token bucket per connection over the data messages it sends.
-//!
-//! The bucket holds at most one second's worth of messages (the burst) and refills
-//! continuously; a message that finds it empty closes the connection with 1008. It lives in the
-//! reader task's locals and is read against the core's coarse clock, so it costs no allocation
-//! and no clock read per message.
+//! Inbound rates of one connection, kept in its reader task's locals and read against the
+//! core's coarse clock (no allocation, no clock read per message):
+//! - [`InboundRate`], `--max-inbound-rate`: a token bucket over the data messages it sends,
+//!   holding at most one second's worth (the burst) and refilling continuously; a message that
+//!   finds it empty closes the connection with 1008;
+//! - [`PublishShare`]: how many bytes it published in the last second, against a fair share:
+//!   over it, the connection is a heavy publisher, the first to be paused when the fan-out
+//!   budget is exhausted (`memory.rs`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Bytes per second a connection may publish and still count as light: far above what a chat
+/// client or a backend feeding a room sends, far below a flood.
+pub const FAIR_SHARE_BYTES_PER_SECOND: u64 = 1 << 20;
+/// The window over which published bytes are counted.
+const SHARE_WINDOW: Duration = Duration::from_secs(1);
+
+/// Bytes one connection published in the current one-second window.
+#[derive(Debug)]
+pub struct PublishShare {
+    /// Start of the current window.
+    window_start: Instant,
+    /// Bytes published since then (plus half of the window before).
+    bytes: u64,
+}
+
+impl PublishShare {
+    /// Nothing published yet.
+    pub fn new(now: Instant) -> Self {
+        PublishShare {
+            window_start: now,
+            bytes: 0,
+        }
+    }
+
+    /// Counts a published message of `bytes` at `now`.
+    pub fn published(&mut self, bytes: usize, now: Instant) {
+        if now.saturating_duration_since(self.window_start) >= SHARE_WINDOW {
+            // A new window starts with half of the last one's count, so a flooder does not
+            // become light for a moment each second.
+            self.window_start = now;
+            self.bytes /= 2;
+        }
+        self.bytes += bytes as u64;
+    }
+
+    /// True when the connection publishes over its fair share.
+    pub fn is_heavy(&self) -> bool {
+        self.bytes > FAIR_SHARE_BYTES_PER_SECOND
+    }
+}
 
 /// Token bucket of one connection.
 #[derive(Debug)]
@@ -45,7 +88,22 @@ impl InboundRate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    #[test]
+    fn a_flooder_is_heavy_a_chat_client_is_not() {
+        let start = Instant::now();
+        let mut chat = PublishShare::new(start);
+        let mut flood = PublishShare::new(start);
+        for tick in 0..1000u64 {
+            let now = start + Duration::from_millis(tick * 10);
+            chat.published(200, now);
+            for _ in 0..100 {
+                flood.published(1024, now);
+            }
+        }
+        assert!(!chat.is_heavy(), "20 KB/s");
+        assert!(flood.is_heavy(), "10 MB/s");
+    }
 
     #[test]
     fn a_burst_of_one_second_then_the_rate() {
