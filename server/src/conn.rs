@@ -30,6 +30,11 @@ use crate::uring_io::{PendingRead, UpgradedIo};
 /// Smallest read: an idle connection's whole read buffer. Small, because 10k idle connections
 /// each keep one read in flight.
 pub const IDLE_READ_BUFFER: usize = 512;
+/// Buffer of the read hyper leaves in flight at the upgrade. That read outlives the HTTP phase
+/// and, for a client that never sends (a pure subscriber, the most common client of a
+/// broadcast server), stays in flight for the connection's whole life, so it is smaller still;
+/// a client that does send gets [`IDLE_READ_BUFFER`]-sized reads after it.
+pub const FIRST_READ_BUFFER: usize = 64;
 /// Largest read when the client keeps the buffer full.
 const MAX_READ: usize = 64 << 10;
 /// One connection, owned by its reader task.

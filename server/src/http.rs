@@ -65,7 +65,7 @@ struct UpgradeSlot {
     ticket: RefCell<Option<UpgradeTicket>>,
     /// The connection's --max-connections slot; moves into the subscriber at upgrade.
     permit: RefCell<Option<ConnectionPermit>>,
-    /// Size of the IO adapter's next read; lowered to the WebSocket idle size on upgrade.
+    /// Size of the IO adapter's next read; lowered to `conn::FIRST_READ_BUFFER` on upgrade.
     read_size: Rc<Cell<usize>>,
 }
 
@@ -207,7 +207,7 @@ fn respond(
             ));
             let room = core.hub.join(&room, Rc::clone(&subscriber));
             *slot.ticket.borrow_mut() = Some(UpgradeTicket { room, subscriber });
-            slot.read_size.set(conn::IDLE_READ_BUFFER);
+            slot.read_size.set(conn::FIRST_READ_BUFFER);
             let (head, _) = switching.into_parts();
             Response::from_parts(head, Full::new(Bytes::new()))
         }
