@@ -154,8 +154,10 @@ impl Connection {
     }
 
     /// Waits (not reading) until the fan-out budget has room for this publisher (`heavy`: over
-    /// its fair share). Returns false when it stayed exhausted for --publish-timeout: the
-    /// connection is then closed with 1013.
+    /// its fair share). Returns false, and closes the connection with 1013, when the budget
+    /// stayed exhausted for --publish-timeout, or at once for a heavy publisher when the held
+    /// bytes pass twice the budget: then every light publisher waits too, and the heavy one is
+    /// what blocks the other rooms.
     async fn wait_for_budget(&self, heavy: bool) -> bool {
         let hub = &self.core.hub;
         let memory = hub.memory();
@@ -163,13 +165,15 @@ impl Connection {
         CoreMetrics::add(&hub.metrics().publish_pauses, 1);
         self.subscriber.set_reading_paused(true);
         let deadline = Instant::now() + config.publish_timeout;
-        let has_room = || !memory.must_pause(heavy) || self.subscriber.is_shut_down();
-        let resumed = wait_for_room(has_room, Some(deadline)).await;
+        let blocking_others = || heavy && memory.must_pause(false);
+        let has_room =
+            || !memory.must_pause(heavy) || blocking_others() || self.subscriber.is_shut_down();
+        let resumed = wait_for_room(has_room, Some(deadline)).await && !blocking_others();
         self.subscriber.set_reading_paused(false);
         // Waiting was the server's doing, not the client's silence.
         self.subscriber.touch(hub.now());
         if !resumed {
-            CoreMetrics::add(&hub.metrics().publish_timeout_closes, 1);
+            CoreMetrics::add(&hub.metrics().overload_closes, 1);
             self.subscriber.fail(
                 CloseCode::TryAgainLater,
                 "server overloaded, try again later",

@@ -56,8 +56,8 @@ pub enum CloseCode {
     SlowConsumer = 1008,
     /// 1009: reassembled message larger than --max-message.
     TooBig = 1009,
-    /// 1013: try again later: a publisher the server could not read for --publish-timeout
-    /// because the fan-out budget stayed exhausted.
+    /// 1013: try again later: a heavy publisher while the held bytes pass twice the fan-out
+    /// budget, or any publisher the server could not read for --publish-timeout.
     TryAgainLater = 1013,
     /// 1011: unexpected server error.
     Internal = 1011,

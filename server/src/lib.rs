@@ -43,8 +43,8 @@
 //! continuation, bad close frame), 1007 invalid UTF-8 in a text message (also across fragments)
 //! or close reason, 1008 slow consumer (outbound bytes over `--max-backlog`, or no write
 //! progress for `--write-timeout`) or over `--max-inbound-rate`, 1009 message over
-//! `--max-message`, 1011 internal error, 1013 a publisher left unread by an exhausted fan-out
-//! budget for `--publish-timeout`.
+//! `--max-message`, 1011 internal error, 1013 a heavy publisher while the held bytes pass twice
+//! the fan-out budget, or any publisher left unread for `--publish-timeout`.
 
 pub mod config;
 pub mod conn;

@@ -38,8 +38,9 @@ pub struct CoreMetrics {
     pub rate_limit_closes: AtomicU64,
     /// Times a publisher's reads were paused because the fan-out budget was exhausted.
     pub publish_pauses: AtomicU64,
-    /// Publishers closed with 1013 after a pause of --publish-timeout.
-    pub publish_timeout_closes: AtomicU64,
+    /// Publishers closed with 1013: heavy ones while the held bytes passed twice the fan-out
+    /// budget, any after a pause of --publish-timeout.
+    pub overload_closes: AtomicU64,
     /// Bytes charged to outbound budgets (queued and in flight, handles included) at the last
     /// keepalive sweep (gauge).
     pub queued_bytes: AtomicU64,
@@ -144,10 +145,10 @@ const METRICS: &[MetricSpec] = &[
         read: |m| &m.publish_pauses,
     },
     MetricSpec {
-        name: "ringcast_publish_timeout_closes_total",
+        name: "ringcast_overload_closes_total",
         kind: "counter",
-        help: "Publishers closed with 1013 after waiting --publish-timeout for fan-out budget.",
-        read: |m| &m.publish_timeout_closes,
+        help: "Publishers closed with 1013: heavy ones at twice the fan-out budget, any after waiting --publish-timeout.",
+        read: |m| &m.overload_closes,
     },
     MetricSpec {
         name: "ringcast_queued_bytes",
