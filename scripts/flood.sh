@@ -65,10 +65,9 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$server_pid/status"; }
 readers_pid=$!
 sleep 5
 baseline=$(rss_kib)
-# The flooder: one publisher far faster than TCP carries (it sends as fast as it can).
-"$loadgen" run --url "ws://127.0.0.1:$port/ws/flooded" --subscribers 0 --publishers 1 \
-  --rate 2000000 --size 64 --warmup 0s --duration "${seconds}s" --drain 1s \
-  --max-send-lag 3600s --quiet --out "$out_dir/flooder" >"$out_dir/flooder.log" 2>&1 &
+# The flooder: one client writing masked 64-byte frames as fast as TCP lets it.
+python3 "$repo_root/scripts/flood_client.py" --port "$port" --seconds "$seconds" \
+  >"$out_dir/flooder.log" 2>&1 &
 flooder_pid=$!
 peak=$baseline
 echo "t_s,rss_kib" >"$out_dir/rss.csv"
@@ -85,4 +84,7 @@ echo "flood: RSS baseline $((baseline / 1024)) MiB, peak $((peak / 1024)) MiB, g
 if [ -n "$metrics" ]; then
   echo "flood: messages in $(sum_metric ringcast_messages_in_total), publish pauses $(sum_metric ringcast_publish_pauses_total), slow-consumer closes $(sum_metric ringcast_slow_consumer_closes_total), connections $(sum_metric ringcast_connections)"
 fi
+wait "$flooder_pid" 2>/dev/null || true
+flooder_pid=""
+cat "$out_dir/flooder.log"
 echo "flood: samples in $out_dir/rss.csv"
