@@ -13,7 +13,8 @@ Usage: scripts/bench-alternate.sh [options] NAME=SERVER [NAME=SERVER ...]
 Options:
   --scenarios a,b   bench.sh scenarios (default fanout-5k)
   --rounds N        runs per server (default 3)
-  --out DIR         results go to DIR/NAME/round-R (default results/alternate-<date>-<host>)
+  --out DIR         results go to DIR/NAME/SCENARIO/run-R, each round's README under
+                    DIR/NAME/provenance/round-R (default results/alternate-<date>-<host>)
   --server-args A   extra ringcast arguments (word-split), for SERVER=ringcast
   --quick           bench.sh --quick (to try the script; never for recorded results)
 Example:
@@ -60,11 +61,32 @@ for round in $(seq 1 "$rounds"); do
     "$repo_root/scripts/bench.sh" "${args[@]}"
   done
 done
+# Regroup NAME/round-R/SCENARIO/run-1 as NAME/SCENARIO/run-R, the layout loadgen compare and
+# bench_summary.py read as R runs of one scenario; each round's provenance stays beside.
+for contender in "${contenders[@]}"; do
+  name=${contender%%=*}
+  for round_dir in "$out_dir/$name"/round-*; do
+    round=${round_dir##*/round-}
+    for run_dir in "$round_dir"/*/run-1; do
+      [ -d "$run_dir" ] || continue
+      scenario=$(basename "$(dirname "$run_dir")")
+      mkdir -p "$out_dir/$name/$scenario"
+      mv "$run_dir" "$out_dir/$name/$scenario/run-$round"
+      rmdir "$round_dir/$scenario"
+    done
+    mkdir -p "$out_dir/$name/provenance"
+    mv "$round_dir" "$out_dir/$name/provenance/round-$round"
+  done
+  python3 "$repo_root/scripts/bench_summary.py" "$out_dir/$name" >"$out_dir/$name/summary.md" ||
+    echo "bench-alternate.sh: no summary for $name" >&2
+done
 {
   echo "# Alternating runs: ${contenders[*]}"
   echo
   echo "Produced by \`scripts/bench-alternate.sh --scenarios $scenarios --rounds $rounds${server_args:+ --server-args '$server_args'} ${contenders[*]}\`;"
-  echo "each round ran every server once, in this order. Each run's provenance is in"
-  echo "\`NAME/round-R/README.md\`."
+  echo "each round ran every server once, in this order. Runs: \`NAME/SCENARIO/run-R\`; each"
+  echo "round's provenance: \`NAME/provenance/round-R/README.md\`; medians: \`NAME/summary.md\`."
+  echo
+  echo "Compare: \`loadgen compare DIR/${contenders[0]%%=*} DIR/NAME\`."
 } >"$out_dir/README.md"
 echo "bench-alternate.sh: done: $out_dir" >&2
