@@ -112,11 +112,6 @@ impl FanoutMemory {
         self.frame_bytes.0.load(Ordering::Relaxed)
     }
 
-    /// True while publishers must wait: the held bytes are over the budget.
-    pub fn over_budget(&self) -> bool {
-        self.used() > self.budget
-    }
-
     /// True while a publisher must wait before its next message: over the budget if it is a
     /// heavy publisher (over its fair share of the inbound rate, see `rate_limit.rs`), over
     /// twice the budget for everyone. So a flooder is paused first and the light publishers of
@@ -265,7 +260,7 @@ mod tests {
         drop(frame);
         assert_eq!(memory.frame_bytes(), charged, "one handle still holds it");
         let second = memory.track(vec![0u8; 600]);
-        assert!(memory.over_budget());
+        assert!(memory.must_pause(true));
         assert!(
             memory.must_pause(true),
             "a heavy publisher waits over the budget"
@@ -287,8 +282,8 @@ mod tests {
         assert_eq!(memory.used(), 0, "not visible before publish");
         ledger.publish();
         assert_eq!(memory.used(), 4 * FRAME_HANDLE_BYTES);
-        assert!(memory.over_budget());
+        assert!(memory.must_pause(true));
         ledger.release_handles(4);
-        assert!(!memory.over_budget());
+        assert!(!memory.must_pause(true));
     }
 }

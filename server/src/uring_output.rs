@@ -58,6 +58,8 @@ pub struct UringOutput {
     free_slots: RefCell<Vec<usize>>,
     /// iovec arrays of completed writes, reused by the next ones.
     spare_iovecs: RefCell<Vec<Vec<libc::iovec>>>,
+    /// (user data, result) of the completions being reaped, kept allocated between reaps.
+    reaped: RefCell<Vec<(u64, i32)>>,
 }
 
 impl std::fmt::Debug for UringOutput {
@@ -94,6 +96,7 @@ impl UringOutput {
             slots: RefCell::new(Vec::new()),
             free_slots: RefCell::new(Vec::new()),
             spare_iovecs: RefCell::new(Vec::new()),
+            reaped: RefCell::new(Vec::new()),
         })
     }
 
@@ -142,14 +145,16 @@ impl UringOutput {
 
     /// Processes every completion: finishes each write and counts it.
     fn reap(&self, metrics: &CoreMetrics, now: Instant) {
-        let completed: Vec<(u64, i32)> = {
-            let mut ring = self.ring.borrow_mut();
-            ring.completion()
-                .map(|cqe| (cqe.user_data(), cqe.result()))
-                .collect()
-        };
+        // Copied out first: finishing a write must not hold the ring borrowed.
+        let mut completed = self.reaped.take();
+        completed.extend(
+            self.ring
+                .borrow_mut()
+                .completion()
+                .map(|cqe| (cqe.user_data(), cqe.result())),
+        );
         let (mut writes, mut frames, mut bytes) = (0u64, 0u64, 0u64);
-        for (user_data, result) in completed {
+        for &(user_data, result) in &completed {
             let index = user_data as usize;
             let Some(InFlight {
                 subscriber,
@@ -171,6 +176,8 @@ impl UringOutput {
             iovecs.clear();
             self.spare_iovecs.borrow_mut().push(iovecs);
         }
+        completed.clear();
+        *self.reaped.borrow_mut() = completed;
         CoreMetrics::add(&metrics.writev_calls, writes);
         CoreMetrics::add(&metrics.frames_written, frames);
         CoreMetrics::add(&metrics.bytes_out, bytes);
