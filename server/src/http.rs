@@ -4,6 +4,7 @@
 //! hyper's `with_upgrades` needs `Send` IO, which tokio-uring sockets are not, so the
 //! connection is served with `without_shutdown`: once the 101 response is flushed hyper hands
 //! back the IO and any bytes read past the request, and the WebSocket takes over (`conn.rs`).
+//! The socket comes from either IO backend ([`HttpSocket`]).
 //!
 //! Limits of this phase: the connection holds a `--max-connections` slot from accept; hyper
 //! buffers at most `--max-header-size` of request head (431 beyond) and answers a malformed
@@ -25,15 +26,15 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio_uring::net::TcpStream;
 
+use crate::backend::HttpSocket;
 use crate::conn;
 use crate::cores::CoreContext;
 use crate::hub::Room;
 use crate::metrics::render_prometheus;
 use crate::server_state::ConnectionPermit;
 use crate::subscriber::Subscriber;
-use crate::uring_io::{finish_write, UringIo, HTTP_READ_BUFFER};
+use crate::uring_io::{finish_write, HTTP_READ_BUFFER};
 
 /// The chat page served at `GET /`.
 const CHAT_PAGE: &str = include_str!("../static/index.html");
@@ -71,15 +72,14 @@ struct UpgradeSlot {
 
 /// Serves one accepted connection, counted under `permit`: HTTP requests until it upgrades or
 /// closes.
-pub async fn serve(core: Rc<CoreContext>, stream: TcpStream, permit: ConnectionPermit) {
+pub async fn serve<S: HttpSocket>(core: Rc<CoreContext>, stream: S, permit: ConnectionPermit) {
     let slot = Rc::new(UpgradeSlot {
         ticket: RefCell::new(None),
         permit: RefCell::new(Some(permit)),
         read_size: Rc::new(Cell::new(HTTP_READ_BUFFER)),
     });
     let stream = Rc::new(stream);
-    let io = UringIo::new(Rc::clone(&stream), Rc::clone(&slot.read_size));
-    let last_write = io.write_slot();
+    let (io, last_write) = S::http_io(&stream, Rc::clone(&slot.read_size));
     let service = {
         let core = Rc::clone(&core);
         let slot = Rc::clone(&slot);
@@ -97,10 +97,14 @@ pub async fn serve(core: Rc<CoreContext>, stream: TcpStream, permit: ConnectionP
     let result = connection.await;
     let ticket = slot.ticket.borrow_mut().take();
     match (result, ticket) {
-        (Ok(parts), Some(ticket)) => {
-            let upgraded = parts.io.into_inner().into_upgraded();
-            conn::start(core, upgraded, &parts.read_buf, ticket);
-        }
+        (Ok(parts), Some(ticket)) => match S::into_upgraded(parts.io.into_inner(), stream) {
+            Ok(upgraded) => conn::start(core, upgraded, &parts.read_buf, ticket),
+            Err(err) => {
+                // Only a reactor that cannot register one more fd fails here.
+                tracing::warn!(%err, "cannot start the WebSocket phase");
+                core.hub.leave(&ticket.room, &ticket.subscriber);
+            }
+        },
         (result, ticket) => {
             if let Some(ticket) = ticket {
                 // The 101 never completed: undo the join (this drops the permit too).
@@ -110,7 +114,7 @@ pub async fn serve(core: Rc<CoreContext>, stream: TcpStream, permit: ConnectionP
                 tracing::debug!(%err, "http connection ended");
             }
             finish_write(&last_write).await;
-            linger(&stream).await;
+            linger(&*stream).await;
         }
     }
 }
@@ -119,21 +123,15 @@ pub async fn serve(core: Rc<CoreContext>, stream: TcpStream, permit: ConnectionP
 /// answer hyper flushed goes first), discards what the client still sends for at most
 /// [`LINGER_TIME`] or [`LINGER_BYTES`], then shuts the socket down, which also completes a
 /// read hyper left in flight so the fd is released (nginx's lingering close).
-async fn linger(stream: &TcpStream) {
+async fn linger(stream: &impl HttpSocket) {
     // An error means the socket is already disconnected.
     let _ = stream.shutdown(Shutdown::Write);
     let deadline = Instant::now() + LINGER_TIME;
     let mut buffer = Vec::with_capacity(LINGER_BUFFER);
     let mut discarded = 0;
     while discarded < LINGER_BYTES {
-        // A read dropped by the timeout still completes (into its own buffer) when the socket
-        // is shut down below; its bytes were to be discarded anyway.
-        match tokio::time::timeout_at(deadline.into(), stream.read(buffer)).await {
-            Ok((Ok(read), returned)) if read > 0 => {
-                discarded += read;
-                buffer = returned;
-                buffer.clear();
-            }
+        match tokio::time::timeout_at(deadline.into(), stream.read_discard(&mut buffer)).await {
+            Ok(Ok(read)) if read > 0 => discarded += read,
             _ => break,
         }
     }

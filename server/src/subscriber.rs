@@ -16,17 +16,16 @@
 use std::cell::{Cell, OnceCell, RefCell};
 use std::io;
 use std::net::Shutdown;
-use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::unix::io::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-
-use tokio_uring::net::TcpStream;
 
 use crate::flush::FlushList;
 use crate::frame::{encode_close, encode_close_echo, CloseCode};
 use crate::memory::CoreLedger;
 use crate::outbound::{LocalFrame, OutboundQueue, MAX_IOV};
 use crate::server_state::ConnectionPermit;
+use crate::socket::ConnSocket;
 use crate::wake::LocalWake;
 
 /// How long a connection we close may take to answer our close frame (or, for a slow consumer,
@@ -95,10 +94,10 @@ pub struct Subscriber {
     reading_paused: Cell<bool>,
     /// Index of this subscriber in its room's list, for O(1) removal.
     room_slot: Cell<usize>,
-    /// The socket, shared with the reader task. Attached once the 101 response is flushed (the
-    /// subscriber joins its room before that, so no message published after the handshake is
-    /// missed); never set in socket-less benches/tests.
-    socket: OnceCell<Rc<TcpStream>>,
+    /// The socket, read by the reader task and written by the output backend. Attached once
+    /// the 101 response is flushed (the subscriber joins its room before that, so no message
+    /// published after the handshake is missed); never set in socket-less benches/tests.
+    socket: OnceCell<ConnSocket>,
     /// `shutdown(Both)` was already called.
     socket_shut: Cell<bool>,
     /// Wakes the reader task, which outlives its reads until the socket is shut down.
@@ -330,7 +329,7 @@ impl Subscriber {
         if self.socket_shut.get() {
             return None;
         }
-        let fd = self.socket.get()?.as_raw_fd();
+        let fd = self.socket.get()?.fd();
         if self.queue.borrow_mut().start_write(iovecs, MAX_IOV) == 0 {
             return None;
         }
@@ -385,7 +384,7 @@ impl Subscriber {
 
     /// Attaches the socket after the handshake and lists the connection if frames wait. If the
     /// connection was already told to shut down meanwhile, the socket is shut down at once.
-    pub fn attach_socket(self: &Rc<Self>, socket: Rc<TcpStream>) {
+    pub fn attach_socket(self: &Rc<Self>, socket: ConnSocket) {
         let shut_before = self.socket_shut.get();
         if self.socket.set(socket).is_ok() && shut_before {
             self.socket_shut.set(false);
@@ -393,6 +392,11 @@ impl Subscriber {
             return;
         }
         self.request_flush();
+    }
+
+    /// The socket, once attached.
+    pub fn socket(&self) -> Option<&ConnSocket> {
+        self.socket.get()
     }
 
     /// Position in the room's subscriber list.
