@@ -19,6 +19,7 @@
 //!      all in one submission on the core's output ring             uring_output.rs
 //!      (epoll: one nonblocking sendmsg per listed connection)      epoll_output.rs
 //! fan-out budget: what is held for delivery, publisher pushback    memory.rs
+//! close handshake state of a connection (one packed value)        close_state.rs
 //! keepalive, stalled writes, close deadlines: one sweep per core   keepalive.rs
 //! inbound rate limit                                               rate_limit.rs
 //! counters and /metrics                                            metrics.rs
@@ -58,6 +59,7 @@
 //! the fan-out budget, or any publisher left unread for `--publish-timeout`.
 
 pub mod backend;
+pub mod close_state;
 pub mod config;
 pub mod conn;
 pub mod cores;
