@@ -7,13 +7,13 @@
 //! is the slow path (a lagging client); on the fast path a delivery costs no task, no wake-up
 //! and no allocation, as on io_uring, and a write costs one syscall.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::io;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 
 use crate::cores::CoreContext;
-use crate::flush::WriteTally;
+use crate::flush::{Sent, WriteTally};
 use crate::socket::cvt;
 use crate::subscriber::Subscriber;
 
@@ -22,8 +22,6 @@ use crate::subscriber::Subscriber;
 pub struct EpollOutput {
     /// Writes waiting for their socket to become writable.
     waiting: Cell<usize>,
-    /// iovecs of the write being sent, kept allocated between writes.
-    iovecs: RefCell<Vec<libc::iovec>>,
 }
 
 impl EpollOutput {
@@ -48,33 +46,24 @@ fn send_vectored(fd: RawFd, iovecs: &[libc::iovec]) -> io::Result<usize> {
 pub async fn flush_loop(core: Rc<CoreContext>, output: Rc<EpollOutput>) {
     let flush = &core.hub.output().flush;
     let metrics = core.hub.metrics();
-    let mut listed = Vec::new();
+    let (mut listed, mut iovecs) = (Vec::new(), Vec::new());
     loop {
         let now = core.hub.now();
-        let mut tally = WriteTally::default();
-        flush.take_all(&mut listed);
-        for subscriber in listed.drain(..) {
-            let mut iovecs = output.iovecs.borrow_mut();
-            let Some(fd) = subscriber.start_write(&mut iovecs, now) else {
-                continue;
-            };
-            match send_vectored(fd, &iovecs) {
+        let tally = flush.flush_now(&mut listed, &mut iovecs, now, |subscriber, fd, iovecs| {
+            match send_vectored(fd, iovecs) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    let write = std::mem::take(&mut *iovecs);
                     output.waiting.set(output.waiting.get() + 1);
                     tokio::task::spawn_local(send_when_writable(
                         Rc::clone(&core),
                         Rc::clone(&output),
-                        subscriber,
-                        write,
+                        Rc::clone(subscriber),
+                        std::mem::take(iovecs),
                     ));
+                    Sent::InFlight
                 }
-                result => {
-                    tally.add(subscriber.finish_write(result, now));
-                    iovecs.clear();
-                }
+                result => Sent::Done(result),
             }
-        }
+        });
         tally.record(metrics);
         if flush.is_empty() {
             flush.marked().await;

@@ -66,6 +66,15 @@ pub struct WriteDone {
     pub frames: usize,
 }
 
+/// Where a connection's output goes.
+enum Endpoint {
+    /// A client's socket.
+    Socket(ConnSocket),
+    /// No socket: listed and flushed like a connection, the writes done by whoever runs the
+    /// flush step (benches and tests of the output path, with the IO stubbed).
+    Stub,
+}
+
 /// One connection's hub-facing state.
 pub struct Subscriber {
     /// Frames waiting for a write or in one; bounded by --max-backlog.
@@ -88,10 +97,11 @@ pub struct Subscriber {
     reading_paused: Cell<bool>,
     /// Index of this subscriber in its room's list, for O(1) removal.
     room_slot: Cell<usize>,
-    /// The socket, read by the reader task and written by the output backend. Attached once
-    /// the 101 response is flushed (the subscriber joins its room before that, so no message
-    /// published after the handshake is missed); never set in socket-less benches/tests.
-    socket: OnceCell<ConnSocket>,
+    /// Where output goes: the socket, read by the reader task and written by the output
+    /// backend. Attached once the 101 response is flushed (the subscriber joins its room
+    /// before that, so no message published after the handshake is missed); never set for
+    /// detached subscribers.
+    endpoint: OnceCell<Endpoint>,
     /// Wakes the reader task, which outlives its reads until the socket is shut down.
     shut_down_wake: LocalWake,
     /// Holds this connection's place under --max-connections until the subscriber is dropped.
@@ -103,7 +113,7 @@ impl std::fmt::Debug for Subscriber {
         f.debug_struct("Subscriber")
             .field("charged_bytes", &self.charged_bytes())
             .field("closing", &self.is_closing())
-            .field("has_socket", &self.socket.get().is_some())
+            .field("has_socket", &self.socket().is_some())
             .finish_non_exhaustive()
     }
 }
@@ -135,7 +145,7 @@ impl Subscriber {
             last_write_progress: Cell::new(now),
             reading_paused: Cell::new(false),
             room_slot: Cell::new(0),
-            socket: OnceCell::new(),
+            endpoint: OnceCell::new(),
             shut_down_wake: LocalWake::default(),
             _permit: permit,
         }
@@ -175,7 +185,7 @@ impl Subscriber {
     /// Puts the connection on the core's flush list if it has unsent frames, a socket, no
     /// write in flight and is not listed yet.
     fn request_flush(self: &Rc<Self>) {
-        if self.marked.get() || self.is_shut_down() || self.socket.get().is_none() {
+        if self.marked.get() || self.is_shut_down() || self.endpoint.get().is_none() {
             return;
         }
         let queue = self.queue.borrow();
@@ -252,7 +262,7 @@ impl Subscriber {
         if !self.update_close(|close| close.shut(Instant::now())) {
             return;
         }
-        if let Some(socket) = self.socket.get() {
+        if let Some(socket) = self.socket() {
             // An error here means the socket is already disconnected, which is the goal.
             let _ = socket.shutdown(Shutdown::Both);
         }
@@ -314,14 +324,17 @@ impl Subscriber {
     }
 
     /// Taken off the flush list by the output backend: describes the next write as iovecs and
-    /// returns the socket to write to, or None when there is nothing to write (shut down,
+    /// returns the socket to write to (-1 for a stub), or None when there is nothing to write (shut down,
     /// drained meanwhile, or a write already in flight).
     pub fn start_write(&self, iovecs: &mut Vec<libc::iovec>, now: Instant) -> Option<RawFd> {
         self.marked.set(false);
         if self.is_shut_down() {
             return None;
         }
-        let fd = self.socket.get()?.fd();
+        let fd = match self.endpoint.get()? {
+            Endpoint::Socket(socket) => socket.fd(),
+            Endpoint::Stub => -1,
+        };
         if self.queue.borrow_mut().start_write(iovecs, MAX_IOV) == 0 {
             return None;
         }
@@ -377,8 +390,18 @@ impl Subscriber {
     /// Attaches the socket after the handshake and lists the connection if frames wait. If the
     /// connection was already told to shut down meanwhile, the socket is shut down at once.
     pub fn attach_socket(self: &Rc<Self>, socket: ConnSocket) {
+        self.attach(Endpoint::Socket(socket));
+    }
+
+    /// Makes a socket-less subscriber flushable like a connection: the flush list takes it,
+    /// and the flush step's caller does the writes (benches and tests, IO stubbed).
+    pub fn attach_stub(self: &Rc<Self>) {
+        self.attach(Endpoint::Stub);
+    }
+
+    fn attach(self: &Rc<Self>, endpoint: Endpoint) {
         let shut_before = self.is_shut_down();
-        if self.socket.set(socket).is_ok() && shut_before {
+        if self.endpoint.set(endpoint).is_ok() && shut_before {
             self.update_close(CloseState::unshut);
             self.shutdown_socket();
             return;
@@ -388,7 +411,10 @@ impl Subscriber {
 
     /// The socket, once attached.
     pub fn socket(&self) -> Option<&ConnSocket> {
-        self.socket.get()
+        match self.endpoint.get()? {
+            Endpoint::Socket(socket) => Some(socket),
+            Endpoint::Stub => None,
+        }
     }
 
     /// Position in the room's subscriber list.
