@@ -89,8 +89,9 @@ pub trait HttpSocket: Sized + 'static {
     type Io: AsyncRead + AsyncWrite + Unpin + 'static;
 
     /// The adapter hyper is given, and the slot holding a write it may leave in flight when it
-    /// returns. `read_size` is the size of the adapter's next read buffer, where it has one.
-    fn http_io(socket: &Rc<Self>, read_size: Rc<Cell<usize>>) -> (Self::Io, WriteSlot);
+    /// returns. Once `upgraded` is set the adapter reads no more: hyper only has the 101 to
+    /// flush, and the bytes after the request are the WebSocket reader's.
+    fn http_io(socket: &Rc<Self>, upgraded: Rc<Cell<bool>>) -> (Self::Io, WriteSlot);
 
     /// Ends the HTTP phase after the 101 response was flushed: the socket, registered for the
     /// WebSocket reader, with whatever the adapter read past the request.

@@ -8,8 +8,8 @@
 //! back on a client that publishes faster than the server can deliver; one kept waiting for
 //! `--publish-timeout` is closed with 1013. There is no writer task: the core's output backend
 //! (`uring_output.rs`, `epoll_output.rs`) writes every connection's queue. The connection ends
-//! with `shutdown(Both)`, which completes whatever is pending (also a read hyper left in flight
-//! on the io_uring backend); the reader task lives until then, and [`Connection`]'s drop leaves the room and
+//! with `shutdown(Both)`, which ends the reader's wait for readiness and any write in flight;
+//! the reader task lives until then, and [`Connection`]'s drop leaves the room and
 //! releases the connection slot.
 
 use std::rc::Rc;
@@ -29,10 +29,6 @@ use crate::subscriber::Subscriber;
 
 /// Size of the core's read scratch buffer: the most one read takes.
 pub const READ_SCRATCH: usize = 64 << 10;
-/// Buffer of the read hyper leaves in flight at the upgrade on the io_uring backend. That read
-/// outlives the HTTP phase and, for a client that never sends (a pure subscriber, the most
-/// common client of a broadcast server), stays in flight for the connection's whole life.
-pub const FIRST_READ_BUFFER: usize = 64;
 /// Least spare room of a read into a connection's own buffer (which holds an incomplete
 /// frame whose length is not known yet).
 const TAIL_READ: usize = 4096;
@@ -43,14 +39,7 @@ pub struct UpgradedIo {
     pub socket: ConnSocket,
     /// Bytes read from the socket that hyper did not consume.
     pub buffered: Vec<u8>,
-    /// A read started during the HTTP phase that has not completed yet (io_uring backend);
-    /// its bytes come after `buffered`.
-    pub pending_read: Option<PendingRead>,
 }
-
-/// An in-flight read: resolves to the result and the buffer the kernel filled.
-pub type PendingRead =
-    std::pin::Pin<Box<dyn std::future::Future<Output = (std::io::Result<usize>, Vec<u8>)>>>;
 /// One connection, owned by its reader task.
 struct Connection {
     /// This core (hub, config, metrics).
@@ -88,14 +77,14 @@ pub fn start(core: Rc<CoreContext>, io: UpgradedIo, early: &[u8], ticket: Upgrad
         buffer.extend_from_slice(early);
         buffer.extend_from_slice(&io.buffered);
     }
-    tokio::task::spawn_local(serve(connection, buffer, io.pending_read));
+    tokio::task::spawn_local(serve(connection, buffer));
 }
 
 /// The reader task: reads until the client is done, then waits until the output side has
 /// finished (the close handshake's last frame written, or a deadline) and the socket is shut
 /// down, then drops the connection.
-async fn serve(connection: Rc<Connection>, buffer: Vec<u8>, pending_read: Option<PendingRead>) {
-    read_loop(&connection, buffer, pending_read).await;
+async fn serve(connection: Rc<Connection>, buffer: Vec<u8>) {
+    read_loop(&connection, buffer).await;
     connection.subscriber.shut_down().await;
 }
 
@@ -271,21 +260,7 @@ impl Connection {
 
 /// Reads and decodes until the client closes, fails, or the socket is shut down. `tail` holds
 /// bytes already received (and not decoded yet).
-async fn read_loop(connection: &Connection, mut tail: Vec<u8>, pending_read: Option<PendingRead>) {
-    if let Some(pending) = pending_read {
-        // A read hyper started is still in flight: its buffer (sized small at upgrade) becomes
-        // ours, so an idle connection holds one buffer, not two.
-        match pending.await {
-            (Ok(n), bytes) if n > 0 && tail.is_empty() => tail = bytes,
-            (Ok(n), bytes) if n > 0 => tail.extend_from_slice(&bytes[..n]),
-            _ => {
-                connection.subscriber.shutdown_socket();
-                return;
-            }
-        }
-        // Whatever the client sent first (often the answer to the first ping) counts.
-        connection.subscriber.touch(connection.core.hub.now());
-    }
+async fn read_loop(connection: &Connection, mut tail: Vec<u8>) {
     let Some(socket) = connection.subscriber.socket() else {
         return;
     };

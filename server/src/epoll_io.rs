@@ -22,7 +22,12 @@ use crate::socket::ConnSocket;
 use crate::uring_io::WriteSlot;
 
 /// hyper's IO over a shared tokio socket.
-pub struct EpollIo(Rc<TcpStream>);
+pub struct EpollIo {
+    /// The socket.
+    stream: Rc<TcpStream>,
+    /// Set when the upgrade was accepted: no more reads (see [`HttpSocket::http_io`]).
+    upgraded: Rc<Cell<bool>>,
+}
 
 impl AsyncRead for EpollIo {
     fn poll_read(
@@ -30,7 +35,11 @@ impl AsyncRead for EpollIo {
         cx: &mut Context<'_>,
         out: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let stream = &self.0;
+        if self.upgraded.get() {
+            // Never woken: hyper finishes with the 101's write, not with a read.
+            return Poll::Pending;
+        }
+        let stream = &self.stream;
         loop {
             ready!(stream.poll_read_ready(cx))?;
             match stream.try_read_buf(out) {
@@ -48,7 +57,7 @@ impl AsyncWrite for EpollIo {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let stream = &self.0;
+        let stream = &self.stream;
         loop {
             ready!(stream.poll_write_ready(cx))?;
             match stream.try_write(data) {
@@ -64,7 +73,7 @@ impl AsyncWrite for EpollIo {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(shutdown(&self.0, Shutdown::Write))
+        Poll::Ready(shutdown(&self.stream, Shutdown::Write))
     }
 }
 
@@ -86,10 +95,13 @@ impl Listener for TcpListener {
 impl HttpSocket for TcpStream {
     type Io = EpollIo;
 
-    fn http_io(socket: &Rc<Self>, _read_size: Rc<Cell<usize>>) -> (EpollIo, WriteSlot) {
-        // hyper reads into its own buffer here, and writes complete before poll_write returns:
-        // the write slot stays empty.
-        (EpollIo(Rc::clone(socket)), WriteSlot::default())
+    fn http_io(socket: &Rc<Self>, upgraded: Rc<Cell<bool>>) -> (EpollIo, WriteSlot) {
+        // Writes complete before poll_write returns: the write slot stays empty.
+        let io = EpollIo {
+            stream: Rc::clone(socket),
+            upgraded,
+        };
+        (io, WriteSlot::default())
     }
 
     fn into_upgraded(io: EpollIo, socket: Rc<Self>) -> io::Result<UpgradedIo> {
@@ -99,7 +111,6 @@ impl HttpSocket for TcpStream {
         Ok(UpgradedIo {
             socket: ConnSocket::from_std(stream.into_std()?)?,
             buffered: Vec::new(),
-            pending_read: None,
         })
     }
 

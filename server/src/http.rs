@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, ORIGIN, UPGRADE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -34,7 +34,7 @@ use crate::hub::Room;
 use crate::metrics::render_prometheus;
 use crate::server_state::ConnectionPermit;
 use crate::subscriber::Subscriber;
-use crate::uring_io::{finish_write, HTTP_READ_BUFFER};
+use crate::uring_io::finish_write;
 
 /// The chat page served at `GET /`.
 const CHAT_PAGE: &str = include_str!("../static/index.html");
@@ -66,8 +66,9 @@ struct UpgradeSlot {
     ticket: RefCell<Option<UpgradeTicket>>,
     /// The connection's --max-connections slot; moves into the subscriber at upgrade.
     permit: RefCell<Option<ConnectionPermit>>,
-    /// Size of the IO adapter's next read; lowered to `conn::FIRST_READ_BUFFER` on upgrade.
-    read_size: Rc<Cell<usize>>,
+    /// Set once the service accepted an upgrade: the IO adapter starts no more reads (the
+    /// WebSocket reader reads what follows the request from the socket itself).
+    upgraded: Rc<Cell<bool>>,
 }
 
 /// Serves one accepted connection, counted under `permit`: HTTP requests until it upgrades or
@@ -76,10 +77,10 @@ pub async fn serve<S: HttpSocket>(core: Rc<CoreContext>, stream: S, permit: Conn
     let slot = Rc::new(UpgradeSlot {
         ticket: RefCell::new(None),
         permit: RefCell::new(Some(permit)),
-        read_size: Rc::new(Cell::new(HTTP_READ_BUFFER)),
+        upgraded: Rc::new(Cell::new(false)),
     });
     let stream = Rc::new(stream);
-    let (io, last_write) = S::http_io(&stream, Rc::clone(&slot.read_size));
+    let (io, last_write) = S::http_io(&stream, Rc::clone(&slot.upgraded));
     let service = {
         let core = Rc::clone(&core);
         let slot = Rc::clone(&slot);
@@ -187,6 +188,14 @@ fn respond(
     if !origin_allowed(origin, host, &core.state.config.allowed_origins) {
         return text(StatusCode::FORBIDDEN, "text/plain", "origin not allowed\n");
     }
+    if !request.body().is_end_stream() {
+        // Its body would be read by hyper after the 101, which reads nothing more by then.
+        return text(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "a WebSocket upgrade request has no body\n",
+        );
+    }
     if core.is_shutting_down() {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -205,7 +214,7 @@ fn respond(
             ));
             let room = core.hub.join(&room, Rc::clone(&subscriber));
             *slot.ticket.borrow_mut() = Some(UpgradeTicket { room, subscriber });
-            slot.read_size.set(conn::FIRST_READ_BUFFER);
+            slot.upgraded.set(true);
             let (head, _) = switching.into_parts();
             Response::from_parts(head, Full::new(Bytes::new()))
         }

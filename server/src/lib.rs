@@ -47,8 +47,9 @@
 //!   owned buffer per connection for as long as the client is silent (the old design: 512
 //!   bytes each), and tokio-uring 0.5 has no provided-buffer rings; in a broadcast server the
 //!   reads are the rare side (publishers only), so their epoll wake-up costs little against
-//!   the writes (measured: see the README's Benchmarks). On io_uring the one 64-byte read
-//!   hyper leaves in flight at the upgrade still completes into its own buffer.
+//!   the writes (measured: see the README's Benchmarks). The HTTP phase's IO adapter starts
+//!   no read once the upgrade is accepted, so none is left in flight for the connection's
+//!   life.
 //!
 //! Close codes: 1000 normal, 1001 server shutting down or idle timeout, 1002 protocol error
 //! (unmasked client frame, reserved bits, unknown opcode, control frame over 125 bytes, bad

@@ -5,8 +5,8 @@
 //! an idle connection holds no read buffer and no read in flight; only an incomplete frame's
 //! tail is copied into the connection. The epoll backend also waits here for writability when
 //! the kernel's send buffer is full (`epoll_output.rs`). On the io_uring backend the fd is
-//! owned by tokio-uring's stream (its HTTP phase ran on it, and a read hyper left in flight may
-//! still point at it), so the registration only borrows the fd and is dropped first.
+//! owned by tokio-uring's stream (its HTTP phase ran on it, and the output ring writes to it),
+//! so the registration only borrows the fd and is dropped first.
 
 use std::io;
 use std::net::Shutdown;
