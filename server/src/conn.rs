@@ -274,53 +274,58 @@ async fn read_loop(connection: &Connection, mut tail: Vec<u8>) {
         share: PublishShare::new(now),
         memory: std::sync::Arc::clone(connection.core.hub.memory()),
     };
-    // Length of the incomplete frame in `tail`, when its header said.
-    let mut frame_len = None;
     loop {
-        if !tail.is_empty() {
+        let next = if tail.is_empty() {
+            None
+        } else {
             let (consumed, next) = connection.decode(&mut state, &mut tail);
             tail.drain(..consumed);
             if tail.is_empty() {
                 // Give the buffer back: an idle connection holds none.
                 tail = Vec::new();
             }
-            match next {
-                Next::Read(len) => frame_len = len,
-                Next::Stop => return,
-                Next::Pause => {
-                    if !connection.wait_for_budget(state.share.is_heavy()).await {
+            Some(next)
+        };
+        let next = match next {
+            Some(next) => next,
+            None => {
+                let Ok(mut ready) = socket.readable().await else {
+                    connection.subscriber.shutdown_socket();
+                    return;
+                };
+                match connection.read_into_scratch(&mut ready, &mut state, &mut tail) {
+                    None => continue,
+                    Some(None) => {
+                        // EOF or error: the client is gone.
+                        connection.subscriber.shutdown_socket();
                         return;
                     }
-                    continue;
+                    Some(Some(next)) => next,
                 }
             }
+        };
+        // Length of the incomplete frame in `tail`, when its header said.
+        let frame_len = match next {
+            Next::Read(len) => len,
+            Next::Stop => return,
+            Next::Pause => {
+                // Boxed: a pause is rare, and its state would otherwise make every idle
+                // connection's task bigger.
+                let heavy = state.share.is_heavy();
+                if !Box::pin(connection.wait_for_budget(heavy)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        if tail.is_empty() {
+            continue;
         }
+        // An incomplete frame waits: read its rest straight into the connection's buffer.
         let Ok(mut ready) = socket.readable().await else {
             connection.subscriber.shutdown_socket();
             return;
         };
-        if tail.is_empty() {
-            let next = match connection.read_into_scratch(&mut ready, &mut state, &mut tail) {
-                None => continue,
-                Some(None) => {
-                    // EOF or error: the client is gone.
-                    connection.subscriber.shutdown_socket();
-                    return;
-                }
-                Some(Some(next)) => next,
-            };
-            match next {
-                Next::Read(len) => frame_len = len,
-                Next::Stop => return,
-                Next::Pause => {
-                    if !connection.wait_for_budget(state.share.is_heavy()).await {
-                        return;
-                    }
-                }
-            }
-            continue;
-        }
-        // An incomplete frame waits: read its rest straight into the connection's buffer.
         let wanted = frame_len.unwrap_or(0).max(tail.len() + TAIL_READ);
         tail.reserve_exact(wanted - tail.len());
         match ready.recv_spare(&mut tail) {
