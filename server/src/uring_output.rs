@@ -170,6 +170,7 @@ impl UringOutput {
             self.free_slots.borrow_mut().push(index);
             let result = usize::try_from(result).map_err(|_| io::Error::from_raw_os_error(-result));
             let done = subscriber.finish_write(result, now);
+            metrics.record_write(done.frames);
             writes += 1;
             frames += done.frames as u64;
             bytes += done.bytes as u64;
