@@ -59,8 +59,8 @@ async fn metrics_parse_and_have_the_new_series() {
     assert!(info.labels.get("commit").is_some_and(|c| !c.is_empty()));
     assert!(matches!(info.value, Value::Gauge(v) if v == 1.0));
 
-    // Histograms: the three messages were fanned out (one sample each on the publishing core),
-    // and every frame written was counted in some write.
+    // Histograms: the first of the three messages was timed (one in 8 is, per core), and every
+    // write was counted.
     for name in ["ringcast_fanout_seconds", "ringcast_frames_per_write"] {
         let histogram = find(name)
             .next()
@@ -70,7 +70,7 @@ async fn metrics_parse_and_have_the_new_series() {
         };
         let infinite = buckets.last().expect("buckets");
         assert!(infinite.less_than.is_infinite());
-        assert!(infinite.count >= 3.0, "{name}: {buckets:?}");
+        assert!(infinite.count >= 1.0, "{name}: {buckets:?}");
         let counts: Vec<f64> = buckets.iter().map(|b| b.count).collect();
         assert!(
             counts.windows(2).all(|w| w[0] <= w[1]),
