@@ -8,8 +8,9 @@ set -euo pipefail
 usage() {
   cat <<'EOF'
 Usage: scripts/bench-alternate.sh [options] NAME=SERVER [NAME=SERVER ...]
-  SERVER is "ringcast" (this repo's release build, with --server-args for its options) or a
-  command that starts another server ("{port}" replaced by the port, as bench.sh --target).
+  SERVER is "ringcast" (this repo's release build, with --server-args for its options),
+  "ringcast ARGS" (the same with ARGS added, e.g. "ringcast --io epoll" to compare backends) or
+  a command that starts another server ("{port}" replaced by the port, as bench.sh --target).
 Options:
   --scenarios a,b   bench.sh scenarios (default fanout-5k)
   --rounds N        runs per server (default 3)
@@ -52,8 +53,8 @@ for round in $(seq 1 "$rounds"); do
     name=${contender%%=*} server=${contender#*=}
     args=(--scenarios "$scenarios" --repeat 1 --no-build --label "$name"
       --out "$out_dir/$name/round-$round" "${quick[@]}")
-    if [ "$server" = ringcast ]; then
-      args+=(--server-args "$server_args")
+    if [ "$server" = ringcast ] || [[ $server == "ringcast "* ]]; then
+      args+=(--server-args "$server_args${server#ringcast}")
     else
       args+=(--target "$server" --target-rooms)
     fi

@@ -2,8 +2,10 @@
 # Autobahn TestSuite conformance run (cases 1-10, no compression cases 12/13) against ringcast,
 # driven by kosoku (PyPI: a Python 3 runner of the Autobahn case files).
 #
-# Usage: scripts/conformance.sh [--record]
+# Usage: scripts/conformance.sh [--io auto|uring|epoll] [--record]
+#   --io       the server's IO backend (default auto: io_uring where the kernel allows it)
 #   --record   also write the summary (summary.md + index.json) to results/conformance/
+#              (results/conformance-epoll/ with --io epoll)
 #
 # Exit status: 0 when every case ended OK, NON-STRICT or INFORMATIONAL; 1 when any case did
 # not; 2 when the run could not happen (venv, build, server start or kosoku failure).
@@ -20,11 +22,22 @@ CONFORMANCE_TIMEOUT="${CONFORMANCE_TIMEOUT:-900}"
 ROOM="conformance"
 
 record=0
-for arg in "$@"; do
+io=auto
+while [[ $# -gt 0 ]]; do
+    arg="$1"
+    shift
     case "$arg" in
         --record) record=1 ;;
+        --io)
+            io="${1:-}"
+            shift || true
+            [[ "$io" =~ ^(auto|uring|epoll)$ ]] || {
+                echo "conformance: --io takes auto, uring or epoll (got '$io')" >&2
+                exit 2
+            }
+            ;;
         -h | --help)
-            sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
@@ -82,6 +95,7 @@ trap 'exit 130' INT TERM
 # must fit both the inbound limit and the outbound budget.
 NO_COLOR=1 RUST_LOG=info "$server_bin" \
     --listen 127.0.0.1:0 \
+    --io "$io" \
     --max-message 16777216 \
     --max-backlog 67108864 \
     >"$server_log" 2>&1 &
@@ -136,10 +150,11 @@ fi
 set +e
 "$PYTHON" - "$report_dir/index.json" "$work/summary.md" "$KOSOKU_VERSION" "$commit" \
     "kosoku -x '12.*' -x '13.*' -o OUTDIR ws://127.0.0.1:PORT/ws/$ROOM" \
-    "ringcast --listen 127.0.0.1:0 --max-message 16777216 --max-backlog 67108864" <<'EOF'
+    "ringcast --listen 127.0.0.1:0 --io $io --max-message 16777216 --max-backlog 67108864" \
+    "$(sed -n 's/.* io=\([a-z_]*\).*/\1/p' "$server_log" | head -n 1)" <<'EOF'
 import collections, datetime, json, platform, sys
 
-index_path, summary_path, kosoku_version, commit, command, server_command = sys.argv[1:7]
+index_path, summary_path, kosoku_version, commit, command, server_command, backend = sys.argv[1:8]
 ACCEPTED = {"OK", "NON-STRICT", "INFORMATIONAL"}
 
 with open(index_path) as f:
@@ -162,7 +177,7 @@ lines = [
     f"- commit: {commit}",
     f"- runner: kosoku {kosoku_version} (one case at a time)",
     f"- command: `{command}`",
-    f"- server: `{server_command}`",
+    f"- server: `{server_command}` (backend: {backend})",
     f"- kernel: {platform.system()} {platform.release()}",
     f"- cases: {len(cases)}",
     f"- verdict: {'PASS' if cases and not not_accepted else 'FAIL'} "
@@ -198,10 +213,12 @@ set -e
 [[ $summary_status -le 1 ]] || die "could not summarize $report_dir/index.json"
 
 if [[ $record -eq 1 ]]; then
-    mkdir -p results/conformance
-    cp "$work/summary.md" results/conformance/summary.md
-    cp "$report_dir/index.json" results/conformance/index.json
-    echo "conformance: recorded results/conformance/summary.md and index.json"
+    record_dir=results/conformance
+    [[ "$io" == epoll ]] && record_dir=results/conformance-epoll
+    mkdir -p "$record_dir"
+    cp "$work/summary.md" "$record_dir/summary.md"
+    cp "$report_dir/index.json" "$record_dir/index.json"
+    echo "conformance: recorded $record_dir/summary.md and index.json"
 fi
 
 if [[ $summary_status -ne 0 ]]; then

@@ -12,6 +12,7 @@ use clap::Parser;
 use ringcast_units::{parse_duration, parse_size};
 
 use crate::auth::{JwtAuth, Secret, MIN_PUBLISH_TOKEN};
+use crate::backend::IoChoice;
 
 /// File descriptors kept free for listeners, io_uring rings, eventfds, logs and HTTP-only
 /// connections when deriving the default `--max-connections` from RLIMIT_NOFILE.
@@ -38,6 +39,11 @@ pub struct Cli {
     /// Number of pinned core threads [default: the CPUs this process may use].
     #[arg(long, env = "RINGCAST_CORES")]
     pub cores: Option<usize>,
+
+    /// IO backend: io_uring, epoll, or auto (io_uring where the kernel allows it, else epoll,
+    /// with a log line saying why).
+    #[arg(long, env = "RINGCAST_IO", value_enum, default_value = "auto")]
+    pub io: IoChoice,
 
     /// Largest inbound message after reassembly; larger ones are closed with 1009.
     #[arg(long, env = "RINGCAST_MAX_MESSAGE", default_value = "64KiB", value_parser = parse_size)]
@@ -131,6 +137,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Number of pinned core threads.
     pub cores: usize,
+    /// IO backend choice (`--io`).
+    pub io: IoChoice,
     /// Largest reassembled inbound message in bytes (1009 beyond).
     pub max_message: usize,
     /// Outbound byte budget per connection, in-flight frames and handles included (1008 beyond).
@@ -264,6 +272,7 @@ impl Config {
         Ok(Config {
             listen: cli.listen,
             cores,
+            io: cli.io,
             max_message: cli.max_message,
             max_backlog: cli.max_backlog,
             fanout_budget: cli.fanout_budget,

@@ -1,20 +1,19 @@
 //! One WebSocket connection after the upgrade: its reader task.
 //!
-//! The reader owns one adaptive read buffer, decodes frames in place (`inbound.rs`), publishes
-//! messages to the room, and routes pongs and close replies into the connection's own outbound
-//! queue. While the fan-out budget is exhausted (`memory.rs`) it stops reading, so TCP pushes
+//! The reader waits for the socket to be readable, reads into the core's scratch buffer,
+//! decodes frames in place (`inbound.rs`), publishes messages to the room, and routes pongs and
+//! close replies into the connection's own outbound queue. Only an incomplete frame's tail is
+//! copied into a buffer of the connection's own, freed again once it is decoded: an idle
+//! connection holds no read buffer and no read in flight. While the fan-out budget is exhausted (`memory.rs`) it stops reading, so TCP pushes
 //! back on a client that publishes faster than the server can deliver; one kept waiting for
 //! `--publish-timeout` is closed with 1013. There is no writer task: the core's output backend
-//! (`uring_output.rs`) writes every connection's queue. Reads are never raced or cancelled
-//! (DESIGN 3), and the connection ends with `shutdown(Both)`, which completes whatever is
-//! pending; the reader task lives until then, and [`Connection`]'s drop leaves the room and
+//! (`uring_output.rs`, `epoll_output.rs`) writes every connection's queue. The connection ends
+//! with `shutdown(Both)`, which ends the reader's wait for readiness and any write in flight;
+//! the reader task lives until then, and [`Connection`]'s drop leaves the room and
 //! releases the connection slot.
 
 use std::rc::Rc;
 use std::time::Instant;
-
-use tokio_uring::buf::BoundedBuf;
-use tokio_uring::net::TcpStream;
 
 use crate::cores::CoreContext;
 use crate::frame::{encode_pong, CloseCode};
@@ -22,31 +21,33 @@ use crate::http::UpgradeTicket;
 use crate::hub::Room;
 use crate::inbound::{Decoded, FrameDecoder, Inbound};
 use crate::memory::wait_for_room;
+use crate::memory::FanoutMemory;
 use crate::metrics::CoreMetrics;
 use crate::rate_limit::{InboundRate, PublishShare};
+use crate::socket::{ConnSocket, ReadReady};
 use crate::subscriber::Subscriber;
-use crate::uring_io::{PendingRead, UpgradedIo};
 
-/// Smallest read: an idle connection's whole read buffer. Small, because 10k idle connections
-/// each keep one read in flight.
-pub const IDLE_READ_BUFFER: usize = 512;
-/// Buffer of the read hyper leaves in flight at the upgrade. That read outlives the HTTP phase
-/// and, for a client that never sends (a pure subscriber, the most common client of a
-/// broadcast server), stays in flight for the connection's whole life, so it is smaller still;
-/// a client that does send gets [`IDLE_READ_BUFFER`]-sized reads after it.
-pub const FIRST_READ_BUFFER: usize = 64;
-/// Largest read when the client keeps the buffer full.
-const MAX_READ: usize = 64 << 10;
+/// Size of the core's read scratch buffer: the most one read takes.
+pub const READ_SCRATCH: usize = 64 << 10;
+/// Least spare room of a read into a connection's own buffer (which holds an incomplete
+/// frame whose length is not known yet).
+const TAIL_READ: usize = 4096;
+
+/// What the HTTP phase hands to the WebSocket reader.
+pub struct UpgradedIo {
+    /// The socket, registered for readiness.
+    pub socket: ConnSocket,
+    /// Bytes read from the socket that hyper did not consume.
+    pub buffered: Vec<u8>,
+}
 /// One connection, owned by its reader task.
 struct Connection {
     /// This core (hub, config, metrics).
     core: Rc<CoreContext>,
     /// The room this connection publishes to and receives from.
     room: Rc<Room>,
-    /// Queue and close state.
+    /// Queue, close state and socket.
     subscriber: Rc<Subscriber>,
-    /// The socket.
-    stream: Rc<TcpStream>,
 }
 
 impl Drop for Connection {
@@ -63,28 +64,27 @@ impl Drop for Connection {
 /// socket and spawns the reader. `early` holds bytes hyper read past the request.
 pub fn start(core: Rc<CoreContext>, io: UpgradedIo, early: &[u8], ticket: UpgradeTicket) {
     let UpgradeTicket { room, subscriber } = ticket;
-    subscriber.attach_socket(Rc::clone(&io.stream));
+    subscriber.attach_socket(io.socket);
     CoreMetrics::add(&core.hub.metrics().connections, 1);
     let connection = Rc::new(Connection {
         core,
         room,
         subscriber,
-        stream: io.stream,
     });
     let mut buffer = Vec::new();
     if !early.is_empty() || !io.buffered.is_empty() {
-        buffer.reserve_exact(IDLE_READ_BUFFER.max(early.len() + io.buffered.len()));
+        buffer.reserve_exact(early.len() + io.buffered.len());
         buffer.extend_from_slice(early);
         buffer.extend_from_slice(&io.buffered);
     }
-    tokio_uring::spawn(serve(connection, buffer, io.pending_read));
+    tokio::task::spawn_local(serve(connection, buffer));
 }
 
 /// The reader task: reads until the client is done, then waits until the output side has
 /// finished (the close handshake's last frame written, or a deadline) and the socket is shut
 /// down, then drops the connection.
-async fn serve(connection: Rc<Connection>, buffer: Vec<u8>, pending_read: Option<PendingRead>) {
-    read_loop(&connection, buffer, pending_read).await;
+async fn serve(connection: Rc<Connection>, buffer: Vec<u8>) {
+    read_loop(&connection, buffer).await;
     connection.subscriber.shut_down().await;
 }
 
@@ -183,143 +183,153 @@ impl Connection {
     }
 }
 
-/// Reads and decodes until the client closes, fails, or the socket is shut down.
-async fn read_loop(
-    connection: &Connection,
-    mut buffer: Vec<u8>,
-    pending_read: Option<PendingRead>,
-) {
-    if let Some(pending) = pending_read {
-        // A read hyper started is still in flight: its buffer (sized small at upgrade) becomes
-        // ours, so an idle connection holds one buffer, not two.
-        match pending.await {
-            (Ok(n), bytes) if n > 0 && buffer.is_empty() => buffer = bytes,
-            (Ok(n), bytes) if n > 0 => buffer.extend_from_slice(&bytes[..n]),
-            _ => {
-                connection.subscriber.shutdown_socket();
-                return;
-            }
-        }
-        // Whatever the client sent first (often the answer to the first ping) counts.
-        connection.subscriber.touch(connection.core.hub.now());
-    }
-    let config = &connection.core.state.config;
-    let mut decoder = FrameDecoder::new(config.max_message);
-    let mut rate = config
-        .max_inbound_rate
-        .map(|rate| InboundRate::new(rate, connection.core.hub.now()));
-    let memory = std::sync::Arc::clone(connection.core.hub.memory());
-    let mut share = PublishShare::new(connection.core.hub.now());
-    let mut read_size = IDLE_READ_BUFFER;
-    loop {
+/// The reader's decoding state.
+struct ReadState {
+    /// Frame decoder (limits, fragments, UTF-8).
+    decoder: FrameDecoder,
+    /// --max-inbound-rate, if set.
+    rate: Option<InboundRate>,
+    /// This publisher's share of the fan-out budget.
+    share: PublishShare,
+    /// The fan-out budget.
+    memory: std::sync::Arc<FanoutMemory>,
+}
+
+impl Connection {
+    /// Decodes and handles the whole frames at the start of `data`: returns the bytes consumed
+    /// and why it stopped.
+    fn decode(&self, state: &mut ReadState, data: &mut [u8]) -> (usize, Next) {
         let mut start = 0;
-        let next = loop {
-            match decoder.decode(&mut buffer[start..]) {
+        loop {
+            match state.decoder.decode(&mut data[start..]) {
                 Ok(Decoded::Event { event, consumed }) => {
-                    let flow = connection.handle(event, &mut rate, &mut share);
+                    let flow = self.handle(event, &mut state.rate, &mut state.share);
                     start += consumed;
                     match flow {
-                        Flow::Stop => break Next::Stop,
-                        Flow::Published if memory.must_pause(share.is_heavy()) => {
-                            break Next::Pause
+                        Flow::Stop => return (start, Next::Stop),
+                        Flow::Published if state.memory.must_pause(state.share.is_heavy()) => {
+                            return (start, Next::Pause)
                         }
                         Flow::Published | Flow::Continue => {}
                     }
                 }
                 Ok(Decoded::Absorbed { consumed }) => start += consumed,
-                Ok(Decoded::NeedMore { frame_len }) => break Next::Read(frame_len),
+                Ok(Decoded::NeedMore { frame_len }) => return (start, Next::Read(frame_len)),
                 Err(error) => {
                     tracing::debug!(
                         reason = error.reason,
                         code = error.code as u16,
                         "failing connection"
                     );
-                    connection.subscriber.fail(error.code, error.reason);
-                    break Next::Stop;
+                    self.subscriber.fail(error.code, error.reason);
+                    return (start, Next::Stop);
                 }
             }
+        }
+    }
+
+    /// Reads what is readable into the core's scratch buffer and decodes it there; keeps only
+    /// an incomplete frame's tail, in `tail` (empty before). None: nothing was readable after
+    /// all; Some(None): end of stream or error.
+    fn read_into_scratch(
+        &self,
+        ready: &mut ReadReady<'_>,
+        state: &mut ReadState,
+        tail: &mut Vec<u8>,
+    ) -> Option<Option<Next>> {
+        let mut scratch = self.core.read_scratch.borrow_mut();
+        let read = match ready.recv(&mut scratch) {
+            Ok(None) => return None,
+            Ok(Some(read)) if read > 0 => read,
+            _ => return Some(None),
         };
-        buffer.drain(..start);
-        let frame_len = match next {
-            Next::Read(frame_len) => frame_len,
-            Next::Stop => return,
-            Next::Pause => {
-                if !connection.wait_for_budget(share.is_heavy()).await {
+        self.subscriber.touch(self.core.hub.now());
+        let (consumed, next) = self.decode(state, &mut scratch[..read]);
+        if !matches!(next, Next::Stop) {
+            let rest = &scratch[consumed..read];
+            let frame_len = match next {
+                Next::Read(frame_len) => frame_len.unwrap_or(0),
+                _ => 0,
+            };
+            tail.reserve_exact(rest.len().max(frame_len));
+            tail.extend_from_slice(rest);
+        }
+        Some(Some(next))
+    }
+}
+
+/// Reads and decodes until the client closes, fails, or the socket is shut down. `tail` holds
+/// bytes already received (and not decoded yet).
+async fn read_loop(connection: &Connection, mut tail: Vec<u8>) {
+    let Some(socket) = connection.subscriber.socket() else {
+        return;
+    };
+    let config = &connection.core.state.config;
+    let now = connection.core.hub.now();
+    let mut state = ReadState {
+        decoder: FrameDecoder::new(config.max_message),
+        rate: config
+            .max_inbound_rate
+            .map(|rate| InboundRate::new(rate, now)),
+        share: PublishShare::new(now),
+        memory: std::sync::Arc::clone(connection.core.hub.memory()),
+    };
+    // Length of the incomplete frame in `tail`, when its header said.
+    let mut frame_len = None;
+    loop {
+        if !tail.is_empty() {
+            let (consumed, next) = connection.decode(&mut state, &mut tail);
+            tail.drain(..consumed);
+            if tail.is_empty() {
+                // Give the buffer back: an idle connection holds none.
+                tail = Vec::new();
+            }
+            match next {
+                Next::Read(len) => frame_len = len,
+                Next::Stop => return,
+                Next::Pause => {
+                    if !connection.wait_for_budget(state.share.is_heavy()).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        let Ok(mut ready) = socket.readable().await else {
+            connection.subscriber.shutdown_socket();
+            return;
+        };
+        if tail.is_empty() {
+            let next = match connection.read_into_scratch(&mut ready, &mut state, &mut tail) {
+                None => continue,
+                Some(None) => {
+                    // EOF or error: the client is gone.
+                    connection.subscriber.shutdown_socket();
                     return;
                 }
-                continue;
+                Some(Some(next)) => next,
+            };
+            match next {
+                Next::Read(len) => frame_len = len,
+                Next::Stop => return,
+                Next::Pause => {
+                    if !connection.wait_for_budget(state.share.is_heavy()).await {
+                        return;
+                    }
+                }
             }
-        };
-        buffer = sized_for_next_read(buffer, frame_len, read_size);
-        let filled = buffer.len();
-        let spare = buffer.capacity() - filled;
-        let (result, slice) = connection.stream.read(buffer.slice(filled..)).await;
-        buffer = slice.into_inner();
-        match result {
-            Ok(n) if n > 0 => {
-                connection.subscriber.touch(connection.core.hub.now());
-                read_size = next_read_size(read_size, n, spare);
-            }
+            continue;
+        }
+        // An incomplete frame waits: read its rest straight into the connection's buffer.
+        let wanted = frame_len.unwrap_or(0).max(tail.len() + TAIL_READ);
+        tail.reserve_exact(wanted - tail.len());
+        match ready.recv_spare(&mut tail) {
+            Ok(None) => {}
+            Ok(Some(read)) if read > 0 => connection.subscriber.touch(connection.core.hub.now()),
             _ => {
-                // EOF or error: the client is gone.
                 connection.subscriber.shutdown_socket();
                 return;
             }
         }
-    }
-}
-
-/// Makes room for the next read: the whole pending frame if its length is known, at least
-/// `read_size` spare bytes, and gives back a large buffer once it is empty.
-fn sized_for_next_read(mut buffer: Vec<u8>, frame_len: Option<usize>, read_size: usize) -> Vec<u8> {
-    if buffer.is_empty() && buffer.capacity() > 2 * read_size {
-        buffer = Vec::with_capacity(read_size);
-    }
-    let wanted = frame_len.unwrap_or(0).max(buffer.len() + read_size);
-    if wanted > buffer.capacity() {
-        buffer.reserve_exact(wanted - buffer.len());
-    }
-    buffer
-}
-
-/// Adapts the read size: double it while reads fill the buffer, halve it when they use little.
-fn next_read_size(read_size: usize, read: usize, spare: usize) -> usize {
-    if read == spare {
-        (read_size * 2).min(MAX_READ)
-    } else if read < read_size / 4 {
-        (read_size / 2).max(IDLE_READ_BUFFER)
-    } else {
-        read_size
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn read_size_adapts_within_bounds() {
-        assert_eq!(
-            next_read_size(IDLE_READ_BUFFER, IDLE_READ_BUFFER, IDLE_READ_BUFFER),
-            2 * IDLE_READ_BUFFER
-        );
-        assert_eq!(next_read_size(MAX_READ, MAX_READ, MAX_READ), MAX_READ);
-        assert_eq!(next_read_size(4096, 10, 4096), 2048);
-        assert_eq!(
-            next_read_size(IDLE_READ_BUFFER, 1, IDLE_READ_BUFFER),
-            IDLE_READ_BUFFER
-        );
-        assert_eq!(next_read_size(4096, 2000, 4096), 4096);
-    }
-
-    #[test]
-    fn buffer_makes_room_for_a_known_frame_and_shrinks_when_empty() {
-        let buffer = sized_for_next_read(vec![1, 2, 3], Some(100_000), IDLE_READ_BUFFER);
-        assert!(buffer.capacity() >= 100_000);
-        assert_eq!(buffer, [1, 2, 3]);
-        let big_empty = Vec::with_capacity(1 << 20);
-        let buffer = sized_for_next_read(big_empty, None, IDLE_READ_BUFFER);
-        assert!(buffer.capacity() < 4 * IDLE_READ_BUFFER);
-        assert!(buffer.capacity() >= IDLE_READ_BUFFER);
     }
 }

@@ -1,8 +1,8 @@
-//! One pinned thread per core: its own tokio-uring runtime, SO_REUSEPORT listener, hub and
-//! mailbox. Nothing is shared between cores on the hot path except the encoded frames and the
-//! fan-out budget's counters.
+//! One pinned thread per core: its own runtime (tokio-uring's, or plain tokio's on the epoll
+//! backend), SO_REUSEPORT listener, hub and mailbox. Nothing is shared between cores on the hot
+//! path except the encoded frames and the fan-out budget's counters.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::io::AsRawFd;
@@ -14,13 +14,16 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
-use tokio_uring::net::TcpListener;
+use tokio::task::spawn_local;
 
+use crate::backend::{Backend, HttpSocket, Listener};
+use crate::conn::READ_SCRATCH;
+use crate::epoll_output::{self, EpollOutput};
 use crate::frame::CloseCode;
 use crate::hub::{Hub, Mail};
 use crate::memory::wait_for_room;
 use crate::server_state::ServerState;
-use crate::uring_output::{flush_loop, UringOutput};
+use crate::uring_output::{self, UringOutput};
 use crate::{http, keepalive};
 
 /// Submission queue entries per core ring.
@@ -39,6 +42,25 @@ const TOO_MANY_CONNECTIONS: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
 content-length: 21\r\nconnection: close\r\n\r\ntoo many connections\n";
 
+/// The writer of every connection's frames on one core.
+#[derive(Debug)]
+pub enum Output {
+    /// io_uring backend: the core's output ring.
+    Uring(Rc<UringOutput>),
+    /// epoll backend: nonblocking sends.
+    Epoll(Rc<EpollOutput>),
+}
+
+impl Output {
+    /// Writes started and not completed yet.
+    fn in_flight(&self) -> usize {
+        match self {
+            Output::Uring(output) => output.in_flight(),
+            Output::Epoll(output) => output.in_flight(),
+        }
+    }
+}
+
 /// Everything a core's tasks share.
 #[derive(Debug)]
 pub struct CoreContext {
@@ -46,8 +68,10 @@ pub struct CoreContext {
     pub index: usize,
     /// Rooms and cross-core fan-out of this core.
     pub hub: Hub,
-    /// The output ring that writes every connection's frames.
-    pub output: UringOutput,
+    /// What writes every connection's frames.
+    pub output: Output,
+    /// Every read of a WebSocket connection on this core lands here first (`conn.rs`).
+    pub read_scratch: RefCell<Box<[u8]>>,
     /// Config, metrics, connection limit.
     pub state: Arc<ServerState>,
     /// Set once graceful shutdown began: no new connections or upgrades.
@@ -84,6 +108,8 @@ pub struct CoreSetup {
     pub mailbox: UnboundedReceiver<Mail>,
     /// Reports once accepting, or why not.
     pub ready: ReadyReport,
+    /// The IO backend to run.
+    pub backend: Backend,
 }
 
 /// A core's one report to `Server::start`: Ok once it accepts, or the error. Dropped without a
@@ -156,6 +182,14 @@ pub fn run_core(setup: CoreSetup) {
             );
         }
     }
+    match setup.backend {
+        Backend::Uring => run_uring_core(setup),
+        Backend::Epoll => run_epoll_core(setup),
+    }
+}
+
+/// A core on tokio-uring's runtime.
+fn run_uring_core(setup: CoreSetup) {
     let mut completion = tokio_uring::uring_builder();
     completion.setup_cqsize(COMPLETION_ENTRIES);
     let runtime = match tokio_uring::Runtime::new(
@@ -170,11 +204,41 @@ pub fn run_core(setup: CoreSetup) {
             return;
         }
     };
-    runtime.block_on(serve_core(setup));
+    runtime.block_on(async {
+        let output = UringOutput::new().map(|output| Output::Uring(Rc::new(output)));
+        let listener = |std| Ok(tokio_uring::net::TcpListener::from_std(std));
+        serve_core(setup, listener, output).await;
+    });
 }
 
-/// The core's main task: accept loop, keepalive sweep, mailbox, then graceful drain.
-async fn serve_core(setup: CoreSetup) {
+/// A core on a plain tokio current-thread runtime (epoll).
+fn run_epoll_core(setup: CoreSetup) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            let mut ready = setup.ready;
+            ready.send(Err(err));
+            return;
+        }
+    };
+    let output = Ok(Output::Epoll(Rc::new(EpollOutput::default())));
+    tokio::task::LocalSet::new().block_on(
+        &runtime,
+        serve_core(setup, tokio::net::TcpListener::from_std, output),
+    );
+}
+
+/// The core's main task: accept loop, keepalive sweep, flush task, mailbox, then graceful
+/// drain. `listen` registers the core's listener with the runtime; `output` is the backend's
+/// writer (or why it could not be set up).
+async fn serve_core<L: Listener>(
+    setup: CoreSetup,
+    listen: impl FnOnce(std::net::TcpListener) -> io::Result<L>,
+    output: io::Result<Output>,
+) {
     let CoreSetup {
         index,
         listener,
@@ -184,8 +248,8 @@ async fn serve_core(setup: CoreSetup) {
         mut ready,
         ..
     } = setup;
-    let output = match UringOutput::new() {
-        Ok(output) => output,
+    let (output, listener) = match output.and_then(|output| Ok((output, listen(listener)?))) {
+        Ok(parts) => parts,
         Err(err) => {
             ready.send(Err(err));
             return;
@@ -196,15 +260,25 @@ async fn serve_core(setup: CoreSetup) {
     let core = Rc::new(CoreContext {
         index,
         output,
+        read_scratch: RefCell::new(vec![0; READ_SCRATCH].into_boxed_slice()),
         hub: Hub::new(index, peers, metrics, memory),
         state,
         shutting_down: Cell::new(false),
         connection_gone: Notify::new(),
     });
-    let listener = Rc::new(TcpListener::from_std(listener));
-    tokio_uring::spawn(accept_loop(Rc::clone(&core), Rc::clone(&listener)));
-    tokio_uring::spawn(keepalive::sweep_loop(Rc::clone(&core)));
-    tokio_uring::spawn(flush_loop(Rc::clone(&core)));
+    let listener = Rc::new(listener);
+    spawn_local(accept_loop(Rc::clone(&core), Rc::clone(&listener)));
+    spawn_local(keepalive::sweep_loop(Rc::clone(&core)));
+    match &core.output {
+        Output::Uring(output) => spawn_local(uring_output::flush_loop(
+            Rc::clone(&core),
+            Rc::clone(output),
+        )),
+        Output::Epoll(output) => spawn_local(epoll_output::flush_loop(
+            Rc::clone(&core),
+            Rc::clone(output),
+        )),
+    };
     ready.send(Ok(()));
     while let Some(mail) = mailbox.recv().await {
         match mail {
@@ -228,23 +302,22 @@ async fn serve_core(setup: CoreSetup) {
 }
 
 /// Accepts connections until shutdown and hands each to the HTTP phase.
-async fn accept_loop(core: Rc<CoreContext>, listener: Rc<TcpListener>) {
+async fn accept_loop<L: Listener>(core: Rc<CoreContext>, listener: Rc<L>) {
     // Log the first failure of a streak only (EMFILE under a connection flood repeats).
     let mut failing = false;
     loop {
         match listener.accept().await {
-            Ok((stream, _peer)) => {
+            Ok(stream) => {
                 if core.is_shutting_down() {
                     return;
                 }
                 failing = false;
                 let Some(permit) = core.state.try_acquire_connection() else {
-                    tokio_uring::spawn(refuse(stream));
+                    spawn_local(refuse(stream));
                     continue;
                 };
-                // Latency over coalescing: the writer already batches per connection.
-                let _ = stream.set_nodelay(true);
-                tokio_uring::spawn(http::serve(Rc::clone(&core), stream, permit));
+                let _ = stream.set_nodelay();
+                spawn_local(http::serve(Rc::clone(&core), stream, permit));
             }
             Err(_) if core.is_shutting_down() => return,
             Err(err) => {
@@ -260,7 +333,7 @@ async fn accept_loop(core: Rc<CoreContext>, listener: Rc<TcpListener>) {
 
 /// Answers a connection over --max-connections with 503 and closes it. Its request is not
 /// read: the answer goes out at once and the socket is shut down after it.
-async fn refuse(stream: tokio_uring::net::TcpStream) {
+async fn refuse(stream: impl HttpSocket) {
     let _ = stream.write_all(TOO_MANY_CONNECTIONS).await;
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }

@@ -4,6 +4,7 @@
 //! hyper's `with_upgrades` needs `Send` IO, which tokio-uring sockets are not, so the
 //! connection is served with `without_shutdown`: once the 101 response is flushed hyper hands
 //! back the IO and any bytes read past the request, and the WebSocket takes over (`conn.rs`).
+//! The socket comes from either IO backend ([`HttpSocket`]).
 //!
 //! Limits of this phase: the connection holds a `--max-connections` slot from accept; hyper
 //! buffers at most `--max-header-size` of request head (431 beyond) and answers a malformed
@@ -20,15 +21,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, ORIGIN, UPGRADE, WWW_AUTHENTICATE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio_uring::net::TcpStream;
 
 use crate::auth::{bearer_token, query_token, Rejection};
+use crate::backend::HttpSocket;
 use crate::conn;
 use crate::cores::CoreContext;
 use crate::hub::Room;
@@ -36,7 +37,7 @@ use crate::metrics::{render_prometheus, AuthOutcome, CONTENT_TYPE as METRICS_CON
 use crate::publish;
 use crate::server_state::ConnectionPermit;
 use crate::subscriber::Subscriber;
-use crate::uring_io::{finish_write, UringIo, HTTP_READ_BUFFER};
+use crate::uring_io::finish_write;
 
 /// The chat page served at `GET /`.
 const CHAT_PAGE: &str = include_str!("../static/index.html");
@@ -68,21 +69,21 @@ struct UpgradeSlot {
     ticket: RefCell<Option<UpgradeTicket>>,
     /// The connection's --max-connections slot; moves into the subscriber at upgrade.
     permit: RefCell<Option<ConnectionPermit>>,
-    /// Size of the IO adapter's next read; lowered to `conn::FIRST_READ_BUFFER` on upgrade.
-    read_size: Rc<Cell<usize>>,
+    /// Set once the service accepted an upgrade: the IO adapter starts no more reads (the
+    /// WebSocket reader reads what follows the request from the socket itself).
+    upgraded: Rc<Cell<bool>>,
 }
 
 /// Serves one accepted connection, counted under `permit`: HTTP requests until it upgrades or
 /// closes.
-pub async fn serve(core: Rc<CoreContext>, stream: TcpStream, permit: ConnectionPermit) {
+pub async fn serve<S: HttpSocket>(core: Rc<CoreContext>, stream: S, permit: ConnectionPermit) {
     let slot = Rc::new(UpgradeSlot {
         ticket: RefCell::new(None),
         permit: RefCell::new(Some(permit)),
-        read_size: Rc::new(Cell::new(HTTP_READ_BUFFER)),
+        upgraded: Rc::new(Cell::new(false)),
     });
     let stream = Rc::new(stream);
-    let io = UringIo::new(Rc::clone(&stream), Rc::clone(&slot.read_size));
-    let last_write = io.write_slot();
+    let (io, last_write) = S::http_io(&stream, Rc::clone(&slot.upgraded));
     let service = {
         let core = Rc::clone(&core);
         let slot = Rc::clone(&slot);
@@ -100,10 +101,14 @@ pub async fn serve(core: Rc<CoreContext>, stream: TcpStream, permit: ConnectionP
     let result = connection.await;
     let ticket = slot.ticket.borrow_mut().take();
     match (result, ticket) {
-        (Ok(parts), Some(ticket)) => {
-            let upgraded = parts.io.into_inner().into_upgraded();
-            conn::start(core, upgraded, &parts.read_buf, ticket);
-        }
+        (Ok(parts), Some(ticket)) => match S::into_upgraded(parts.io.into_inner(), stream) {
+            Ok(upgraded) => conn::start(core, upgraded, &parts.read_buf, ticket),
+            Err(err) => {
+                // Only a reactor that cannot register one more fd fails here.
+                tracing::warn!(%err, "cannot start the WebSocket phase");
+                core.hub.leave(&ticket.room, &ticket.subscriber);
+            }
+        },
         (result, ticket) => {
             if let Some(ticket) = ticket {
                 // The 101 never completed: undo the join (this drops the permit too).
@@ -113,7 +118,7 @@ pub async fn serve(core: Rc<CoreContext>, stream: TcpStream, permit: ConnectionP
                 tracing::debug!(%err, "http connection ended");
             }
             finish_write(&last_write).await;
-            linger(&stream).await;
+            linger(&*stream).await;
         }
     }
 }
@@ -122,21 +127,15 @@ pub async fn serve(core: Rc<CoreContext>, stream: TcpStream, permit: ConnectionP
 /// answer hyper flushed goes first), discards what the client still sends for at most
 /// [`LINGER_TIME`] or [`LINGER_BYTES`], then shuts the socket down, which also completes a
 /// read hyper left in flight so the fd is released (nginx's lingering close).
-async fn linger(stream: &TcpStream) {
+async fn linger(stream: &impl HttpSocket) {
     // An error means the socket is already disconnected.
     let _ = stream.shutdown(Shutdown::Write);
     let deadline = Instant::now() + LINGER_TIME;
     let mut buffer = Vec::with_capacity(LINGER_BUFFER);
     let mut discarded = 0;
     while discarded < LINGER_BYTES {
-        // A read dropped by the timeout still completes (into its own buffer) when the socket
-        // is shut down below; its bytes were to be discarded anyway.
-        match tokio::time::timeout_at(deadline.into(), stream.read(buffer)).await {
-            Ok((Ok(read), returned)) if read > 0 => {
-                discarded += read;
-                buffer = returned;
-                buffer.clear();
-            }
+        match tokio::time::timeout_at(deadline.into(), stream.read_discard(&mut buffer)).await {
+            Ok(Ok(read)) if read > 0 => discarded += read,
             _ => break,
         }
     }
@@ -216,6 +215,14 @@ fn route(
     if !origin_allowed(origin, host, &core.state.config.allowed_origins) {
         return text(StatusCode::FORBIDDEN, "text/plain", "origin not allowed\n");
     }
+    if !request.body().is_end_stream() {
+        // Its body would be read by hyper after the 101, which reads nothing more by then.
+        return text(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "a WebSocket upgrade request has no body\n",
+        );
+    }
     if core.is_shutting_down() {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -237,7 +244,7 @@ fn route(
             ));
             let room = core.hub.join(&room, Rc::clone(&subscriber));
             *slot.ticket.borrow_mut() = Some(UpgradeTicket { room, subscriber });
-            slot.read_size.set(conn::FIRST_READ_BUFFER);
+            slot.upgraded.set(true);
             let (head, _) = switching.into_parts();
             Response::from_parts(head, Full::new(Bytes::new()))
         }

@@ -1,20 +1,25 @@
-//! ringcast: a thread-per-core io_uring WebSocket broadcast server.
+//! ringcast: a thread-per-core io_uring (or epoll) WebSocket broadcast server.
 //!
 //! Any text or binary message a client sends on `/ws/{room}` (`/ws` = room `default`) reaches
 //! every client of the room, the sender included, unchanged and in the order the server
 //! received it.
 //!
 //! ```text
+//! IO backend (--io): io_uring or epoll, and the seam between them   backend.rs
 //! accept (per core, SO_REUSEPORT), --max-connections from accept   cores.rs
-//!   -> HTTP/1.1 (hyper) over io_uring, 400/431/503                 http.rs, uring_io.rs
-//!   -> upgrade: reader task decodes frames                         conn.rs, inbound.rs
+//!   -> HTTP/1.1 (hyper), 400/431/503                               http.rs
+//!        over io_uring / epoll                                     uring_io.rs, epoll_io.rs
+//!   -> upgrade: reader task: readiness, one recv into the core's
+//!      scratch buffer, decodes frames in place                     conn.rs, socket.rs, inbound.rs
 //!   -> publish(room, payload): encode once                         frame.rs, hub.rs
 //!        -> local subscribers' queues: an Rc handle each           subscriber.rs, outbound.rs
 //!           (a connection with nothing in flight is listed)        flush.rs
 //!        -> other cores' mailboxes (one Bytes clone per core)
 //!   -> flush task per core: one WRITEV per listed connection,
 //!      all in one submission on the core's output ring             uring_output.rs
+//!      (epoll: one nonblocking sendmsg per listed connection)      epoll_output.rs
 //! fan-out budget: what is held for delivery, publisher pushback    memory.rs
+//! close handshake state of a connection (one packed value)        close_state.rs
 //! keepalive, stalled writes, close deadlines: one sweep per core   keepalive.rs
 //! inbound rate limit                                               rate_limit.rs
 //! counters and /metrics                                            metrics.rs
@@ -29,15 +34,23 @@
 //!   `Rc` handle (no atomic) and lists the connection; one flush task per core drains the list
 //!   into one WRITEV per connection on a ring of its own (the `io-uring` crate) and submits
 //!   them all at once; completions arrive through an eventfd that tokio's reactor (inside
-//!   tokio-uring's runtime) watches. tokio-uring stays the runtime for accept, HTTP, reads and
+//!   tokio-uring's runtime) watches. tokio-uring stays the runtime for accept, HTTP and
 //!   timers.
 //! - One write in flight per connection keeps order; what arrives meanwhile goes into the next
 //!   write, so a lagging connection's frames leave in one syscall.
 //! - The output path's sans-IO half (`outbound.rs`, `flush.rs`: queues, budgets, iovecs,
 //!   partial writes, the list) is unit-tested and benchmarked without sockets; the IO half is
-//!   `uring_output.rs`, behind `Subscriber::start_write` / `Subscriber::finish_write`.
-//! - Not yet: reads still use one tokio-uring read (and a 512-byte buffer) per idle
-//!   connection; a provided-buffer ring would remove both.
+//!   `uring_output.rs` or `epoll_output.rs`, behind `Subscriber::start_write` /
+//!   `Subscriber::finish_write`.
+//! - No read buffer per idle connection: a WebSocket reader waits for readiness (tokio's
+//!   reactor, on both backends) and reads into one scratch buffer per core; only an
+//!   incomplete frame's tail is copied into the connection. A tokio-uring read would pin an
+//!   owned buffer per connection for as long as the client is silent (the old design: 512
+//!   bytes each), and tokio-uring 0.5 has no provided-buffer rings; in a broadcast server the
+//!   reads are the rare side (publishers only), so their epoll wake-up costs little against
+//!   the writes (measured: see the README's Benchmarks). The HTTP phase's IO adapter starts
+//!   no read once the upgrade is accepted, so none is left in flight for the connection's
+//!   life.
 //!
 //! Close codes: 1000 normal, 1001 server shutting down or idle timeout, 1002 protocol error
 //! (unmasked client frame, reserved bits, unknown opcode, control frame over 125 bytes, bad
@@ -48,9 +61,13 @@
 //! the fan-out budget, or any publisher left unread for `--publish-timeout`.
 
 pub mod auth;
+pub mod backend;
+pub mod close_state;
 pub mod config;
 pub mod conn;
 pub mod cores;
+pub mod epoll_io;
+pub mod epoll_output;
 pub mod flush;
 pub mod frame;
 pub mod http;
@@ -63,6 +80,7 @@ pub mod outbound;
 pub mod publish;
 pub mod rate_limit;
 pub mod server_state;
+pub mod socket;
 pub mod subscriber;
 pub mod uring_io;
 pub mod uring_output;
@@ -75,6 +93,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
+pub use crate::backend::{Backend, IoChoice};
 pub use crate::config::{Cli, Config, ConfigError};
 pub use crate::frame::{encode_message, CloseCode, MessageKind};
 pub use crate::hub::{Hub, Room};
@@ -88,10 +107,10 @@ use crate::server_state::ServerState;
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The kernel refused io_uring.
+    /// `--io uring` and the kernel refused io_uring.
     #[error(
-        "io_uring is unavailable ({error}). ringcast needs io_uring (Linux 5.11 or newer). \
-         Likely causes: the sysctl kernel.io_uring_disabled is 1 or 2 (run \
+        "io_uring is unavailable ({error}). `--io uring` needs io_uring (Linux 5.11 or newer); \
+         `--io auto` (the default) or `--io epoll` runs on epoll instead. Likely causes: the sysctl kernel.io_uring_disabled is 1 or 2 (run \
          `sysctl -w kernel.io_uring_disabled=0` as root), or a container seccomp profile blocks \
          io_uring_setup (Docker's default does: run the container with a profile that allows \
          io_uring_setup, io_uring_enter and io_uring_register, e.g. \
@@ -140,7 +159,14 @@ impl Server {
         if let Err(err) = config::raise_nofile_limit() {
             tracing::warn!(%err, "could not raise the open-file limit");
         }
-        probe_io_uring()?;
+        let (backend, fallback) =
+            Backend::select(config.io).map_err(|error| StartError::IoUringUnavailable { error })?;
+        if let Some(why) = fallback {
+            tracing::warn!(
+                "io_uring is unavailable ({why}): running on the epoll backend (--io epoll); \
+                 see the README's \"IO backends\" for how to allow io_uring"
+            );
+        }
         let listeners = bind_all(&config)?;
         let local_addr = listeners[0]
             .local_addr()
@@ -150,7 +176,7 @@ impl Server {
             })?;
         let cores = config.cores;
         let state = Arc::new(ServerState::new(config));
-        let _ = state.backend.set("io_uring"); // Unset until now, so this cannot fail.
+        let _ = state.backend.set(backend.name()); // Unset until now, so this cannot fail.
         let (mailboxes, receivers): (Vec<_>, Vec<_>) =
             (0..cores).map(|_| unbounded_channel()).unzip();
         let cpus = core_affinity::get_core_ids().unwrap_or_default();
@@ -176,6 +202,7 @@ impl Server {
                 peers,
                 mailbox,
                 ready: ReadyReport::new(index, ready_tx.clone()),
+                backend,
             };
             let thread = std::thread::Builder::new()
                 .name(format!("ringcast-core-{index}"))
@@ -198,6 +225,7 @@ impl Server {
         tracing::info!(
             addr = %local_addr,
             cores,
+            io = %backend.name(),
             max_message = config.max_message,
             max_backlog = config.max_backlog,
             fanout_budget = config.fanout_budget,
@@ -236,13 +264,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Fails cleanly, before any thread starts, when the kernel refuses io_uring.
-fn probe_io_uring() -> Result<(), StartError> {
-    io_uring::IoUring::new(2)
-        .map(drop)
-        .map_err(|error| StartError::IoUringUnavailable { error })
 }
 
 /// Binds one listener per core on the same address (the first picks the port if it is 0).

@@ -93,10 +93,10 @@ impl CoreMetrics {
         counter.fetch_sub(value, Ordering::Relaxed);
     }
 
-    /// Records one completed write of `frames` frames (called by the core's output backend).
-    pub fn record_write(&self, frames: usize) {
-        self.frames_per_write
-            .record(u64::try_from(frames).unwrap_or(u64::MAX));
+    /// Adds the frames per write of one batch of completed writes (`flush::WriteTally`, both
+    /// backends), once per batch like the other write counters.
+    pub fn record_writes(&self, batch: &WriteSizes) {
+        self.frames_per_write.add(batch);
     }
 
     /// Records the time one message took to reach this core's subscriber queues.
@@ -189,7 +189,7 @@ impl PublishOutcome {
 
 /// A histogram of one core with `N` buckets: bucket `i < N - 1` counts samples up to
 /// `BASE * 2^i` units, the last one the rest (+Inf). Finding the bucket is one leading-zeros
-/// count, and only the owning core writes, so a sample is three uncontended relaxed stores.
+/// count, and only the owning core writes, so a sample is uncontended relaxed stores.
 #[derive(Debug)]
 pub struct Log2Histogram<const N: usize, const BASE: u64> {
     /// Samples per bucket (not cumulative).
@@ -208,54 +208,86 @@ impl<const N: usize, const BASE: u64> Default for Log2Histogram<N, BASE> {
 }
 
 impl<const N: usize, const BASE: u64> Log2Histogram<N, BASE> {
-    /// Adds one sample of `value` units. Only the owning core calls this, so a load and a store
-    /// replace the locked read-modify-write of `fetch_add`.
+    /// Adds one sample of `value` units.
     pub fn record(&self, value: u64) {
-        // ceil(log2(ceil(value / BASE))): the first bucket whose bound is >= value.
-        let scaled = value.div_ceil(BASE);
-        let index = (u64::BITS - scaled.saturating_sub(1).leading_zeros()) as usize;
-        let bucket = &self.buckets[index.min(N - 1)];
-        bucket.store(bucket.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        self.sum.store(
-            self.sum.load(Ordering::Relaxed).wrapping_add(value),
-            Ordering::Relaxed,
-        );
+        bump(&self.buckets[bucket_index::<N, BASE>(value)], 1);
+        bump(&self.sum, value);
+    }
+
+    /// Adds a batch of samples counted apart.
+    pub fn add(&self, batch: &Log2Counts<N, BASE>) {
+        for (bucket, &count) in self.buckets.iter().zip(&batch.buckets) {
+            if count > 0 {
+                bump(bucket, count);
+            }
+        }
+        bump(&self.sum, batch.sum);
     }
 
     /// Adds this core's buckets (not cumulative) and sum into `merged`.
-    fn merge_into(&self, merged: &mut MergedHistogram<N>) {
+    fn merge_into(&self, merged: &mut Log2Counts<N, BASE>) {
         for (total, bucket) in merged.buckets.iter_mut().zip(&self.buckets) {
             *total += bucket.load(Ordering::Relaxed);
         }
-        merged.sum += self.sum.load(Ordering::Relaxed);
+        merged.sum = merged.sum.wrapping_add(self.sum.load(Ordering::Relaxed));
     }
 }
 
-/// Every core's samples of one histogram, added up at scrape.
-struct MergedHistogram<const N: usize> {
+/// Adds `value` to a counter only its core writes: a load and a store instead of the locked
+/// read-modify-write of `fetch_add`.
+fn bump(counter: &AtomicU64, value: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(value),
+        Ordering::Relaxed,
+    );
+}
+
+/// The bucket of `value` units: ceil(log2(ceil(value / BASE))), the first whose bound is
+/// >= value, or the last (+Inf).
+fn bucket_index<const N: usize, const BASE: u64>(value: u64) -> usize {
+    let scaled = value.div_ceil(BASE);
+    ((u64::BITS - scaled.saturating_sub(1).leading_zeros()) as usize).min(N - 1)
+}
+
+/// Plain counts of a [`Log2Histogram`]: one batch of writes before it is added to the core's
+/// histogram, or every core's histogram merged at scrape.
+#[derive(Debug)]
+pub struct Log2Counts<const N: usize, const BASE: u64> {
     /// Samples per bucket (not cumulative).
     buckets: [u64; N],
     /// Sum of the samples, in units.
     sum: u64,
 }
 
-impl<const N: usize> MergedHistogram<N> {
-    /// Merges `histogram` of every core.
-    fn of<const BASE: u64>(
-        cores: &[CoreMetrics],
-        histogram: fn(&CoreMetrics) -> &Log2Histogram<N, BASE>,
-    ) -> Self {
-        let mut merged = MergedHistogram {
+/// Frames per write of one batch of writes.
+pub type WriteSizes = Log2Counts<WRITE_BUCKETS, 1>;
+
+impl<const N: usize, const BASE: u64> Default for Log2Counts<N, BASE> {
+    fn default() -> Self {
+        Log2Counts {
             buckets: [0; N],
             sum: 0,
-        };
+        }
+    }
+}
+
+impl<const N: usize, const BASE: u64> Log2Counts<N, BASE> {
+    /// Adds one sample of `value` units.
+    pub fn record(&mut self, value: u64) {
+        self.buckets[bucket_index::<N, BASE>(value)] += 1;
+        self.sum = self.sum.wrapping_add(value);
+    }
+
+    /// Merges `histogram` of every core.
+    fn of(cores: &[CoreMetrics], histogram: fn(&CoreMetrics) -> &Log2Histogram<N, BASE>) -> Self {
+        let mut merged = Log2Counts::default();
         for core in cores {
             histogram(core).merge_into(&mut merged);
         }
         merged
     }
 
-    /// Encodes it with bucket bounds `base * 2^i / per_unit` (`per_unit` converts units to the
+    /// Encodes it with bucket bounds `BASE * 2^i / per_unit` (`per_unit` converts units to the
     /// metric's unit, e.g. 1e9 nanoseconds to seconds; dividing keeps the bounds' decimal
     /// text exact).
     fn encode(
@@ -263,7 +295,6 @@ impl<const N: usize> MergedHistogram<N> {
         encoder: &mut DescriptorEncoder,
         name: &str,
         help: &str,
-        base: u64,
         per_unit: f64,
     ) -> Result<(), std::fmt::Error> {
         // prometheus-client takes the counts per bucket and writes them cumulated.
@@ -275,7 +306,7 @@ impl<const N: usize> MergedHistogram<N> {
                 let bound = if index + 1 == N {
                     f64::INFINITY
                 } else {
-                    (base << index) as f64 / per_unit
+                    (BASE << index) as f64 / per_unit
                 };
                 (bound, count)
             })
@@ -464,18 +495,16 @@ impl Collector for Scrape {
             let labels = [("core", core.to_string())];
             encode_value(family.encode_family(&labels)?, MetricType::Counter, value)?;
         }
-        MergedHistogram::of(&self.cores, |m| &m.fanout_nanos).encode(
+        Log2Counts::of(&self.cores, |m| &m.fanout_nanos).encode(
             &mut encoder,
             "ringcast_fanout_seconds",
             "Time to queue one message for a core's subscribers of its room (one message in 8 per core is timed).",
-            NANOS_PER_MICRO,
             1e9,
         )?;
-        MergedHistogram::of(&self.cores, |m| &m.frames_per_write).encode(
+        Log2Counts::of(&self.cores, |m| &m.frames_per_write).encode(
             &mut encoder,
             "ringcast_frames_per_write",
             "Frames carried by each completed write (writev batching).",
-            1,
             1.0,
         )?;
         let memory_gauges = [
@@ -629,10 +658,14 @@ mod tests {
     #[test]
     fn histograms_bucket_by_powers_of_two_and_merge_cores() {
         let cores = vec![CoreMetrics::default(), CoreMetrics::default()];
+        let mut batch = WriteSizes::default();
         for frames in [0, 1, 2, 3, 4, 5, 1024, 1025] {
-            cores[0].record_write(frames);
+            batch.record(frames);
         }
-        cores[1].record_write(2);
+        cores[0].record_writes(&batch);
+        let mut other = WriteSizes::default();
+        other.record(2);
+        cores[1].record_writes(&other);
         cores[1].record_fanout(Duration::from_nanos(1500));
         cores[1].record_fanout(Duration::from_secs(1));
         let text = render(cores);

@@ -16,17 +16,17 @@
 use std::cell::{Cell, OnceCell, RefCell};
 use std::io;
 use std::net::Shutdown;
-use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::unix::io::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use tokio_uring::net::TcpStream;
-
+use crate::close_state::CloseState;
 use crate::flush::FlushList;
 use crate::frame::{encode_close, encode_close_echo, CloseCode};
 use crate::memory::CoreLedger;
 use crate::outbound::{LocalFrame, OutboundQueue, MAX_IOV};
 use crate::server_state::ConnectionPermit;
+use crate::socket::ConnSocket;
 use crate::wake::LocalWake;
 
 /// How long a connection we close may take to answer our close frame (or, for a slow consumer,
@@ -66,6 +66,15 @@ pub struct WriteDone {
     pub frames: usize,
 }
 
+/// Where a connection's output goes.
+enum Endpoint {
+    /// A client's socket.
+    Socket(ConnSocket),
+    /// No socket: listed and flushed like a connection, the writes done by whoever runs the
+    /// flush step (benches and tests of the output path, with the IO stubbed).
+    Stub,
+}
+
 /// One connection's hub-facing state.
 pub struct Subscriber {
     /// Frames waiting for a write or in one; bounded by --max-backlog.
@@ -74,15 +83,8 @@ pub struct Subscriber {
     core: Rc<CoreOutput>,
     /// In the core's flush list now (so it is added once).
     marked: Cell<bool>,
-    /// Deadline by which the connection must be gone; Some once our close frame is queued,
-    /// after which nothing else is queued.
-    close_deadline: Cell<Option<Instant>>,
-    /// The client's close frame has arrived.
-    close_received: Cell<bool>,
-    /// Our close frame has been written.
-    close_written: Cell<bool>,
-    /// The connection failed (protocol error): shut down right after our close is written.
-    failed: Cell<bool>,
+    /// The close handshake: deadline, close received/written, failed, shut down.
+    close: Cell<CloseState>,
     /// Last time (coarse clock of the core) the client sent anything (data, ping, pong).
     last_inbound: Cell<Instant>,
     /// Last keepalive ping queued, if one was sent since the client last spoke.
@@ -95,12 +97,11 @@ pub struct Subscriber {
     reading_paused: Cell<bool>,
     /// Index of this subscriber in its room's list, for O(1) removal.
     room_slot: Cell<usize>,
-    /// The socket, shared with the reader task. Attached once the 101 response is flushed (the
-    /// subscriber joins its room before that, so no message published after the handshake is
-    /// missed); never set in socket-less benches/tests.
-    socket: OnceCell<Rc<TcpStream>>,
-    /// `shutdown(Both)` was already called.
-    socket_shut: Cell<bool>,
+    /// Where output goes: the socket, read by the reader task and written by the output
+    /// backend. Attached once the 101 response is flushed (the subscriber joins its room
+    /// before that, so no message published after the handshake is missed); never set for
+    /// detached subscribers.
+    endpoint: OnceCell<Endpoint>,
     /// Wakes the reader task, which outlives its reads until the socket is shut down.
     shut_down_wake: LocalWake,
     /// Holds this connection's place under --max-connections until the subscriber is dropped.
@@ -112,7 +113,7 @@ impl std::fmt::Debug for Subscriber {
         f.debug_struct("Subscriber")
             .field("charged_bytes", &self.charged_bytes())
             .field("closing", &self.is_closing())
-            .field("has_socket", &self.socket.get().is_some())
+            .field("has_socket", &self.socket().is_some())
             .finish_non_exhaustive()
     }
 }
@@ -138,17 +139,13 @@ impl Subscriber {
             queue: RefCell::new(OutboundQueue::new(max_backlog)),
             core,
             marked: Cell::new(false),
-            close_deadline: Cell::new(None),
-            close_received: Cell::new(false),
-            close_written: Cell::new(false),
-            failed: Cell::new(false),
+            close: Cell::new(CloseState::default()),
             last_inbound: Cell::new(now),
             last_ping: Cell::new(None),
             last_write_progress: Cell::new(now),
             reading_paused: Cell::new(false),
             room_slot: Cell::new(0),
-            socket: OnceCell::new(),
-            socket_shut: Cell::new(false),
+            endpoint: OnceCell::new(),
             shut_down_wake: LocalWake::default(),
             _permit: permit,
         }
@@ -168,7 +165,7 @@ impl Subscriber {
     /// true if this push made the connection a slow consumer (its unsent backlog is dropped and
     /// it is closed with 1008).
     pub fn offer(self: &Rc<Self>, frame: &LocalFrame) -> bool {
-        if self.close_deadline.get().is_some() {
+        if self.is_closing() {
             return false;
         }
         let mut queue = self.queue.borrow_mut();
@@ -188,7 +185,7 @@ impl Subscriber {
     /// Puts the connection on the core's flush list if it has unsent frames, a socket, no
     /// write in flight and is not listed yet.
     fn request_flush(self: &Rc<Self>) {
-        if self.marked.get() || self.socket_shut.get() || self.socket.get().is_none() {
+        if self.marked.get() || self.is_shut_down() || self.endpoint.get().is_none() {
             return;
         }
         let queue = self.queue.borrow();
@@ -214,9 +211,9 @@ impl Subscriber {
     /// Fails the connection (protocol error, or a publisher the server gives up on): close
     /// frame, then shutdown once it is written.
     pub fn fail(self: &Rc<Self>, code: CloseCode, reason: &str) {
-        self.failed.set(true);
+        self.update_close(CloseState::fail);
         self.close(code, reason);
-        if self.close_written.get() {
+        if self.close.get().is_done() {
             self.shutdown_socket();
         }
     }
@@ -224,20 +221,19 @@ impl Subscriber {
     /// The client sent a (validated) close frame. Echo it if we have not sent ours; if we had,
     /// the handshake is complete.
     pub fn close_received(self: &Rc<Self>, payload: &[u8]) {
-        self.close_received.set(true);
-        if self.close_deadline.get().is_none() {
+        self.update_close(CloseState::receive);
+        if !self.is_closing() {
             self.close_with(encode_close_echo(payload), CLOSE_HANDSHAKE_DEADLINE);
-        } else if self.close_written.get() {
+        } else if self.close.get().is_done() {
             self.shutdown_socket();
         }
     }
 
     /// Queues `frame` as the last frame and sets the deadline (first close wins).
     fn close_with(self: &Rc<Self>, frame: bytes::Bytes, grace: Duration) {
-        if self.close_deadline.get().is_some() {
+        if !self.update_close(|close| close.start(Instant::now() + grace)) {
             return;
         }
-        self.close_deadline.set(Some(Instant::now() + grace));
         self.queue.borrow_mut().push_final(Rc::new(frame));
         self.core.ledger.charge_handles(1);
         self.request_flush();
@@ -246,22 +242,27 @@ impl Subscriber {
     /// Called when the queue is drained after the close frame went out. Shuts the socket down
     /// when the handshake is complete or the connection failed.
     fn close_frame_written(&self) {
-        self.close_written.set(true);
-        if self.close_received.get() || self.failed.get() {
+        self.update_close(CloseState::write);
+        if self.close.get().is_done() {
             self.shutdown_socket();
         }
+    }
+
+    /// Applies `change` to the close state.
+    fn update_close<R>(&self, change: impl FnOnce(&mut CloseState) -> R) -> R {
+        let mut close = self.close.get();
+        let result = change(&mut close);
+        self.close.set(close);
+        result
     }
 
     /// Shuts the socket down both ways (once): a pending read returns 0, a write in flight
     /// fails, and the reader task is woken to finish. Nothing is written afterwards.
     pub fn shutdown_socket(&self) {
-        if self.socket_shut.replace(true) {
+        if !self.update_close(|close| close.shut(Instant::now())) {
             return;
         }
-        if self.close_deadline.get().is_none() {
-            self.close_deadline.set(Some(Instant::now()));
-        }
-        if let Some(socket) = self.socket.get() {
+        if let Some(socket) = self.socket() {
             // An error here means the socket is already disconnected, which is the goal.
             let _ = socket.shutdown(Shutdown::Both);
         }
@@ -270,24 +271,24 @@ impl Subscriber {
 
     /// True once the socket was shut down.
     pub fn is_shut_down(&self) -> bool {
-        self.socket_shut.get()
+        self.close.get().is_shut()
     }
 
     /// Waits until the socket is shut down (the connection's output is finished).
     pub async fn shut_down(&self) {
-        while !self.socket_shut.get() {
+        while !self.is_shut_down() {
             self.shut_down_wake.wait().await;
         }
     }
 
     /// True once a close frame is queued (no more frames will be accepted).
     pub fn is_closing(&self) -> bool {
-        self.close_deadline.get().is_some()
+        self.close.get().is_closing()
     }
 
     /// Deadline by which a closing connection must be gone.
     pub fn close_deadline(&self) -> Option<Instant> {
-        self.close_deadline.get()
+        self.close.get().deadline()
     }
 
     /// Records inbound traffic (for keepalive): any frame, a pong included, proves the client
@@ -323,14 +324,17 @@ impl Subscriber {
     }
 
     /// Taken off the flush list by the output backend: describes the next write as iovecs and
-    /// returns the socket to write to, or None when there is nothing to write (shut down,
+    /// returns the socket to write to (-1 for a stub), or None when there is nothing to write (shut down,
     /// drained meanwhile, or a write already in flight).
     pub fn start_write(&self, iovecs: &mut Vec<libc::iovec>, now: Instant) -> Option<RawFd> {
         self.marked.set(false);
-        if self.socket_shut.get() {
+        if self.is_shut_down() {
             return None;
         }
-        let fd = self.socket.get()?.as_raw_fd();
+        let fd = match self.endpoint.get()? {
+            Endpoint::Socket(socket) => socket.fd(),
+            Endpoint::Stub => -1,
+        };
         if self.queue.borrow_mut().start_write(iovecs, MAX_IOV) == 0 {
             return None;
         }
@@ -385,14 +389,32 @@ impl Subscriber {
 
     /// Attaches the socket after the handshake and lists the connection if frames wait. If the
     /// connection was already told to shut down meanwhile, the socket is shut down at once.
-    pub fn attach_socket(self: &Rc<Self>, socket: Rc<TcpStream>) {
-        let shut_before = self.socket_shut.get();
-        if self.socket.set(socket).is_ok() && shut_before {
-            self.socket_shut.set(false);
+    pub fn attach_socket(self: &Rc<Self>, socket: ConnSocket) {
+        self.attach(Endpoint::Socket(socket));
+    }
+
+    /// Makes a socket-less subscriber flushable like a connection: the flush list takes it,
+    /// and the flush step's caller does the writes (benches and tests, IO stubbed).
+    pub fn attach_stub(self: &Rc<Self>) {
+        self.attach(Endpoint::Stub);
+    }
+
+    fn attach(self: &Rc<Self>, endpoint: Endpoint) {
+        let shut_before = self.is_shut_down();
+        if self.endpoint.set(endpoint).is_ok() && shut_before {
+            self.update_close(CloseState::unshut);
             self.shutdown_socket();
             return;
         }
         self.request_flush();
+    }
+
+    /// The socket, once attached.
+    pub fn socket(&self) -> Option<&ConnSocket> {
+        match self.endpoint.get()? {
+            Endpoint::Socket(socket) => Some(socket),
+            Endpoint::Stub => None,
+        }
     }
 
     /// Position in the room's subscriber list.

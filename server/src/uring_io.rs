@@ -1,27 +1,35 @@
-//! A tokio `AsyncRead + AsyncWrite` over a tokio-uring `TcpStream`, for hyper's HTTP phase.
+//! The io_uring backend's accept and HTTP phase: a tokio `AsyncRead + AsyncWrite` over a
+//! tokio-uring `TcpStream` for hyper, and the [`Listener`]/[`HttpSocket`] seam.
 //!
 //! tokio-uring operations own their buffers and complete even if their future is dropped, so
 //! the adapter keeps each in-flight read or write future until it finishes and never starts a
-//! second one beside it (DESIGN 3, pitfall 1). After a WebSocket upgrade, [`UringIo::into_upgraded`]
-//! hands the socket, any bytes already read, and a still-pending read to the connection's reader
-//! task, so no byte the client sent is lost.
+//! second one beside it (DESIGN 3, pitfall 1). Once the service accepts a WebSocket upgrade
+//! the adapter starts no more reads, so none is in flight when the socket and any bytes already
+//! read go to the connection's reader task: no byte the client sent is lost, and no buffer
+//! stays pinned by the kernel for the connection's life.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
+use std::net::Shutdown;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_uring::net::TcpStream;
+use tokio_uring::net::{TcpListener, TcpStream};
+
+use crate::backend::{HttpSocket, Listener};
+use crate::conn::UpgradedIo;
+use crate::socket::ConnSocket;
 
 /// Read buffer for HTTP requests: a typical upgrade request fits; hyper reads again for
 /// bigger headers.
-pub const HTTP_READ_BUFFER: usize = 2048;
+const HTTP_READ_BUFFER: usize = 2048;
 
 /// An in-flight read: resolves to the result and the buffer the kernel filled.
-pub type PendingRead = Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<u8>)>>>;
+type PendingRead = Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<u8>)>>>;
+
 /// An in-flight write of a whole buffer.
 type PendingWrite = Pin<Box<dyn Future<Output = io::Result<()>>>>;
 /// The adapter's in-flight write, shared with the HTTP phase's owner: hyper may finish with an
@@ -52,28 +60,16 @@ pub struct UringIo {
     read: ReadState,
     /// A write accepted from hyper and not yet completed.
     write: WriteSlot,
-    /// Buffer size of the next read. The HTTP service lowers it once it accepts an upgrade:
-    /// a read hyper starts after that outlives the HTTP phase and, on an idle connection,
-    /// stays in flight with its buffer for the connection's whole life.
-    read_size: Rc<Cell<usize>>,
-}
-
-/// What the WebSocket reader inherits from the HTTP phase.
-pub struct UpgradedIo {
-    /// The socket.
-    pub stream: Rc<TcpStream>,
-    /// Bytes read from the socket that hyper did not consume.
-    pub buffered: Vec<u8>,
-    /// A read started during the HTTP phase that has not completed yet; its bytes come after
-    /// `buffered`.
-    pub pending_read: Option<PendingRead>,
+    /// Set once the service accepted an upgrade: a read started after it would outlive the
+    /// HTTP phase and, on an idle connection, keep its buffer for the connection's life.
+    upgraded: Rc<Cell<bool>>,
 }
 
 impl UringIo {
-    /// Wraps an accepted socket; reads use `read_size` bytes (see the field). A connection
+    /// Wraps an accepted socket (`upgraded`: see the field). A connection
     /// that ends in the HTTP phase may leave a read in flight: its owner (`http::serve`) shuts
     /// the socket down, which completes that read so the fd is released.
-    pub fn new(stream: Rc<TcpStream>, read_size: Rc<Cell<usize>>) -> Self {
+    pub fn new(stream: Rc<TcpStream>, upgraded: Rc<Cell<bool>>) -> Self {
         UringIo {
             stream,
             read: ReadState::Idle {
@@ -81,38 +77,36 @@ impl UringIo {
                 pos: 0,
             },
             write: WriteSlot::default(),
-            read_size,
+            upgraded,
         }
     }
 
     /// Ends the HTTP phase (after hyper flushed the 101 response).
-    pub fn into_upgraded(mut self) -> UpgradedIo {
+    fn into_upgraded(mut self) -> io::Result<UpgradedIo> {
         let read = std::mem::replace(&mut self.read, ReadState::Eof);
-        let (buffered, pending_read) = match read {
+        let buffered = match read {
             ReadState::Idle { mut buf, pos } => {
                 buf.drain(..pos);
-                (buf, None)
+                buf
             }
-            ReadState::InFlight(pending) => (Vec::new(), Some(pending)),
-            ReadState::Eof => (Vec::new(), None),
+            // Only a read started before the upgrade was accepted can be in flight, and hyper
+            // starts none while it runs the service: refuse rather than lose its bytes.
+            ReadState::InFlight(_) => {
+                return Err(io::Error::other("a read was in flight at the upgrade"))
+            }
+            ReadState::Eof => Vec::new(),
         };
-        UpgradedIo {
-            stream: Rc::clone(&self.stream),
+        Ok(UpgradedIo {
+            socket: ConnSocket::from_uring(Rc::clone(&self.stream))?,
             buffered,
-            pending_read,
-        }
+        })
     }
 
     /// Starts reading into a fresh HTTP buffer.
     fn start_read(&self) -> PendingRead {
         let stream = Rc::clone(&self.stream);
-        let buffer = Vec::with_capacity(self.read_size.get());
+        let buffer = Vec::with_capacity(HTTP_READ_BUFFER);
         Box::pin(async move { stream.read(buffer).await })
-    }
-
-    /// The in-flight write, for [`finish_write`] once hyper is done.
-    pub fn write_slot(&self) -> WriteSlot {
-        Rc::clone(&self.write)
     }
 
     /// Drives the pending write (if any) to completion.
@@ -143,6 +137,8 @@ impl AsyncRead for UringIo {
                     *pos += count;
                     return Poll::Ready(Ok(()));
                 }
+                // Never woken: hyper finishes with the 101's write, not with a read.
+                ReadState::Idle { .. } if this.upgraded.get() => return Poll::Pending,
                 ReadState::Idle { .. } => this.read = ReadState::InFlight(this.start_read()),
                 ReadState::InFlight(pending) => {
                     let (result, buf) = ready!(pending.as_mut().poll(cx));
@@ -196,5 +192,50 @@ pub async fn finish_write(slot: &WriteSlot) {
     if let Some(write) = pending {
         // A failed write means the client is gone; there is nothing left to deliver.
         let _ = write.await;
+    }
+}
+
+impl Listener for TcpListener {
+    type Stream = TcpStream;
+
+    async fn accept(&self) -> io::Result<TcpStream> {
+        TcpListener::accept(self)
+            .await
+            .map(|(stream, _peer)| stream)
+    }
+}
+
+impl HttpSocket for TcpStream {
+    type Io = UringIo;
+
+    fn http_io(socket: &Rc<Self>, upgraded: Rc<Cell<bool>>) -> (UringIo, WriteSlot) {
+        let io = UringIo::new(Rc::clone(socket), upgraded);
+        let slot = Rc::clone(&io.write);
+        (io, slot)
+    }
+
+    fn into_upgraded(io: UringIo, _socket: Rc<Self>) -> io::Result<UpgradedIo> {
+        io.into_upgraded()
+    }
+
+    async fn read_discard(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        // A read dropped by a timeout still completes (into its own buffer) when the socket is
+        // shut down; its bytes were to be discarded anyway.
+        let (result, returned) = self.read(std::mem::take(buf)).await;
+        *buf = returned;
+        buf.clear();
+        result
+    }
+
+    async fn write_all(&self, bytes: &'static [u8]) -> io::Result<()> {
+        TcpStream::write_all(self, bytes).await.0
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        TcpStream::shutdown(self, how)
+    }
+
+    fn set_nodelay(&self) -> io::Result<()> {
+        TcpStream::set_nodelay(self, true)
     }
 }

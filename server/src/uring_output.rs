@@ -3,7 +3,7 @@
 //! tokio-uring 0.5 gives every write its own future, slab entry and task wake-up, which cost
 //! more user time per delivery than the kernel's send itself. So the writes of WebSocket
 //! connections go through a second ring per core, driven with the `io-uring` crate, while
-//! tokio-uring stays the runtime for accept, HTTP, reads and timers:
+//! tokio-uring stays the runtime for accept, HTTP and timers:
 //!
 //! - one flush step per wake-up takes every connection on the core's flush list
 //!   (`flush.rs`), pushes one WRITEV per connection (all its unsent frames, up to IOV_MAX)
@@ -28,6 +28,7 @@ use io_uring::{opcode, types, IoUring};
 use tokio::io::unix::AsyncFd;
 
 use crate::cores::CoreContext;
+use crate::flush::WriteTally;
 use crate::metrics::CoreMetrics;
 use crate::subscriber::Subscriber;
 
@@ -153,7 +154,7 @@ impl UringOutput {
                 .completion()
                 .map(|cqe| (cqe.user_data(), cqe.result())),
         );
-        let (mut writes, mut frames, mut bytes) = (0u64, 0u64, 0u64);
+        let mut tally = WriteTally::default();
         for &(user_data, result) in &completed {
             let index = user_data as usize;
             let Some(InFlight {
@@ -169,19 +170,13 @@ impl UringOutput {
             };
             self.free_slots.borrow_mut().push(index);
             let result = usize::try_from(result).map_err(|_| io::Error::from_raw_os_error(-result));
-            let done = subscriber.finish_write(result, now);
-            metrics.record_write(done.frames);
-            writes += 1;
-            frames += done.frames as u64;
-            bytes += done.bytes as u64;
+            tally.add(subscriber.finish_write(result, now));
             iovecs.clear();
             self.spare_iovecs.borrow_mut().push(iovecs);
         }
         completed.clear();
         *self.reaped.borrow_mut() = completed;
-        CoreMetrics::add(&metrics.writev_calls, writes);
-        CoreMetrics::add(&metrics.frames_written, frames);
-        CoreMetrics::add(&metrics.bytes_out, bytes);
+        tally.record(metrics);
     }
 
     /// Waits until the eventfd is readable and empties it. Readiness is cleared at once: a
@@ -206,8 +201,7 @@ impl UringOutput {
 
 /// The core's flush task: reap completions, submit one write per listed connection, wait for
 /// either more listed connections or more completions.
-pub async fn flush_loop(core: Rc<CoreContext>) {
-    let output = &core.output;
+pub async fn flush_loop(core: Rc<CoreContext>, output: Rc<UringOutput>) {
     let flush = &core.hub.output().flush;
     let metrics = core.hub.metrics();
     let mut listed = Vec::new();

@@ -1,6 +1,7 @@
-//! The binary's start-up failures: bad option values are refused with a message naming the
-//! flag, and a missing io_uring (blocked by seccomp, as Docker's default profile does) gives a
-//! clear message and a non-zero exit instead of a panic or a bare errno.
+//! The binary's start-up: bad option values are refused with a message naming the flag; where
+//! io_uring is blocked (by seccomp, as Docker's default profile does) the default `--io auto`
+//! runs on epoll and says why, and `--io uring` fails with a clear message and exit 2 instead of
+//! a panic or a bare errno.
 
 use crate::util::process::{ringcast_command, run_to_exit};
 
@@ -90,30 +91,67 @@ fn a_core_that_dies_at_start_makes_start_fail_instead_of_hanging() {
     );
 }
 
+/// `ringcast_command(args)` in a child where io_uring_setup fails with EPERM.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-#[test]
-fn blocked_io_uring_gives_a_clear_error_and_non_zero_exit() {
+fn without_io_uring(args: &[&str]) -> std::process::Command {
     use std::os::unix::process::CommandExt;
 
-    let mut command = ringcast_command(&["--listen", "127.0.0.1:0", "--cores", "1"]);
+    let mut command = ringcast_command(args);
+    // The suite may run with RINGCAST_IO set (the epoll pass of .ci/run): these tests choose.
+    command.env_remove("RINGCAST_IO");
     // SAFETY: the closure runs in the forked child before exec and only makes two syscalls
     // (prctl, seccomp) on data that lives in the closure; no allocation, no locks.
     unsafe {
         command.pre_exec(seccomp::deny_io_uring_setup);
     }
+    command
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[test]
+fn io_uring_required_but_blocked_gives_a_clear_error_and_exit_2() {
+    let command = without_io_uring(&["--listen", "127.0.0.1:0", "--cores", "1", "--io", "uring"]);
     let (status, stderr) = run_to_exit(command);
-    assert!(
-        !status.success(),
-        "the server started without io_uring: {stderr}"
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "--io uring started (or failed differently) without io_uring: {stderr}"
     );
     assert!(
-        stderr.to_lowercase().contains("io_uring"),
-        "message does not mention io_uring: {stderr}"
+        stderr.contains("io_uring is unavailable") && stderr.contains("--io epoll"),
+        "message does not say io_uring is missing and what to do: {stderr}"
     );
     assert!(
         !stderr.contains("panicked"),
         "panic instead of a message: {stderr}"
     );
+}
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[tokio::test]
+async fn blocked_io_uring_falls_back_to_epoll_and_broadcasts() {
+    use crate::util::process::spawn_server_command;
+    use crate::util::ws;
+
+    let server = spawn_server_command(without_io_uring(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--cores",
+        "2",
+    ]));
+    let log = server.stderr.join("\n");
+    assert!(
+        log.contains("running on the epoll backend") && log.contains("io=epoll"),
+        "no log line saying the server fell back to epoll: {log}"
+    );
+    let mut alice = ws::connect(server.addr, "/ws/sandboxed").await;
+    let mut bob = ws::connect(server.addr, "/ws/sandboxed").await;
+    let mut other = ws::connect(server.addr, "/ws/elsewhere").await;
+    ws::send_text(&mut alice, "through epoll").await;
+    assert_eq!(ws::next_text(&mut alice).await, "through epoll");
+    assert_eq!(ws::next_text(&mut bob).await, "through epoll");
+    ws::send_text(&mut other, "own room").await;
+    assert_eq!(ws::next_text(&mut other).await, "own room");
 }
 
 /// A seccomp filter that makes `io_uring_setup` fail with EPERM (what Docker's default profile

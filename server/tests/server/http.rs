@@ -1,11 +1,13 @@
 //! The HTTP side (hyper): the chat page, health and metrics, and every refusal status —
 //! 426 plain GET /ws, 404, 400 bad room, 403 foreign Origin, 503 when full — plus the
-//! header-read timeout against slowloris clients.
+//! header-read timeout against slowloris clients, and the hand-over to the WebSocket phase
+//! (an upgrade with a body is refused; a frame sent with the request is not lost).
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+use crate::util::raw::{FrameSpec, Next, RawClient, TEXT};
 use crate::util::{http, metrics, start_server, ws, WAIT};
 
 /// The page the server must serve at `/` (it embeds this same file).
@@ -281,5 +283,43 @@ async fn connections_still_in_the_http_phase_count_against_max_connections() {
             "slot not freed after a silent client left"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_upgrade_request_with_a_body_gets_400() {
+    let server = start_server(&[]);
+    let request = b"GET /ws/body HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Version: 13\r\nContent-Length: 5\r\n\r\nhello"
+        .to_vec();
+    // The connection stays open for another request (keep-alive): read the status line only.
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream.write_all(&request).await.expect("write request");
+    let mut answer = Vec::new();
+    while !answer.contains(&b'\n') {
+        let mut chunk = [0u8; 512];
+        let read = timeout(WAIT, stream.read(&mut chunk))
+            .await
+            .expect("no answer")
+            .expect("read answer");
+        assert!(read > 0, "closed without an answer");
+        answer.extend_from_slice(&chunk[..read]);
+    }
+    let status = String::from_utf8_lossy(&answer);
+    assert!(status.starts_with("HTTP/1.1 400"), "got {status:?}");
+}
+
+#[tokio::test]
+async fn a_frame_sent_with_the_upgrade_request_is_not_lost() {
+    let server = start_server(&[]);
+    let first = FrameSpec::new(TEXT, b"sent with the request").encode();
+    let mut client = RawClient::connect_sending(server.addr, "/ws/eager", &first).await;
+    match client.next().await {
+        Next::Frame(frame) => {
+            assert_eq!(frame.opcode, TEXT);
+            assert_eq!(frame.payload, b"sent with the request");
+        }
+        Next::Closed => panic!("closed instead of echoing the first frame"),
     }
 }

@@ -55,7 +55,12 @@ async fn metrics_parse_and_have_the_new_series() {
         .next()
         .expect("ringcast_build_info");
     assert_eq!(info.labels.get("version"), Some(env!("CARGO_PKG_VERSION")));
-    assert_eq!(info.labels.get("backend"), Some("io_uring"));
+    // The suite also runs with RINGCAST_IO=epoll (and --io auto may fall back): either name.
+    let backend = info.labels.get("backend");
+    assert!(
+        matches!(backend, Some("io_uring" | "epoll")),
+        "backend {backend:?}"
+    );
     assert!(info.labels.get("commit").is_some_and(|c| !c.is_empty()));
     assert!(matches!(info.value, Value::Gauge(v) if v == 1.0));
 
@@ -81,4 +86,17 @@ async fn metrics_parse_and_have_the_new_series() {
     // Auth and publish counters are present (all zero here).
     assert!(find("ringcast_auth_total").count() >= 3);
     assert!(find("ringcast_http_publish_total").count() >= 6);
+}
+
+#[tokio::test]
+async fn build_info_names_the_backend_that_runs() {
+    let server = start_server(&["--io", "epoll"]);
+    let text = http::get(server.addr, "/metrics", &[]).await.body_text();
+    let scrape = Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).expect("parse");
+    let info = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "ringcast_build_info")
+        .expect("ringcast_build_info");
+    assert_eq!(info.labels.get("backend"), Some("epoll"));
 }

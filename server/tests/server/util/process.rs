@@ -37,7 +37,13 @@ pub struct ServerProcess {
 
 /// Starts the binary with `args` and waits for the log line naming the bound address.
 pub fn spawn_server(args: &[&str]) -> ServerProcess {
-    let mut child = ringcast_command(args).spawn().expect("spawn ringcast");
+    spawn_server_command(ringcast_command(args))
+}
+
+/// Starts `command` (from [`ringcast_command`]) and waits for the log line naming the bound
+/// address.
+pub fn spawn_server_command(mut command: Command) -> ServerProcess {
+    let mut child = command.spawn().expect("spawn ringcast");
     let stderr = child.stderr.take().expect("piped stderr");
     let (sender, stderr_lines) = mpsc::channel();
     thread::spawn(move || {

@@ -125,7 +125,14 @@ impl RawClient {
     /// Connects and performs the opening handshake on `path`.
     pub async fn connect(addr: SocketAddr, path: &str) -> RawClient {
         let stream = TcpStream::connect(addr).await.expect("TCP connect");
-        Self::handshake(stream, addr, path).await
+        Self::handshake(stream, addr, path, &[]).await
+    }
+
+    /// Like `connect`, with `first` (e.g. an encoded frame) sent in the same write as the
+    /// upgrade request, before the 101 can have come back.
+    pub async fn connect_sending(addr: SocketAddr, path: &str, first: &[u8]) -> RawClient {
+        let stream = TcpStream::connect(addr).await.expect("TCP connect");
+        Self::handshake(stream, addr, path, first).await
     }
 
     /// Like `connect`, with a small receive buffer so a client that never reads stalls the
@@ -134,18 +141,22 @@ impl RawClient {
         let socket = TcpSocket::new_v4().expect("socket");
         socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
         let stream = socket.connect(addr).await.expect("TCP connect");
-        Self::handshake(stream, addr, path).await
+        Self::handshake(stream, addr, path, &[]).await
     }
 
-    async fn handshake(mut stream: TcpStream, addr: SocketAddr, path: &str) -> RawClient {
-        let request = format!(
+    async fn handshake(
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        path: &str,
+        first: &[u8],
+    ) -> RawClient {
+        let mut request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .expect("write handshake");
+        )
+        .into_bytes();
+        request.extend_from_slice(first);
+        stream.write_all(&request).await.expect("write handshake");
         let mut buffered = Vec::new();
         let head_end = loop {
             if let Some(pos) = buffered.windows(4).position(|w| w == b"\r\n\r\n") {
