@@ -3,12 +3,15 @@
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 
 use ringcast_units::{parse_duration, parse_size};
 
+use crate::auth::{JwtAuth, Secret, MIN_PUBLISH_TOKEN};
 use crate::backend::IoChoice;
 
 /// File descriptors kept free for listeners, io_uring rings, eventfds, logs and HTTP-only
@@ -110,6 +113,21 @@ pub struct Cli {
     /// listen(2) backlog of each core's listening socket.
     #[arg(long, env = "RINGCAST_BACKLOG", default_value_t = 4096)]
     pub backlog: u32,
+
+    /// Enables POST /publish/{room} for requests with "Authorization: Bearer TOKEN" (at least
+    /// 16 characters) [default: no publish endpoint].
+    #[arg(long, env = "RINGCAST_PUBLISH_TOKEN", hide_env_values = true)]
+    pub publish_token: Option<String>,
+
+    /// HS256 secret (at least 32 bytes): WebSocket upgrades then need a JWT signed with it
+    /// (?token= or "Authorization: Bearer") [default: no JWT check].
+    #[arg(long, env = "RINGCAST_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM file with an RSA (RS256) or EC P-256 (ES256) public key: WebSocket upgrades then
+    /// need a JWT signed by its private key (with --jwt-secret: either kind is accepted).
+    #[arg(long, env = "RINGCAST_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
 }
 
 /// Validated server settings; see [`Cli`] for what each one means.
@@ -149,6 +167,10 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// listen(2) backlog per core.
     pub backlog: u32,
+    /// Bearer token of POST /publish/{room}; None: no publish endpoint (404).
+    pub publish_token: Option<Secret>,
+    /// JWT verification at the upgrade; None: upgrades need no token.
+    pub jwt: Option<Arc<JwtAuth>>,
 }
 
 /// Why the command line was refused.
@@ -238,6 +260,15 @@ impl Config {
         if cli.backlog == 0 {
             return Err(invalid("--backlog", "must be at least 1"));
         }
+        if cli
+            .publish_token
+            .as_ref()
+            .is_some_and(|token| token.chars().count() < MIN_PUBLISH_TOKEN)
+        {
+            return Err(invalid("--publish-token", "must be at least 16 characters"));
+        }
+        let jwt = JwtAuth::new(cli.jwt_secret.as_deref(), cli.jwt_public_key.as_deref())
+            .map_err(|(flag, reason)| ConfigError::Invalid { flag, reason })?;
         Ok(Config {
             listen: cli.listen,
             cores,
@@ -256,6 +287,8 @@ impl Config {
             header_timeout: cli.header_timeout,
             allowed_origins: cli.allowed_origins,
             backlog: cli.backlog,
+            publish_token: cli.publish_token.map(Secret::new),
+            jwt: jwt.map(Arc::new),
         })
     }
 }
@@ -387,6 +420,32 @@ mod tests {
         assert!(
             error_text(&["--write-timeout", "30s", "--publish-timeout", "30s"])
                 .contains("--publish-timeout")
+        );
+        assert!(error_text(&["--publish-token", "short"]).contains("--publish-token"));
+        assert!(error_text(&["--jwt-secret", "short"]).contains("--jwt-secret"));
+        let missing = error_text(&["--jwt-public-key", "/nonexistent/key.pem"]);
+        assert!(missing.contains("--jwt-public-key"), "{missing}");
+        let not_pem = error_text(&["--jwt-public-key", "Cargo.toml"]);
+        assert!(not_pem.contains("not an RSA or EC public key"), "{not_pem}");
+    }
+
+    #[test]
+    fn credentials_are_optional_and_not_printed() {
+        let config = Config::from_args(Vec::<String>::new()).unwrap();
+        assert!(config.publish_token.is_none() && config.jwt.is_none());
+        let token = "publish-token-0123456789";
+        let secret = "jwt-secret-0123456789abcdefghijklmnop";
+        let config = Config::from_args(["--publish-token", token, "--jwt-secret", secret]).unwrap();
+        assert!(config
+            .publish_token
+            .as_ref()
+            .unwrap()
+            .matches(token.as_bytes()));
+        assert!(config.jwt.is_some());
+        let printed = format!("{config:?}");
+        assert!(
+            !printed.contains(token) && !printed.contains(secret),
+            "{printed}"
         );
     }
 }

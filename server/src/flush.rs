@@ -12,7 +12,7 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::metrics::CoreMetrics;
+use crate::metrics::{CoreMetrics, WriteSizes};
 use crate::subscriber::{Subscriber, WriteDone};
 use crate::wake::LocalWake;
 
@@ -96,6 +96,8 @@ pub struct WriteTally {
     frames: u64,
     /// Bytes they took.
     bytes: u64,
+    /// Frames per write (`ringcast_frames_per_write`).
+    frames_per_write: WriteSizes,
 }
 
 impl WriteTally {
@@ -104,6 +106,7 @@ impl WriteTally {
         self.writes += 1;
         self.frames += done.frames as u64;
         self.bytes += done.bytes as u64;
+        self.frames_per_write.record(done.frames as u64);
     }
 
     /// Frames the batch's writes took whole.
@@ -116,6 +119,7 @@ impl WriteTally {
         CoreMetrics::add(&metrics.writev_calls, self.writes);
         CoreMetrics::add(&metrics.frames_written, self.frames);
         CoreMetrics::add(&metrics.bytes_out, self.bytes);
+        metrics.record_writes(&self.frames_per_write);
     }
 }
 

@@ -14,6 +14,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -21,17 +22,19 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Incoming};
-use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, ORIGIN, UPGRADE};
+use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, ORIGIN, UPGRADE, WWW_AUTHENTICATE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
+use crate::auth::{bearer_token, query_token, Rejection};
 use crate::backend::HttpSocket;
 use crate::conn;
 use crate::cores::CoreContext;
 use crate::hub::Room;
-use crate::metrics::render_prometheus;
+use crate::metrics::{render_prometheus, AuthOutcome, CONTENT_TYPE as METRICS_CONTENT_TYPE};
+use crate::publish;
 use crate::server_state::ConnectionPermit;
 use crate::subscriber::Subscriber;
 use crate::uring_io::finish_write;
@@ -86,7 +89,7 @@ pub async fn serve<S: HttpSocket>(core: Rc<CoreContext>, stream: S, permit: Conn
         let slot = Rc::clone(&slot);
         service_fn(move |request| {
             let response = respond(&core, &slot, request);
-            async move { Ok::<_, Infallible>(response) }
+            async move { Ok::<_, Infallible>(response.await) }
         })
     };
     let connection = http1::Builder::new()
@@ -139,8 +142,28 @@ async fn linger(stream: &impl HttpSocket) {
     let _ = stream.shutdown(Shutdown::Both);
 }
 
-/// Routes one request. An accepted upgrade leaves its ticket in `slot`.
+/// Answers one request: `POST /publish` (which reads its body) in the returned future,
+/// everything else at once. An accepted upgrade leaves its ticket in `slot` before this returns.
 fn respond(
+    core: &Rc<CoreContext>,
+    slot: &UpgradeSlot,
+    request: Request<Incoming>,
+) -> impl Future<Output = Response<Full<Bytes>>> + 'static {
+    let routed = if publish::is_publish_request(core, request.uri().path()) {
+        Err((Rc::clone(core), request))
+    } else {
+        Ok(route(core, slot, request))
+    };
+    async move {
+        match routed {
+            Ok(response) => response,
+            Err((core, request)) => publish::handle(&core, request).await,
+        }
+    }
+}
+
+/// Routes a request that needs no body. An accepted upgrade leaves its ticket in `slot`.
+fn route(
     core: &CoreContext,
     slot: &UpgradeSlot,
     mut request: Request<Incoming>,
@@ -158,8 +181,12 @@ fn respond(
             (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n"),
             (&Method::GET, "/metrics") => text(
                 StatusCode::OK,
-                "text/plain; version=0.0.4",
-                render_prometheus(&core.state.metrics, &core.state.memory),
+                METRICS_CONTENT_TYPE,
+                render_prometheus(
+                    &core.state.metrics,
+                    &core.state.memory,
+                    core.state.backend(),
+                ),
             ),
             _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
         };
@@ -203,6 +230,9 @@ fn respond(
             "shutting down\n",
         );
     }
+    if let Some(refused) = check_jwt(core, &request, &room) {
+        return refused;
+    }
     match fastwebsockets::upgrade::upgrade(&mut request) {
         Ok((switching, _upgrade_future)) => {
             // The future is for hyper's `with_upgrades` path; `without_shutdown` is used instead.
@@ -222,8 +252,48 @@ fn respond(
     }
 }
 
+/// With `--jwt-secret`/`--jwt-public-key`: the upgrade's token (`?token=`, else
+/// `Authorization: Bearer`) must be valid for `room`; returns the 401/403 answer if it is not.
+/// Runs before the subscriber is created or the room joined.
+fn check_jwt(
+    core: &CoreContext,
+    request: &Request<Incoming>,
+    room: &str,
+) -> Option<Response<Full<Bytes>>> {
+    let jwt = core.state.config.jwt.as_ref()?;
+    let token = query_token(request.uri().query()).or_else(|| bearer_token(request.headers()));
+    let verdict = jwt.check(token, room);
+    let metrics = core.hub.metrics();
+    match verdict {
+        Ok(()) => {
+            metrics.count_auth(AuthOutcome::Accepted);
+            None
+        }
+        Err(Rejection::Unauthorized) => {
+            metrics.count_auth(AuthOutcome::Unauthorized);
+            let mut response = text(
+                StatusCode::UNAUTHORIZED,
+                "text/plain",
+                "a valid token is required (?token= or Authorization: Bearer)\n",
+            );
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Some(response)
+        }
+        Err(Rejection::Forbidden) => {
+            metrics.count_auth(AuthOutcome::Forbidden);
+            Some(text(
+                StatusCode::FORBIDDEN,
+                "text/plain",
+                "the token does not grant this room\n",
+            ))
+        }
+    }
+}
+
 /// A response with a text body.
-fn text(
+pub(crate) fn text(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,

@@ -25,7 +25,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::frame::{encode_frame_into, MessageKind};
 use crate::memory::{CoreLedger, FanoutMemory};
-use crate::metrics::CoreMetrics;
+use crate::metrics::{CoreMetrics, FANOUT_SAMPLE_EVERY};
 use crate::outbound::LocalFrame;
 use crate::subscriber::{CoreOutput, Subscriber};
 
@@ -98,6 +98,8 @@ pub struct Hub {
     /// Coarse clock, refreshed by the keepalive sweep; readers stamp inbound traffic with it
     /// instead of reading the clock per read.
     coarse_now: Cell<Instant>,
+    /// Messages fanned out on this core; every [`FANOUT_SAMPLE_EVERY`]-th is timed.
+    fanned_out: Cell<u32>,
 }
 
 impl Hub {
@@ -116,6 +118,7 @@ impl Hub {
             output: Rc::new(CoreOutput::new(CoreLedger::new(core, memory))),
             core,
             coarse_now: Cell::new(Instant::now()),
+            fanned_out: Cell::new(0),
         }
     }
 
@@ -190,21 +193,45 @@ impl Hub {
     /// Encodes a client's message once, its bytes counted in the fan-out budget until the
     /// last handle drops, and publishes it.
     pub fn publish_message(&self, room: &Room, kind: MessageKind, payload: &[u8]) {
-        let mut encoded = Vec::new();
-        encode_frame_into(&mut encoded, kind.opcode(), payload);
-        self.publish(room, self.memory().track(encoded));
+        self.publish(room, self.encode(kind, payload));
+    }
+
+    /// Publishes a message from outside any room (`POST /publish`) like [`publish_message`]:
+    /// to this core's subscribers of room `name` if it has any, and to every other core, which
+    /// drops it if it has none.
+    ///
+    /// [`publish_message`]: Hub::publish_message
+    pub fn publish_to_name(&self, name: &str, kind: MessageKind, payload: &[u8]) {
+        let frame = self.encode(kind, payload);
+        let local = self.rooms.borrow().get(name).cloned();
+        match local {
+            Some(room) => self.publish(&room, frame),
+            None => self.send_to_peers(&Arc::from(name), &frame),
+        }
     }
 
     /// Publishes an encoded frame from a local client: every local subscriber of `room`, then
     /// one clone per other core.
     pub fn publish(&self, room: &Room, frame: Bytes) {
         self.deliver_locally(room, Rc::new(frame.clone()));
+        self.send_to_peers(&room.name, &frame);
+    }
+
+    /// Encodes one frame, its bytes counted in the fan-out budget until the last handle drops.
+    fn encode(&self, kind: MessageKind, payload: &[u8]) -> Bytes {
+        let mut encoded = Vec::new();
+        encode_frame_into(&mut encoded, kind.opcode(), payload);
+        self.memory().track(encoded)
+    }
+
+    /// Sends one clone of `frame` to every other core's mailbox.
+    fn send_to_peers(&self, room: &Arc<str>, frame: &Bytes) {
         for peer in &self.peers {
             self.memory().mail_sent(MAIL_BYTES);
             // A closed mailbox means that core is shutting down; its clients get nothing more.
             if peer
                 .send(Mail::Broadcast {
-                    room: Arc::clone(&room.name),
+                    room: Arc::clone(room),
                     frame: frame.clone(),
                 })
                 .is_err()
@@ -225,11 +252,19 @@ impl Hub {
 
     /// Queues `frame` (this core's one handle of it) for every subscriber of `room` on this
     /// core, then makes the core's new handle count visible to the others (once per message,
-    /// not per delivery).
+    /// not per delivery). One message in [`FANOUT_SAMPLE_EVERY`] is timed
+    /// (`ringcast_fanout_seconds`): two clock reads cost as much as the rest of a one-member
+    /// fan-out (measured with the `fanout/1` bench).
     fn deliver_locally(&self, room: &Room, frame: LocalFrame) {
+        let count = self.fanned_out.get();
+        self.fanned_out.set(count.wrapping_add(1));
+        let started = count.is_multiple_of(FANOUT_SAMPLE_EVERY).then(Instant::now);
         let slow = room.deliver(&frame);
         self.output.ledger.publish();
         self.count_slow(slow);
+        if let Some(started) = started {
+            self.metrics().record_fanout(started.elapsed());
+        }
     }
 
     /// Calls `visit` for every local subscriber (keepalive sweep, shutdown). `visit` must not
@@ -293,6 +328,36 @@ mod tests {
         assert_eq!(drain(&b), frame);
         assert!(drain(&other).is_empty());
         assert_eq!(hub.metrics().rooms.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn publish_to_name_reaches_local_room_and_peers() {
+        let (peer_tx, mut peer_rx) = tokio::sync::mpsc::unbounded_channel();
+        let hub = Hub::new(
+            0,
+            vec![peer_tx],
+            Arc::from(vec![CoreMetrics::default()]),
+            FanoutMemory::unbounded(),
+        );
+        let member = Rc::new(Subscriber::detached(1 << 20));
+        hub.join("here", Rc::clone(&member));
+        hub.publish_to_name("here", MessageKind::Text, b"hi");
+        assert_eq!(drain(&member), b"\x81\x02hi");
+        // No local room: still mailed to the other core, which may have members.
+        hub.publish_to_name("elsewhere", MessageKind::Binary, b"x");
+        let rooms: Vec<_> = std::iter::from_fn(|| peer_rx.try_recv().ok())
+            .map(|mail| match mail {
+                Mail::Broadcast { room, frame } => (room.to_string(), frame.to_vec()),
+                Mail::Shutdown => panic!("unexpected shutdown mail"),
+            })
+            .collect();
+        assert_eq!(
+            rooms,
+            [
+                ("here".to_owned(), b"\x81\x02hi".to_vec()),
+                ("elsewhere".to_owned(), vec![0x82, 1, b'x'])
+            ]
+        );
     }
 
     #[test]

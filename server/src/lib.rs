@@ -23,6 +23,7 @@
 //! keepalive, stalled writes, close deadlines: one sweep per core   keepalive.rs
 //! inbound rate limit                                               rate_limit.rs
 //! counters and /metrics                                            metrics.rs
+//! publish token and JWT checks; POST /publish/{room}               auth.rs, publish.rs
 //! ```
 //!
 //! The data path, and why it is built this way (measured: see the README's Benchmarks):
@@ -59,6 +60,7 @@
 //! `--max-message`, 1011 internal error, 1013 a heavy publisher while the held bytes pass twice
 //! the fan-out budget, or any publisher left unread for `--publish-timeout`.
 
+pub mod auth;
 pub mod backend;
 pub mod close_state;
 pub mod config;
@@ -75,6 +77,7 @@ pub mod keepalive;
 pub mod memory;
 pub mod metrics;
 pub mod outbound;
+pub mod publish;
 pub mod rate_limit;
 pub mod server_state;
 pub mod socket;
@@ -173,6 +176,7 @@ impl Server {
             })?;
         let cores = config.cores;
         let state = Arc::new(ServerState::new(config));
+        let _ = state.backend.set(backend.name()); // Unset until now, so this cannot fail.
         let (mailboxes, receivers): (Vec<_>, Vec<_>) =
             (0..cores).map(|_| unbounded_channel()).unzip();
         let cpus = core_affinity::get_core_ids().unwrap_or_default();

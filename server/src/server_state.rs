@@ -2,7 +2,7 @@
 //! the `--max-connections` counter and the stop flag.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::config::Config;
 use crate::memory::FanoutMemory;
@@ -21,6 +21,9 @@ pub struct ServerState {
     open_connections: AtomicUsize,
     /// Set when the server is told to stop, so a core waiting for budget stops waiting.
     stopping: AtomicBool,
+    /// The IO backend serving connections ("io_uring" or "epoll"), set once at start; read by
+    /// `ringcast_build_info`.
+    pub backend: OnceLock<&'static str>,
 }
 
 impl ServerState {
@@ -34,6 +37,7 @@ impl ServerState {
             memory,
             open_connections: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
+            backend: OnceLock::new(),
         }
     }
 
@@ -60,6 +64,11 @@ impl ServerState {
             .map(|_| ConnectionPermit {
                 state: Arc::clone(self),
             })
+    }
+
+    /// The backend's name, "unknown" before start set it.
+    pub fn backend(&self) -> &'static str {
+        self.backend.get().copied().unwrap_or("unknown")
     }
 
     /// Open connections across all cores (HTTP phase included).

@@ -7,6 +7,7 @@
 
 mod util;
 
+mod auth;
 mod broadcast;
 mod cli;
 mod fanout;
@@ -14,5 +15,7 @@ mod flood;
 mod http;
 mod keepalive;
 mod lifecycle;
+mod metrics;
 mod protocol;
+mod publish;
 mod slow_consumer;

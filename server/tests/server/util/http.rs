@@ -38,25 +38,47 @@ impl Response {
 
 /// Sends `GET path` with the extra header lines (each `Name: value`) and reads the response.
 pub async fn get(addr: SocketAddr, path: &str, extra_headers: &[&str]) -> Response {
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    send(addr, "GET", path, extra_headers, &[]).await
+}
+
+/// Sends `POST path` with the extra header lines and `body` (its `Content-Length` added) and
+/// reads the response.
+pub async fn post(addr: SocketAddr, path: &str, extra_headers: &[&str], body: &[u8]) -> Response {
+    let length = format!("Content-Length: {}", body.len());
+    let headers: Vec<&str> = extra_headers
+        .iter()
+        .copied()
+        .chain([length.as_str()])
+        .collect();
+    send(addr, "POST", path, &headers, body).await
+}
+
+/// Sends one request (head, then `body` as is) and reads the response to the end.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra_headers: &[&str],
+    body: &[u8],
+) -> Response {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for header in extra_headers {
         request.push_str(header);
         request.push_str("\r\n");
     }
     request.push_str("\r\n");
+    let mut request = request.into_bytes();
+    request.extend_from_slice(body);
     let mut stream = TcpStream::connect(addr).await.expect("TCP connect");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("write request");
+    stream.write_all(&request).await.expect("write request");
     let mut raw = Vec::new();
     timeout(WAIT, stream.read_to_end(&mut raw))
         .await
-        .unwrap_or_else(|_| panic!("GET {path}: the server did not finish the response"))
-        .unwrap_or_else(|err| panic!("GET {path}: read failed: {err}"));
+        .unwrap_or_else(|_| panic!("{method} {path}: the server did not finish the response"))
+        .unwrap_or_else(|err| panic!("{method} {path}: read failed: {err}"));
     parse(&raw).unwrap_or_else(|| {
         panic!(
-            "GET {path}: unparsable response {:?}",
+            "{method} {path}: unparsable response {:?}",
             String::from_utf8_lossy(&raw)
         )
     })

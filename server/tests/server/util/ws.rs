@@ -29,10 +29,24 @@ pub async fn try_connect(
     path: &str,
     origin: Option<&str>,
 ) -> Result<Client, Error> {
+    let origin: Vec<_> = origin
+        .map(|origin| ("Origin", origin))
+        .into_iter()
+        .collect();
+    try_connect_with_headers(addr, path, &origin).await
+}
+
+/// Opens a WebSocket to `path` with extra handshake headers (name, value); returns the
+/// handshake error instead of panicking.
+pub async fn try_connect_with_headers(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&'static str, &str)],
+) -> Result<Client, Error> {
     let mut request = url(addr, path).into_client_request()?;
-    if let Some(origin) = origin {
-        let value = HeaderValue::from_str(origin).expect("test origin is a valid header value");
-        request.headers_mut().insert("Origin", value);
+    for &(name, value) in headers {
+        let value = HeaderValue::from_str(value).expect("test header is a valid header value");
+        request.headers_mut().insert(name, value);
     }
     let (client, _response) = timeout(WAIT, tokio_tungstenite::connect_async(request))
         .await
