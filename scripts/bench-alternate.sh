@@ -84,7 +84,8 @@ done
 {
   echo "# Alternating runs: ${contenders[*]}"
   echo
-  echo "Produced by \`scripts/bench-alternate.sh --scenarios $scenarios --rounds $rounds${server_args:+ --server-args '$server_args'} ${contenders[*]}\`;"
+  quoted=$(printf "'%s' " "${contenders[@]}")
+  echo "Produced by \`scripts/bench-alternate.sh --scenarios $scenarios --rounds $rounds${server_args:+ --server-args '$server_args'} ${quoted% }\`;"
   echo "each round ran every server once, in this order. Runs: \`NAME/SCENARIO/run-R\`; each"
   echo "round's provenance: \`NAME/provenance/round-R/README.md\`; medians: \`NAME/summary.md\`."
   echo
