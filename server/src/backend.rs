@@ -2,7 +2,7 @@
 //! queues, budgets, keepalive, close state) is the same on both.
 //!
 //! - **io_uring** (`uring_io.rs`, `uring_output.rs`): tokio-uring's runtime per core; accept
-//!   and the HTTP phase on tokio-uring's operations; WebSocket writes as WRITEVs on a second
+//!   and the HTTP phase on tokio-uring's operations; WebSocket writes as SEND/WRITEVs on a second
 //!   ring of the core.
 //! - **epoll** (`epoll_io.rs`, `epoll_output.rs`): a plain tokio current-thread runtime per
 //!   core, for hosts where io_uring is blocked (Docker's default seccomp profile, gVisor,

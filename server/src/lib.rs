@@ -15,7 +15,7 @@
 //!        -> local subscribers' queues: an Rc handle each           subscriber.rs, outbound.rs
 //!           (a connection with nothing in flight is listed)        flush.rs
 //!        -> other cores' mailboxes (one Bytes clone per core)
-//!   -> flush task per core: one WRITEV per listed connection,
+//!   -> flush task per core: one SEND/WRITEV per listed connection,
 //!      all in one submission on the core's output ring             uring_output.rs
 //!      (epoll: one nonblocking sendmsg per listed connection)      epoll_output.rs
 //! fan-out budget: what is held for delivery, publisher pushback    memory.rs
@@ -32,7 +32,7 @@
 //!   task: with a writer task per connection that was two wake-ups, two polls and ~10 atomic
 //!   operations per delivery, the top of the profile. Instead a delivery pushes a core-local
 //!   `Rc` handle (no atomic) and lists the connection; one flush task per core drains the list
-//!   into one WRITEV per connection on a ring of its own (the `io-uring` crate) and submits
+//!   into one SEND (one frame) or WRITEV per connection on a ring of its own (the `io-uring` crate) and submits
 //!   them all at once; completions arrive through an eventfd that tokio's reactor (inside
 //!   tokio-uring's runtime) watches. tokio-uring stays the runtime for accept, HTTP and
 //!   timers.

@@ -6,7 +6,8 @@
 //! tokio-uring stays the runtime for accept, HTTP and timers:
 //!
 //! - one flush step per wake-up takes every connection on the core's flush list
-//!   (`flush.rs`), pushes one WRITEV per connection (all its unsent frames, up to IOV_MAX)
+//!   (`flush.rs`), pushes one write per connection (all its unsent frames, up to IOV_MAX: a
+//!   SEND for one frame, else a WRITEV)
 //!   and submits them all with one `io_uring_enter`;
 //! - completions signal an eventfd registered with the ring; tokio's reactor (inside
 //!   tokio-uring's runtime) wakes this task, which reaps them all, advances each queue and
@@ -43,7 +44,7 @@ const COMPLETION_ENTRIES: u32 = 64 * 1024;
 struct InFlight {
     /// Whose write it is (keeps the socket and the frames alive).
     subscriber: Rc<Subscriber>,
-    /// The iovecs the WRITEV points to.
+    /// The iovecs the write points to.
     iovecs: Vec<libc::iovec>,
 }
 
