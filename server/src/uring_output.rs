@@ -7,8 +7,7 @@
 //!
 //! - one flush step per wake-up takes every connection on the core's flush list
 //!   (`flush.rs`), pushes one write per connection (all its unsent frames, up to IOV_MAX: a
-//!   SEND for one frame, else a WRITEV)
-//!   and submits them all with one `io_uring_enter`;
+//!   SEND for one frame, else a WRITEV) and submits them all with one `io_uring_enter`;
 //! - completions signal an eventfd registered with the ring; tokio's reactor (inside
 //!   tokio-uring's runtime) wakes this task, which reaps them all, advances each queue and
 //!   lists again the connections that have more to send.
