@@ -176,6 +176,11 @@ impl OutboundQueue {
         self.frames.len() > self.in_flight
     }
 
+    /// The frames held, in send order (tests and benches look at them).
+    pub fn frames(&self) -> impl Iterator<Item = &LocalFrame> {
+        self.frames.iter()
+    }
+
     /// True when nothing is held at all.
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()

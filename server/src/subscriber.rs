@@ -428,6 +428,11 @@ impl Subscriber {
     }
 }
 
+/// Test support: the frame handles `subscriber` holds, in send order.
+pub fn held_handles(subscriber: &Subscriber) -> Vec<LocalFrame> {
+    subscriber.queue.borrow().frames().cloned().collect()
+}
+
 /// Test and bench support: writes everything queued for a socket-less subscriber "by hand",
 /// as the output backend would; returns the bytes written (in order).
 pub fn drain_detached(subscriber: &Rc<Subscriber>) -> Vec<u8> {

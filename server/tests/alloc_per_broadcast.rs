@@ -3,13 +3,15 @@
 //! reference-count increment and a queue push).
 //!
 //! A counting global allocator measures the allocations of `encode_message` + `Hub::publish`
-//! for rooms of 1, 100 and 10,000 socket-less subscribers on a standalone hub.
+//! for rooms of 1, 100 and 10,000 socket-less subscribers on a standalone hub. And no atomic
+//! read-modify-write per delivery: every queue holds the same core-local `Rc` handle of the
+//! frame (a non-atomic count), not a clone of the `Bytes` (whose count is atomic).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ringcast::subscriber::drain_detached;
+use ringcast::subscriber::{drain_detached, held_handles};
 use ringcast::{encode_message, Hub, MessageKind, Subscriber};
 
 /// Wraps the system allocator and counts allocations (including reallocations).
@@ -90,4 +92,32 @@ fn allocations_per_broadcast_do_not_grow_with_subscribers() {
     // The frame's buffer, its shared header (on the first clone), and this core's one `Rc`
     // handle of it.
     assert!(one <= 3, "{one} allocations per broadcast");
+}
+
+#[test]
+fn every_delivery_shares_one_core_local_handle() {
+    const SUBSCRIBERS: usize = 10_000;
+    let hub = Hub::standalone();
+    let queues: Vec<Rc<Subscriber>> = (0..SUBSCRIBERS)
+        .map(|_| Rc::new(Subscriber::detached(1 << 20)))
+        .collect();
+    let room = queues
+        .iter()
+        .map(|subscriber| hub.join("bench", Rc::clone(subscriber)))
+        .last()
+        .expect("at least one subscriber");
+    hub.publish(&room, encode_message(MessageKind::Binary, &[7u8; 64]));
+    let first = held_handles(&queues[0])
+        .pop()
+        .expect("the first queue got the frame");
+    for subscriber in &queues {
+        let handles = held_handles(subscriber);
+        assert_eq!(handles.len(), 1, "every subscriber got one frame");
+        assert!(
+            Rc::ptr_eq(&handles[0], &first),
+            "a delivery queued its own handle instead of sharing the core's"
+        );
+    }
+    // The queues' handles and `first`: nothing else (the hub kept no extra reference).
+    assert_eq!(Rc::strong_count(&first), SUBSCRIBERS + 1);
 }
