@@ -66,11 +66,12 @@ pub fn start(core: Rc<CoreContext>, io: UpgradedIo, early: &[u8], ticket: Upgrad
     let UpgradeTicket { room, subscriber } = ticket;
     subscriber.attach_socket(io.socket);
     CoreMetrics::add(&core.hub.metrics().connections, 1);
-    let connection = Rc::new(Connection {
+    // Owned by the task's future (no allocation of its own).
+    let connection = Connection {
         core,
         room,
         subscriber,
-    });
+    };
     let mut buffer = Vec::new();
     if !early.is_empty() || !io.buffered.is_empty() {
         buffer.reserve_exact(early.len() + io.buffered.len());
@@ -83,7 +84,7 @@ pub fn start(core: Rc<CoreContext>, io: UpgradedIo, early: &[u8], ticket: Upgrad
 /// The reader task: reads until the client is done, then waits until the output side has
 /// finished (the close handshake's last frame written, or a deadline) and the socket is shut
 /// down, then drops the connection.
-async fn serve(connection: Rc<Connection>, buffer: Vec<u8>) {
+async fn serve(connection: Connection, buffer: Vec<u8>) {
     read_loop(&connection, buffer).await;
     connection.subscriber.shut_down().await;
 }
