@@ -8,8 +8,8 @@
 //! frame (a non-atomic count), not a clone of the `Bytes` (whose count is atomic).
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use ringcast::subscriber::{drain_detached, held_handles};
 use ringcast::{encode_message, Hub, MessageKind, Subscriber};
@@ -17,13 +17,26 @@ use ringcast::{encode_message, Hub, MessageKind, Subscriber};
 /// Wraps the system allocator and counts allocations (including reallocations).
 struct CountingAllocator;
 
-/// Allocations since the process started.
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    /// Allocations by this thread since it started: per thread, so tests running in parallel
+    /// do not count each other's. (A const-initialised Cell needs no allocation itself.)
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Counts one allocation of the calling thread.
+fn count_allocation() {
+    ALLOCATIONS.with(|count| count.set(count.get() + 1));
+}
+
+/// Allocations of the calling thread so far.
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
 
 // SAFETY: every call is forwarded unchanged to the system allocator; only a counter is added.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count_allocation();
         // SAFETY: same contract as our caller's.
         unsafe { System.alloc(layout) }
     }
@@ -34,7 +47,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count_allocation();
         // SAFETY: same contract as our caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -66,9 +79,9 @@ fn allocations_per_broadcast(subscribers: usize) -> u64 {
         for subscriber in &queues {
             drain_detached(subscriber);
         }
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let before = allocations();
         hub.publish(&room, encode_message(MessageKind::Binary, &payload));
-        total += ALLOCATIONS.load(Ordering::Relaxed) - before;
+        total += allocations() - before;
     }
     for subscriber in &queues {
         let written = drain_detached(subscriber);
