@@ -81,7 +81,11 @@ async fn missing_expired_malformed_or_badly_signed_tokens_are_401() {
     // low bits are padding, so changing it may change nothing).
     let signed = hs256(json!({ "exp": in_an_hour() }), SECRET);
     let at = signed.rfind('.').expect("three segments") + 1;
-    let swap = if signed[at..].starts_with('A') { "B" } else { "A" };
+    let swap = if signed[at..].starts_with('A') {
+        "B"
+    } else {
+        "A"
+    };
     let tampered = format!("{}{swap}{}", &signed[..at], &signed[at + 1..]);
     for (what, path) in [
         ("no token", "/ws/r".to_owned()),
