@@ -462,6 +462,12 @@ fn results_of(
             totals.disconnected
         ));
     }
+    if let Some(example) = &totals.protocol_error_example {
+        invalid_reasons.push(format!(
+            "{} protocol errors; the first: {example}",
+            totals.protocol_errors
+        ));
+    }
     if let Some(p99) = send_lag
         .p99
         .filter(|p99| *p99 as f64 > scenario.max_send_lag_s * 1e9)

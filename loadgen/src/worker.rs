@@ -286,7 +286,7 @@ async fn connection(context: Rc<WorkerContext>, spec: ConnectionSpec, handshakes
     shared.attempts_done.fetch_add(1, Ordering::Relaxed);
 
     let (read_half, write_half) = stream.into_split();
-    let writer = Rc::new(Writer::new(write_half));
+    let writer = Arc::new(Writer::new(write_half));
     let publisher = spec
         .publisher
         .map(|id| tokio::task::spawn_local(publish(context.clone(), id, writer.clone())));
