@@ -7,7 +7,8 @@
 //! - `publisher` (open-loop `schedule`, woken on time by the `pacer` thread, `payload` stamps,
 //!   `writer` masking with `ringcast-proto`)
 //! - `receiver` (64 KiB reads, frames parsed and reassembled with `ringcast-proto`, `sequence`
-//!   loss/dup/reorder, `stats`)
+//!   loss/dup/reorder, `stats`); a publisher's socket is read by a receiving worker, not by
+//!   its publisher thread
 //! - `run`: phases, live line (`live`), `probe` of server and own CPU, `report` outputs
 //! - `compare`, `merge`: working with reports afterwards
 

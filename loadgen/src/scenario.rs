@@ -34,7 +34,7 @@ pub struct Scenario {
     pub connect_rate: f64,
     /// Per-connection connect + handshake deadline, seconds.
     pub connect_timeout_s: f64,
-    /// Subscriber worker threads.
+    /// Receiving worker threads (subscribers, and the read side of the publishers' sockets).
     pub threads: usize,
     /// Publisher worker threads (absent in reports written before it existed: 1).
     #[serde(default = "one_thread")]
