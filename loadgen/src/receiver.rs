@@ -432,23 +432,16 @@ async fn finish(
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
     use ringcast_proto::Frame;
 
     use super::*;
-    use crate::cli::{Cli, Command};
     use crate::payload::STAMP_LEN;
     use crate::scenario::Plan;
     use crate::stats::{IntervalStats, RunTotals};
 
     /// A subscriber of the default scenario (one publisher, one room).
     fn receiver() -> Receiver {
-        let cli = Cli::try_parse_from(["loadgen", "run", "--url", "ws://127.0.0.1:9/ws"])
-            .expect("valid command line");
-        let Command::Run(opt) = cli.command else {
-            unreachable!("parsed a run command")
-        };
-        let plan = Plan::from_opt(&opt).expect("valid scenario");
+        let plan = Plan::from_run_args(&["--url", "ws://127.0.0.1:9/ws"]).expect("valid scenario");
         Receiver::new(
             ConnectionSpec::of(&plan.scenario, 0),
             &plan.scenario,
