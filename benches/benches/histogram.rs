@@ -9,9 +9,7 @@
 //!   figures (here one second of 100k deliveries) into the run's accumulator and resets them
 //!   (`IntervalStats::drain_from`).
 
-use clap::Parser;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use loadgen::cli::{Cli, Command};
 use loadgen::payload::{Stamp, STAMP_LEN};
 use loadgen::receiver::Receiver;
 use loadgen::scenario::Plan;
@@ -56,12 +54,7 @@ fn record(c: &mut Criterion) {
 
 /// A receiver of the default scenario (one publisher, one room) as `loadgen run` builds it.
 fn receiver() -> Receiver {
-    let cli = Cli::try_parse_from(["loadgen", "run", "--url", "ws://127.0.0.1:9/ws"])
-        .expect("valid command line");
-    let Command::Run(opt) = cli.command else {
-        unreachable!("parsed a run command")
-    };
-    let plan = Plan::from_opt(&opt).expect("valid scenario");
+    let plan = Plan::from_run_args(&["--url", "ws://127.0.0.1:9/ws"]).expect("valid scenario");
     let spec = ConnectionSpec::of(&plan.scenario, 0);
     Receiver::new(spec, &plan.scenario, Vec::new())
 }

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ringcast::inbound::{Decoded, FrameDecoder};
-use ringcast_benches::client_frame::{client_frame, OPCODE_BINARY};
 use ringcast_benches::{criterion_config, payload, PAYLOAD_SIZES};
+use ringcast_proto::{opcode, Frame};
 
 /// Bytes of frames in the input buffer at least.
 const INPUT_BYTES: usize = 64 * 1024;
@@ -48,7 +48,11 @@ fn decode_frames(decoder: &mut FrameDecoder, input: &mut [u8], iterations: u64) 
 fn parse_client_frame(c: &mut Criterion) {
     let mut group = c.benchmark_group("parse_client_frame");
     for (size, label) in PAYLOAD_SIZES {
-        let frame = client_frame(OPCODE_BINARY, &payload(size), MASK);
+        let data = payload(size);
+        let mut frame = Vec::new();
+        Frame::new(opcode::BINARY, &data)
+            .masked(MASK)
+            .encode(&mut frame);
         let mut input = frame.repeat(INPUT_BYTES.div_ceil(frame.len()));
         let mut decoder = FrameDecoder::new(MAX_MESSAGE);
         group.throughput(Throughput::Bytes(size as u64));

@@ -15,10 +15,8 @@
 //!   latency recording, the whole per-frame receive path, and the per-second hand-over.
 //!
 //! This crate holds what several benchmarks share: the criterion settings that keep the whole
-//! run under five minutes ([`criterion_config`]), the payload sizes ([`PAYLOAD_SIZES`]) and a
-//! masked client-frame builder ([`client_frame`]).
-
-pub mod client_frame;
+//! run under five minutes ([`criterion_config`]) and the payload sizes ([`PAYLOAD_SIZES`]).
+//! Client frames are built with `ringcast-proto`, the framing code loadgen sends with.
 
 use std::time::Duration;
 

@@ -84,12 +84,12 @@ pub struct RunOpt {
     /// Deadline for TCP connect plus WebSocket handshake, per connection.
     #[arg(long = "connect-timeout", default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
-    /// Subscriber worker threads (each runs its own tokio epoll runtime); default: available
-    /// cores.
+    /// Receiving worker threads: the subscribers, and the read side of every publisher's
+    /// socket (each runs its own tokio epoll runtime); default: available cores.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Worker threads for the publishers' connections, kept apart from the subscribers'
-    /// workers so receive load cannot delay a send. Send times come from a separate pacer
+    /// Worker threads that connect the publishers and send on them; what their sockets
+    /// receive is read by the receiving workers, so receive load cannot delay a send. Send times come from a separate pacer
     /// thread (precise to tens of microseconds, unlike tokio's 1 ms timer).
     #[arg(long = "publisher-threads", default_value_t = 1)]
     pub publisher_threads: usize,

@@ -138,25 +138,8 @@ pub fn parse_source_pool(text: &str) -> anyhow::Result<Vec<IpAddr>> {
 
 /// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the limit now in force.
 pub fn raise_fd_limit() -> anyhow::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `limit` is a valid, writable rlimit struct.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("getrlimit(RLIMIT_NOFILE)");
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: `raised` is a valid rlimit with soft <= hard, which an unprivileged process may set.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            return Ok(raised.rlim_cur);
-        }
-    }
-    Ok(limit.rlim_cur)
+    // Asking for the most there is gets the hard limit (rlimit caps the request at it).
+    rlimit::increase_nofile_limit(rlimit::INFINITY).context("raising RLIMIT_NOFILE")
 }
 
 /// Number of ephemeral ports the kernel hands out (net.ipv4.ip_local_port_range).

@@ -4,8 +4,11 @@
 //! - `cli`, `units`, `scenario`: options -> validated `Scenario` (+ `threshold` rules)
 //! - `connect`, `handshake`: sockets from a source-address pool, preflight, RFC 6455 upgrade
 //! - `worker`: one tokio epoll runtime per thread owning its connections and stats
-//! - `publisher` (open-loop `schedule`, woken on time by the `pacer` thread, `payload` stamps, `frame` masking, `writer`)
-//! - `receiver` (64 KiB reads, `frame` parsing, `sequence` loss/dup/reorder, `stats`)
+//! - `publisher` (open-loop `schedule`, woken on time by the `pacer` thread, `payload` stamps,
+//!   `writer` masking with `ringcast-proto`)
+//! - `receiver` (64 KiB reads, frames parsed and reassembled with `ringcast-proto`, `sequence`
+//!   loss/dup/reorder, `stats`); a publisher's socket is read by a receiving worker, not by
+//!   its publisher thread
 //! - `run`: phases, live line (`live`), `probe` of server and own CPU, `report` outputs
 //! - `compare`, `merge`: working with reports afterwards
 
@@ -13,7 +16,6 @@ pub mod cli;
 pub mod clock;
 pub mod compare;
 pub mod connect;
-pub mod frame;
 pub mod handshake;
 pub mod live;
 pub mod merge;

@@ -6,10 +6,10 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use ringcast_proto::opcode;
 use tokio::sync::Notify;
 
 use crate::clock::monotonic_ns;
-use crate::frame::OP_BINARY;
 use crate::payload::Stamp;
 use crate::worker::{Window, WorkerContext};
 use crate::writer::Writer;
@@ -18,7 +18,7 @@ use crate::writer::Writer;
 const MAX_BATCH: u64 = 1024;
 
 /// Runs publisher `id` on `writer` from the window's t0 until the measured window ends.
-pub async fn publish(context: Rc<WorkerContext>, id: u32, writer: Rc<Writer>) {
+pub async fn publish(context: Rc<WorkerContext>, id: u32, writer: Arc<Writer>) {
     let shared = context.shared.clone();
     let mut window_rx = shared.window.clone();
     let window: Arc<Window> = match window_rx.wait_for(|w| w.is_some()).await {
@@ -55,7 +55,7 @@ pub async fn publish(context: Rc<WorkerContext>, id: u32, writer: Rc<Writer>) {
                 };
                 // Cannot fail: the scenario guarantees size >= STAMP_LEN.
                 let _ = stamp.write_to(&mut payload);
-                side.push_frame(OP_BINARY, &payload);
+                side.push_frame(opcode::BINARY, &payload);
                 let lag = now.saturating_sub(due).max(1);
                 stats.interval.send_lag.saturating_record(lag);
                 stats.interval.sent += 1;

@@ -1,15 +1,19 @@
 //! The receiving side of every connection: read as much as the socket holds into the worker's
-//! shared 64 KiB buffer, walk every frame in it, record latency and sequence state, answer
-//! pings, and take part in the closing handshake.
+//! shared 64 KiB buffer, walk every frame in it (reassembling fragmented messages), record
+//! latency and sequence state, answer pings, and take part in the closing handshake.
+//!
+//! Frames are parsed in place in the read buffer; only a frame that straddles two reads is
+//! copied (into `carry`), and only its own bytes.
 
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ringcast_proto::{opcode, FrameError, Header, Role, MAX_HEADER_LEN};
+use thiserror::Error;
 use tokio::net::tcp::OwnedReadHalf;
 
 use crate::clock::monotonic_ns;
-use crate::frame::{parse_server_frame, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 use crate::payload::Stamp;
 use crate::scenario::Scenario;
 use crate::sequence::{Arrival, SequenceWindow};
@@ -19,6 +23,65 @@ use crate::writer::{Writer, CLOSE_NORMAL};
 
 /// How long to wait for the server's close reply (or EOF) after sending ours.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Largest server message (one frame, or a fragmented message reassembled) accepted; past it
+/// the connection is treated as broken instead of buffering without bound.
+pub const MAX_SERVER_MESSAGE: u64 = 64 * 1024 * 1024;
+
+/// Why the server's frame stream cannot be read on.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum StreamError {
+    /// The frame breaks RFC 6455 (reserved bits with no extension negotiated, a mask, an
+    /// unknown opcode, a bad fragment sequence).
+    #[error("malformed server frame: {0}")]
+    Frame(#[from] FrameError),
+    /// A frame or reassembled message over `MAX_SERVER_MESSAGE`.
+    #[error("server message of {0} bytes or more exceeds the {MAX_SERVER_MESSAGE}-byte limit")]
+    TooLarge(u64),
+}
+
+/// The frame at the start of a buffer.
+#[derive(Debug, PartialEq, Eq)]
+enum Parsed<'a> {
+    /// Not all of it is there yet; `frame_len` once its header is.
+    Incomplete {
+        /// Header plus payload bytes, when the header is known.
+        frame_len: Option<usize>,
+    },
+    /// A whole frame.
+    Frame {
+        /// Its header.
+        header: Header,
+        /// Its payload, borrowed from the buffer.
+        payload: &'a [u8],
+        /// Bytes it takes in the buffer.
+        frame_len: usize,
+    },
+}
+
+/// Parses and judges the server frame at the start of `buf`, given whether a fragmented
+/// message is in progress.
+fn parse_frame(buf: &[u8], in_message: bool) -> Result<Parsed<'_>, StreamError> {
+    let Some(header) = Header::decode(buf, Role::Server)? else {
+        return Ok(Parsed::Incomplete { frame_len: None });
+    };
+    header.check(in_message)?;
+    let too_large = StreamError::TooLarge(header.payload_len);
+    if header.payload_len > MAX_SERVER_MESSAGE {
+        return Err(too_large);
+    }
+    let frame_len = header.frame_len().ok_or(too_large)?;
+    Ok(match buf.get(header.header_len..frame_len) {
+        Some(payload) => Parsed::Frame {
+            header,
+            payload,
+            frame_len,
+        },
+        None => Parsed::Incomplete {
+            frame_len: Some(frame_len),
+        },
+    })
+}
 
 /// Per-connection receive state.
 pub struct Receiver {
@@ -32,12 +95,14 @@ pub struct Receiver {
     sequences: Vec<SequenceWindow>,
     /// Bytes of an incomplete frame left from the previous read.
     carry: Vec<u8>,
+    /// The fragments so far of a fragmented message, while one is in progress.
+    fragments: Option<Vec<u8>>,
     /// Control frames to send once the read buffer is released.
     replies: Vec<(u8, Vec<u8>)>,
     /// Close code the server sent, once it did.
     server_close: Option<u16>,
-    /// The frame stream is broken (protocol error).
-    broken: bool,
+    /// Why the frame stream broke, once it did.
+    error: Option<StreamError>,
 }
 
 impl Receiver {
@@ -51,30 +116,57 @@ impl Receiver {
             run_id: 0,
             sequences: vec![SequenceWindow::default(); publishers_here],
             carry: leftover,
+            fragments: None,
             replies: Vec::new(),
             server_close: None,
-            broken: false,
+            error: None,
         }
+    }
+
+    /// Whether nothing more is read: the server closed, or its frames broke the protocol.
+    fn finished(&self) -> bool {
+        self.error.is_some() || self.server_close.is_some()
     }
 
     /// Parses every complete frame in `carry + data`, recording what counts; keeps the tail.
     fn take_bytes(
         &mut self,
-        data: &[u8],
+        mut data: &[u8],
         now_ns: u64,
         window: Option<&Window>,
         stats: &mut WorkerStats,
         counting: bool,
     ) {
-        if self.carry.is_empty() {
+        // A frame left over from the previous read is completed with just the bytes it lacks
+        // from the front of `data` (a 64 KiB read is not copied behind it); then the rest of
+        // `data` is walked in place.
+        while !self.carry.is_empty() && !data.is_empty() && !self.finished() {
+            let missing = match parse_frame(&self.carry, self.fragments.is_some()) {
+                Ok(Parsed::Incomplete {
+                    frame_len: Some(frame_len),
+                }) => frame_len - self.carry.len(),
+                // The header itself is cut: enough bytes for the longest one, then look again
+                // (what goes past this frame is walked from `carry` as well).
+                Ok(Parsed::Incomplete { frame_len: None }) => {
+                    MAX_HEADER_LEN.saturating_sub(self.carry.len()).max(1)
+                }
+                // A whole frame, or an error: the walk below takes it.
+                Ok(Parsed::Frame { .. }) | Err(_) => 0,
+            };
+            let (head, rest) = data.split_at(missing.min(data.len()));
+            self.carry.extend_from_slice(head);
+            data = rest;
+            let carry = std::mem::take(&mut self.carry);
+            let used = self.walk_frames(&carry, now_ns, window, stats, counting);
+            self.carry = carry;
+            self.carry.drain(..used);
+        }
+        if self.carry.is_empty() && !self.finished() {
             let used = self.walk_frames(data, now_ns, window, stats, counting);
-            self.carry.extend_from_slice(&data[used..]);
-        } else {
-            let mut joined = std::mem::take(&mut self.carry);
-            joined.extend_from_slice(data);
-            let used = self.walk_frames(&joined, now_ns, window, stats, counting);
-            joined.drain(..used);
-            self.carry = joined;
+            // Nothing after a close or a broken frame is read.
+            if !self.finished() {
+                self.carry.extend_from_slice(&data[used..]);
+            }
         }
     }
 
@@ -88,34 +180,78 @@ impl Receiver {
         counting: bool,
     ) -> usize {
         let mut at = 0;
-        while !self.broken && self.server_close.is_none() {
-            match parse_server_frame(&buf[at..]) {
-                Ok(Some((frame, used))) => {
-                    at += used;
-                    match frame.opcode {
-                        OP_BINARY | OP_TEXT if counting => {
-                            self.on_message(frame.payload, now_ns, window, stats)
-                        }
-                        OP_PING => self.replies.push((OP_PONG, frame.payload.to_vec())),
-                        OP_CLOSE => {
-                            let code = frame
-                                .payload
-                                .get(..2)
-                                .map_or(1005, |c| u16::from_be_bytes([c[0], c[1]]));
-                            self.server_close = Some(code);
-                        }
-                        _ => {}
-                    }
-                }
+        while !self.finished() {
+            let parsed = parse_frame(&buf[at..], self.fragments.is_some()).and_then(|parsed| {
+                let Parsed::Frame {
+                    header,
+                    payload,
+                    frame_len,
+                } = parsed
+                else {
+                    return Ok(None);
+                };
+                at += frame_len;
+                self.on_frame(header, payload, now_ns, window, stats, counting)
+                    .map(Some)
+            });
+            match parsed {
+                Ok(Some(())) => {}
                 Ok(None) => break,
-                Err(_) => {
+                Err(error) => {
                     stats.totals.protocol_errors += 1;
                     stats.interval.errors += 1;
-                    self.broken = true;
+                    stats
+                        .totals
+                        .protocol_error_example
+                        .get_or_insert_with(|| error.to_string());
+                    self.error = Some(error);
                 }
             }
         }
         at
+    }
+
+    /// Handles one whole frame (already judged by `parse_frame`).
+    fn on_frame(
+        &mut self,
+        header: Header,
+        payload: &[u8],
+        now_ns: u64,
+        window: Option<&Window>,
+        stats: &mut WorkerStats,
+        counting: bool,
+    ) -> Result<(), StreamError> {
+        match header.opcode {
+            opcode::PING => self.replies.push((opcode::PONG, payload.to_vec())),
+            opcode::PONG => {}
+            opcode::CLOSE => {
+                let code = payload
+                    .get(..2)
+                    .map_or(1005, |c| u16::from_be_bytes([c[0], c[1]]));
+                self.server_close = Some(code);
+            }
+            // A whole message in one frame: read in place.
+            opcode::TEXT | opcode::BINARY if header.fin => {
+                if counting {
+                    self.on_message(payload, now_ns, window, stats);
+                }
+            }
+            // A fragment (the first one, or a continuation: `check` allowed only these).
+            _ => {
+                let mut message = self.fragments.take().unwrap_or_default();
+                let total = message.len() as u64 + payload.len() as u64;
+                if total > MAX_SERVER_MESSAGE {
+                    return Err(StreamError::TooLarge(total));
+                }
+                message.extend_from_slice(payload);
+                if !header.fin {
+                    self.fragments = Some(message);
+                } else if counting {
+                    self.on_message(&message, now_ns, window, stats);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Accounts one data message received at `now_ns`.
@@ -175,7 +311,7 @@ pub async fn receive(
     context: Rc<WorkerContext>,
     mut receiver: Receiver,
     read: OwnedReadHalf,
-    writer: Rc<Writer>,
+    writer: Arc<Writer>,
 ) {
     let shared = context.shared.clone();
     receiver.run_id = shared.run_id;
@@ -206,7 +342,7 @@ pub async fn receive(
                 break;
             }
         }
-        if receiver.broken || eof || receiver.server_close.is_some() {
+        if eof || receiver.finished() {
             break;
         }
         // Checked here and woken below: no other task of this thread runs in between, so the
@@ -260,7 +396,7 @@ fn drain_socket(
                 // One clock read per buffer: every frame in it arrived by now.
                 let now = monotonic_ns();
                 receiver.take_bytes(&buffer[..read_bytes], now, window, &mut stats, counting);
-                if read_bytes < buffer.len() || receiver.broken || receiver.server_close.is_some() {
+                if read_bytes < buffer.len() || receiver.finished() {
                     return false;
                 }
             }
@@ -278,7 +414,7 @@ async fn finish(
     stopping: bool,
     eof: bool,
 ) {
-    let closed_by_server = !stopping && (eof || receiver.server_close.is_some() || receiver.broken);
+    let closed_by_server = !stopping && (eof || receiver.finished());
     if let (Some(code), false) = (receiver.server_close, stopping) {
         // Echo the close (RFC 6455 5.5.1); the connection ends either way.
         let _ = writer.close(code).await;
@@ -286,10 +422,189 @@ async fn finish(
     let mut stats = context.stats.borrow_mut();
     if receiver.spec.stalled {
         // Stalled receivers never close first (see above): any close or EOF is the server's.
-        let server_ended_it = eof || receiver.server_close.is_some() || receiver.broken;
+        let server_ended_it = eof || receiver.finished();
         stats.totals.stalled_closed_by_server += u64::from(server_ended_it);
     } else if closed_by_server {
         stats.totals.disconnected += 1;
         stats.interval.errors += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ringcast_proto::Frame;
+
+    use super::*;
+    use crate::payload::STAMP_LEN;
+    use crate::scenario::Plan;
+    use crate::stats::{IntervalStats, RunTotals};
+
+    /// A subscriber of the default scenario (one publisher, one room).
+    fn receiver() -> Receiver {
+        let plan = Plan::from_run_args(&["--url", "ws://127.0.0.1:9/ws"]).expect("valid scenario");
+        Receiver::new(
+            ConnectionSpec::of(&plan.scenario, 0),
+            &plan.scenario,
+            Vec::new(),
+        )
+    }
+
+    fn stats() -> WorkerStats {
+        WorkerStats {
+            interval: IntervalStats::new(),
+            totals: RunTotals::new(1),
+        }
+    }
+
+    /// A 64-byte payload stamped as message `seq` of publisher 0.
+    fn stamped(seq: u64) -> Vec<u8> {
+        let mut payload = vec![b'.'; 64.max(STAMP_LEN)];
+        let stamp = Stamp {
+            run_id: 0,
+            publisher: 0,
+            seq,
+            intended_ns: 1_000 + seq,
+            sent_ns: 1_000 + seq,
+        };
+        stamp.write_to(&mut payload).expect("payload holds a stamp");
+        payload
+    }
+
+    fn server_frame(fin: bool, op: u8, payload: &[u8]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        Frame {
+            fin,
+            ..Frame::new(op, payload)
+        }
+        .encode(&mut wire);
+        wire
+    }
+
+    /// Messages 0 and 1 whole, message 2 in three fragments with a ping between them, message 3
+    /// with a 16-bit length (300 bytes).
+    fn stream() -> Vec<u8> {
+        let fragmented = stamped(2);
+        let mut long = stamped(3);
+        long.resize(300, b'-');
+        [
+            server_frame(true, opcode::BINARY, &stamped(0)),
+            server_frame(true, opcode::TEXT, &stamped(1)),
+            server_frame(false, opcode::BINARY, &fragmented[..10]),
+            server_frame(true, opcode::PING, b"p"),
+            server_frame(false, opcode::CONTINUATION, &fragmented[10..40]),
+            server_frame(true, opcode::CONTINUATION, &fragmented[40..]),
+            server_frame(true, opcode::BINARY, &long),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn messages_and_fragments_are_read_at_every_cut_between_two_reads() {
+        let wire = stream();
+        for cut in 0..=wire.len() {
+            let mut receiver = receiver();
+            let mut stats = stats();
+            receiver.take_bytes(&wire[..cut], 2_000, None, &mut stats, true);
+            receiver.take_bytes(&wire[cut..], 2_000, None, &mut stats, true);
+            assert_eq!(stats.interval.delivered, 4, "cut {cut}");
+            assert_eq!(stats.totals.foreign, 0, "cut {cut}");
+            assert_eq!(receiver.replies, vec![(opcode::PONG, b"p".to_vec())]);
+            assert!(receiver.carry.is_empty() && receiver.fragments.is_none());
+            assert_eq!(receiver.error, None);
+        }
+    }
+
+    #[test]
+    fn only_the_frame_that_straddles_two_reads_is_copied() {
+        let frame = server_frame(true, opcode::BINARY, &stamped(0));
+        let mut second_read = frame[5..].to_vec();
+        for seq in 1..1000 {
+            second_read.extend(server_frame(true, opcode::BINARY, &stamped(seq)));
+        }
+        second_read.extend_from_slice(&frame[..3]);
+        let mut receiver = receiver();
+        let mut stats = stats();
+        receiver.take_bytes(&frame[..5], 2_000, None, &mut stats, true);
+        assert_eq!(receiver.carry.len(), 5);
+        receiver.take_bytes(&second_read, 2_000, None, &mut stats, true);
+        assert_eq!(stats.interval.delivered, 1000);
+        // What is kept is the next frame's first 3 bytes; the 66 KiB read was never copied.
+        assert_eq!(receiver.carry.len(), 3);
+        assert!(
+            receiver.carry.capacity() < 1024,
+            "{}",
+            receiver.carry.capacity()
+        );
+    }
+
+    #[test]
+    fn reserved_bits_break_the_stream_with_a_clear_error() {
+        let mut wire = Vec::new();
+        Frame {
+            rsv: 0b100,
+            ..Frame::new(opcode::BINARY, &stamped(0))
+        }
+        .encode(&mut wire);
+        let mut receiver = receiver();
+        let mut stats = stats();
+        receiver.take_bytes(&wire, 2_000, None, &mut stats, true);
+        assert_eq!(
+            receiver.error,
+            Some(StreamError::Frame(FrameError::ReservedBits))
+        );
+        assert_eq!(stats.totals.protocol_errors, 1);
+        assert_eq!(stats.interval.delivered, 0);
+        assert_eq!(
+            stats.totals.protocol_error_example.as_deref(),
+            Some("malformed server frame: reserved bits set")
+        );
+    }
+
+    #[test]
+    fn bad_fragment_sequences_and_masks_are_refused() {
+        let masked = {
+            let mut wire = Vec::new();
+            Frame::new(opcode::BINARY, b"x")
+                .masked([1, 2, 3, 4])
+                .encode(&mut wire);
+            wire
+        };
+        for (wire, error) in [
+            (
+                server_frame(true, opcode::CONTINUATION, b"x"),
+                FrameError::ContinuationWithoutMessage,
+            ),
+            (
+                [
+                    server_frame(false, opcode::TEXT, b"x"),
+                    server_frame(true, opcode::TEXT, b"y"),
+                ]
+                .concat(),
+                FrameError::MessageInsideMessage,
+            ),
+            (
+                server_frame(false, opcode::PING, b""),
+                FrameError::FragmentedControl,
+            ),
+            (server_frame(true, 0x3, b""), FrameError::UnknownOpcode),
+            (masked, FrameError::Masked),
+        ] {
+            let mut receiver = receiver();
+            receiver.take_bytes(&wire, 2_000, None, &mut stats(), true);
+            assert_eq!(receiver.error, Some(StreamError::Frame(error)));
+        }
+    }
+
+    #[test]
+    fn oversized_frames_and_messages_are_refused_before_buffering() {
+        let mut huge = vec![0x82, 127];
+        huge.extend_from_slice(&(MAX_SERVER_MESSAGE + 1).to_be_bytes());
+        let mut receiver = receiver();
+        receiver.take_bytes(&huge, 2_000, None, &mut stats(), true);
+        assert_eq!(
+            receiver.error,
+            Some(StreamError::TooLarge(MAX_SERVER_MESSAGE + 1))
+        );
+        assert!(receiver.carry.is_empty());
     }
 }

@@ -7,6 +7,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::watch;
 
 use crate::clock::{monotonic_ns, monotonic_to_system};
@@ -17,7 +18,7 @@ use crate::report::hlog::HlogBuffer;
 use crate::report::{self, encode_histogram, HistogramSummary, Report, Results};
 use crate::scenario::Plan;
 use crate::stats::{IntervalStats, RunTotals};
-use crate::worker::{run_worker, ConnectionSpec, Shared, Window};
+use crate::worker::{run_worker, ConnectionSpec, Links, Shared, Window};
 
 /// After a second boundary, how long the main thread waits for the workers' handoff.
 const HANDOFF_GRACE_NS: u64 = 150_000_000;
@@ -95,32 +96,35 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
     };
     phases.server.before_connect = scenario.server_pid.and_then(sample_server);
 
-    let subscriber_set = (0..scenario.subscribers, scenario.threads, "sub");
-    let publisher_set = (
-        scenario.subscribers..total,
-        scenario.publisher_threads,
-        "pub",
-    );
+    // Receiving workers own the subscribers and read the publishers' sockets; they run whenever
+    // anything is received, subscribers or not (chat: every publisher is a receiver).
+    let (read_txs, read_rxs): (Vec<_>, Vec<_>) =
+        (0..scenario.threads).map(|_| unbounded_channel()).unzip();
     let mut workers = Vec::new();
-    for (connections, threads, role) in [subscriber_set, publisher_set] {
-        if connections.is_empty() {
-            continue;
-        }
-        for worker in 0..threads {
-            let shared = shared.clone();
-            let connections = connections.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("loadgen-{role}-{worker}"))
-                .spawn(move || {
-                    if role == "pub" {
-                        crate::pacer::favour_this_thread();
-                    }
-                    run_worker(shared, connections, worker, threads)
-                })
-                .context("spawning worker threads")?;
-            workers.push(thread);
+    if total > 0 {
+        for (worker, arriving) in read_rxs.into_iter().enumerate() {
+            workers.push(spawn_worker(
+                &shared,
+                0..scenario.subscribers,
+                (worker, scenario.threads),
+                "sub",
+                Links::Reads(arriving),
+            )?);
         }
     }
+    if scenario.publishers > 0 {
+        for worker in 0..scenario.publisher_threads {
+            workers.push(spawn_worker(
+                &shared,
+                scenario.subscribers..total,
+                (worker, scenario.publisher_threads),
+                "pub",
+                Links::HandsOver(read_txs.clone()),
+            )?);
+        }
+    }
+    // Only the publisher workers may hold senders: a receiving worker ends once they are done.
+    drop(read_txs);
 
     let drain_ns = (scenario.drain_s * 1e9) as u64;
     let mut hlog = HlogBuffer::new(monotonic_to_system(started_ns))?;
@@ -234,6 +238,26 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
         write_outputs(dir, &output, &hlog)?;
     }
     Ok(output)
+}
+
+/// Starts worker `worker` of `workers` for the connection indices `connections`.
+fn spawn_worker(
+    shared: &Arc<Shared>,
+    connections: std::ops::Range<u64>,
+    (worker, workers): (usize, usize),
+    role: &'static str,
+    links: Links,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<RunTotals>>> {
+    let shared = shared.clone();
+    std::thread::Builder::new()
+        .name(format!("loadgen-{role}-{worker}"))
+        .spawn(move || {
+            if matches!(links, Links::HandsOver(_)) {
+                crate::pacer::favour_this_thread();
+            }
+            run_worker(shared, connections, worker, workers, links)
+        })
+        .context("spawning worker threads")
 }
 
 /// Appends the intervals of tick `second` (covering `length` from second - 1) to the log:
@@ -460,6 +484,12 @@ fn results_of(
         invalid_reasons.push(format!(
             "{} connections were closed during the run",
             totals.disconnected
+        ));
+    }
+    if let Some(example) = &totals.protocol_error_example {
+        invalid_reasons.push(format!(
+            "{} protocol errors; the first: {example}",
+            totals.protocol_errors
         ));
     }
     if let Some(p99) = send_lag

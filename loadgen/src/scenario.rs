@@ -4,9 +4,10 @@
 use std::net::IpAddr;
 
 use anyhow::{bail, ensure, Context};
+use clap::Parser;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::RunOpt;
+use crate::cli::{Cli, Command, RunOpt};
 use crate::connect::{parse_source_pool, Target};
 use crate::payload::STAMP_LEN;
 use crate::threshold::Threshold;
@@ -34,7 +35,7 @@ pub struct Scenario {
     pub connect_rate: f64,
     /// Per-connection connect + handshake deadline, seconds.
     pub connect_timeout_s: f64,
-    /// Subscriber worker threads.
+    /// Receiving worker threads (subscribers, and the read side of the publishers' sockets).
     pub threads: usize,
     /// Publisher worker threads (absent in reports written before it existed: 1).
     #[serde(default = "one_thread")]
@@ -83,6 +84,16 @@ impl Scenario {
 }
 
 impl Plan {
+    /// The plan of a `loadgen run` command line given as its arguments after `run` (the
+    /// benchmarks and tests build their scenarios this way, so they use the real defaults).
+    pub fn from_run_args(args: &[&str]) -> anyhow::Result<Plan> {
+        let cli = Cli::try_parse_from(["loadgen", "run"].iter().chain(args))?;
+        let Command::Run(opt) = cli.command else {
+            bail!("`loadgen run` parsed as another command");
+        };
+        Plan::from_opt(&opt)
+    }
+
     /// Validates the CLI values; every error here is a usage error (exit 2).
     pub fn from_opt(opt: &RunOpt) -> anyhow::Result<Plan> {
         ensure!(

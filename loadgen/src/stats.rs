@@ -131,6 +131,8 @@ pub struct RunTotals {
     pub disconnected: u64,
     /// Malformed server frames and failed writes.
     pub protocol_errors: u64,
+    /// What the first malformed server frame broke (for the summary).
+    pub protocol_error_example: Option<String>,
     /// Stalled subscribers that were connected.
     pub stalled_connected: u64,
     /// Stalled subscribers the server closed (close frame other than 1000, or EOF).
@@ -157,6 +159,7 @@ impl RunTotals {
             connect_failure_examples: BTreeMap::new(),
             disconnected: 0,
             protocol_errors: 0,
+            protocol_error_example: None,
             stalled_connected: 0,
             stalled_closed_by_server: 0,
         }
@@ -192,6 +195,9 @@ impl RunTotals {
         }
         self.disconnected += other.disconnected;
         self.protocol_errors += other.protocol_errors;
+        if self.protocol_error_example.is_none() {
+            self.protocol_error_example = other.protocol_error_example.clone();
+        }
         self.stalled_connected += other.stalled_connected;
         self.stalled_closed_by_server += other.stalled_closed_by_server;
     }

@@ -1,6 +1,14 @@
 //! One worker thread: its own tokio epoll runtime (current-thread), the connections assigned to
-//! it, and its stats. Connections never migrate between workers, so stats are thread-owned and
-//! recorded without locks; a work-stealing runtime would need a lock or atomics per message.
+//! it, and its stats. Stats are thread-owned and recorded without locks; a work-stealing
+//! runtime would need a lock or atomics per message.
+//!
+//! Two kinds of workers: receiving workers own the subscribers and read the publishers'
+//! sockets; publisher workers connect the publishers and send on them. A publisher's socket is
+//! handed, once connected, to a receiving worker (`ReadSide`), which registers it with its own
+//! reactor and reads it from then on; the publisher thread keeps only the write half. So the
+//! publishers' send schedule does not wait behind receive work (in the chat scenario every
+//! publisher is also one of its room's receivers, 50 deliveries per message sent), and the
+//! publisher thread's reactor is not even woken by arriving messages.
 
 use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
@@ -10,7 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::{oneshot, watch, Notify, Semaphore};
 
 use crate::clock::{monotonic_ns, tokio_instant_at};
 use crate::connect::{open_with_timeout, Target};
@@ -140,17 +150,48 @@ pub struct WorkerContext {
     /// socket wakeup, and polling the run-wide watch took its mutex, shared by every thread,
     /// once per wakeup, i.e. once per message at low rates.
     pub stop_signal: Notify,
+    /// A publisher worker's way to the receiving workers (empty on a receiving worker). Held
+    /// here so that each receiving worker's queue closes once every publisher worker is done.
+    read_sides: Vec<UnboundedSender<ReadSide>>,
+}
+
+/// A connected publisher's socket on its way to the receiving worker that will read it.
+pub struct ReadSide {
+    /// The publisher's connection.
+    spec: ConnectionSpec,
+    /// The socket, deregistered from the publisher thread's reactor.
+    stream: std::net::TcpStream,
+    /// Bytes read past the handshake: the first frames.
+    leftover: Vec<u8>,
+    /// Where the receiving worker sends the connection's writer, registered with its reactor.
+    writer: oneshot::Sender<Arc<Writer>>,
+    /// Dropped when the read side ends: the connection is over.
+    done: oneshot::Sender<()>,
+}
+
+/// A worker's part in passing publishers' sockets on.
+pub enum Links {
+    /// A receiving worker: reads the publishers' sockets that arrive here.
+    Reads(UnboundedReceiver<ReadSide>),
+    /// A publisher worker: hands publisher `p`'s socket to receiving worker `p % len`.
+    HandsOver(Vec<UnboundedSender<ReadSide>>),
 }
 
 /// Runs worker `worker` of a set of `workers` that shares the connection indices `connections`
-/// (subscribers and publishers have separate sets, so publishers never wait behind the
-/// receive load of thousands of subscribers) to completion and returns its totals.
+/// (subscribers and publishers have separate sets, and publishers' sockets are read by the
+/// receiving workers, so publishers never wait behind receive load) to completion and returns
+/// its totals.
 pub fn run_worker(
     shared: Arc<Shared>,
     connections: Range<u64>,
     worker: usize,
     workers: usize,
+    links: Links,
 ) -> anyhow::Result<RunTotals> {
+    let (read_sides, arriving) = match links {
+        Links::Reads(arriving) => (Vec::new(), Some(arriving)),
+        Links::HandsOver(read_sides) => (read_sides, None),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -162,17 +203,23 @@ pub fn run_worker(
         read_buffer: RefCell::new(vec![0; READ_BUFFER]),
         stopping: Cell::new(false),
         stop_signal: Notify::new(),
+        read_sides,
         shared,
     });
     let local = tokio::task::LocalSet::new();
     let mine = (connections.start + worker as u64..connections.end).step_by(workers);
-    local.block_on(&runtime, drive(context.clone(), mine));
+    local.block_on(&runtime, drive(context.clone(), mine, arriving));
     let totals = context.stats.borrow().totals.clone();
     Ok(totals)
 }
 
-/// Spawns this worker's connections and the once-a-second handoff, waits for the stop.
-async fn drive(context: Rc<WorkerContext>, indices: impl Iterator<Item = u64>) {
+/// Spawns this worker's connections and the once-a-second handoff, reads the publishers'
+/// sockets that `arriving` brings, waits for the stop.
+async fn drive(
+    context: Rc<WorkerContext>,
+    indices: impl Iterator<Item = u64>,
+    arriving: Option<UnboundedReceiver<ReadSide>>,
+) {
     let shared = context.shared.clone();
     let handshakes = Rc::new(Semaphore::new(CONCURRENT_HANDSHAKES));
     let mut tasks = Vec::new();
@@ -187,6 +234,9 @@ async fn drive(context: Rc<WorkerContext>, indices: impl Iterator<Item = u64>) {
     let handoff = tokio::task::spawn_local(hand_over_every_second(context.clone()));
     let relay = tokio::task::spawn_local(relay_stop(context.clone()));
     let all_done = async {
+        if let Some(arriving) = arriving {
+            read_publishers(context.clone(), arriving).await;
+        }
         for task in tasks {
             // A panicking connection task would be a bug; the others still finish.
             let _ = task.await;
@@ -285,17 +335,97 @@ async fn connection(context: Rc<WorkerContext>, spec: ConnectionSpec, handshakes
     }
     shared.attempts_done.fetch_add(1, Ordering::Relaxed);
 
-    let (read_half, write_half) = stream.into_split();
-    let writer = Rc::new(Writer::new(write_half));
-    let publisher = spec
-        .publisher
-        .map(|id| tokio::task::spawn_local(publish(context.clone(), id, writer.clone())));
-    let receiver = Receiver::new(spec, scenario, leftover);
-    receive(context.clone(), receiver, read_half, writer).await;
-    if let Some(task) = publisher {
-        task.abort();
+    match spec.publisher {
+        None => {
+            let (read_half, write_half) = stream.into_split();
+            let writer = Arc::new(Writer::new(write_half));
+            let receiver = Receiver::new(spec, scenario, leftover);
+            receive(context.clone(), receiver, read_half, writer).await;
+        }
+        Some(id) => match hand_over(&context, spec, stream, leftover).await {
+            Some((writer, done)) => {
+                let publisher = tokio::task::spawn_local(publish(context.clone(), id, writer));
+                // The receiving worker drops `done` once the connection is over.
+                let _ = done.await;
+                publisher.abort();
+            }
+            None => {
+                // The receiving worker is gone (the run was aborted): nobody can read it.
+                let mut stats = context.stats.borrow_mut();
+                stats.totals.disconnected += 1;
+                stats.interval.errors += 1;
+            }
+        },
     }
     shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Hands a connected publisher's socket to its receiving worker; returns the connection's
+/// writer and the signal that the connection is over, or `None` if that worker is gone.
+async fn hand_over(
+    context: &WorkerContext,
+    spec: ConnectionSpec,
+    stream: TcpStream,
+    leftover: Vec<u8>,
+) -> Option<(Arc<Writer>, oneshot::Receiver<()>)> {
+    let publisher = spec.publisher? as usize;
+    let target = context
+        .read_sides
+        .get(publisher % context.read_sides.len().max(1))?;
+    // Off this thread's reactor: only the receiving worker's polls the socket, so arriving
+    // messages wake that thread alone; writes from here go straight to the socket and wait on
+    // that reactor only when the socket's buffer is full.
+    let stream = stream.into_std().ok()?;
+    let (writer_tx, writer_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel();
+    let side = ReadSide {
+        spec,
+        stream,
+        leftover,
+        writer: writer_tx,
+        done: done_tx,
+    };
+    target.send(side).ok()?;
+    let writer = writer_rx.await.ok()?;
+    Some((writer, done_rx))
+}
+
+/// Reads every publisher socket that arrives until the publisher workers are done.
+async fn read_publishers(context: Rc<WorkerContext>, mut arriving: UnboundedReceiver<ReadSide>) {
+    let mut tasks = Vec::new();
+    while let Some(side) = arriving.recv().await {
+        tasks.push(tokio::task::spawn_local(read_publisher(
+            context.clone(),
+            side,
+        )));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// Registers a publisher's socket with this worker's reactor, sends its writer back and
+/// receives on it until the run stops or the server goes away.
+async fn read_publisher(context: Rc<WorkerContext>, side: ReadSide) {
+    let ReadSide {
+        spec,
+        stream,
+        leftover,
+        writer,
+        done,
+    } = side;
+    // A failed registration drops `writer`: the publisher sees it and counts the connection.
+    let Ok(stream) = TcpStream::from_std(stream) else {
+        return;
+    };
+    let (read_half, write_half) = stream.into_split();
+    let shared_writer = Arc::new(Writer::new(write_half));
+    if writer.send(shared_writer.clone()).is_err() {
+        return;
+    }
+    let receiver = Receiver::new(spec, &context.shared.scenario, leftover);
+    receive(context.clone(), receiver, read_half, shared_writer).await;
+    drop(done);
 }
 
 /// A distinct 16-byte Sec-WebSocket-Key seed per connection (the key need not be secret).

@@ -1,11 +1,11 @@
 //! The sending side of one connection, shared by its publisher task and its receiver (which
-//! answers pings and closes). Every client frame is masked with a fresh key (RFC 6455 5.3).
+//! answers pings and closes), which may run on different threads (a publisher's receiver runs
+//! on a receiving worker). Every client frame is masked with a fresh key (RFC 6455 5.3).
 
+use ringcast_proto::{opcode, Frame};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Mutex;
-
-use crate::frame::{encode_client_frame, MaskSource, OP_CLOSE};
 
 /// Close code for a normal end of the run.
 pub const CLOSE_NORMAL: u16 = 1000;
@@ -24,7 +24,9 @@ impl WriteSide {
     /// Appends one masked frame to the pending batch.
     pub fn push_frame(&mut self, opcode: u8, payload: &[u8]) {
         let mask = self.masks.next_mask();
-        encode_client_frame(&mut self.buffer, opcode, payload, mask);
+        Frame::new(opcode, payload)
+            .masked(mask)
+            .encode(&mut self.buffer);
     }
 
     /// Writes the pending batch in one go and clears it.
@@ -36,6 +38,8 @@ impl WriteSide {
 }
 
 /// A connection's writer; the async mutex only contends when a pong meets a publisher batch.
+/// It is `Send` and `Sync`: a publisher's writer is shared between its publisher thread and the
+/// receiving worker that reads its socket.
 pub struct Writer {
     /// The guarded write side.
     side: Mutex<WriteSide>,
@@ -69,6 +73,51 @@ impl Writer {
 
     /// Starts the closing handshake with `code`.
     pub async fn close(&self, code: u16) -> std::io::Result<()> {
-        self.send(&[(OP_CLOSE, code.to_be_bytes().to_vec())]).await
+        self.send(&[(opcode::CLOSE, code.to_be_bytes().to_vec())])
+            .await
+    }
+}
+
+/// Source of frame masks: splitmix64 seeded from the clock and a per-source address.
+///
+/// RFC 6455 asks for unpredictable masks to protect intermediaries from cache poisoning by
+/// hostile scripts; a load generator is not such a script, and a CSPRNG call per frame would
+/// cost more than the frame. Masks still change every frame, as servers may check.
+struct MaskSource {
+    /// splitmix64 state.
+    state: u64,
+}
+
+impl MaskSource {
+    /// A new source; distinct sources created at the same time still differ (address mix-in).
+    fn new() -> MaskSource {
+        let mut source = MaskSource { state: 0 };
+        let address = &source as *const MaskSource as u64;
+        source.state = crate::clock::monotonic_ns() ^ address.rotate_left(32);
+        source
+    }
+
+    /// The next mask key.
+    fn next_mask(&mut self) -> [u8; 4] {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z as u32).to_ne_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_change_every_frame_and_between_sources() {
+        let mut first = MaskSource::new();
+        let mut second = MaskSource::new();
+        let masks: Vec<[u8; 4]> = (0..4).map(|_| first.next_mask()).collect();
+        assert!(masks.windows(2).all(|pair| pair[0] != pair[1]));
+        assert_ne!(masks[0], second.next_mask());
     }
 }

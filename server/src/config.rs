@@ -317,34 +317,14 @@ fn default_max_connections() -> usize {
 
 /// The hard RLIMIT_NOFILE, or None if it cannot be read or is unlimited.
 fn nofile_hard_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the rlimit struct we pass, which lives for the call.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    (rc == 0 && limit.rlim_max != libc::RLIM_INFINITY).then_some(limit.rlim_max)
+    let (_, hard) = rlimit::Resource::NOFILE.get().ok()?;
+    (hard != rlimit::INFINITY).then_some(hard)
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit so --max-connections can be reached.
 pub fn raise_nofile_limit() -> std::io::Result<()> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write only the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-    }
-    Ok(())
+    // Asking for the most there is gets the hard limit (rlimit caps the request at it).
+    rlimit::increase_nofile_limit(rlimit::INFINITY).map(drop)
 }
 
 #[cfg(test)]

@@ -4,14 +4,14 @@
 //! Written here instead of using fastwebsockets' reader because that reader leaves masking, the
 //! 125-byte limit on close frames, and a cap on the total size of a reassembled message to the
 //! caller, and owns a fixed 8 KiB buffer per connection; decoding in place in the connection's
-//! own read buffer keeps one adaptive buffer per connection (see `conn.rs`). Unmasking uses
-//! fastwebsockets' `unmask`.
+//! own read buffer keeps one adaptive buffer per connection (see `conn.rs`). The header layout,
+//! the opcode and fragmentation rules and the unmasking come from `ringcast-proto`; what is
+//! decided here is the server's: the size limit, reassembly, UTF-8 and close payloads, and the
+//! close code of each violation.
 
-use crate::frame::{
-    CloseCode, MessageKind, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT,
-};
-/// Largest payload of a control frame (RFC 6455 5.5).
-const MAX_CONTROL_PAYLOAD: u64 = 125;
+use ringcast_proto::{apply_mask, is_sendable_close_code, opcode, Header, Role};
+
+use crate::frame::{CloseCode, MessageKind};
 
 /// One complete thing the client said.
 #[derive(Debug, PartialEq, Eq)]
@@ -106,54 +106,39 @@ impl FrameDecoder {
             self.fragments = None;
             self.delivered_fragments = false;
         }
-        let Some(&[first, second]) = buf.get(..2) else {
-            return Ok(Decoded::NeedMore { frame_len: None });
+        let header = match Header::decode(buf, Role::Client) {
+            Ok(Some(header)) => header,
+            Ok(None) => return Ok(Decoded::NeedMore { frame_len: None }),
+            Err(error) => return Err(fail(CloseCode::Protocol, error.reason())),
         };
-        let fin = first & 0x80 != 0;
-        if first & 0x70 != 0 {
-            return Err(fail(CloseCode::Protocol, "reserved bits set"));
+        header
+            .check(self.fragments.is_some())
+            .map_err(|error| fail(CloseCode::Protocol, error.reason()))?;
+        let Header {
+            fin, opcode: op, ..
+        } = header;
+        if !opcode::is_control(op) {
+            self.check_size(header.payload_len)?;
         }
-        let opcode = first & 0x0F;
-        if second & 0x80 == 0 {
-            return Err(fail(CloseCode::Protocol, "client frame not masked"));
-        }
-        let length_bytes = match second & 0x7F {
-            126 => 2,
-            127 => 8,
-            _ => 0,
-        };
-        let Some(length_field) = buf.get(2..2 + length_bytes) else {
-            return Ok(Decoded::NeedMore { frame_len: None });
-        };
-        let payload_len = match length_bytes {
-            0 => u64::from(second & 0x7F),
-            _ => length_field
-                .iter()
-                .fold(0u64, |acc, &byte| (acc << 8) | u64::from(byte)),
-        };
-        if payload_len >> 63 != 0 {
-            return Err(fail(CloseCode::Protocol, "length has its top bit set"));
-        }
-        self.check_frame(opcode, fin, payload_len)?;
-        // check_frame bounded payload_len by max_message (a usize) or by 125.
-        let payload_len =
-            usize::try_from(payload_len).map_err(|_| fail(CloseCode::TooBig, "message too big"))?;
-        let header_len = 2 + length_bytes + 4;
-        let frame_len = header_len + payload_len;
-        if buf.len() < frame_len {
+        // Control payloads are at most 125 bytes (checked above), data payloads at most
+        // max_message (a usize), so the frame length fits.
+        let frame_len = header
+            .frame_len()
+            .ok_or(fail(CloseCode::TooBig, "message too big"))?;
+        let (Some(mask), Some(payload)) = (
+            header.mask_key(buf),
+            buf.get_mut(header.header_len..frame_len),
+        ) else {
             return Ok(Decoded::NeedMore {
                 frame_len: Some(frame_len),
             });
-        }
-        let mut mask = [0u8; 4];
-        mask.copy_from_slice(&buf[header_len - 4..header_len]);
-        let payload = &mut buf[header_len..frame_len];
-        fastwebsockets::unmask(payload, mask);
-        let event = match opcode {
-            OP_PING => Inbound::Ping(payload),
-            OP_PONG => Inbound::Pong,
-            OP_CLOSE => Inbound::Close(validate_close(payload)?),
-            _ => return self.data_frame(opcode, fin, payload, frame_len),
+        };
+        apply_mask(payload, mask);
+        let event = match op {
+            opcode::PING => Inbound::Ping(payload),
+            opcode::PONG => Inbound::Pong,
+            opcode::CLOSE => Inbound::Close(validate_close(payload)?),
+            _ => return self.data_frame(op, fin, payload, frame_len),
         };
         Ok(Decoded::Event {
             event,
@@ -161,57 +146,31 @@ impl FrameDecoder {
         })
     }
 
-    /// Header checks that need no payload: opcode, control-frame rules, continuation order and
-    /// the reassembled size limit (checked before the payload arrives, so it is never buffered).
-    fn check_frame(&self, opcode: u8, fin: bool, payload_len: u64) -> Result<(), ProtocolError> {
-        match opcode {
-            OP_CLOSE | OP_PING | OP_PONG => {
-                if !fin {
-                    return Err(fail(CloseCode::Protocol, "fragmented control frame"));
-                }
-                if payload_len > MAX_CONTROL_PAYLOAD {
-                    return Err(fail(CloseCode::Protocol, "control frame over 125 bytes"));
-                }
-                Ok(())
-            }
-            OP_CONTINUATION | OP_TEXT | OP_BINARY => {
-                let so_far = match (&self.fragments, opcode) {
-                    (None, OP_CONTINUATION) => {
-                        return Err(fail(CloseCode::Protocol, "continuation without a message"))
-                    }
-                    (Some(_), OP_TEXT | OP_BINARY) => {
-                        return Err(fail(
-                            CloseCode::Protocol,
-                            "new message inside a fragmented one",
-                        ))
-                    }
-                    (Some(fragments), _) => fragments.data.len(),
-                    (None, _) => 0,
-                };
-                let room = (self.max_message - so_far) as u64;
-                if payload_len > room {
-                    return Err(fail(CloseCode::TooBig, "message too big"));
-                }
-                Ok(())
-            }
-            _ => Err(fail(CloseCode::Protocol, "unknown opcode")),
+    /// The reassembled size limit, checked at the header (before the payload arrives, so an
+    /// oversized message is never buffered).
+    fn check_size(&self, payload_len: u64) -> Result<(), ProtocolError> {
+        let so_far = self.fragments.as_ref().map_or(0, |f| f.data.len());
+        let room = (self.max_message - so_far) as u64;
+        if payload_len > room {
+            return Err(fail(CloseCode::TooBig, "message too big"));
         }
+        Ok(())
     }
 
     /// A complete data frame: a whole message, or a fragment to reassemble.
     fn data_frame<'a>(
         &'a mut self,
-        opcode: u8,
+        op: u8,
         fin: bool,
         payload: &'a [u8],
         consumed: usize,
     ) -> Result<Decoded<'a>, ProtocolError> {
-        let kind = if opcode == OP_BINARY {
+        let kind = if op == opcode::BINARY {
             MessageKind::Binary
         } else {
             MessageKind::Text
         };
-        if opcode != OP_CONTINUATION && fin {
+        if op != opcode::CONTINUATION && fin {
             if kind == MessageKind::Text && std::str::from_utf8(payload).is_err() {
                 return Err(fail(CloseCode::InvalidPayload, "invalid UTF-8"));
             }
@@ -270,12 +229,6 @@ fn validate_close(payload: &[u8]) -> Result<&[u8], ProtocolError> {
             Ok(payload)
         }
     }
-}
-
-/// Close codes an endpoint may put on the wire (RFC 6455 7.4, IANA registry): 1004-1006 and
-/// 1015 are reserved, below 1000 and 1016-2999 are unassigned, 5000+ is out of range.
-fn is_sendable_close_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 #[cfg(test)]

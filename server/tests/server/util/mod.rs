@@ -77,20 +77,7 @@ impl Drop for TestServer {
 }
 
 /// Raises this process's open-file soft limit to the hard limit (tests with many clients hold
-/// both ends of every connection in one process).
+/// both ends of every connection in one process), as the server does at start.
 pub fn raise_fd_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read/write the struct we pass, which lives on our stack.
-    unsafe {
-        assert_eq!(
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit),
-            0,
-            "getrlimit"
-        );
-        limit.rlim_cur = limit.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0, "setrlimit");
-    }
+    ringcast::config::raise_nofile_limit().expect("raise RLIMIT_NOFILE");
 }

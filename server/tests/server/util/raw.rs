@@ -4,19 +4,13 @@
 
 use std::net::SocketAddr;
 
+pub use ringcast_proto::opcode::{BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT};
+use ringcast_proto::{Frame, Header, Role};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout;
 
 use super::WAIT;
-
-/// Opcodes of RFC 6455 section 5.2.
-pub const CONTINUATION: u8 = 0x0;
-pub const TEXT: u8 = 0x1;
-pub const BINARY: u8 = 0x2;
-pub const CLOSE: u8 = 0x8;
-pub const PING: u8 = 0x9;
-pub const PONG: u8 = 0xA;
 
 /// The masking key of every masked frame we send (any value works; a fixed one keeps failures
 /// reproducible).
@@ -56,30 +50,15 @@ impl<'a> FrameSpec<'a> {
 
     /// Encodes the frame (header, masking key, masked payload).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.payload.len() + 14);
-        out.push(u8::from(self.fin) << 7 | (self.rsv & 0x7) << 4 | (self.opcode & 0xf));
-        let mask_bit = u8::from(self.masked) << 7;
-        let len = self.payload.len();
-        if len < 126 {
-            out.push(mask_bit | len as u8);
-        } else if let Ok(len16) = u16::try_from(len) {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&len16.to_be_bytes());
-        } else {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
+        let mut out = Vec::new();
+        Frame {
+            fin: self.fin,
+            rsv: self.rsv,
+            opcode: self.opcode,
+            mask: self.masked.then_some(MASK),
+            payload: self.payload,
         }
-        if self.masked {
-            out.extend_from_slice(&MASK);
-            out.extend(
-                self.payload
-                    .iter()
-                    .enumerate()
-                    .map(|(i, b)| b ^ MASK[i % 4]),
-            );
-        } else {
-            out.extend_from_slice(self.payload);
-        }
+        .encode(&mut out);
         out
     }
 }
@@ -91,9 +70,7 @@ pub struct ServerFrame {
     pub fin: bool,
     /// Opcode.
     pub opcode: u8,
-    /// Whether the server (wrongly) masked it.
-    pub masked: bool,
-    /// Payload (unmasked if it was masked).
+    /// Payload.
     pub payload: Vec<u8>,
 }
 
@@ -225,44 +202,19 @@ impl RawClient {
         }
     }
 
-    /// Removes one complete frame from the front of `buffered`, if there is one.
+    /// Removes one complete frame from the front of `buffered`, if there is one. Fails the
+    /// test on a frame no server may send (masked, reserved bits, a bad length).
     fn parse_buffered(&mut self) -> Option<ServerFrame> {
-        let buf = &self.buffered;
-        if buf.len() < 2 {
-            return None;
-        }
-        let masked = buf[1] & 0x80 != 0;
-        let (len, mut pos) = match buf[1] & 0x7f {
-            126 => (
-                u64::from(u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?)),
-                4,
-            ),
-            127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?), 10),
-            short => (u64::from(short), 2),
-        };
-        let mask: Option<[u8; 4]> = if masked {
-            let key = buf.get(pos..pos + 4)?.try_into().ok()?;
-            pos += 4;
-            Some(key)
-        } else {
-            None
-        };
-        let len = usize::try_from(len).expect("frame length fits usize");
-        let mut payload = buf.get(pos..pos + len)?.to_vec();
-        if let Some(key) = mask {
-            payload
-                .iter_mut()
-                .enumerate()
-                .for_each(|(i, b)| *b ^= key[i % 4]);
-        }
-        let frame = ServerFrame {
-            fin: buf[0] & 0x80 != 0,
-            opcode: buf[0] & 0x0f,
-            masked,
+        let header = Header::decode(&self.buffered, Role::Server)
+            .unwrap_or_else(|error| panic!("the server sent a bad frame: {error}"))?;
+        let frame_len = header.frame_len().expect("frame length fits usize");
+        let payload = self.buffered.get(header.header_len..frame_len)?.to_vec();
+        self.buffered.drain(..frame_len);
+        Some(ServerFrame {
+            fin: header.fin,
+            opcode: header.opcode,
             payload,
-        };
-        self.buffered.drain(..pos + len);
-        Some(frame)
+        })
     }
 
     /// Reads frames until the server's close frame and returns its code; pings and data are
