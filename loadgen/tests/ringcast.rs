@@ -138,8 +138,11 @@ fn two_hundred_subscribers_two_publishers_lose_nothing() {
 #[test]
 fn stalled_subscribers_closed_by_the_server_are_reported() {
     // A subscriber that stops reading 60 KiB messages at 50/s (3 MB/s) is past the loopback
-    // socket buffers (a few MB) and the 128 KiB outbound budget within a few seconds.
-    let server = start_server(&["--max-backlog", "128KiB"]);
+    // socket buffers (a few MB) and the 512 KiB outbound budget within a few seconds. The
+    // budget leaves a healthy receiver room for a few messages while its socket buffers are
+    // still small after connect (128 KiB, two messages, closed one now and then on a loaded
+    // machine).
+    let server = start_server(&["--max-backlog", "512KiB"]);
     let url = format!("ws://{}/ws/stall", server.local_addr());
     let out = scratch_dir("stalled");
     let output = loadgen_run(
