@@ -35,7 +35,7 @@ cargo bench --locked -p ringcast-benches -- --noplot ${filter:+"$filter"} 2>&1 |
     /^[^ ].*time:/ { print; next }
     /^[^ ]/ && !/:/ { pending = $0; next }
     /^ +time:/ {
-      if (pending != "") { sub(/^ +/, ""); printf "%-24s%s\n", pending, $0; pending = "" }
+      if (pending != "") { sub(/^ +/, ""); printf "%-23s %s\n", pending, $0; pending = "" }
       else print
       next
     }

@@ -32,16 +32,23 @@ const PUBLISHES_PER_DRAIN: u64 = 8;
 /// The server's default per-connection outbound budget (--max-backlog).
 const MAX_BACKLOG: usize = 1 << 20;
 
-/// A room of `count` detached subscribers.
-fn room_of(hub: &Hub, count: usize) -> (Rc<Room>, Vec<Rc<Subscriber>>) {
-    let subscribers: Vec<_> = (0..count)
-        .map(|_| Rc::new(Subscriber::detached(MAX_BACKLOG)))
-        .collect();
+/// A room of `count` subscribers made by `make`.
+fn room_of(
+    hub: &Hub,
+    count: usize,
+    make: impl Fn() -> Rc<Subscriber>,
+) -> (Rc<Room>, Vec<Rc<Subscriber>>) {
+    let subscribers: Vec<_> = (0..count).map(|_| make()).collect();
     let mut room = None;
     for subscriber in &subscribers {
         room = Some(hub.join("bench", Rc::clone(subscriber)));
     }
     (room.expect("at least one subscriber"), subscribers)
+}
+
+/// A detached subscriber: frames only queue up.
+fn detached() -> Rc<Subscriber> {
+    Rc::new(Subscriber::detached(MAX_BACKLOG))
 }
 
 /// Publishes `frame` `iterations` times, draining every queue every PUBLISHES_PER_DRAIN
@@ -77,26 +84,17 @@ fn publish_frames(
     timed
 }
 
-/// A room of `count` subscribers listed on `hub`'s flush list like connections, their writes
-/// left to the caller's flush step.
-fn flushed_room_of(hub: &Hub, count: usize) -> (Rc<Room>, Vec<Rc<Subscriber>>) {
-    let subscribers: Vec<_> = (0..count)
-        .map(|_| {
-            let subscriber = Rc::new(Subscriber::new(
-                MAX_BACKLOG,
-                None,
-                Rc::clone(hub.output()),
-                Instant::now(),
-            ));
-            subscriber.attach_stub();
-            subscriber
-        })
-        .collect();
-    let mut room = None;
-    for subscriber in &subscribers {
-        room = Some(hub.join("bench", Rc::clone(subscriber)));
-    }
-    (room.expect("at least one subscriber"), subscribers)
+/// A subscriber of `hub` listed on its flush list like a connection, its writes left to the
+/// caller's flush step.
+fn flushed(hub: &Hub) -> Rc<Subscriber> {
+    let subscriber = Rc::new(Subscriber::new(
+        MAX_BACKLOG,
+        None,
+        Rc::clone(hub.output()),
+        Instant::now(),
+    ));
+    subscriber.attach_stub();
+    subscriber
 }
 
 /// Publishes `frame` and runs one flush step whose stub takes every byte, `iterations` times;
@@ -135,7 +133,7 @@ fn fanout(c: &mut Criterion) {
     let mut group = c.benchmark_group("fanout");
     for count in SUBSCRIBERS {
         let hub = Hub::standalone();
-        let (room, subscribers) = room_of(&hub, count);
+        let (room, subscribers) = room_of(&hub, count, detached);
         group.throughput(Throughput::Elements(count as u64));
         group.bench_function(BenchmarkId::from_parameter(count), |b| {
             b.iter_custom(|iterations| {
@@ -151,7 +149,7 @@ fn fanout_flush(c: &mut Criterion) {
     let mut group = c.benchmark_group("fanout_flush");
     for count in SUBSCRIBERS {
         let hub = Hub::standalone();
-        let (room, subscribers) = flushed_room_of(&hub, count);
+        let (room, subscribers) = room_of(&hub, count, || flushed(&hub));
         group.throughput(Throughput::Elements(count as u64));
         group.bench_function(BenchmarkId::from_parameter(count), |b| {
             b.iter_custom(|iterations| {

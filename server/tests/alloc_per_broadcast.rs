@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use ringcast::subscriber::{drain_detached, held_handles};
-use ringcast::{encode_message, Hub, MessageKind, Subscriber};
+use ringcast::{encode_message, Hub, MessageKind, Room, Subscriber};
 
 /// Wraps the system allocator and counts allocations (including reallocations).
 struct CountingAllocator;
@@ -59,10 +59,9 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 /// Broadcasts measured per room size.
 const ROUNDS: u64 = 20;
 
-/// Average allocations per broadcast (encode + publish) to a room of `subscribers`.
-fn allocations_per_broadcast(subscribers: usize) -> u64 {
-    let hub = Hub::standalone();
-    let queues: Vec<Rc<Subscriber>> = (0..subscribers)
+/// A room of `count` socket-less subscribers with the default 1 MiB budget.
+fn room_of(hub: &Hub, count: usize) -> (Rc<Room>, Vec<Rc<Subscriber>>) {
+    let queues: Vec<Rc<Subscriber>> = (0..count)
         .map(|_| Rc::new(Subscriber::detached(1 << 20)))
         .collect();
     let room = queues
@@ -70,6 +69,13 @@ fn allocations_per_broadcast(subscribers: usize) -> u64 {
         .map(|subscriber| hub.join("bench", Rc::clone(subscriber)))
         .last()
         .expect("at least one subscriber");
+    (room, queues)
+}
+
+/// Average allocations per broadcast (encode + publish) to a room of `subscribers`.
+fn allocations_per_broadcast(subscribers: usize) -> u64 {
+    let hub = Hub::standalone();
+    let (room, queues) = room_of(&hub, subscribers);
     let payload = [7u8; 64];
     // Warm-up round outside the measurement (first-use effects, if any).
     hub.publish(&room, encode_message(MessageKind::Binary, &payload));
@@ -111,14 +117,7 @@ fn allocations_per_broadcast_do_not_grow_with_subscribers() {
 fn every_delivery_shares_one_core_local_handle() {
     const SUBSCRIBERS: usize = 10_000;
     let hub = Hub::standalone();
-    let queues: Vec<Rc<Subscriber>> = (0..SUBSCRIBERS)
-        .map(|_| Rc::new(Subscriber::detached(1 << 20)))
-        .collect();
-    let room = queues
-        .iter()
-        .map(|subscriber| hub.join("bench", Rc::clone(subscriber)))
-        .last()
-        .expect("at least one subscriber");
+    let (room, queues) = room_of(&hub, SUBSCRIBERS);
     hub.publish(&room, encode_message(MessageKind::Binary, &[7u8; 64]));
     let first = held_handles(&queues[0])
         .pop()
