@@ -22,6 +22,9 @@ const READERS: usize = 100;
 const HICCUP: Duration = Duration::from_secs(3);
 /// How long the flooder sends.
 const FLOOD: Duration = Duration::from_secs(6);
+/// How long after the flood a reader may take to show what it was sent in the flood's second
+/// half.
+const STRAGGLER_GRACE: Duration = Duration::from_secs(3);
 /// Most the server's RSS may grow under the flood (0.1.0 grew by hundreds of MiB).
 const MAX_GROWTH_KIB: u64 = 128 << 10;
 /// A fan-out budget the flood exhausts within the hiccup however slowly a loaded machine runs
@@ -113,8 +116,22 @@ async fn a_flooding_client_is_pushed_back_and_memory_stays_bounded() {
         }
     }
     let _flooder = flooding.await.expect("flooder task");
-    let at_end = counts(&readers);
     let halfway = halfway.expect("sampled halfway");
+    // What the server sent during the flood's second half may reach a reader a little after
+    // the flood: the readers' runtime shares 2 CPUs with the server and, in the full suite,
+    // with the other tests, so one can go unscheduled for a second or more.
+    let grace_end = tokio::time::Instant::now() + STRAGGLER_GRACE;
+    let at_end = loop {
+        let now = counts(&readers);
+        let all_moved = halfway
+            .iter()
+            .zip(&now)
+            .all(|(before, after)| after > before);
+        if all_moved || tokio::time::Instant::now() >= grace_end {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
 
     let growth = peak.saturating_sub(baseline);
     assert!(
@@ -128,12 +145,18 @@ async fn a_flooding_client_is_pushed_back_and_memory_stays_bounded() {
         .filter(|(_, closed)| closed.load(Ordering::Relaxed))
         .count();
     assert_eq!(closed, 0, "healthy readers were closed");
+    // Stuck: no progress since halfway while behind the others. A reader that already had
+    // everything at halfway is not (the flood can end early: a flooder closed with 1013).
+    let most = at_end.iter().copied().max().unwrap_or(0);
     let stuck = halfway
         .iter()
         .zip(&at_end)
-        .filter(|(before, after)| after <= before)
+        .filter(|&(before, after)| after <= before && *after < most)
         .count();
-    assert_eq!(stuck, 0, "readers that received nothing late in the flood");
+    assert_eq!(
+        stuck, 0,
+        "readers behind the others that received nothing after the flood's halfway point"
+    );
     let samples = metrics::scrape(server.addr).await;
     eprintln!(
         "flood: RSS {} -> peak {} MiB; readers got {} MiB; {} messages in; {} pauses",
