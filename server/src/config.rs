@@ -13,6 +13,7 @@ use ringcast_units::{parse_duration, parse_size};
 
 use crate::auth::{JwtAuth, Secret, MIN_PUBLISH_TOKEN};
 use crate::backend::IoChoice;
+use crate::broker::BrokerConfig;
 
 /// File descriptors kept free for listeners, io_uring rings, eventfds, logs and HTTP-only
 /// connections when deriving the default `--max-connections` from RLIMIT_NOFILE.
@@ -128,6 +129,21 @@ pub struct Cli {
     /// need a JWT signed by its private key (with --jwt-secret: either kind is accepted).
     #[arg(long, env = "RINGCAST_JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<PathBuf>,
+
+    /// Redis URL (redis://[:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH): every node started
+    /// with the same broker shares its rooms, across nodes at most once [default: no broker,
+    /// this node is on its own].
+    #[arg(long, env = "RINGCAST_BROKER", hide_env_values = true)]
+    pub broker: Option<String>,
+
+    /// Prefix of each room's Redis channel (room "lobby": channel "ringcast:lobby").
+    #[arg(long, env = "RINGCAST_BROKER_PREFIX", default_value = "ringcast:")]
+    pub broker_prefix: String,
+
+    /// Messages that may wait to be sent to the broker; beyond it a message still reaches this
+    /// node's clients but not the other nodes' (counted as dropped).
+    #[arg(long, env = "RINGCAST_BROKER_QUEUE", default_value_t = 4096)]
+    pub broker_queue: usize,
 }
 
 /// Validated server settings; see [`Cli`] for what each one means.
@@ -171,6 +187,8 @@ pub struct Config {
     pub publish_token: Option<Secret>,
     /// JWT verification at the upgrade; None: upgrades need no token.
     pub jwt: Option<Arc<JwtAuth>>,
+    /// The Redis broker shared with other nodes; None: this node is on its own.
+    pub broker: Option<BrokerConfig>,
 }
 
 /// Why the command line was refused.
@@ -269,6 +287,10 @@ impl Config {
         }
         let jwt = JwtAuth::new(cli.jwt_secret.as_deref(), cli.jwt_public_key.as_deref())
             .map_err(|(flag, reason)| ConfigError::Invalid { flag, reason })?;
+        let broker = match &cli.broker {
+            Some(url) => Some(broker_config(url, cli.broker_prefix, cli.broker_queue)?),
+            None => None,
+        };
         Ok(Config {
             listen: cli.listen,
             cores,
@@ -289,8 +311,32 @@ impl Config {
             backlog: cli.backlog,
             publish_token: cli.publish_token.map(Secret::new),
             jwt: jwt.map(Arc::new),
+            broker,
         })
     }
+}
+
+/// Checks `--broker` (the URL, not yet the server) and `--broker-queue`.
+fn broker_config(url: &str, prefix: String, queue: usize) -> Result<BrokerConfig, ConfigError> {
+    if queue == 0 {
+        return Err(invalid("--broker-queue", "must be at least 1"));
+    }
+    if url.starts_with("rediss://") {
+        return Err(invalid(
+            "--broker",
+            "rediss:// (TLS) is not supported: use redis:// (on a trusted network, or through a \
+             TLS tunnel such as stunnel) or unix:///PATH",
+        ));
+    }
+    let client = redis::Client::open(url).map_err(|err| ConfigError::Invalid {
+        flag: "--broker",
+        reason: format!("{err}; expected redis://[:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH"),
+    })?;
+    Ok(BrokerConfig {
+        client,
+        prefix,
+        queue,
+    })
 }
 
 /// Builds a [`ConfigError::Invalid`].
@@ -407,6 +453,26 @@ mod tests {
         assert!(missing.contains("--jwt-public-key"), "{missing}");
         let not_pem = error_text(&["--jwt-public-key", "Cargo.toml"]);
         assert!(not_pem.contains("not an RSA or EC public key"), "{not_pem}");
+    }
+
+    #[test]
+    fn broker_urls_are_checked_before_start() {
+        let config = Config::from_args(Vec::<String>::new()).unwrap();
+        assert!(config.broker.is_none(), "no broker by default");
+        let config = Config::from_args(["--broker", "redis://127.0.0.1:6379/2"]).unwrap();
+        let broker = config.broker.unwrap();
+        assert_eq!((broker.prefix.as_str(), broker.queue), ("ringcast:", 4096));
+        assert!(Config::from_args(["--broker", "unix:///run/redis.sock"]).is_ok());
+        for bad in ["localhost:6379", "http://127.0.0.1:6379", "redis://[::1"] {
+            let text = error_text(&["--broker", bad]);
+            assert!(
+                text.contains("--broker") && text.contains("redis://"),
+                "{bad}: {text}"
+            );
+        }
+        assert!(error_text(&["--broker", "rediss://h:6380"]).contains("TLS"));
+        let zero = ["--broker", "redis://h", "--broker-queue", "0"];
+        assert!(error_text(&zero).contains("--broker-queue"));
     }
 
     #[test]

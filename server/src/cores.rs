@@ -261,7 +261,7 @@ async fn serve_core<L: Listener>(
         index,
         output,
         read_scratch: RefCell::new(vec![0; READ_SCRATCH].into_boxed_slice()),
-        hub: Hub::new(index, peers, metrics, memory),
+        hub: Hub::new(index, peers, metrics, memory).with_broker(state.broker.get().cloned()),
         state,
         shutting_down: Cell::new(false),
         connection_gone: Notify::new(),

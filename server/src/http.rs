@@ -162,6 +162,21 @@ fn respond(
     }
 }
 
+/// `/readyz`: 200 while the node serves and, with `--broker`, reaches the other nodes; 503
+/// (still serving its own clients) while the broker is down. `/healthz` says only that the node
+/// serves.
+fn readiness(core: &CoreContext) -> Response<Full<Bytes>> {
+    match core.state.broker.get() {
+        Some(broker) if !broker.stats.is_up() => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "broker down: serving this node's clients, not reaching the other nodes\n",
+        ),
+        Some(_) => text(StatusCode::OK, "text/plain", "ready: broker up\n"),
+        None => text(StatusCode::OK, "text/plain", "ready\n"),
+    }
+}
+
 /// Routes a request that needs no body. An accepted upgrade leaves its ticket in `slot`.
 fn route(
     core: &CoreContext,
@@ -179,6 +194,7 @@ fn route(
         return match (request.method(), path) {
             (&Method::GET, "/") => text(StatusCode::OK, "text/html; charset=utf-8", CHAT_PAGE),
             (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n"),
+            (&Method::GET, "/readyz") => readiness(core),
             (&Method::GET, "/metrics") => text(
                 StatusCode::OK,
                 METRICS_CONTENT_TYPE,
@@ -186,6 +202,7 @@ fn route(
                     &core.state.metrics,
                     &core.state.memory,
                     core.state.backend(),
+                    core.state.broker.get(),
                 ),
             ),
             _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),

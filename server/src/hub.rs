@@ -23,6 +23,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::broker::Broker;
 use crate::frame::{encode_frame_into, MessageKind};
 use crate::memory::{CoreLedger, FanoutMemory};
 use crate::metrics::{CoreMetrics, FANOUT_SAMPLE_EVERY};
@@ -100,6 +101,8 @@ pub struct Hub {
     coarse_now: Cell<Instant>,
     /// Messages fanned out on this core; every [`FANOUT_SAMPLE_EVERY`]-th is timed.
     fanned_out: Cell<u32>,
+    /// The other nodes, with `--broker`.
+    broker: Option<Arc<Broker>>,
 }
 
 impl Hub {
@@ -119,7 +122,14 @@ impl Hub {
             core,
             coarse_now: Cell::new(Instant::now()),
             fanned_out: Cell::new(0),
+            broker: None,
         }
+    }
+
+    /// The hub, also publishing to and following rooms on the other nodes through `broker`.
+    pub fn with_broker(mut self, broker: Option<Arc<Broker>>) -> Self {
+        self.broker = broker;
+        self
     }
 
     /// A single-core hub without peers (benches and tests without sockets).
@@ -158,6 +168,9 @@ impl Hub {
                     name: Arc::clone(&name),
                     subscribers: RefCell::new(Vec::new()),
                 });
+                if let Some(broker) = &self.broker {
+                    broker.room_opened(&name);
+                }
                 rooms.insert(name, Rc::clone(&created));
                 CoreMetrics::add(&self.metrics().rooms, 1);
                 created
@@ -187,6 +200,9 @@ impl Hub {
         drop(subscribers);
         if now_empty && self.rooms.borrow_mut().remove(room.name()).is_some() {
             CoreMetrics::sub(&self.metrics().rooms, 1);
+            if let Some(broker) = &self.broker {
+                broker.room_closed(room.name());
+            }
         }
     }
 
@@ -197,8 +213,8 @@ impl Hub {
     }
 
     /// Publishes a message from outside any room (`POST /publish`) like [`publish_message`]:
-    /// to this core's subscribers of room `name` if it has any, and to every other core, which
-    /// drops it if it has none.
+    /// to this core's subscribers of room `name` if it has any, and to every other core (which
+    /// drops it if it has none) and node.
     ///
     /// [`publish_message`]: Hub::publish_message
     pub fn publish_to_name(&self, name: &str, kind: MessageKind, payload: &[u8]) {
@@ -206,15 +222,23 @@ impl Hub {
         let local = self.rooms.borrow().get(name).cloned();
         match local {
             Some(room) => self.publish(&room, frame),
-            None => self.send_to_peers(&Arc::from(name), &frame),
+            None => self.forward(&Arc::from(name), &frame),
         }
     }
 
     /// Publishes an encoded frame from a local client: every local subscriber of `room`, then
-    /// one clone per other core.
+    /// one clone per other core and one to the broker.
     pub fn publish(&self, room: &Room, frame: Bytes) {
         self.deliver_locally(room, Rc::new(frame.clone()));
-        self.send_to_peers(&room.name, &frame);
+        self.forward(&room.name, &frame);
+    }
+
+    /// Sends a frame published on this node to the other cores and, with a broker, nodes.
+    fn forward(&self, room: &Arc<str>, frame: &Bytes) {
+        self.send_to_peers(room, frame);
+        if let Some(broker) = &self.broker {
+            broker.publish(room, frame);
+        }
     }
 
     /// Encodes one frame, its bytes counted in the fan-out budget until the last handle drops.

@@ -63,6 +63,10 @@
 
 pub mod auth;
 pub mod backend;
+pub mod broker;
+pub mod broker_envelope;
+pub mod broker_publish;
+pub mod broker_subscribe;
 pub mod close_state;
 pub mod config;
 pub mod conn;
@@ -95,6 +99,7 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 pub use crate::backend::{Backend, IoChoice};
+pub use crate::broker::{Broker, BrokerThreads};
 pub use crate::config::{Cli, Config, ConfigError};
 pub use crate::frame::{encode_message, CloseCode, MessageKind};
 pub use crate::hub::{Hub, Room};
@@ -130,6 +135,12 @@ pub enum StartError {
         /// The OS error.
         error: io::Error,
     },
+    /// The broker's link threads could not be started.
+    #[error("cannot start the broker links: {error}")]
+    Broker {
+        /// The OS error.
+        error: io::Error,
+    },
     /// A core thread could not be started or its runtime failed to build.
     #[error("cannot start core {core}: {error}")]
     Core {
@@ -151,6 +162,8 @@ pub struct Server {
     state: Arc<ServerState>,
     /// Core threads, joined on shutdown.
     threads: Vec<JoinHandle<()>>,
+    /// The broker's link threads, with `--broker`.
+    broker: Option<BrokerThreads>,
 }
 
 impl Server {
@@ -187,7 +200,16 @@ impl Server {
             mailboxes: mailboxes.clone(),
             state: Arc::clone(&state),
             threads: Vec::with_capacity(cores),
+            broker: None,
         };
+        if let Some(broker) = &state.config.broker {
+            let memory = Arc::clone(&state.memory);
+            let threads =
+                Broker::start(broker, state.config.max_message, mailboxes.clone(), memory)
+                    .map_err(|error| StartError::Broker { error })?;
+            let _ = state.broker.set(Arc::clone(threads.broker())); // Unset until now.
+            server.broker = Some(threads);
+        }
         for (index, (listener, mailbox)) in listeners.into_iter().zip(receivers).enumerate() {
             let peers = mailboxes
                 .iter()
@@ -250,6 +272,9 @@ impl Server {
     /// Sends every core the shutdown mail and joins the threads (idempotent).
     fn stop(&mut self) {
         self.state.stop();
+        if let Some(mut broker) = self.broker.take() {
+            broker.stop();
+        }
         for mailbox in self.mailboxes.drain(..) {
             let _ = mailbox.send(Mail::Shutdown);
         }

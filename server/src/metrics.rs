@@ -20,6 +20,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::broker::{Broker, BrokerStats, DropReason};
 use crate::memory::FanoutMemory;
 
 /// `Content-Type` of the `/metrics` answer.
@@ -424,12 +425,14 @@ pub fn render_prometheus(
     cores: &Arc<[CoreMetrics]>,
     memory: &Arc<FanoutMemory>,
     backend: &'static str,
+    broker: Option<&Arc<Broker>>,
 ) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Scrape {
         cores: Arc::clone(cores),
         memory: Arc::clone(memory),
         backend,
+        broker: broker.cloned(),
     }));
     let mut out = String::with_capacity(METRICS.len() * (120 + 40 * cores.len()) + 4096);
     // Writing into a String cannot fail, and every value here is encodable.
@@ -446,6 +449,8 @@ struct Scrape {
     memory: Arc<FanoutMemory>,
     /// `ringcast_build_info`'s backend label.
     backend: &'static str,
+    /// The broker's counters, with `--broker`.
+    broker: Option<Arc<Broker>>,
 }
 
 impl Collector for Scrape {
@@ -524,6 +529,9 @@ impl Collector for Scrape {
             metric.encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
         }
         encode_process(&mut encoder)?;
+        if let Some(broker) = &self.broker {
+            encode_broker(&mut encoder, &broker.stats)?;
+        }
         let labels = [
             ("version", env!("CARGO_PKG_VERSION")),
             (
@@ -540,6 +548,65 @@ impl Collector for Scrape {
         )?;
         ConstGauge::new(1i64).encode(info.encode_family(&labels)?)
     }
+}
+
+/// The `ringcast_broker_*` series (only with `--broker`).
+fn encode_broker(
+    encoder: &mut DescriptorEncoder,
+    stats: &BrokerStats,
+) -> Result<(), std::fmt::Error> {
+    let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let series = [
+        (
+            "ringcast_broker_up",
+            MetricType::Gauge,
+            "1 while both links to the broker are up (publish connected; subscribe connected and subscribed to every room with local members).",
+            u64::from(stats.is_up()),
+        ),
+        (
+            "ringcast_broker_subscriptions",
+            MetricType::Gauge,
+            "Room channels this node is subscribed to.",
+            read(&stats.subscriptions),
+        ),
+        (
+            "ringcast_broker_messages_out",
+            MetricType::Counter,
+            "Messages of this node's clients published to the broker.",
+            read(&stats.published),
+        ),
+        (
+            "ringcast_broker_messages_in",
+            MetricType::Counter,
+            "Messages of other nodes received from the broker and handed to the cores.",
+            read(&stats.received),
+        ),
+        (
+            "ringcast_broker_reconnects",
+            MetricType::Counter,
+            "Reconnections of a broker link after it failed.",
+            read(&stats.reconnects),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        encode_value(
+            encoder.encode_descriptor(name, help, None, kind)?,
+            kind,
+            value,
+        )?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "ringcast_broker_dropped",
+        "Messages that did not cross the broker: out with the publish link down or --broker-queue full (local clients still got them), in when not a valid envelope.",
+        None,
+        MetricType::Counter,
+    )?;
+    for reason in DropReason::ALL {
+        let labels = [("reason", reason.label())];
+        let value = read(&stats.dropped[reason as usize]);
+        encode_value(family.encode_family(&labels)?, MetricType::Counter, value)?;
+    }
+    Ok(())
 }
 
 /// Encodes one sample of a counter or a gauge.
@@ -635,7 +702,12 @@ mod tests {
     use super::*;
 
     fn render(cores: Vec<CoreMetrics>) -> String {
-        render_prometheus(&Arc::from(cores), &FanoutMemory::new(2, 1000), "io_uring")
+        render_prometheus(
+            &Arc::from(cores),
+            &FanoutMemory::new(2, 1000),
+            "io_uring",
+            None,
+        )
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use crate::broker::Broker;
 use crate::config::Config;
 use crate::memory::FanoutMemory;
 use crate::metrics::CoreMetrics;
@@ -24,6 +25,8 @@ pub struct ServerState {
     /// The IO backend serving connections ("io_uring" or "epoll"), set once at start; read by
     /// `ringcast_build_info`.
     pub backend: OnceLock<&'static str>,
+    /// The link to the other nodes (`--broker`), set once at start before the cores run.
+    pub broker: OnceLock<Arc<Broker>>,
 }
 
 impl ServerState {
@@ -38,6 +41,7 @@ impl ServerState {
             open_connections: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
             backend: OnceLock::new(),
+            broker: OnceLock::new(),
         }
     }
 

@@ -9,6 +9,7 @@ mod util;
 
 mod auth;
 mod broadcast;
+mod broker;
 mod cli;
 mod fanout;
 mod flood;

@@ -1,11 +1,13 @@
 //! Shared helpers for the integration tests: an in-process server on an OS-picked port,
 //! WebSocket clients (tokio-tungstenite), a raw frame-level client for malformed traffic,
-//! plain HTTP requests, /metrics parsing and the real `ringcast` binary as a child process.
+//! plain HTTP requests, /metrics parsing, the real `ringcast` binary as a child process and a
+//! real redis-server.
 
 pub mod http;
 pub mod metrics;
 pub mod process;
 pub mod raw;
+pub mod redis;
 pub mod ws;
 
 use std::net::SocketAddr;

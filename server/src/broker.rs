@@ -1,0 +1,371 @@
+//! Several nodes, one room: scale-out through Redis pub/sub (`--broker`).
+//!
+//! Every node publishes each message its clients send (and each `POST /publish`) to the Redis
+//! channel `{--broker-prefix}{room}` (`ringcast:lobby`), and subscribes to a room's channel
+//! while any of its cores has a member of the room. A node delivers its own clients' messages
+//! straight away, as without a broker, and skips their echo from Redis by the node id in the
+//! envelope (`broker_envelope.rs`): local delivery costs nothing more and keeps working while
+//! Redis is down; the other nodes get the message one Redis hop later. Delivery across nodes is
+//! at most once, as in Centrifugo's pub/sub mode: what is published while a link is down, or
+//! while a node is not yet subscribed, is not replayed.
+//!
+//! Two threads per node, each with its own blocking Redis connection (the `redis` crate):
+//! - the publish link (`broker_publish.rs`) takes messages from one bounded queue the cores
+//!   fill without waiting (`--broker-queue`; full or link down: the message is not sent to
+//!   other nodes, counted) and sends what has queued as one pipeline per round trip;
+//! - the subscribe link (`broker_subscribe.rs`) follows the rooms the cores have members of,
+//!   and hands each message from another node to every core through the cores' mailboxes, as a
+//!   core hands its own: the frame is copied once per node and shared by every core, and is
+//!   charged to the fan-out budget like any other. It reads the next message only while the
+//!   budget has room, so a node that cannot keep up leaves the backlog in Redis, which bounds
+//!   it too (`client-output-buffer-limit pubsub`, 32 MiB by default) by dropping the link; the
+//!   node then reconnects and resubscribes.
+//!
+//! Why threads and not the cores' runtimes: a subscription per core would make Redis send, and
+//! each node copy, every message once per core instead of once per node; and the crate's async
+//! pub/sub reads the socket into an unbounded channel whatever the reader's pace, where the
+//! blocking one reads only when asked.
+//!
+//! Faults: a link that fails logs once, reports down (`ringcast_broker_up` 0, `/readyz` 503),
+//! and reconnects with backoff (100 ms doubling to 2 s); the subscribe link then subscribes to
+//! every room with local members again. Local rooms work throughout.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::hub::Mail;
+use crate::memory::FanoutMemory;
+use crate::{broker_publish, broker_subscribe};
+
+/// First wait before reconnecting a failed link; doubled per failure up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How long connecting to Redis may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a link thread looks at the stop flag while it waits.
+pub const POLL: Duration = Duration::from_millis(25);
+/// A link that has not heard from Redis for this long pings it, so a Redis that went away is
+/// noticed before a message is lost on a dead connection.
+pub const IDLE_PING: Duration = Duration::from_secs(1);
+
+/// `--broker`, `--broker-prefix`, `--broker-queue`.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// The Redis client, from the URL (checked when the command line is parsed).
+    pub client: redis::Client,
+    /// Prepended to a room's name to make its channel.
+    pub prefix: String,
+    /// Messages that may wait for the publish link.
+    pub queue: usize,
+}
+
+/// A message for the other nodes, waiting for the publish link.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// Room name.
+    pub room: Arc<str>,
+    /// The encoded frame (charged to the fan-out budget while it waits).
+    pub frame: Bytes,
+}
+
+/// Why a message did not cross the broker.
+#[derive(Debug, Clone, Copy)]
+pub enum DropReason {
+    /// Outbound, the publish link was down.
+    LinkDown,
+    /// Outbound, `--broker-queue` messages were already waiting.
+    QueueFull,
+    /// Inbound, not a valid envelope (see `broker_envelope.rs`).
+    Invalid,
+}
+
+impl DropReason {
+    /// Every reason, in metric order.
+    pub const ALL: [DropReason; 3] = [
+        DropReason::LinkDown,
+        DropReason::QueueFull,
+        DropReason::Invalid,
+    ];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::LinkDown => "link_down",
+            DropReason::QueueFull => "queue_full",
+            DropReason::Invalid => "invalid",
+        }
+    }
+}
+
+/// What `/metrics` and `/readyz` show of the broker.
+#[derive(Debug, Default)]
+pub struct BrokerStats {
+    /// The publish link is connected.
+    pub publish_up: AtomicBool,
+    /// The subscribe link is connected and subscribed to every room with local members.
+    pub subscribe_up: AtomicBool,
+    /// Messages sent to Redis.
+    pub published: AtomicU64,
+    /// Messages from other nodes handed to the cores.
+    pub received: AtomicU64,
+    /// Messages dropped, by [`DropReason`].
+    pub dropped: [AtomicU64; DropReason::ALL.len()],
+    /// Successful reconnections of either link after a failure.
+    pub reconnects: AtomicU64,
+    /// Channels the subscribe link is subscribed to.
+    pub subscriptions: AtomicU64,
+}
+
+impl BrokerStats {
+    /// Both links are up.
+    pub fn is_up(&self) -> bool {
+        self.publish_up.load(Ordering::Relaxed) && self.subscribe_up.load(Ordering::Relaxed)
+    }
+
+    /// Counts `count` messages dropped for `reason`.
+    pub fn drop_messages(&self, reason: DropReason, count: u64) {
+        self.dropped[reason as usize].fetch_add(count, Ordering::Relaxed);
+    }
+}
+
+/// The node's side of the broker, shared by its cores and the two link threads.
+#[derive(Debug)]
+pub struct Broker {
+    /// This node's id in envelopes: random per process.
+    node_id: u64,
+    /// `--broker-prefix`.
+    prefix: String,
+    /// The publish link's queue.
+    outbound: SyncSender<Outgoing>,
+    /// Rooms with local members: how many cores have members of each.
+    interest: Mutex<HashMap<Arc<str>, usize>>,
+    /// Set when `interest` changed since the subscribe link last looked.
+    interest_changed: AtomicBool,
+    /// Counters and link states.
+    pub stats: BrokerStats,
+    /// Failures of either link so far: the publish link reconnects when the subscribe link
+    /// saw Redis go (a restarted Redis would drop its next batch otherwise).
+    link_failures: AtomicU64,
+    /// Set when the server stops: the link threads end.
+    stopping: AtomicBool,
+}
+
+impl Broker {
+    /// Connects this node to the broker: starts both link threads (they connect, and
+    /// reconnect, by themselves) that hand messages from other nodes to `mailboxes` (every
+    /// core's), charged to `memory`, if their payload is at most `max_message` bytes.
+    pub fn start(
+        config: &BrokerConfig,
+        max_message: usize,
+        mailboxes: Vec<UnboundedSender<Mail>>,
+        memory: Arc<FanoutMemory>,
+    ) -> std::io::Result<BrokerThreads> {
+        let (outbound, queue) = sync_channel(config.queue);
+        let broker = Arc::new(Broker {
+            node_id: std::collections::hash_map::RandomState::new()
+                .hash_one((std::process::id(), std::time::SystemTime::now())),
+            prefix: config.prefix.clone(),
+            outbound,
+            interest: Mutex::new(HashMap::new()),
+            interest_changed: AtomicBool::new(true),
+            stats: BrokerStats::default(),
+            link_failures: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+        });
+        let publish = {
+            let (broker, client) = (Arc::clone(&broker), config.client.clone());
+            std::thread::Builder::new()
+                .name("ringcast-broker-pub".to_owned())
+                .spawn(move || broker_publish::run(&broker, &client, &queue))?
+        };
+        let inbound = broker_subscribe::Inbound {
+            cores: mailboxes,
+            memory,
+            max_message,
+        };
+        let subscribe = {
+            let (broker, client) = (Arc::clone(&broker), config.client.clone());
+            std::thread::Builder::new()
+                .name("ringcast-broker-sub".to_owned())
+                .spawn(move || broker_subscribe::run(&broker, &client, &inbound))?
+        };
+        Ok(BrokerThreads {
+            broker,
+            threads: vec![publish, subscribe],
+        })
+    }
+
+    /// This node's id in envelopes.
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// The Redis channel of `room`.
+    pub fn channel(&self, room: &str) -> String {
+        format!("{}{room}", self.prefix)
+    }
+
+    /// Queues a message a local client published for the other nodes, without waiting: while
+    /// the publish link is down or the queue is full it is dropped (and counted).
+    pub fn publish(&self, room: &Arc<str>, frame: &Bytes) {
+        if !self.stats.publish_up.load(Ordering::Relaxed) {
+            self.stats.drop_messages(DropReason::LinkDown, 1);
+            return;
+        }
+        let outgoing = Outgoing {
+            room: Arc::clone(room),
+            frame: frame.clone(),
+        };
+        match self.outbound.try_send(outgoing) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => self.stats.drop_messages(DropReason::QueueFull, 1),
+            // Unreachable while `self` holds the queue's receiver thread... unless it ended.
+            Err(TrySendError::Disconnected(_)) => {
+                self.stats.drop_messages(DropReason::LinkDown, 1);
+            }
+        }
+    }
+
+    /// A core has its first member of `room`.
+    pub fn room_opened(&self, room: &Arc<str>) {
+        let mut interest = self.interest.lock().unwrap_or_else(PoisonError::into_inner);
+        *interest.entry(Arc::clone(room)).or_insert(0) += 1;
+        self.interest_changed.store(true, Ordering::Release);
+    }
+
+    /// A core's last member of `room` left.
+    pub fn room_closed(&self, room: &str) {
+        let mut interest = self.interest.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(cores) = interest.get_mut(room) {
+            *cores -= 1;
+            if *cores == 0 {
+                interest.remove(room);
+            }
+        }
+        self.interest_changed.store(true, Ordering::Release);
+    }
+
+    /// The rooms with local members, if they changed since the last call.
+    pub fn changed_interest(&self) -> Option<Vec<Arc<str>>> {
+        if !self.interest_changed.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        let interest = self.interest.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(interest.keys().cloned().collect())
+    }
+
+    /// Makes the next [`changed_interest`](Broker::changed_interest) return every room (after
+    /// a reconnection, to subscribe again).
+    pub fn resubscribe_all(&self) {
+        self.interest_changed.store(true, Ordering::Release);
+    }
+
+    /// How many times either link failed so far.
+    pub fn link_failures(&self) -> u64 {
+        self.link_failures.load(Ordering::Acquire)
+    }
+
+    /// True once the server stops.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+}
+
+/// The running link threads; stopping joins them.
+#[derive(Debug)]
+pub struct BrokerThreads {
+    /// The shared side.
+    broker: Arc<Broker>,
+    /// The two link threads.
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl BrokerThreads {
+    /// The handle the cores use.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Ends both links (within [`POLL`] or a round trip) and joins their threads.
+    pub fn stop(&mut self) {
+        self.broker.stopping.store(true, Ordering::Release);
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                tracing::error!("a broker link thread panicked");
+            }
+        }
+    }
+}
+
+/// One link's reconnection: backoff, and the outage logged once.
+#[derive(Debug)]
+pub struct Reconnect {
+    /// "publish" or "subscribe".
+    link: &'static str,
+    /// The link's up flag in [`BrokerStats`].
+    up: fn(&BrokerStats) -> &AtomicBool,
+    /// The next wait.
+    delay: Duration,
+    /// The current outage was logged.
+    outage_logged: bool,
+    /// The link was up before (so connecting again is a reconnection).
+    was_up: bool,
+}
+
+impl Reconnect {
+    /// The state of link `link`, whose up flag `up` reads.
+    pub fn new(link: &'static str, up: fn(&BrokerStats) -> &AtomicBool) -> Self {
+        Reconnect {
+            link,
+            up,
+            delay: FIRST_BACKOFF,
+            outage_logged: false,
+            was_up: false,
+        }
+    }
+
+    /// The link is up.
+    pub fn connected(&mut self, broker: &Broker) {
+        if self.was_up || self.outage_logged {
+            tracing::info!(link = self.link, "broker link up again");
+        }
+        if self.was_up {
+            broker.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        (self.up)(&broker.stats).store(true, Ordering::Relaxed);
+        self.was_up = true;
+        self.outage_logged = false;
+        self.delay = FIRST_BACKOFF;
+    }
+
+    /// The link failed (or could not connect): marks it down, logs the outage once, then waits
+    /// before the next attempt (returns early if the server stops).
+    pub fn failed(&mut self, broker: &Broker, error: &redis::RedisError) {
+        (self.up)(&broker.stats).store(false, Ordering::Relaxed);
+        broker.link_failures.fetch_add(1, Ordering::AcqRel);
+        if !self.outage_logged {
+            tracing::warn!(
+                link = self.link,
+                %error,
+                "broker unreachable: local rooms keep working, other nodes are not reached; \
+                 reconnecting with backoff"
+            );
+            self.outage_logged = true;
+        }
+        let mut waited = Duration::ZERO;
+        while waited < self.delay && !broker.is_stopping() {
+            std::thread::sleep(POLL);
+            waited += POLL;
+        }
+        self.delay = (self.delay * 2).min(MAX_BACKOFF);
+    }
+}

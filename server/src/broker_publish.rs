@@ -1,0 +1,113 @@
+//! The publish link: sends the messages the cores queued for the other nodes to Redis.
+//!
+//! Whatever has queued while the previous round trip was under way goes out as one pipeline
+//! of PUBLISH commands (at most [`MAX_BATCH`]), so the link keeps up with the cores by batching
+//! rather than by a round trip per message. One connection and one queue keep every
+//! publisher's order. When the connection fails, the batch in flight and whatever waits in the
+//! queue are dropped (and counted): delivery across nodes is at most once. The link pings
+//! Redis when idle, and reconnects when the subscribe link saw Redis go, so a Redis that
+//! restarted does not cost the next batch.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Instant;
+
+use crate::broker::{Broker, DropReason, Outgoing, Reconnect, CONNECT_TIMEOUT, IDLE_PING, POLL};
+use crate::broker_envelope;
+
+/// Most messages in one pipeline.
+const MAX_BATCH: usize = 256;
+/// A round trip that takes longer fails the link.
+const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs the link until the server stops.
+pub fn run(broker: &Broker, client: &redis::Client, queue: &Receiver<Outgoing>) {
+    let mut reconnect = Reconnect::new("publish", |stats| &stats.publish_up);
+    let mut envelope = Vec::new();
+    // The connection, and the link failures counted when it was made.
+    let mut link: Option<(redis::Connection, u64)> = None;
+    let mut last_heard = Instant::now();
+    while !broker.is_stopping() {
+        let failures = broker.link_failures();
+        let connection = match &mut link {
+            Some((connection, seen)) if *seen == failures => connection,
+            _ => match connect(client) {
+                Ok(connection) => {
+                    reconnect.connected(broker);
+                    last_heard = Instant::now();
+                    &mut link.insert((connection, failures)).0
+                }
+                Err(error) => {
+                    link = None;
+                    reconnect.failed(broker, &error);
+                    drop_queued(broker, queue);
+                    continue;
+                }
+            },
+        };
+        let sent = match queue.recv_timeout(POLL) {
+            Ok(first) => send_batch(broker, connection, first, queue, &mut envelope),
+            Err(RecvTimeoutError::Timeout) if last_heard.elapsed() >= IDLE_PING => {
+                redis::cmd("PING").exec(connection)
+            }
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        match sent {
+            Ok(()) => last_heard = Instant::now(),
+            Err(error) => {
+                link = None;
+                reconnect.failed(broker, &error);
+                drop_queued(broker, queue);
+            }
+        }
+    }
+}
+
+/// A connection whose round trips are bounded by [`IO_TIMEOUT`].
+fn connect(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
+    let connection = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+    connection.set_read_timeout(Some(IO_TIMEOUT))?;
+    connection.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(connection)
+}
+
+/// Sends `first` and whatever else has queued (up to [`MAX_BATCH`]) as one pipeline; a batch
+/// that fails is dropped (counted).
+fn send_batch(
+    broker: &Broker,
+    connection: &mut redis::Connection,
+    first: Outgoing,
+    queue: &Receiver<Outgoing>,
+    envelope: &mut Vec<u8>,
+) -> redis::RedisResult<()> {
+    let mut pipeline = redis::pipe();
+    let mut batch = 0u64;
+    for outgoing in std::iter::once(first).chain(queue.try_iter().take(MAX_BATCH - 1)) {
+        broker_envelope::seal(envelope, broker.node_id(), &outgoing.frame);
+        pipeline
+            .cmd("PUBLISH")
+            .arg(broker.channel(&outgoing.room))
+            .arg(envelope.as_slice())
+            .ignore();
+        batch += 1;
+    }
+    match pipeline.exec(connection) {
+        Ok(()) => {
+            broker.stats.published.fetch_add(batch, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(error) => {
+            broker.stats.drop_messages(DropReason::LinkDown, batch);
+            Err(error)
+        }
+    }
+}
+
+/// Drops (and counts) what waits in the queue while the link is down.
+fn drop_queued(broker: &Broker, queue: &Receiver<Outgoing>) {
+    let lost = queue.try_iter().count();
+    broker
+        .stats
+        .drop_messages(DropReason::LinkDown, lost as u64);
+}

@@ -1,0 +1,228 @@
+//! Several nodes through a real Redis (`--broker`): a message reaches the room's clients on
+//! every node, once, in each publisher's order; rooms stay apart across nodes; a Redis that
+//! dies leaves local rooms working and `/readyz` at 503, and cross-node delivery resumes by
+//! itself once Redis is back; what another publisher puts on a room's channel that is not a
+//! valid envelope reaches nobody; a node without `--broker` has none of it.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::util::redis::Redis;
+use crate::util::{http, metrics, start_server, ws, TestServer, WAIT};
+
+/// A node of a cluster on `redis`, with `extra` arguments.
+fn node(redis: &Redis, extra: &[&str]) -> TestServer {
+    let url = redis.url();
+    let mut args = vec!["--broker", url.as_str()];
+    args.extend_from_slice(extra);
+    start_server(&args)
+}
+
+/// Waits until the node's broker links are up and it is subscribed to `rooms` channels.
+async fn wait_subscribed(addr: SocketAddr, rooms: f64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let samples = metrics::scrape(addr).await;
+        let up = metrics::total(&samples, "ringcast_broker_up");
+        let subscribed = metrics::total(&samples, "ringcast_broker_subscriptions");
+        if up == 1.0 && subscribed == rooms {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {addr}: broker up {up}, {subscribed} subscriptions, expected {rooms}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `GET /readyz` answers `status`.
+async fn wait_ready_status(addr: SocketAddr, status: u16) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let response = http::get(addr, "/readyz", &[]).await;
+        if response.status == status {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {addr}: /readyz stayed {} ({}), expected {status}",
+            response.status,
+            response.body_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_client_of_the_room_on_every_node_gets_each_message_once_in_order() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis, &[]), node(&redis, &[]));
+    let mut on_a = ws::connect(a.addr, "/ws/chat").await;
+    let mut on_b = [
+        ws::connect(b.addr, "/ws/chat").await,
+        ws::connect(b.addr, "/ws/chat").await,
+    ];
+    wait_subscribed(a.addr, 1.0).await;
+    wait_subscribed(b.addr, 1.0).await;
+
+    // Two publishers, one per node, interleaved: each one's order must hold everywhere.
+    const EACH: usize = 40;
+    for i in 0..EACH {
+        ws::send_text(&mut on_a, &format!("a{i}")).await;
+        ws::send_text(&mut on_b[0], &format!("b{i}")).await;
+    }
+    let mut receivers: Vec<_> = std::iter::once(&mut on_a).chain(on_b.iter_mut()).collect();
+    for (index, receiver) in receivers.iter_mut().enumerate() {
+        let (mut from_a, mut from_b) = (0, 0);
+        for _ in 0..2 * EACH {
+            let text = ws::next_text(receiver).await;
+            let (counter, publisher) = match text.as_bytes()[0] {
+                b'a' => (&mut from_a, "a"),
+                _ => (&mut from_b, "b"),
+            };
+            assert_eq!(text, format!("{publisher}{counter}"), "receiver {index}");
+            *counter += 1;
+        }
+    }
+    // No duplicate behind them: the next message anyone gets is this marker.
+    ws::send_text(&mut on_b[1], "marker").await;
+    for receiver in std::iter::once(&mut on_a).chain(on_b.iter_mut()) {
+        assert_eq!(
+            ws::next_text(receiver).await,
+            "marker",
+            "a duplicate arrived"
+        );
+    }
+    let samples = metrics::scrape(a.addr).await;
+    assert_eq!(
+        metrics::total(&samples, "ringcast_broker_messages_out_total"),
+        EACH as f64
+    );
+    assert_eq!(
+        metrics::total(&samples, "ringcast_broker_messages_in_total"),
+        EACH as f64 + 1.0
+    );
+}
+
+#[tokio::test]
+async fn rooms_are_isolated_across_nodes() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis, &[]), node(&redis, &[]));
+    let mut sender = ws::connect(a.addr, "/ws/red").await;
+    let mut red_on_b = ws::connect(b.addr, "/ws/red").await;
+    let mut blue_on_b = ws::connect(b.addr, "/ws/blue").await;
+    wait_subscribed(b.addr, 2.0).await;
+
+    ws::send_text(&mut sender, "for red").await;
+    assert_eq!(ws::next_text(&mut red_on_b).await, "for red");
+    // If red's message had leaked into blue, blue would read it before its own.
+    ws::send_text(&mut blue_on_b, "for blue").await;
+    assert_eq!(ws::next_text(&mut blue_on_b).await, "for blue");
+    // A node subscribes only to rooms it has members of: node a has only red; b unsubscribes
+    // from blue once its last member left.
+    wait_subscribed(a.addr, 1.0).await;
+    drop(blue_on_b);
+    wait_subscribed(b.addr, 1.0).await;
+}
+
+#[tokio::test]
+async fn local_rooms_work_while_redis_is_down_and_nodes_reconnect_when_it_is_back() {
+    let mut redis = Redis::start();
+    let (a, b) = (node(&redis, &[]), node(&redis, &[]));
+    let mut first_on_a = ws::connect(a.addr, "/ws/chat").await;
+    let mut second_on_a = ws::connect(a.addr, "/ws/chat").await;
+    let mut on_b = ws::connect(b.addr, "/ws/chat").await;
+    wait_subscribed(a.addr, 1.0).await;
+    wait_subscribed(b.addr, 1.0).await;
+    wait_ready_status(a.addr, 200).await;
+
+    redis.kill();
+    wait_ready_status(a.addr, 503).await;
+    wait_ready_status(b.addr, 503).await;
+    assert_eq!(http::get(a.addr, "/healthz", &[]).await.status, 200);
+    for i in 0..20 {
+        ws::send_text(&mut first_on_a, &format!("local {i}")).await;
+    }
+    for receiver in [&mut first_on_a, &mut second_on_a] {
+        for i in 0..20 {
+            assert_eq!(ws::next_text(receiver).await, format!("local {i}"));
+        }
+    }
+
+    redis.restart();
+    wait_subscribed(a.addr, 1.0).await;
+    wait_subscribed(b.addr, 1.0).await;
+    wait_ready_status(a.addr, 200).await;
+    ws::send_text(&mut first_on_a, "across again").await;
+    // What was sent during the outage is not replayed: b's next message is this one.
+    assert_eq!(ws::next_text(&mut on_b).await, "across again");
+    ws::send_text(&mut on_b, "and back").await;
+    assert_eq!(ws::next_text(&mut second_on_a).await, "across again");
+    assert_eq!(ws::next_text(&mut second_on_a).await, "and back");
+    let samples = metrics::scrape(a.addr).await;
+    assert!(metrics::total(&samples, "ringcast_broker_reconnects_total") >= 2.0);
+    assert!(metrics::total(&samples, "ringcast_broker_dropped_total") >= 1.0);
+}
+
+#[tokio::test]
+async fn http_publish_reaches_the_other_nodes() {
+    let redis = Redis::start();
+    const TOKEN: &str = "test-publish-token-0123456789";
+    let a = node(&redis, &["--publish-token", TOKEN]);
+    let b = node(&redis, &[]);
+    let mut on_b = ws::connect(b.addr, "/ws/news").await;
+    wait_subscribed(b.addr, 1.0).await;
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let headers = ["Content-Type: text/plain; charset=utf-8", auth.as_str()];
+    // Node a has no member of the room: the message still goes to the other nodes.
+    let response = http::post(a.addr, "/publish/news", &headers, b"extra").await;
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    assert_eq!(ws::next_text(&mut on_b).await, "extra");
+}
+
+#[tokio::test]
+async fn what_is_not_a_valid_envelope_reaches_no_client() {
+    let redis = Redis::start();
+    let a = node(&redis, &["--max-message", "16"]);
+    let mut client = ws::connect(a.addr, "/ws/chat").await;
+    wait_subscribed(a.addr, 1.0).await;
+    let channel = b"ringcast:chat".as_slice();
+    let mut envelope = b"rc1\0\0\0\0\0\0\0\x01".to_vec();
+    let bad_text = [0x81, 0x02, 0xff, 0xfe];
+    let too_long = [[0x82, 17].as_slice(), &[0; 17]].concat();
+    let payloads: [&[u8]; 4] = [
+        b"hello",
+        &[&envelope[..], &bad_text].concat(),
+        &too_long,
+        b"rc1",
+    ];
+    for payload in payloads {
+        redis.command(&[b"PUBLISH", channel, payload]);
+    }
+    envelope.extend_from_slice(&[0x81, 0x02, b'o', b'k']);
+    assert_eq!(redis.command(&[b"PUBLISH", channel, &envelope]), b":1\r\n");
+    assert_eq!(ws::next_data(&mut client).await, Message::text("ok"));
+    let samples = metrics::scrape(a.addr).await;
+    let invalid = samples
+        .iter()
+        .find(|s| s.name == "ringcast_broker_dropped_total" && s.label("reason") == Some("invalid"))
+        .map(|s| s.value);
+    assert_eq!(invalid, Some(4.0));
+}
+
+#[tokio::test]
+async fn a_node_without_a_broker_has_no_broker() {
+    let server = start_server(&[]);
+    let samples = metrics::scrape(server.addr).await;
+    assert!(samples
+        .iter()
+        .all(|s| !s.name.starts_with("ringcast_broker")));
+    let response = http::get(server.addr, "/readyz", &[]).await;
+    assert_eq!(
+        (response.status, response.body_text()),
+        (200, "ready\n".to_owned())
+    );
+}
