@@ -378,6 +378,13 @@ pub async fn receive(
                     eof = true;
                     continue;
                 }
+                // The window may have been set while this receiver waited: a publisher sends
+                // only once it has the window, so looking again here sees it before the first
+                // message (with --warmup 0 that message is measured; read with no window, it
+                // was left out at every receiver and counted lost).
+                if window.is_none() && window_rx.has_changed().unwrap_or(false) {
+                    window = window_rx.borrow_and_update().clone();
+                }
                 eof = drain_socket(&context, &mut receiver, &read, window.as_deref());
             }
             _ = context.stop_signal.notified(), if !stopping => {}

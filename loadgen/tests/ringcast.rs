@@ -340,3 +340,42 @@ fn two_urls_naming_one_server_deliver_across_nodes() {
     assert_eq!(sum, report.histogram("latency").unwrap());
     server.shutdown();
 }
+
+#[test]
+fn without_warm_up_the_first_message_is_measured_everywhere() {
+    // The first message is due at the window's start. A receiver waiting on its socket when the
+    // window was set read it with no window, left it unmeasured, and every receiver counted
+    // it lost (one message per publisher, in every run with --warmup 0s).
+    let server = start_server(&[]);
+    let url = format!("ws://{}/ws/nowarmup", server.local_addr());
+    let out = scratch_dir("no-warmup");
+    let output = loadgen_run(
+        &url,
+        &[
+            "--subscribers",
+            "10",
+            "--publishers",
+            "2",
+            "--rate",
+            "50",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--drain",
+            "500ms",
+            "--threshold",
+            "lost==0",
+        ],
+        &out,
+    );
+    let report = Report::read(&out.join("report.json")).expect("report written");
+    let r = &report.results;
+    assert_eq!(
+        (r.lost, r.delivered, output.status.code()),
+        (0, r.sent_measured * 12, Some(0)),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    server.shutdown();
+}
