@@ -42,8 +42,10 @@ pub enum Command {
 /// also sends, in room i mod K. Subscriber j is in room j mod K.
 #[derive(Args, Debug, Clone)]
 pub struct RunOpt {
-    /// Server URL, ws://host:port/path; repeat to spread clients over several servers. With
-    /// --rooms K > 1, `-{k}` is appended to the last path segment, or `{room}` is replaced.
+    /// Server URL, ws://host:port/path; repeat to spread clients over several servers
+    /// (connection i uses URL i mod U; the report then tells same-node deliveries, publisher
+    /// and receiver on one URL, from cross-node ones). With --rooms K > 1, `-{k}` is appended
+    /// to the last path segment, or `{room}` is replaced.
     #[arg(long = "url", required = true)]
     pub urls: Vec<String>,
     /// Receive-only connections.
@@ -72,7 +74,8 @@ pub struct RunOpt {
     /// Pass/fail rule, e.g. 'p99<5ms', 'lost==0' (repeatable; exit 99 when one fails).
     /// Metrics: p50 p90 p99 p999 p9999 max mean (latency), send_lag_p99 send_lag_max,
     /// connect_p99, lost duplicated reordered sent delivered expected delivered_per_sec
-    /// connect_failed loadgen_cpu_percent server_cpu_us_per_delivery.
+    /// connect_failed loadgen_cpu_percent server_cpu_us_per_delivery; with several --url:
+    /// same_node_ and cross_node_ + p50 p90 p99 p999 max delivered lost.
     #[arg(long = "threshold")]
     pub thresholds: Vec<String>,
     /// Number of rooms clients are spread over.

@@ -296,6 +296,14 @@ pub fn warnings(base: &[Report], new: &[Report]) -> Vec<String> {
             out.push(format!("environment differs: {what} {bv} -> {nv}"));
         }
     }
+    let urls = |r: &Report| r.results.nodes.as_ref().map_or(1, |n| n.urls.len());
+    if b.results.nodes.is_some() != n.results.nodes.is_some() {
+        out.push(format!(
+            "nodes differ: {} URL(s) -> {} URL(s); same-node and cross-node metrics not compared",
+            urls(b),
+            urls(n)
+        ));
+    }
     for (side, reports) in [("base", base), ("new", new)] {
         let invalid = reports.iter().filter(|r| !r.results.valid).count();
         if invalid > 0 {

@@ -10,6 +10,7 @@
 //!   loss/dup/reorder, `stats`); a publisher's socket is read by a receiving worker, not by
 //!   its publisher thread
 //! - `run`: phases, live line (`live`), `probe` of server and own CPU, `report` outputs
+//! - `nodes`: with several `--url`s, same-node and cross-node deliveries told apart
 //! - `compare`, `merge`: working with reports afterwards
 
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod connect;
 pub mod handshake;
 pub mod live;
 pub mod merge;
+pub mod nodes;
 pub mod pacer;
 pub mod payload;
 pub mod probe;

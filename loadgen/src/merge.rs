@@ -17,7 +17,8 @@ use crate::compare::find_report_files;
 use crate::report::csv::TimelineRow;
 use crate::report::hlog::HlogBuffer;
 use crate::report::{
-    decode_histogram, encode_histogram, HistogramSummary, Report, ThresholdOutcome,
+    decode_histogram, encode_histogram, HistogramSummary, NodeResults, Report, ThresholdOutcome,
+    NODE_HISTOGRAMS,
 };
 use crate::stats::{add_histogram, new_histogram};
 use crate::threshold::Threshold;
@@ -95,6 +96,10 @@ pub fn merge(parts: &[Report]) -> anyhow::Result<Report> {
     results.server = combined_server(parts, results.delivered);
     let mut histograms = BTreeMap::new();
     for name in first.results.histograms.keys() {
+        if NODE_HISTOGRAMS.contains(&name.as_str()) {
+            // Added by `merge_nodes`, only when every part has them.
+            continue;
+        }
         let mut sum = new_histogram();
         for part in parts {
             add_histogram(&mut sum, &part.histogram(name)?);
@@ -111,6 +116,7 @@ pub fn merge(parts: &[Report]) -> anyhow::Result<Report> {
     results.latency_uncorrected_ns = summary("latency_uncorrected");
     results.connect_ns = summary("connect");
     results.send_lag_ns = summary("send_lag");
+    results.nodes = merge_nodes(parts, &mut histograms)?;
     results.histograms = histograms
         .iter()
         .map(|(name, h)| Ok((name.clone(), encode_histogram(h)?)))
@@ -133,6 +139,56 @@ pub fn merge(parts: &[Report]) -> anyhow::Result<Report> {
         })
         .collect();
     Ok(merged)
+}
+
+/// The merged `nodes` section, when every part has one (each ran with several URLs): per-URL
+/// connections added by URL (in order of first appearance), per-class counters summed and the
+/// per-class histograms added into `histograms` (percentiles recomputed from them). When a part
+/// has none (one URL), its deliveries cannot be split, so the merged report has no section.
+fn merge_nodes(
+    parts: &[Report],
+    histograms: &mut BTreeMap<String, Histogram<u64>>,
+) -> anyhow::Result<Option<NodeResults>> {
+    let Some(sections) = parts
+        .iter()
+        .map(|part| part.results.nodes.as_ref())
+        .collect::<Option<Vec<_>>>()
+    else {
+        return Ok(None);
+    };
+    let mut merged = NodeResults::default();
+    for section in &sections {
+        for url in &section.urls {
+            match merged.urls.iter_mut().find(|u| u.url == url.url) {
+                Some(sum) => {
+                    sum.target += url.target;
+                    sum.publishers += url.publishers;
+                    sum.ok += url.ok;
+                }
+                None => merged.urls.push(url.clone()),
+            }
+        }
+        for (sum, class) in [
+            (&mut merged.same_node, &section.same_node),
+            (&mut merged.cross_node, &section.cross_node),
+        ] {
+            sum.expected += class.expected;
+            sum.delivered += class.delivered;
+            sum.lost += class.lost;
+        }
+    }
+    for (name, class) in NODE_HISTOGRAMS
+        .iter()
+        .zip([&mut merged.same_node, &mut merged.cross_node])
+    {
+        let mut sum = new_histogram();
+        for part in parts {
+            add_histogram(&mut sum, &part.histogram(name)?);
+        }
+        class.latency_ns = HistogramSummary::of(&sum);
+        histograms.insert(name.to_string(), sum);
+    }
+    Ok(Some(merged))
 }
 
 /// The merged run's `server`: when every part watched the same process (same host and pid),

@@ -14,6 +14,7 @@ use thiserror::Error;
 use tokio::net::tcp::OwnedReadHalf;
 
 use crate::clock::monotonic_ns;
+use crate::nodes::Classifier;
 use crate::payload::Stamp;
 use crate::scenario::Scenario;
 use crate::sequence::{Arrival, SequenceWindow};
@@ -91,6 +92,8 @@ pub struct Receiver {
     rooms: u64,
     /// This process's stamp id.
     run_id: u32,
+    /// With several URLs: tells same-node from cross-node deliveries.
+    nodes: Option<Classifier>,
     /// Sequence state per publisher of this room.
     sequences: Vec<SequenceWindow>,
     /// Bytes of an incomplete frame left from the previous read.
@@ -114,6 +117,7 @@ impl Receiver {
             spec,
             rooms,
             run_id: 0,
+            nodes: Classifier::of(scenario, spec.index),
             sequences: vec![SequenceWindow::default(); publishers_here],
             carry: leftover,
             fragments: None,
@@ -302,6 +306,11 @@ impl Receiver {
             {
                 *count += 1;
             }
+            if let (Some(nodes), Some(classifier)) = (totals.nodes.as_mut(), self.nodes) {
+                nodes
+                    .class_mut(classifier.classify(stamp.publisher))
+                    .record(latency);
+            }
         }
     }
 }
@@ -368,6 +377,13 @@ pub async fn receive(
                 if ready.is_err() {
                     eof = true;
                     continue;
+                }
+                // The window may have been set while this receiver waited: a publisher sends
+                // only once it has the window, so looking again here sees it before the first
+                // message (with --warmup 0 that message is measured; read with no window, it
+                // was left out at every receiver and counted lost).
+                if window.is_none() && window_rx.has_changed().unwrap_or(false) {
+                    window = window_rx.borrow_and_update().clone();
                 }
                 eof = drain_socket(&context, &mut receiver, &read, window.as_deref());
             }
@@ -496,6 +512,71 @@ mod tests {
             server_frame(true, opcode::BINARY, &long),
         ]
         .concat()
+    }
+
+    #[test]
+    fn measured_deliveries_are_split_by_the_publishers_node() {
+        // Subscriber 0 on URL 0; publisher 0 is connection 1 (URL 1), publisher 1 connection 2
+        // (URL 0).
+        let plan = Plan::from_run_args(&[
+            "--url",
+            "ws://127.0.0.1:9/ws",
+            "--url",
+            "ws://127.0.0.1:10/ws",
+            "--subscribers",
+            "1",
+            "--publishers",
+            "2",
+        ])
+        .expect("valid scenario");
+        let mut receiver = Receiver::new(
+            ConnectionSpec::of(&plan.scenario, 0),
+            &plan.scenario,
+            Vec::new(),
+        );
+        let mut stats = WorkerStats {
+            interval: IntervalStats::new(),
+            totals: RunTotals {
+                nodes: Some(crate::nodes::NodeTotals::new()),
+                ..RunTotals::new(2)
+            },
+        };
+        let window = Window {
+            t0_ns: 0,
+            measure_start_ns: 0,
+            measure_end_ns: 10_000,
+        };
+        let message = |publisher: u32, seq: u64, intended_ns: u64| {
+            let mut payload = vec![b'.'; 64];
+            let stamp = Stamp {
+                run_id: 0,
+                publisher,
+                seq,
+                intended_ns,
+                sent_ns: intended_ns,
+            };
+            stamp.write_to(&mut payload).expect("payload holds a stamp");
+            payload
+        };
+        receiver.on_message(&message(0, 0, 1_000), 2_000, Some(&window), &mut stats);
+        receiver.on_message(&message(0, 0, 1_000), 2_000, Some(&window), &mut stats);
+        receiver.on_message(&message(1, 0, 1_500), 2_000, Some(&window), &mut stats);
+        receiver.on_message(&message(1, 1, 1_600), 2_000, Some(&window), &mut stats);
+        // Outside the window: delivered, not measured, in no class.
+        receiver.on_message(&message(0, 1, 20_000), 30_000, Some(&window), &mut stats);
+        let nodes = stats.totals.nodes.as_ref().expect("two URLs");
+        assert_eq!((nodes.cross.delivered, nodes.same.delivered), (1, 2));
+        assert_eq!(nodes.cross.latency.max(), 1_000);
+        assert_eq!(nodes.same.latency.len(), 2);
+        assert!(nodes.same.latency.max() <= 501);
+        assert_eq!((stats.totals.duplicated, stats.interval.delivered), (1, 4));
+
+        // One URL: no classifier and nothing recorded by class.
+        let mut single = self::receiver();
+        let mut stats = self::stats();
+        single.on_message(&stamped(0), 2_000, Some(&window), &mut stats);
+        assert!(single.nodes.is_none() && stats.totals.nodes.is_none());
+        assert_eq!(stats.totals.latency.len(), 1);
     }
 
     #[test]

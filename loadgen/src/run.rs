@@ -11,6 +11,7 @@ use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::watch;
 
 use crate::clock::{monotonic_ns, monotonic_to_system};
+use crate::nodes::{expected_by_class, url_of_connection, ClassTotals};
 use crate::pacer::Pacer;
 use crate::probe::{own_cpu_seconds, sample_server, ServerReadings};
 use crate::report::csv::TimelineRow;
@@ -219,14 +220,8 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
     )?;
     let row = row_of(second, "closing", &shared, &final_interval, cpu_percent);
     timeline.push(row);
-    let receivers_per_room = receivers_per_room(&scenario, &connected_rx);
-    let results = results_of(
-        &plan,
-        &totals,
-        &receivers_per_room,
-        &phases,
-        busiest_window_second,
-    )?;
+    let connected = count_connected(&scenario, &connected_rx);
+    let results = results_of(&plan, &totals, &connected, &phases, busiest_window_second)?;
     let report = Report {
         schema: report::SCHEMA.to_string(),
         scenario,
@@ -398,31 +393,93 @@ fn row_of(
     }
 }
 
-/// Non-stalled connected receivers per room (publishers receive too).
-fn receivers_per_room(
+/// Who connected, counted from the connections' indices.
+struct Connected {
+    /// Non-stalled connected receivers per room (publishers receive too).
+    per_room: Vec<u64>,
+    /// The same per room and URL: `[room][url]`.
+    per_room_url: Vec<Vec<u64>>,
+    /// Connections (stalled ones included) per URL.
+    per_url: Vec<u64>,
+}
+
+/// Counts the connections reported on `connected`.
+fn count_connected(
     scenario: &crate::scenario::Scenario,
     connected: &mpsc::Receiver<u64>,
-) -> Vec<u64> {
-    let mut per_room = vec![0u64; scenario.rooms.max(1) as usize];
+) -> Connected {
+    let rooms = scenario.rooms.max(1) as usize;
+    let urls = scenario.urls.len().max(1);
+    let mut counts = Connected {
+        per_room: vec![0; rooms],
+        per_room_url: vec![vec![0; urls]; rooms],
+        per_url: vec![0; urls],
+    };
     for index in connected.try_iter() {
         let spec = ConnectionSpec::of(scenario, index);
+        let url = url_of_connection(index, urls);
+        counts.per_url[url] += 1;
         if !spec.stalled {
-            per_room[spec.room as usize] += 1;
+            counts.per_room[spec.room as usize] += 1;
+            counts.per_room_url[spec.room as usize][url] += 1;
         }
     }
-    per_room
+    counts
+}
+
+/// The report's `nodes` section, or `None` with a single URL.
+fn node_results(
+    scenario: &crate::scenario::Scenario,
+    totals: &RunTotals,
+    connected: &Connected,
+) -> Option<report::NodeResults> {
+    let nodes = totals.nodes.as_ref()?;
+    let urls = scenario.urls.len();
+    let mut per_url: Vec<report::UrlConnections> = scenario
+        .urls
+        .iter()
+        .enumerate()
+        .map(|(url, text)| report::UrlConnections {
+            url: text.clone(),
+            target: 0,
+            publishers: 0,
+            ok: connected.per_url.get(url).copied().unwrap_or(0),
+        })
+        .collect();
+    for index in 0..scenario.connections() {
+        let entry = &mut per_url[url_of_connection(index, urls)];
+        entry.target += 1;
+        entry.publishers += u64::from(index >= scenario.subscribers);
+    }
+    let (same_expected, cross_expected) = expected_by_class(
+        scenario,
+        &totals.sent_measured_by_publisher,
+        &connected.per_room_url,
+    );
+    let class = |expected: u64, totals: &ClassTotals| report::NodeClassResults {
+        expected,
+        delivered: totals.delivered,
+        lost: expected.saturating_sub(totals.delivered),
+        latency_ns: HistogramSummary::of(&totals.latency),
+    };
+    Some(report::NodeResults {
+        urls: per_url,
+        same_node: class(same_expected, &nodes.same),
+        cross_node: class(cross_expected, &nodes.cross),
+    })
 }
 
 /// Turns merged totals into the report's results, including validity and thresholds.
 fn results_of(
     plan: &Plan,
     totals: &RunTotals,
-    per_room: &[u64],
+    connected: &Connected,
     phases: &Phases,
     busiest_window_second: Option<f64>,
 ) -> anyhow::Result<Results> {
     let scenario = &plan.scenario;
     let rooms = scenario.rooms.max(1);
+    let per_room = &connected.per_room;
     let mut expected = 0u64;
     let mut delivered = 0u64;
     let mut publishers_with_loss = Vec::new();
@@ -514,6 +571,14 @@ fn results_of(
     ] {
         histograms.insert(name.to_string(), encode_histogram(histogram)?);
     }
+    if let Some(nodes) = &totals.nodes {
+        for (name, class) in report::NODE_HISTOGRAMS
+            .iter()
+            .zip([&nodes.same, &nodes.cross])
+        {
+            histograms.insert(name.to_string(), encode_histogram(&class.latency)?);
+        }
+    }
     let mut results = Results {
         valid: invalid_reasons.is_empty(),
         invalid_reasons,
@@ -556,6 +621,7 @@ fn results_of(
             .server_pid
             .and_then(|pid| phases.server.results(pid, totals.connected, delivered)),
         servers: Vec::new(),
+        nodes: node_results(scenario, totals, connected),
         thresholds: Vec::new(),
         histograms,
     };

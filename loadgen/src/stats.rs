@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
+use crate::nodes::NodeTotals;
+
 /// Highest latency the histograms resolve (100 s); larger values are clamped, not dropped.
 pub const HIGHEST_TRACKABLE_NS: u64 = 100_000_000_000;
 
@@ -137,6 +139,9 @@ pub struct RunTotals {
     pub stalled_connected: u64,
     /// Stalled subscribers the server closed (close frame other than 1000, or EOF).
     pub stalled_closed_by_server: u64,
+    /// With several URLs: the measured deliveries (and their latency) split into same-node
+    /// and cross-node; `None` with one URL.
+    pub nodes: Option<NodeTotals>,
 }
 
 impl RunTotals {
@@ -162,6 +167,7 @@ impl RunTotals {
             protocol_error_example: None,
             stalled_connected: 0,
             stalled_closed_by_server: 0,
+            nodes: None,
         }
     }
 
@@ -200,6 +206,9 @@ impl RunTotals {
         }
         self.stalled_connected += other.stalled_connected;
         self.stalled_closed_by_server += other.stalled_closed_by_server;
+        if let Some(nodes) = &other.nodes {
+            self.nodes.get_or_insert_with(NodeTotals::new).merge(nodes);
+        }
     }
 }
 

@@ -36,7 +36,45 @@ pub const METRICS: &[(&str, &str, bool)] = &[
         "server RSS per connection (B)",
         true,
     ),
+    // Several --urls only (`results.nodes`): publisher and receiver on one URL, or on two.
+    ("same_node_p50", "same-node latency p50", true),
+    ("same_node_p90", "same-node latency p90", true),
+    ("same_node_p99", "same-node latency p99", true),
+    ("same_node_p999", "same-node latency p99.9", true),
+    ("same_node_max", "same-node latency max", true),
+    ("same_node_delivered", "same-node deliveries", false),
+    ("same_node_lost", "same-node lost deliveries", true),
+    ("cross_node_p50", "cross-node latency p50", true),
+    ("cross_node_p90", "cross-node latency p90", true),
+    ("cross_node_p99", "cross-node latency p99", true),
+    ("cross_node_p999", "cross-node latency p99.9", true),
+    ("cross_node_max", "cross-node latency max", true),
+    ("cross_node_delivered", "cross-node deliveries", false),
+    ("cross_node_lost", "cross-node lost deliveries", true),
 ];
+
+/// The value of a `same_node_*` / `cross_node_*` metric; `None` without `results.nodes` (one
+/// URL) and for latency of a class with no measured delivery.
+fn node_metric(results: &Results, name: &str) -> Option<f64> {
+    let nodes = results.nodes.as_ref()?;
+    let (class, figure) = if let Some(figure) = name.strip_prefix("same_node_") {
+        (&nodes.same_node, figure)
+    } else {
+        (&nodes.cross_node, name.strip_prefix("cross_node_")?)
+    };
+    let latency = &class.latency_ns;
+    let time = |value: Option<u64>| value.map(|v| v as f64);
+    match figure {
+        "p50" => time(latency.p50),
+        "p90" => time(latency.p90),
+        "p99" => time(latency.p99),
+        "p999" => time(latency.p999),
+        "max" => time(latency.max),
+        "delivered" => Some(class.delivered as f64),
+        "lost" => Some(class.lost as f64),
+        _ => None,
+    }
+}
 
 /// The value of metric `name` in `results`; `None` for unknown names and for figures the run
 /// did not measure: latency without a measured message, send lag without a measured send,
@@ -67,7 +105,7 @@ pub fn metric(results: &Results, name: &str) -> Option<f64> {
         "loadgen_cpu_percent" => results.loadgen_cpu.window_percent?,
         "server_cpu_us_per_delivery" => results.server.as_ref()?.cpu_us_per_delivery?,
         "server_rss_per_connection_bytes" => results.server.as_ref()?.rss_per_connection_bytes?,
-        _ => return None,
+        _ => return node_metric(results, name),
     })
 }
 
@@ -85,7 +123,10 @@ pub fn is_time(name: &str) -> bool {
             | "send_lag_p99"
             | "send_lag_max"
             | "connect_p99"
-    )
+    ) || ["same_node_", "cross_node_"].iter().any(|prefix| {
+        name.strip_prefix(prefix)
+            .is_some_and(|figure| figure.starts_with('p') || figure == "max")
+    })
 }
 
 /// Comparison operator.
@@ -193,5 +234,78 @@ mod tests {
         assert!(Threshold::parse("p42<1ms").is_err());
         assert!(Threshold::parse("p99~1ms").is_err());
         assert!(Threshold::parse("lost==zero").is_err());
+        let cross = Threshold::parse("cross_node_p99<10ms").unwrap();
+        assert_eq!(
+            (cross.metric.as_str(), cross.bound),
+            ("cross_node_p99", 1e7)
+        );
+        let lost = Threshold::parse("cross_node_lost==0").unwrap();
+        assert_eq!(lost.bound, 0.0);
+        assert!(Threshold::parse("cross_node_lost==1ms").is_err());
+        assert!(Threshold::parse("cross_node_p42<1ms").is_err());
+    }
+
+    #[test]
+    fn node_metrics_read_the_nodes_section_and_are_not_measured_without_it() {
+        use crate::report::{HistogramSummary, NodeClassResults, NodeResults};
+        let template = crate::report::Results {
+            valid: true,
+            invalid_reasons: Vec::new(),
+            connections: Default::default(),
+            sent: 0,
+            sent_measured: 0,
+            expected: 0,
+            delivered: 0,
+            lost: 0,
+            duplicated: 0,
+            reordered: 0,
+            foreign: 0,
+            delivered_per_sec: 0.0,
+            delivered_mb_per_sec: 0.0,
+            measured_seconds: 1.0,
+            latency_ns: HistogramSummary::default(),
+            latency_uncorrected_ns: HistogramSummary::default(),
+            connect_ns: HistogramSummary::default(),
+            send_lag_ns: HistogramSummary::default(),
+            stalled: Default::default(),
+            protocol_errors: 0,
+            publishers_with_loss: Vec::new(),
+            loadgen_cpu: Default::default(),
+            server: None,
+            servers: Vec::new(),
+            nodes: None,
+            thresholds: Vec::new(),
+            histograms: Default::default(),
+        };
+        let check = |results: &Results, text: &str| Threshold::parse(text).unwrap().check(results);
+        assert_eq!(check(&template, "cross_node_lost==0"), (None, false));
+        let mut results = template.clone();
+        results.nodes = Some(NodeResults {
+            urls: Vec::new(),
+            same_node: NodeClassResults {
+                expected: 10,
+                delivered: 10,
+                lost: 0,
+                latency_ns: HistogramSummary {
+                    p99: Some(2_000_000),
+                    count: 10,
+                    ..HistogramSummary::default()
+                },
+            },
+            cross_node: NodeClassResults {
+                expected: 10,
+                delivered: 0,
+                lost: 10,
+                latency_ns: HistogramSummary::default(),
+            },
+        });
+        assert_eq!(check(&results, "same_node_p99<3ms"), (Some(2e6), true));
+        assert_eq!(check(&results, "cross_node_lost==0"), (Some(10.0), false));
+        assert_eq!(
+            check(&results, "cross_node_delivered>=0"),
+            (Some(0.0), true)
+        );
+        // No cross-node delivery: its latency was not measured.
+        assert_eq!(check(&results, "cross_node_p99<3ms"), (None, false));
     }
 }

@@ -24,6 +24,7 @@ use tokio::sync::{oneshot, watch, Notify, Semaphore};
 
 use crate::clock::{monotonic_ns, tokio_instant_at};
 use crate::connect::{open_with_timeout, Target};
+use crate::nodes::{url_of_connection, NodeTotals};
 use crate::pacer::Pacer;
 use crate::publisher::publish;
 use crate::receiver::{receive, Receiver};
@@ -198,7 +199,11 @@ pub fn run_worker(
     let context = Rc::new(WorkerContext {
         stats: RefCell::new(WorkerStats {
             interval: IntervalStats::new(),
-            totals: RunTotals::new(shared.scenario.publishers as usize),
+            totals: RunTotals {
+                // One histogram per class per receiving worker; none with a single URL.
+                nodes: (arriving.is_some() && shared.targets.len() > 1).then(NodeTotals::new),
+                ..RunTotals::new(shared.scenario.publishers as usize)
+            },
         }),
         read_buffer: RefCell::new(vec![0; READ_BUFFER]),
         stopping: Cell::new(false),
@@ -291,7 +296,7 @@ async fn connection(context: Rc<WorkerContext>, spec: ConnectionSpec, handshakes
     let Ok(_permit) = handshakes.acquire().await else {
         return;
     };
-    let target = &shared.targets[(spec.index % shared.targets.len() as u64) as usize];
+    let target = &shared.targets[url_of_connection(spec.index, shared.targets.len())];
     let path = target.path_for_room(spec.room as usize, scenario.rooms as usize);
     let source: Option<IpAddr> = (!scenario.src.is_empty())
         .then(|| scenario.src[(spec.index % scenario.src.len() as u64) as usize]);

@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use loadgen::report::hlog::HlogBuffer;
 use loadgen::report::Report;
 use loadgen::stats::new_histogram;
-use util::{made_up_report, scratch_dir};
+use util::{made_up_report, scratch_dir, with_nodes};
 
 #[test]
 fn report_json_round_trips() {
@@ -550,4 +550,102 @@ fn undefined_figures_are_null_and_thresholds_on_them_fail_as_not_measured() {
     report.results.latency_ns = loadgen::report::HistogramSummary::default();
     let p99 = Threshold::parse("p99<1s").unwrap();
     assert_eq!(p99.check(&report.results), (None, false));
+}
+
+#[test]
+fn nodes_section_round_trips_merges_compares_and_prints() {
+    // One URL: no `nodes` key at all, as before the section existed.
+    let single = made_up_report(1_000_000, 1000.0);
+    let text = serde_json::to_string(&single).unwrap();
+    assert!(!text.contains("nodes") && !text.contains("_node"), "{text}");
+    assert!(!loadgen::report::summary::render(&single).contains("same-node"));
+
+    let a = with_nodes(
+        made_up_report(1_000_000, 1000.0),
+        (900, 1_000_000),
+        (100, 9_000_000, 100),
+    );
+    let b = with_nodes(
+        made_up_report(1_000_000, 1000.0),
+        (800, 2_000_000),
+        (150, 30_000_000, 200),
+    );
+    let dir = scratch_dir("nodes-roundtrip");
+    a.write(&dir).unwrap();
+    assert_eq!(Report::read(&dir.join("report.json")).unwrap(), a);
+
+    let merged = loadgen::merge::merge(&[a.clone(), b.clone()]).unwrap();
+    let nodes = merged
+        .results
+        .nodes
+        .as_ref()
+        .expect("both parts have nodes");
+    let (same, cross) = (&nodes.same_node, &nodes.cross_node);
+    assert_eq!((same.expected, same.delivered, same.lost), (1700, 1700, 0));
+    assert_eq!(
+        (cross.expected, cross.delivered, cross.lost),
+        (300, 250, 50)
+    );
+    assert_eq!((same.latency_ns.count, cross.latency_ns.count), (1700, 250));
+    // Percentiles of the added histograms: 150 of the 250 cross-node deliveries took 30 ms.
+    assert!(cross.latency_ns.p50.unwrap() >= 29_000_000, "{cross:?}");
+    assert_eq!(merged.histogram("latency_cross_node").unwrap().len(), 250);
+    let urls: Vec<(u64, u64, u64)> = nodes
+        .urls
+        .iter()
+        .map(|u| (u.target, u.publishers, u.ok))
+        .collect();
+    assert_eq!(urls, vec![(10, 2, 10), (10, 2, 10)]);
+
+    // A part with one URL cannot be split: the merged report has no section.
+    let mixed = loadgen::merge::merge(&[a.clone(), single.clone()]).unwrap();
+    assert_eq!(mixed.results.nodes, None);
+    assert!(!mixed.results.histograms.contains_key("latency_same_node"));
+    assert_eq!(mixed.results.delivered, 2000);
+    let mixed = loadgen::merge::merge(&[single.clone(), a.clone()]).unwrap();
+    assert_eq!(mixed.results.nodes, None);
+
+    // compare: node metrics when both sides have them, skipped with a warning otherwise.
+    let metrics = |base: &Report, new: &Report| -> Vec<&'static str> {
+        loadgen::compare::changes(std::slice::from_ref(base), std::slice::from_ref(new))
+            .iter()
+            .map(|c| c.metric)
+            .collect()
+    };
+    let both = metrics(&a, &b);
+    assert!(both.contains(&"cross_node_p99") && both.contains(&"same_node_lost"));
+    let one = metrics(&single, &a);
+    assert!(one.contains(&"p99") && !one.iter().any(|m| m.contains("_node")));
+    let warnings =
+        loadgen::compare::warnings(std::slice::from_ref(&single), std::slice::from_ref(&a));
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("nodes differ: 1 URL(s) -> 2 URL(s)")),
+        "{warnings:?}"
+    );
+
+    let summary = loadgen::report::summary::render(&merged);
+    assert!(
+        summary.contains(
+            "node 0                 ws://127.0.0.1:1/ws  connections ok 10/10 (publishers 2)"
+        ),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("cross-node             delivered 250 of expected 300  lost 50"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("cross-node latency     p50 30.0ms"),
+        "{summary}"
+    );
+    assert!(!summary.contains("none expected"), "{summary}");
+    let no_cross = with_nodes(made_up_report(1_000_000, 1000.0), (10, 1_000), (0, 1, 0));
+    let summary = loadgen::report::summary::render(&no_cross);
+    assert!(
+        summary.contains("cross-node             delivered 0 of expected 0  lost 0")
+            && summary.contains("cross-node             none expected"),
+        "{summary}"
+    );
 }

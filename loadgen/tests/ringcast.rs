@@ -179,3 +179,203 @@ fn stalled_subscribers_closed_by_the_server_are_reported() {
     assert_eq!((r.lost, r.expected), (0, r.sent_measured * 5));
     server.shutdown();
 }
+
+#[test]
+fn two_independent_servers_deliver_same_node_only() {
+    // Two ringcast processes with no broker between them are two separate worlds: a room on
+    // one is not the room on the other. Every same-node delivery arrives, none crosses.
+    let (a, b) = (start_server(&[]), start_server(&[]));
+    let url_a = format!("ws://{}/ws/nodes", a.local_addr());
+    let url_b = format!("ws://{}/ws/nodes", b.local_addr());
+    let out = scratch_dir("nodes");
+    // Connections 0..9 are subscribers (5 on each URL), 10..12 publishers: 0 and 2 on A,
+    // 1 on B.
+    let output = loadgen_run(
+        &url_a,
+        &[
+            "--url",
+            &url_b,
+            "--subscribers",
+            "10",
+            "--publishers",
+            "3",
+            "--rate",
+            "50",
+            "--duration",
+            "1s",
+            "--warmup",
+            "500ms",
+            "--drain",
+            "500ms",
+            "--threads",
+            "2",
+            "--threshold",
+            "same_node_lost==0",
+            "--threshold",
+            "cross_node_delivered==0",
+        ],
+        &out,
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = Report::read(&out.join("report.json")).expect("report written");
+    let r = &report.results;
+    let nodes = r.nodes.as_ref().expect("two URLs: a nodes section");
+    let per_url: Vec<(&str, u64, u64, u64)> = nodes
+        .urls
+        .iter()
+        .map(|u| (u.url.as_str(), u.target, u.publishers, u.ok))
+        .collect();
+    assert_eq!(
+        per_url,
+        vec![(url_a.as_str(), 7, 2, 7), (url_b.as_str(), 6, 1, 6)]
+    );
+    let (same, cross) = (&nodes.same_node, &nodes.cross_node);
+    // One room: on A, 7 receivers get publishers 0 and 2 (same node) and miss publisher 1; on
+    // B, 6 receivers get publisher 1 and miss 0 and 2.
+    assert!(r.sent_measured >= 3 * 40, "sent {}", r.sent_measured);
+    assert_eq!(same.expected + cross.expected, r.expected);
+    assert_eq!(same.delivered, same.expected, "{stdout}");
+    assert_eq!((same.lost, cross.delivered), (0, 0), "{stdout}");
+    assert_eq!(cross.lost, cross.expected);
+    assert_eq!(same.delivered + cross.delivered, r.delivered);
+    assert_eq!(same.latency_ns.count, same.delivered);
+    assert_eq!((cross.latency_ns.count, cross.latency_ns.p99), (0, None));
+    assert!(same.latency_ns.p50 > Some(0) && same.latency_ns.p99 <= same.latency_ns.max);
+    // Same-node latency is all the latency there is.
+    assert_eq!(
+        report.histogram("latency_same_node").unwrap(),
+        report.histogram("latency").unwrap()
+    );
+    assert_eq!(report.histogram("latency_cross_node").unwrap().len(), 0);
+    assert!(
+        stdout.contains("cross-node             delivered 0 of expected"),
+        "{stdout}"
+    );
+
+    // One URL: no nodes section, no node histograms, nothing new in report.json.
+    let single = scratch_dir("nodes-single");
+    let output = loadgen_run(
+        &url_a,
+        &[
+            "--subscribers",
+            "2",
+            "--rate",
+            "20",
+            "--duration",
+            "500ms",
+            "--warmup",
+            "0s",
+            "--drain",
+            "300ms",
+        ],
+        &single,
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let text = std::fs::read_to_string(single.join("report.json")).unwrap();
+    assert!(
+        !text.contains("\"nodes\"") && !text.contains("_node"),
+        "{text}"
+    );
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
+fn two_urls_naming_one_server_deliver_across_nodes() {
+    // Both URLs name the same server, so the one room is shared: loadgen counts a delivery from
+    // a publisher on the other URL as cross-node (a node is a URL as given), and every one
+    // arrives. This exercises the cross-node path without a broker.
+    let server = start_server(&[]);
+    let url = format!("ws://{}/ws/shared", server.local_addr());
+    let out = scratch_dir("nodes-shared");
+    let output = loadgen_run(
+        &url,
+        &[
+            "--url",
+            &url,
+            "--subscribers",
+            "6",
+            "--publishers",
+            "2",
+            "--rate",
+            "50",
+            "--duration",
+            "1s",
+            "--warmup",
+            "500ms",
+            "--drain",
+            "500ms",
+            "--threshold",
+            "lost==0",
+            "--threshold",
+            "cross_node_lost==0",
+        ],
+        &out,
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let report = Report::read(&out.join("report.json")).expect("report written");
+    let r = &report.results;
+    let nodes = r.nodes.as_ref().expect("two URLs");
+    let (same, cross) = (&nodes.same_node, &nodes.cross_node);
+    // 8 receivers, 4 per URL, one publisher per URL: each message has 4 same-node and 4
+    // cross-node receivers.
+    assert_eq!(same.expected, r.sent_measured * 4);
+    assert_eq!(cross.expected, r.sent_measured * 4);
+    assert_eq!(
+        (same.delivered, cross.delivered),
+        (same.expected, cross.expected)
+    );
+    assert_eq!(cross.latency_ns.count, cross.delivered);
+    assert!(cross.latency_ns.p50 > Some(0) && cross.latency_ns.p999 <= cross.latency_ns.max);
+    let mut sum = report.histogram("latency_same_node").unwrap();
+    sum.add(report.histogram("latency_cross_node").unwrap())
+        .unwrap();
+    assert_eq!(sum, report.histogram("latency").unwrap());
+    server.shutdown();
+}
+
+#[test]
+fn without_warm_up_the_first_message_is_measured_everywhere() {
+    // The first message is due at the window's start. A receiver waiting on its socket when the
+    // window was set read it with no window, left it unmeasured, and every receiver counted
+    // it lost (one message per publisher, in every run with --warmup 0s).
+    let server = start_server(&[]);
+    let url = format!("ws://{}/ws/nowarmup", server.local_addr());
+    let out = scratch_dir("no-warmup");
+    let output = loadgen_run(
+        &url,
+        &[
+            "--subscribers",
+            "10",
+            "--publishers",
+            "2",
+            "--rate",
+            "50",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--drain",
+            "500ms",
+            "--threshold",
+            "lost==0",
+        ],
+        &out,
+    );
+    let report = Report::read(&out.join("report.json")).expect("report written");
+    let r = &report.results;
+    assert_eq!(
+        (r.lost, r.delivered, output.status.code()),
+        (0, r.sent_measured * 12, Some(0)),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    server.shutdown();
+}

@@ -146,6 +146,48 @@ pub struct PublisherLoss {
     pub delivered: u64,
 }
 
+/// One `--url` and the connections it got.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UrlConnections {
+    /// The URL as given.
+    pub url: String,
+    /// Connections assigned to it (connection i uses URL i mod the number of URLs).
+    pub target: u64,
+    /// Of those, the publishers.
+    pub publishers: u64,
+    /// Handshakes completed.
+    pub ok: u64,
+}
+
+/// The measured deliveries of one node class.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct NodeClassResults {
+    /// Measured messages times the connected, non-stalled receivers of their room in this
+    /// class (on the publisher's URL for same-node, on the other URLs for cross-node).
+    pub expected: u64,
+    /// Measured messages delivered (first copies at non-stalled receivers) in this class.
+    pub delivered: u64,
+    /// expected - delivered.
+    pub lost: u64,
+    /// recv - intended send time of those deliveries.
+    pub latency_ns: HistogramSummary,
+}
+
+/// Several `--url`s (nodes sharing rooms): connections per URL, and the measured deliveries
+/// split by whether publisher and receiver used the same URL. Absent with one URL.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct NodeResults {
+    /// Each URL's connections, in `--url` order.
+    pub urls: Vec<UrlConnections>,
+    /// Publisher and receiver on the same URL.
+    pub same_node: NodeClassResults,
+    /// Publisher and receiver on different URLs.
+    pub cross_node: NodeClassResults,
+}
+
+/// Names in `Results::histograms` of the same-node and cross-node latency (several URLs only).
+pub const NODE_HISTOGRAMS: [&str; 2] = ["latency_same_node", "latency_cross_node"];
+
 /// Outcome of one `--threshold`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ThresholdOutcome {
@@ -212,10 +254,15 @@ pub struct Results {
     /// process without --server-pid).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub servers: Vec<Option<ServerResults>>,
+    /// With several `--url`s: per-URL connections, same-node and cross-node deliveries and
+    /// latency; absent (not written) with one URL and in reports made before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<NodeResults>,
     /// Threshold outcomes.
     pub thresholds: Vec<ThresholdOutcome>,
     /// Histograms as base64 of HdrHistogram's compressed V2 encoding (`HISTFAAA...`, as in
-    /// .hlog files): latency, latency_uncorrected, connect, send_lag.
+    /// .hlog files): latency, latency_uncorrected, connect, send_lag; with several URLs also
+    /// latency_same_node and latency_cross_node (`NODE_HISTOGRAMS`).
     pub histograms: BTreeMap<String, String>,
 }
 

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::report::{HistogramSummary, Report};
+use crate::report::{HistogramSummary, NodeResults, Report};
 use crate::units::format_ns;
 
 /// A time in human units, or "-" when undefined (nothing recorded).
@@ -32,6 +32,45 @@ fn number(value: Option<f64>, decimals: usize) -> String {
 /// A percentage, or "n/a" when undefined.
 fn percent(value: Option<f64>) -> String {
     value.map_or_else(|| "n/a".to_string(), |v| format!("{v:.0}%"))
+}
+
+/// The per-URL connections and the same-node / cross-node lines (several `--url`s).
+fn render_nodes(out: &mut String, nodes: &NodeResults) {
+    for (index, url) in nodes.urls.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{:<22} {}  connections ok {}/{} (publishers {})",
+            format!("node {index}"),
+            url.url,
+            url.ok,
+            url.target,
+            url.publishers
+        );
+    }
+    for (name, class) in [
+        ("same-node", &nodes.same_node),
+        ("cross-node", &nodes.cross_node),
+    ] {
+        let _ = writeln!(
+            out,
+            "{name:<22} delivered {} of expected {}  lost {}",
+            class.delivered, class.expected, class.lost
+        );
+        let _ = writeln!(
+            out,
+            "{}",
+            percentiles(&format!("{name} latency"), &class.latency_ns)
+        );
+    }
+    if nodes.cross_node.expected == 0 && nodes.same_node.expected > 0 {
+        let _ = writeln!(
+            out,
+            "{:<22} none expected: no room has receivers on a URL other than its publishers' \
+(connection i is in room i mod K on URL i mod U: K rooms and U URLs with a common factor keep \
+each room on part of the URLs)",
+            "cross-node"
+        );
+    }
 }
 
 /// Renders the summary of `report`.
@@ -81,6 +120,9 @@ pub fn render(report: &Report) -> String {
         percentiles("latency (uncorrected)", &r.latency_uncorrected_ns)
     );
     let _ = writeln!(out, "{}", percentiles("send lag", &r.send_lag_ns));
+    if let Some(nodes) = &r.nodes {
+        render_nodes(&mut out, nodes);
+    }
     if r.stalled.connections > 0 {
         let _ = writeln!(
             out,

@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use loadgen::report::{self, encode_histogram, HistogramSummary, Report, Results};
+use loadgen::report::{
+    self, encode_histogram, HistogramSummary, NodeClassResults, NodeResults, Report, Results,
+    UrlConnections,
+};
 use loadgen::scenario::Scenario;
 use loadgen::stats::new_histogram;
 
@@ -76,8 +79,63 @@ pub fn made_up_report(latency_ns: u64, delivered_per_sec: f64) -> Report {
             loadgen_cpu: Default::default(),
             server: None,
             servers: Vec::new(),
+            nodes: None,
             thresholds: Vec::new(),
             histograms,
         },
     }
+}
+
+/// `report` as a two-URL run: `same` same-node deliveries at `same_ns`, `cross` cross-node ones
+/// at `cross_ns`, `cross_expected` cross-node deliveries expected; the totals made to match.
+pub fn with_nodes(
+    mut report: Report,
+    (same, same_ns): (u64, u64),
+    (cross, cross_ns, cross_expected): (u64, u64, u64),
+) -> Report {
+    let histogram = |count: u64, ns: u64| {
+        let mut h = new_histogram();
+        h.saturating_record_n(ns, count);
+        h
+    };
+    let (same_h, cross_h) = (histogram(same, same_ns), histogram(cross, cross_ns));
+    let mut latency = same_h.clone();
+    latency.add(&cross_h).expect("same bounds");
+    let r = &mut report.results;
+    report.scenario.urls = vec!["ws://127.0.0.1:1/ws".into(), "ws://127.0.0.1:2/ws".into()];
+    r.delivered = same + cross;
+    r.expected = same + cross_expected;
+    r.lost = cross_expected - cross;
+    r.latency_ns = HistogramSummary::of(&latency);
+    let class =
+        |expected: u64, delivered: u64, h: &hdrhistogram::Histogram<u64>| NodeClassResults {
+            expected,
+            delivered,
+            lost: expected - delivered,
+            latency_ns: HistogramSummary::of(h),
+        };
+    r.nodes = Some(NodeResults {
+        urls: report
+            .scenario
+            .urls
+            .iter()
+            .map(|url| UrlConnections {
+                url: url.clone(),
+                target: 5,
+                publishers: 1,
+                ok: 5,
+            })
+            .collect(),
+        same_node: class(same, same, &same_h),
+        cross_node: class(cross_expected, cross, &cross_h),
+    });
+    for (name, h) in [
+        ("latency", &latency),
+        ("latency_same_node", &same_h),
+        ("latency_cross_node", &cross_h),
+    ] {
+        r.histograms
+            .insert(name.to_string(), encode_histogram(h).expect("encode"));
+    }
+    report
 }
