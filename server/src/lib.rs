@@ -24,6 +24,10 @@
 //! inbound rate limit                                               rate_limit.rs
 //! counters and /metrics                                            metrics.rs
 //! publish token and JWT checks; POST /publish/{room}               auth.rs, publish.rs
+//! several nodes (--broker): Redis pub/sub links, the envelope        broker.rs,
+//!   (publish link: bounded queue, pipelined; subscribe link: rooms    broker_publish.rs,
+//!   with local members, frames into the cores' mailboxes)             broker_subscribe.rs,
+//!                                                                     broker_envelope.rs
 //! ```
 //!
 //! The data path, and why it is built this way (measured: see the README's Benchmarks):

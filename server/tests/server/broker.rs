@@ -168,6 +168,38 @@ async fn local_rooms_work_while_redis_is_down_and_nodes_reconnect_when_it_is_bac
 }
 
 #[tokio::test]
+async fn every_message_crosses_the_broker_or_is_counted_as_dropped() {
+    let redis = Redis::start();
+    // A queue of one: a burst overflows it (how much depends on the link's pace).
+    let a = node(&redis, &["--broker-queue", "1"]);
+    let mut publisher = ws::connect(a.addr, "/ws/burst").await;
+    let mut member = ws::connect(a.addr, "/ws/burst").await;
+    wait_subscribed(a.addr, 1.0).await;
+    const SENT: usize = 300;
+    for i in 0..SENT {
+        ws::send_text(&mut publisher, &format!("m{i}")).await;
+    }
+    // Local clients get every message, whatever the broker took.
+    for i in 0..SENT {
+        assert_eq!(ws::next_text(&mut member).await, format!("m{i}"));
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let samples = metrics::scrape(a.addr).await;
+        let out = metrics::total(&samples, "ringcast_broker_messages_out_total");
+        let dropped = metrics::total(&samples, "ringcast_broker_dropped_total");
+        if out + dropped == SENT as f64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{out} sent + {dropped} dropped of {SENT}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
 async fn http_publish_reaches_the_other_nodes() {
     let redis = Redis::start();
     const TOKEN: &str = "test-publish-token-0123456789";
