@@ -28,7 +28,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a load test against one or more chat-room WebSocket servers.
     #[command(after_help = EXIT_CODES_HELP)]
-    Run(RunOpt),
+    Run(Box<RunOpt>),
     /// Compare two reports or two directories of repeated runs, scenario by scenario.
     #[command(after_help = EXIT_CODES_HELP)]
     Compare(CompareOpt),
@@ -106,9 +106,10 @@ pub struct RunOpt {
     /// they are left out of `expected` and reported on their own.
     #[arg(long, default_value_t = 0.0)]
     pub stalled: f64,
-    /// PID of a server on this host: its CPU and memory are sampled from /proc.
-    #[arg(long = "server-pid")]
-    pub server_pid: Option<u32>,
+    /// PID of a server on this host: its CPU and memory are sampled from /proc. Repeatable (or
+    /// a comma list) for a cluster on this host (nodes, broker): the report sums them.
+    #[arg(long = "server-pid", value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// A send-lag p99 above this marks the run invalid (publishers fell behind).
     #[arg(long = "max-send-lag", default_value = "5ms", value_parser = parse_duration)]
     pub max_send_lag: Duration,

@@ -269,7 +269,7 @@ pub fn warnings(base: &[Report], new: &[Report]) -> Vec<String> {
     let n_scenario = serde_json::to_value(&n.scenario).unwrap_or_default();
     if let (Some(b_map), Some(n_map)) = (b_scenario.as_object(), n_scenario.as_object()) {
         for (key, b_value) in b_map {
-            if ["urls", "thresholds", "server_pid"].contains(&key.as_str()) {
+            if ["urls", "thresholds", "server_pid", "server_pids"].contains(&key.as_str()) {
                 continue;
             }
             if n_map.get(key) != Some(b_value) {

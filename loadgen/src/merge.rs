@@ -191,9 +191,10 @@ fn merge_nodes(
     Ok(Some(merged))
 }
 
-/// The merged run's `server`: when every part watched the same process (same host and pid),
-/// one server served all the deliveries, so its CPU per delivery is taken over the merged
-/// count; otherwise there is no single server figure (each is in `servers`).
+/// The merged run's `server`: when every part watched the same processes (same host and
+/// pids), one server (or one cluster) served all the deliveries, so its CPU per delivery is
+/// taken over the merged count; otherwise there is no single server figure (each is in
+/// `servers`).
 fn combined_server(parts: &[Report], delivered: u64) -> Option<crate::probe::ServerResults> {
     let watched: Vec<_> = parts
         .iter()
@@ -202,22 +203,20 @@ fn combined_server(parts: &[Report], delivered: u64) -> Option<crate::probe::Ser
     let (host, first) = *watched.first()?;
     if watched
         .iter()
-        .any(|(h, s)| *h != host || s.pid != first.pid)
+        .any(|(h, s)| *h != host || s.pid != first.pid || s.pids != first.pids)
     {
         return None;
     }
-    // The server's CPU over the longest window any part measured.
-    let cpu_seconds = watched
+    // The server's CPU over the longest window any part measured, and that part's user-space
+    // share and per-process figures.
+    let (_, longest) = *watched
         .iter()
-        .map(|(_, s)| s.cpu_seconds)
-        .fold(0.0, f64::max);
-    // The user-space part of that same window (the part that measured it).
-    let user_seconds = watched
-        .iter()
-        .max_by(|a, b| a.1.cpu_seconds.total_cmp(&b.1.cpu_seconds))
-        .and_then(|(_, s)| s.cpu_user_seconds);
+        .max_by(|a, b| a.1.cpu_seconds.total_cmp(&b.1.cpu_seconds))?;
+    let cpu_seconds = longest.cpu_seconds;
+    let user_seconds = longest.cpu_user_seconds;
     let per_delivery = |seconds: f64| (delivered > 0).then(|| seconds * 1e6 / delivered as f64);
     let mut server = first.clone();
+    server.processes = longest.processes.clone();
     server.cpu_seconds = cpu_seconds;
     server.cpu_us_per_delivery = per_delivery(cpu_seconds);
     server.cpu_s_per_million_deliveries = per_delivery(cpu_seconds);

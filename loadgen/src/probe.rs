@@ -43,11 +43,19 @@ pub fn sample_server(pid: u32) -> Option<ServerSample> {
     })
 }
 
-/// Server figures reported in `results.server`.
+/// Server figures reported in `results.server`. With several `--server-pid`s (a cluster: nodes
+/// and broker on one host) every figure is the sum over the processes, so a cluster's cost per
+/// delivery compares with a single server's.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ServerResults {
-    /// Process sampled.
+    /// Process sampled (with several: the first given).
     pub pid: u32,
+    /// Every process sampled, in `--server-pid` order; absent (not written) with one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pids: Vec<u32>,
+    /// Each process's own figures, in `pids` order; absent (not written) with one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<ProcessResults>,
     /// CPU seconds the server used during the measured window.
     pub cpu_seconds: f64,
     /// Server CPU microseconds per delivered message in the window; null when nothing was
@@ -67,10 +75,27 @@ pub struct ServerResults {
     pub rss_before_connect_bytes: u64,
     /// RSS once every connection was up.
     pub rss_connected_bytes: u64,
-    /// Peak RSS (VmHWM) at the end of the window.
+    /// Peak RSS (VmHWM) at the end of the window (several processes: the sum of their peaks).
     pub rss_peak_bytes: u64,
     /// (connected - before) / connections; null without connections.
     pub rss_per_connection_bytes: Option<f64>,
+}
+
+/// One process's share of a several-pid `results.server` (`processes`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProcessResults {
+    /// Process sampled.
+    pub pid: u32,
+    /// CPU seconds it used during the measured window.
+    pub cpu_seconds: f64,
+    /// Of `cpu_seconds`, the user-space part.
+    pub cpu_user_seconds: f64,
+    /// RSS before loadgen connected.
+    pub rss_before_connect_bytes: u64,
+    /// RSS once every connection was up.
+    pub rss_connected_bytes: u64,
+    /// Peak RSS (VmHWM) at the end of the window.
+    pub rss_peak_bytes: u64,
 }
 
 /// The four readings of a run: before connecting, connected, window start, window end.
@@ -86,33 +111,124 @@ pub struct ServerReadings {
     pub window_end: Option<ServerSample>,
 }
 
+/// Where in the run a reading is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Before the first connection.
+    BeforeConnect,
+    /// After all connection attempts finished.
+    Connected,
+    /// At the start of the measured window.
+    WindowStart,
+    /// At the end of the measured window.
+    WindowEnd,
+}
+
 impl ServerReadings {
-    /// Derives the reported figures; `None` unless all four readings exist.
-    pub fn results(&self, pid: u32, connections: u64, deliveries: u64) -> Option<ServerResults> {
+    /// The slot of `phase`.
+    fn slot(&mut self, phase: Phase) -> &mut Option<ServerSample> {
+        match phase {
+            Phase::BeforeConnect => &mut self.before_connect,
+            Phase::Connected => &mut self.connected,
+            Phase::WindowStart => &mut self.window_start,
+            Phase::WindowEnd => &mut self.window_end,
+        }
+    }
+
+    /// This process's figures; `None` unless all four readings exist.
+    pub fn process(&self, pid: u32) -> Option<ProcessResults> {
         let (before, connected, start, end) = (
             self.before_connect?,
             self.connected?,
             self.window_start?,
             self.window_end?,
         );
-        let cpu_seconds = (end.cpu_seconds - start.cpu_seconds).max(0.0);
-        let user_seconds = (end.user_seconds - start.user_seconds).max(0.0);
-        let per_delivery =
-            |seconds: f64| (deliveries > 0).then(|| seconds * 1e6 / deliveries as f64);
-        Some(ServerResults {
+        Some(ProcessResults {
             pid,
-            cpu_seconds,
-            cpu_us_per_delivery: per_delivery(cpu_seconds),
-            cpu_s_per_million_deliveries: per_delivery(cpu_seconds),
-            cpu_user_seconds: Some(user_seconds),
-            user_us_per_delivery: per_delivery(user_seconds),
+            cpu_seconds: (end.cpu_seconds - start.cpu_seconds).max(0.0),
+            cpu_user_seconds: (end.user_seconds - start.user_seconds).max(0.0),
             rss_before_connect_bytes: before.rss_bytes,
             rss_connected_bytes: connected.rss_bytes,
             rss_peak_bytes: end.rss_peak_bytes,
-            rss_per_connection_bytes: (connections > 0).then(|| {
-                connected.rss_bytes.saturating_sub(before.rss_bytes) as f64 / connections as f64
-            }),
         })
+    }
+
+    /// Derives the reported figures; `None` unless all four readings exist.
+    pub fn results(&self, pid: u32, connections: u64, deliveries: u64) -> Option<ServerResults> {
+        Some(summed(&[self.process(pid)?], connections, deliveries))
+    }
+}
+
+/// The readings of every `--server-pid`, in the order given.
+#[derive(Debug, Clone, Default)]
+pub struct ServerProbe {
+    /// (pid, its readings).
+    processes: Vec<(u32, ServerReadings)>,
+}
+
+impl ServerProbe {
+    /// A probe of `pids` (none: sampling does nothing and there are no results).
+    pub fn new(pids: &[u32]) -> Self {
+        Self {
+            processes: pids
+                .iter()
+                .map(|&pid| (pid, ServerReadings::default()))
+                .collect(),
+        }
+    }
+
+    /// Samples every process at `phase`, one after the other; a vanished process leaves its
+    /// slot empty.
+    pub fn sample(&mut self, phase: Phase) {
+        for (pid, readings) in &mut self.processes {
+            *readings.slot(phase) = sample_server(*pid);
+        }
+    }
+
+    /// The summed figures; `None` without pids or unless every process has all four readings
+    /// (as with one pid, a process that vanished mid-run leaves no server figures: a sum
+    /// missing a process would understate the cost).
+    pub fn results(&self, connections: u64, deliveries: u64) -> Option<ServerResults> {
+        let processes = self
+            .processes
+            .iter()
+            .map(|(pid, readings)| readings.process(*pid))
+            .collect::<Option<Vec<_>>>()?;
+        (!processes.is_empty()).then(|| summed(&processes, connections, deliveries))
+    }
+}
+
+/// `results.server` from each process's figures (at least one): sums, and per delivery and
+/// per connection from the sums; `pids` and `processes` only with more than one.
+pub fn summed(processes: &[ProcessResults], connections: u64, deliveries: u64) -> ServerResults {
+    let cpu_seconds: f64 = processes.iter().map(|p| p.cpu_seconds).sum();
+    let user_seconds: f64 = processes.iter().map(|p| p.cpu_user_seconds).sum();
+    let before: u64 = processes.iter().map(|p| p.rss_before_connect_bytes).sum();
+    let connected: u64 = processes.iter().map(|p| p.rss_connected_bytes).sum();
+    let per_delivery = |seconds: f64| (deliveries > 0).then(|| seconds * 1e6 / deliveries as f64);
+    let several = processes.len() > 1;
+    ServerResults {
+        pid: processes.first().map_or(0, |p| p.pid),
+        pids: if several {
+            processes.iter().map(|p| p.pid).collect()
+        } else {
+            Vec::new()
+        },
+        processes: if several {
+            processes.to_vec()
+        } else {
+            Vec::new()
+        },
+        cpu_seconds,
+        cpu_us_per_delivery: per_delivery(cpu_seconds),
+        cpu_s_per_million_deliveries: per_delivery(cpu_seconds),
+        cpu_user_seconds: Some(user_seconds),
+        user_us_per_delivery: per_delivery(user_seconds),
+        rss_before_connect_bytes: before,
+        rss_connected_bytes: connected,
+        rss_peak_bytes: processes.iter().map(|p| p.rss_peak_bytes).sum(),
+        rss_per_connection_bytes: (connections > 0)
+            .then(|| connected.saturating_sub(before) as f64 / connections as f64),
     }
 }
 
@@ -167,5 +283,73 @@ mod tests {
         assert_eq!(idle.cpu_s_per_million_deliveries, None);
         assert_eq!(idle.user_us_per_delivery, None);
         assert_eq!(idle.rss_per_connection_bytes, None);
+    }
+
+    #[test]
+    fn several_processes_are_summed_and_listed() {
+        let process = |pid: u32, cpu: f64, before: u64, connected: u64| ProcessResults {
+            pid,
+            cpu_seconds: cpu,
+            cpu_user_seconds: cpu / 2.0,
+            rss_before_connect_bytes: before,
+            rss_connected_bytes: connected,
+            rss_peak_bytes: connected + 1,
+        };
+        let parts = [
+            process(101, 1.0, 1000, 51_000),
+            process(102, 2.0, 2000, 52_000),
+            process(103, 1.0, 500, 400),
+        ];
+        let sum = summed(&parts, 100, 1_000_000);
+        assert_eq!(sum.pid, 101);
+        assert_eq!(sum.pids, vec![101, 102, 103]);
+        assert_eq!(sum.processes, parts.to_vec());
+        assert_eq!(sum.cpu_seconds, 4.0);
+        assert_eq!(sum.cpu_us_per_delivery, Some(4.0));
+        assert_eq!(sum.cpu_s_per_million_deliveries, Some(4.0));
+        assert_eq!(sum.cpu_user_seconds, Some(2.0));
+        assert_eq!(sum.user_us_per_delivery, Some(2.0));
+        assert_eq!(sum.rss_before_connect_bytes, 3500);
+        assert_eq!(sum.rss_connected_bytes, 103_400);
+        assert_eq!(sum.rss_peak_bytes, 103_403);
+        assert_eq!(sum.rss_per_connection_bytes, Some(999.0));
+        // One process: the shape of a single-pid report, no `pids` or `processes` written.
+        let one = summed(&parts[..1], 100, 1_000_000);
+        assert!(one.pids.is_empty() && one.processes.is_empty());
+        let json = serde_json::to_value(&one).unwrap();
+        assert!(json.get("pids").is_none() && json.get("processes").is_none());
+        assert!(serde_json::to_value(&sum)
+            .unwrap()
+            .get("processes")
+            .is_some());
+    }
+
+    #[test]
+    fn a_probe_samples_every_pid_and_a_vanished_one_leaves_no_figures() {
+        let me = std::process::id();
+        let mut probe = ServerProbe::new(&[me, me]);
+        for phase in [
+            Phase::BeforeConnect,
+            Phase::Connected,
+            Phase::WindowStart,
+            Phase::WindowEnd,
+        ] {
+            probe.sample(phase);
+        }
+        let results = probe.results(1, 1).expect("both readings complete");
+        assert_eq!(results.pids, vec![me, me]);
+        assert_eq!(results.processes.len(), 2);
+        // A pid without /proc entry: no server figures, as with one vanished pid.
+        let mut gone = ServerProbe::new(&[me, u32::MAX]);
+        for phase in [
+            Phase::BeforeConnect,
+            Phase::Connected,
+            Phase::WindowStart,
+            Phase::WindowEnd,
+        ] {
+            gone.sample(phase);
+        }
+        assert_eq!(gone.results(1, 1), None);
+        assert_eq!(ServerProbe::new(&[]).results(1, 1), None);
     }
 }

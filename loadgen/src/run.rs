@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::clock::{monotonic_ns, monotonic_to_system};
 use crate::nodes::{expected_by_class, url_of_connection, ClassTotals};
 use crate::pacer::Pacer;
-use crate::probe::{own_cpu_seconds, sample_server, ServerReadings};
+use crate::probe::{own_cpu_seconds, Phase, ServerProbe};
 use crate::report::csv::TimelineRow;
 use crate::report::hlog::HlogBuffer;
 use crate::report::{self, encode_histogram, HistogramSummary, Report, Results};
@@ -42,8 +42,8 @@ struct Phases {
     window: Option<Arc<Window>>,
     /// Own CPU seconds at the window's start and end.
     cpu_at_window: (Option<f64>, Option<f64>),
-    /// Server readings.
-    server: ServerReadings,
+    /// Server readings (every --server-pid).
+    server: ServerProbe,
     /// The thread waking the publishers, started with the window.
     pacer_thread: Option<std::thread::JoinHandle<()>>,
     /// The run was abandoned because no connection succeeded.
@@ -91,11 +91,11 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
     let mut phases = Phases {
         window: None,
         cpu_at_window: (None, None),
-        server: ServerReadings::default(),
+        server: ServerProbe::new(&scenario.watched_pids()),
         pacer_thread: None,
         aborted: false,
     };
-    phases.server.before_connect = scenario.server_pid.and_then(sample_server);
+    phases.server.sample(Phase::BeforeConnect);
 
     // Receiving workers own the subscribers and read the publishers' sockets; they run whenever
     // anything is received, subscribers or not (chat: every publisher is a receiver).
@@ -136,13 +136,7 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
     let mut busiest_window_second: Option<f64> = None;
     loop {
         let tick_ns = started_ns + second * 1_000_000_000 + HANDOFF_GRACE_NS;
-        wait_until(
-            &mut phases,
-            &shared,
-            &window_tx,
-            tick_ns,
-            scenario.server_pid,
-        )?;
+        wait_until(&mut phases, &shared, &window_tx, tick_ns)?;
         let now = monotonic_ns();
         let interval = std::mem::take(
             &mut *shared
@@ -282,7 +276,6 @@ fn wait_until(
     shared: &Arc<Shared>,
     window_tx: &watch::Sender<Option<Arc<Window>>>,
     until_ns: u64,
-    server_pid: Option<u32>,
 ) -> anyhow::Result<()> {
     loop {
         let now = monotonic_ns();
@@ -293,7 +286,7 @@ fn wait_until(
         if phases.window.is_none()
             && shared.attempts_done.load(Ordering::Relaxed) >= shared.scenario.connections()
         {
-            phases.server.connected = server_pid.and_then(sample_server);
+            phases.server.sample(Phase::Connected);
             let measure_start_ns = now + (shared.scenario.warmup_s * 1e9) as u64;
             let window = Arc::new(Window {
                 t0_ns: now,
@@ -324,13 +317,12 @@ fn wait_until(
                 }
                 if now >= edge {
                     let (user, system) = own_cpu_seconds();
-                    let sample = server_pid.and_then(sample_server);
                     if edge == window.measure_start_ns {
                         phases.cpu_at_window.0 = Some(user + system);
-                        phases.server.window_start = sample;
+                        phases.server.sample(Phase::WindowStart);
                     } else {
                         phases.cpu_at_window.1 = Some(user + system);
-                        phases.server.window_end = sample;
+                        phases.server.sample(Phase::WindowEnd);
                     }
                 } else {
                     next = next.min(edge);
@@ -617,9 +609,7 @@ fn results_of(
             // A window shorter than one whole second has no busiest second: its mean.
             max_second_percent: busiest_window_second.or(window_percent),
         },
-        server: scenario
-            .server_pid
-            .and_then(|pid| phases.server.results(pid, totals.connected, delivered)),
+        server: phases.server.results(totals.connected, delivered),
         servers: Vec::new(),
         nodes: node_results(scenario, totals, connected),
         thresholds: Vec::new(),

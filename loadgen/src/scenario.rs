@@ -46,8 +46,12 @@ pub struct Scenario {
     pub drain_s: f64,
     /// Percent of subscribers that stop reading after the warm-up.
     pub stalled_percent: f64,
-    /// Server process sampled from /proc, if any.
+    /// Server process sampled from /proc, if any (with several: the first).
     pub server_pid: Option<u32>,
+    /// With more than one `--server-pid` (a cluster on this host): every one, in order; their
+    /// figures are summed. Absent (not written) with one or none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_pids: Vec<u32>,
     /// Send-lag p99 above which the run is invalid, seconds.
     pub max_send_lag_s: f64,
     /// Threshold expressions as given.
@@ -72,6 +76,15 @@ pub struct Plan {
 }
 
 impl Scenario {
+    /// Every server process to sample, in `--server-pid` order (empty: none).
+    pub fn watched_pids(&self) -> Vec<u32> {
+        if self.server_pids.is_empty() {
+            self.server_pid.into_iter().collect()
+        } else {
+            self.server_pids.clone()
+        }
+    }
+
     /// Total connections the run opens.
     pub fn connections(&self) -> u64 {
         self.subscribers + self.publishers
@@ -137,10 +150,14 @@ impl Plan {
             (1..=256).contains(&opt.publisher_threads),
             "--publisher-threads must be in 1..=256"
         );
-        if let Some(pid) = opt.server_pid {
+        for (i, pid) in opt.server_pid.iter().enumerate() {
             ensure!(
                 std::path::Path::new(&format!("/proc/{pid}/stat")).exists(),
                 "--server-pid {pid}: no such process on this host"
+            );
+            ensure!(
+                !opt.server_pid[..i].contains(pid),
+                "--server-pid {pid} given twice (its CPU would be counted twice)"
             );
         }
         let targets = opt
@@ -176,7 +193,12 @@ impl Plan {
             src,
             drain_s: opt.drain.as_secs_f64(),
             stalled_percent: opt.stalled,
-            server_pid: opt.server_pid,
+            server_pid: opt.server_pid.first().copied(),
+            server_pids: if opt.server_pid.len() > 1 {
+                opt.server_pid.clone()
+            } else {
+                Vec::new()
+            },
             max_send_lag_s: opt.max_send_lag.as_secs_f64(),
             thresholds: opt.thresholds.clone(),
         };
@@ -186,5 +208,37 @@ impl Plan {
             thresholds,
             out: opt.out.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_pid_repeats_and_only_several_are_listed() {
+        let me = std::process::id().to_string();
+        let url = ["--url", "ws://127.0.0.1:9/ws"];
+        let plan = |extra: &[&str]| Plan::from_run_args(&[&url[..], extra].concat());
+        let one = plan(&["--server-pid", &me]).unwrap().scenario;
+        assert_eq!(one.server_pid, Some(std::process::id()));
+        assert!(one.server_pids.is_empty());
+        assert_eq!(one.watched_pids(), vec![std::process::id()]);
+        let json = serde_json::to_value(&one).unwrap();
+        assert!(
+            json.get("server_pids").is_none(),
+            "single-pid shape unchanged"
+        );
+        let two = plan(&["--server-pid", &me, "--server-pid", "1"])
+            .unwrap()
+            .scenario;
+        assert_eq!(two.server_pids, vec![std::process::id(), 1]);
+        assert_eq!(two.watched_pids(), two.server_pids);
+        let comma = plan(&["--server-pid", &format!("{me},1")])
+            .unwrap()
+            .scenario;
+        assert_eq!(comma.server_pids, two.server_pids);
+        assert!(plan(&["--server-pid", &me, "--server-pid", &me]).is_err());
+        assert!(plan(&[]).unwrap().scenario.watched_pids().is_empty());
     }
 }

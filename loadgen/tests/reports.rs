@@ -429,6 +429,8 @@ fn merge_writes_a_time_aligned_log_and_timeline_and_keeps_each_server() {
         report.environment.started_unix_s = 1_800_000_000.0 + offset_s as f64;
         report.results.server = Some(ServerResults {
             pid,
+            pids: Vec::new(),
+            processes: Vec::new(),
             cpu_seconds: 1.0,
             cpu_us_per_delivery: Some(1000.0),
             cpu_s_per_million_deliveries: Some(1000.0),
@@ -529,6 +531,8 @@ fn undefined_figures_are_null_and_thresholds_on_them_fail_as_not_measured() {
     report.results.delivered = 0;
     report.results.server = Some(ServerResults {
         pid: 1,
+        pids: Vec::new(),
+        processes: Vec::new(),
         cpu_seconds: 0.5,
         cpu_us_per_delivery: None,
         cpu_s_per_million_deliveries: None,

@@ -379,3 +379,75 @@ fn without_warm_up_the_first_message_is_measured_everywhere() {
     );
     server.shutdown();
 }
+
+#[test]
+fn several_server_pids_are_sampled_and_summed() {
+    // The server runs in this test process; a `sleep` child stands in for a second process of
+    // a cluster (a broker), and a child killed mid-run for a node that vanished.
+    let server = start_server(&[]);
+    let url = format!("ws://{}/ws/pids", server.local_addr());
+    let mut idle = Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep starts");
+    let me = std::process::id();
+    let pids = format!("{me},{}", idle.id());
+    let out = scratch_dir("server-pids");
+    let args = [
+        "--subscribers",
+        "20",
+        "--publishers",
+        "1",
+        "--rate",
+        "50",
+        "--duration",
+        "1s",
+        "--warmup",
+        "500ms",
+        "--drain",
+        "500ms",
+    ];
+    let output = loadgen_run(&url, &[&args[..], &["--server-pid", &pids]].concat(), &out);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    let report = Report::read(&out.join("report.json")).expect("report written");
+    assert_eq!(report.scenario.server_pids, vec![me, idle.id()]);
+    let s = report.results.server.as_ref().expect("server figures");
+    assert_eq!((s.pid, s.pids.clone()), (me, vec![me, idle.id()]));
+    assert_eq!(s.processes.len(), 2);
+    let cpu: f64 = s.processes.iter().map(|p| p.cpu_seconds).sum();
+    assert!((s.cpu_seconds - cpu).abs() < 1e-9);
+    let rss: u64 = s.processes.iter().map(|p| p.rss_connected_bytes).sum();
+    assert_eq!(s.rss_connected_bytes, rss);
+    assert!(s.processes[0].cpu_seconds > 0.0, "the server worked");
+    assert!(
+        stdout.contains(&format!("servers (2 pids: {me}, {})", idle.id())),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("  pid {me} ")), "{stdout}");
+
+    // One pid vanishes during the run: no server figures (as with a single vanished pid).
+    let mut doomed = Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep starts");
+    let pids = format!("{me},{}", doomed.id());
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let _ = doomed.kill();
+        let _ = doomed.wait();
+    });
+    let out = scratch_dir("server-pids-vanished");
+    let output = loadgen_run(&url, &[&args[..], &["--server-pid", &pids]].concat(), &out);
+    killer.join().unwrap();
+    let report = Report::read(&out.join("report.json")).expect("report written");
+    assert_eq!(
+        (output.status.code(), report.results.server.is_none()),
+        (Some(0), true),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let _ = idle.kill();
+    let _ = idle.wait();
+    server.shutdown();
+}

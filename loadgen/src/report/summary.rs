@@ -139,10 +139,15 @@ pub fn render(report: &Report) -> String {
         r.loadgen_cpu.system_s
     );
     if let Some(server) = &r.server {
+        let who = if server.pids.len() > 1 {
+            let list: Vec<String> = server.pids.iter().map(u32::to_string).collect();
+            format!("servers ({} pids: {})", server.pids.len(), list.join(", "))
+        } else {
+            format!("server (pid {})      ", server.pid)
+        };
         let _ = writeln!(
             out,
-            "server (pid {})       cpu {:.2}s in window (user {}s) = {} us/delivery (user {}) ({} CPU-s per million); rss {} -> {} MB, peak {} MB, {} B/connection",
-            server.pid,
+            "{who} cpu {:.2}s in window (user {}s) = {} us/delivery (user {}) ({} CPU-s per million); rss {} -> {} MB, peak {} MB, {} B/connection",
             server.cpu_seconds,
             number(server.cpu_user_seconds, 2),
             number(server.cpu_us_per_delivery, 2),
@@ -153,6 +158,21 @@ pub fn render(report: &Report) -> String {
             server.rss_peak_bytes / 1_000_000,
             number(server.rss_per_connection_bytes, 0)
         );
+        for process in &server.processes {
+            let share = (server.cpu_seconds > 0.0)
+                .then(|| process.cpu_seconds * 100.0 / server.cpu_seconds);
+            let _ = writeln!(
+                out,
+                "  pid {:<17} cpu {:.2}s in window (user {:.2}s, {} of the total); rss {} -> {} MB, peak {} MB",
+                process.pid,
+                process.cpu_seconds,
+                process.cpu_user_seconds,
+                percent(share),
+                process.rss_before_connect_bytes / 1_000_000,
+                process.rss_connected_bytes / 1_000_000,
+                process.rss_peak_bytes / 1_000_000
+            );
+        }
     }
     for t in &r.thresholds {
         let _ = writeln!(

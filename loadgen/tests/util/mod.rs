@@ -50,6 +50,7 @@ pub fn made_up_report(latency_ns: u64, delivered_per_sec: f64) -> Report {
             drain_s: 0.0,
             stalled_percent: 0.0,
             server_pid: None,
+            server_pids: Vec::new(),
             max_send_lag_s: 0.005,
             thresholds: Vec::new(),
         },
