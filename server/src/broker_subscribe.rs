@@ -153,6 +153,8 @@ impl<'a, 'c> Session<'a, 'c> {
             std::thread::sleep(Duration::from_millis(1));
         }
         let frame = inbound.memory.track(frame.to_vec());
+        // Counted before the hand-off, so a client never has a message /metrics does not.
+        stats.received.fetch_add(1, Ordering::Relaxed);
         for core in &inbound.cores {
             inbound.memory.mail_sent(MAIL_BYTES);
             let mail = Mail::Broadcast {
@@ -164,7 +166,6 @@ impl<'a, 'c> Session<'a, 'c> {
                 inbound.memory.mail_taken(MAIL_BYTES);
             }
         }
-        stats.received.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Pings when nothing was heard for [`IDLE_PING`]; an unanswered ping fails the link.
