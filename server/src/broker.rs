@@ -211,7 +211,17 @@ impl Broker {
 
     /// The Redis channel of `room`.
     pub fn channel(&self, room: &str) -> String {
-        format!("{}{room}", self.prefix)
+        let mut channel = String::new();
+        self.write_channel(&mut channel, room);
+        channel
+    }
+
+    /// Writes the Redis channel of `room` into `out` (cleared first): the publish link reuses
+    /// one buffer instead of allocating a name per message.
+    pub fn write_channel(&self, out: &mut String, room: &str) {
+        out.clear();
+        out.push_str(&self.prefix);
+        out.push_str(room);
     }
 
     /// Queues a message a local client published for the other nodes, without waiting: while
@@ -228,7 +238,7 @@ impl Broker {
         match self.outbound.try_send(outgoing) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => self.stats.drop_messages(DropReason::QueueFull, 1),
-            // Unreachable while `self` holds the queue's receiver thread... unless it ended.
+            // The publish link's thread has ended (the server is stopping).
             Err(TrySendError::Disconnected(_)) => {
                 self.stats.drop_messages(DropReason::LinkDown, 1);
             }

@@ -83,11 +83,13 @@ fn send_batch(
 ) -> redis::RedisResult<()> {
     let mut pipeline = redis::pipe();
     let mut batch = 0u64;
+    let mut channel = String::new();
     for outgoing in std::iter::once(first).chain(queue.try_iter().take(MAX_BATCH - 1)) {
         broker_envelope::seal(envelope, broker.node_id(), &outgoing.frame);
+        broker.write_channel(&mut channel, &outgoing.room);
         pipeline
             .cmd("PUBLISH")
-            .arg(broker.channel(&outgoing.room))
+            .arg(channel.as_str())
             .arg(envelope.as_slice())
             .ignore();
         batch += 1;
