@@ -9,9 +9,9 @@
 //!   `kernel.io_uring_disabled`); accept and HTTP on tokio's sockets; WebSocket writes as
 //!   nonblocking `writev(2)` calls in the same flush step.
 //!
-//! Both read WebSocket frames the same way (`socket.rs`: readiness, then one read into the
-//! core's scratch buffer) and take their writes from the same flush list through
-//! `Subscriber::start_write` / `Subscriber::finish_write`.
+//! Both read WebSocket frames the same way (`reader.rs`: the core's epoll set of every
+//! connection, then one read into the core's scratch buffer) and take their writes from the
+//! same flush list through `Subscriber::start_write` / `Subscriber::finish_write`.
 
 use std::cell::Cell;
 use std::io;

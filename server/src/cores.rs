@@ -22,6 +22,7 @@ use crate::epoll_output::{self, EpollOutput};
 use crate::frame::CloseCode;
 use crate::hub::{Hub, Mail};
 use crate::memory::wait_for_room;
+use crate::reader::{self, CoreReader};
 use crate::server_state::ServerState;
 use crate::uring_output::{self, UringOutput};
 use crate::{http, keepalive};
@@ -70,6 +71,8 @@ pub struct CoreContext {
     pub hub: Hub,
     /// What writes every connection's frames.
     pub output: Output,
+    /// Reads every WebSocket connection of this core.
+    pub reader: CoreReader,
     /// Every read of a WebSocket connection on this core lands here first (`conn.rs`).
     pub read_scratch: RefCell<Box<[u8]>>,
     /// Config, metrics, connection limit.
@@ -248,7 +251,8 @@ async fn serve_core<L: Listener>(
         mut ready,
         ..
     } = setup;
-    let (output, listener) = match output.and_then(|output| Ok((output, listen(listener)?))) {
+    let parts = output.and_then(|output| Ok((output, listen(listener)?, CoreReader::new()?)));
+    let (output, listener, reader) = match parts {
         Ok(parts) => parts,
         Err(err) => {
             ready.send(Err(err));
@@ -260,6 +264,7 @@ async fn serve_core<L: Listener>(
     let core = Rc::new(CoreContext {
         index,
         output,
+        reader,
         read_scratch: RefCell::new(vec![0; READ_SCRATCH].into_boxed_slice()),
         hub: Hub::new(index, peers, metrics, memory).with_broker(state.broker.get().cloned()),
         state,
@@ -269,6 +274,7 @@ async fn serve_core<L: Listener>(
     let listener = Rc::new(listener);
     spawn_local(accept_loop(Rc::clone(&core), Rc::clone(&listener)));
     spawn_local(keepalive::sweep_loop(Rc::clone(&core)));
+    spawn_local(reader::read_loop(Rc::clone(&core)));
     match &core.output {
         Output::Uring(output) => spawn_local(uring_output::flush_loop(
             Rc::clone(&core),

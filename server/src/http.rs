@@ -102,9 +102,9 @@ pub async fn serve<S: HttpSocket>(core: Rc<CoreContext>, stream: S, permit: Conn
     let ticket = slot.ticket.borrow_mut().take();
     match (result, ticket) {
         (Ok(parts), Some(ticket)) => match S::into_upgraded(parts.io.into_inner(), stream) {
-            Ok(upgraded) => conn::start(core, upgraded, &parts.read_buf, ticket),
+            Ok(upgraded) => conn::start(&core, upgraded, &parts.read_buf, ticket),
             Err(err) => {
-                // Only a reactor that cannot register one more fd fails here.
+                // Only a socket the backend cannot take out of its HTTP adapter fails here.
                 tracing::warn!(%err, "cannot start the WebSocket phase");
                 core.hub.leave(&ticket.room, &ticket.subscriber);
             }

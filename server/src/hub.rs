@@ -1,6 +1,6 @@
 //! Rooms of one core, publishing, and cross-core fan-out.
 //!
-//! A message is encoded once into a `Bytes` by the publisher's reader task
+//! A message is encoded once into a `Bytes` as the core's reader decodes it from its publisher
 //! ([`Hub::publish_message`], which counts the frame's bytes in the fan-out budget until its
 //! last handle drops). [`Hub::publish`] pushes a clone (a reference-count increment) into the
 //! queue of every local subscriber of the room — the room is found once per message (the

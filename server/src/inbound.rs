@@ -1,5 +1,5 @@
 //! Client-to-server frame decoding: RFC 6455 validation and message reassembly, without
-//! sockets (unit-testable; the connection's reader task feeds it bytes).
+//! sockets (unit-testable; the core's reader feeds it each connection's bytes).
 //!
 //! Written here instead of using fastwebsockets' reader because that reader leaves masking, the
 //! 125-byte limit on close frames, and a cap on the total size of a reassembled message to the

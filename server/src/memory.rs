@@ -28,7 +28,7 @@ use bytes::Bytes;
 
 /// How often a paused publisher or mailbox looks at the budget again. Polling keeps wake-ups
 /// off the hot path (no waker crosses cores); pauses are rare and last milliseconds.
-const BUDGET_POLL: Duration = Duration::from_millis(1);
+pub const BUDGET_POLL: Duration = Duration::from_millis(1);
 
 /// Waits until `has_room()` holds (true) or `deadline`, if any, passes (false).
 pub async fn wait_for_room(mut has_room: impl FnMut() -> bool, deadline: Option<Instant>) -> bool {

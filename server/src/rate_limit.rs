@@ -1,4 +1,4 @@
-//! Inbound rates of one connection, kept in its reader task's locals and read against the
+//! Inbound rates of one connection, kept in its reading state (`conn.rs`) and read against the
 //! core's coarse clock (no allocation, no clock read per message):
 //! - [`InboundRate`], `--max-inbound-rate`: a token bucket over the data messages it sends,
 //!   holding at most one second's worth (the burst) and refilling continuously; a message that

@@ -25,21 +25,24 @@ use crate::flush::FlushList;
 use crate::frame::{encode_close, encode_close_echo, CloseCode};
 use crate::memory::CoreLedger;
 use crate::outbound::{LocalFrame, OutboundQueue, MAX_IOV};
+use crate::reader::{EndedConnections, ReaderKey};
 use crate::server_state::ConnectionPermit;
 use crate::socket::ConnSocket;
-use crate::wake::LocalWake;
 
 /// How long a connection we close may take to answer our close frame (or, for a slow consumer,
 /// to take it at all) before its socket is shut down.
 pub const CLOSE_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(2);
 
-/// The core-wide parts a connection reports to: its handle count and its flush list.
+/// The core-wide parts a connection reports to: its handle count, its flush list and the
+/// reader's list of connections whose socket was shut down.
 #[derive(Debug)]
 pub struct CoreOutput {
     /// Frame handles held by this core's connections.
     pub ledger: CoreLedger,
     /// Connections with output waiting for the next flush step.
     pub flush: FlushList,
+    /// Connections the core's reader is to drop (their socket was shut down).
+    pub ended: EndedConnections,
 }
 
 impl CoreOutput {
@@ -48,6 +51,7 @@ impl CoreOutput {
         CoreOutput {
             ledger,
             flush: FlushList::default(),
+            ended: EndedConnections::default(),
         }
     }
 
@@ -97,13 +101,14 @@ pub struct Subscriber {
     reading_paused: Cell<bool>,
     /// Index of this subscriber in its room's list, for O(1) removal.
     room_slot: Cell<usize>,
-    /// Where output goes: the socket, read by the reader task and written by the output
+    /// Where output goes: the socket, read by the core's reader and written by the output
     /// backend. Attached once the 101 response is flushed (the subscriber joins its room
     /// before that, so no message published after the handshake is missed); never set for
     /// detached subscribers.
     endpoint: OnceCell<Endpoint>,
-    /// Wakes the reader task, which outlives its reads until the socket is shut down.
-    shut_down_wake: LocalWake,
+    /// This connection's entry in the core's reader, which drops it once the socket is shut
+    /// down (none for a subscriber that is not read, or not yet).
+    reader_key: Cell<Option<ReaderKey>>,
     /// Holds this connection's place under --max-connections until the subscriber is dropped.
     _permit: Option<ConnectionPermit>,
 }
@@ -146,7 +151,7 @@ impl Subscriber {
             reading_paused: Cell::new(false),
             room_slot: Cell::new(0),
             endpoint: OnceCell::new(),
-            shut_down_wake: LocalWake::default(),
+            reader_key: Cell::new(None),
             _permit: permit,
         }
     }
@@ -256,8 +261,8 @@ impl Subscriber {
         result
     }
 
-    /// Shuts the socket down both ways (once): a pending read returns 0, a write in flight
-    /// fails, and the reader task is woken to finish. Nothing is written afterwards.
+    /// Shuts the socket down both ways (once): a write in flight fails, and the core's reader
+    /// is told to drop the connection. Nothing is written or read afterwards.
     pub fn shutdown_socket(&self) {
         if !self.update_close(|close| close.shut(Instant::now())) {
             return;
@@ -266,19 +271,14 @@ impl Subscriber {
             // An error here means the socket is already disconnected, which is the goal.
             let _ = socket.shutdown(Shutdown::Both);
         }
-        self.shut_down_wake.wake();
+        if let Some(key) = self.reader_key.get() {
+            self.core.ended.push(key);
+        }
     }
 
     /// True once the socket was shut down.
     pub fn is_shut_down(&self) -> bool {
         self.close.get().is_shut()
-    }
-
-    /// Waits until the socket is shut down (the connection's output is finished).
-    pub async fn shut_down(&self) {
-        while !self.is_shut_down() {
-            self.shut_down_wake.wait().await;
-        }
     }
 
     /// True once a close frame is queued (no more frames will be accepted).
@@ -415,6 +415,11 @@ impl Subscriber {
             Endpoint::Socket(socket) => Some(socket),
             Endpoint::Stub => None,
         }
+    }
+
+    /// Records the connection's entry in the core's reader (told when the socket is shut down).
+    pub(crate) fn set_reader_key(&self, key: ReaderKey) {
+        self.reader_key.set(Some(key));
     }
 
     /// Position in the room's subscriber list.

@@ -5,7 +5,7 @@
 //! the adapter keeps each in-flight read or write future until it finishes and never starts a
 //! second one beside it (DESIGN 3, pitfall 1). Once the service accepts a WebSocket upgrade
 //! the adapter starts no more reads, so none is in flight when the socket and any bytes already
-//! read go to the connection's reader task: no byte the client sent is lost, and no buffer
+//! read go to the core's reader: no byte the client sent is lost, and no buffer
 //! stays pinned by the kernel for the connection's life.
 
 use std::cell::{Cell, RefCell};
@@ -97,7 +97,7 @@ impl UringIo {
             ReadState::Eof => Vec::new(),
         };
         Ok(UpgradedIo {
-            socket: ConnSocket::from_uring(Rc::clone(&self.stream))?,
+            socket: ConnSocket::from_uring(Rc::clone(&self.stream)),
             buffered,
         })
     }

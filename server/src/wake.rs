@@ -1,4 +1,4 @@
-//! A single-threaded wake-up signal for one waiting task (the connection's writer).
+//! A single-threaded wake-up signal for one waiting task (a core's flush task or reader).
 //!
 //! Used instead of `tokio::sync::Notify`, which takes a mutex to wake a waiter: delivering a
 //! frame to an idle connection must stay lock-free. The signal is a flag plus the waiter's

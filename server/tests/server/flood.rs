@@ -190,3 +190,76 @@ fn counts(readers: &[(Arc<AtomicU64>, Arc<AtomicBool>)]) -> Vec<u64> {
         .map(|(received, _)| received.load(Ordering::Relaxed))
         .collect()
 }
+
+/// A publisher the server stops reading because the fan-out budget stays exhausted (a slow
+/// reader of the room holds it: it reads, so it is not stalled, but far slower than the
+/// publisher sends) is closed with 1013 once --publish-timeout passes, and the slow reader is
+/// left alone.
+#[tokio::test]
+async fn a_publisher_paused_past_the_publish_timeout_is_closed_with_1013() {
+    let mut args = BASE_ARGS.to_vec();
+    // The slow reader may hold far more than the budget: it is not a slow consumer here, and
+    // it makes write progress within every --write-timeout.
+    args.extend([
+        "--fanout-budget",
+        BUDGET,
+        "--publish-timeout",
+        "1s",
+        "--write-timeout",
+        "900ms",
+        "--max-backlog",
+        "64MiB",
+    ]);
+    let server = spawn_server(&args);
+    let (mut slow, _) = RawClient::connect_with_small_rcvbuf(server.addr, "/ws/held")
+        .await
+        .into_parts();
+    // 4 KiB every 50 ms (80 KiB/s): the server's writes to it progress, its queue does not
+    // shrink below the budget in the test's time.
+    let slow_reader = tokio::spawn(async move {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match slow.read(&mut chunk).await {
+                Ok(0) | Err(_) => return false,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+    let mut publisher = RawClient::connect(server.addr, "/ws/held").await;
+
+    // 4 MiB of messages: far more than the budget and the kernel's buffers on the way to the
+    // slow reader. The server stops reading them, so the write may not complete.
+    let frame = FrameSpec::new(BINARY, &[0x5a; 16 << 10]).encode();
+    let burst: Vec<u8> = frame
+        .iter()
+        .copied()
+        .cycle()
+        .take(frame.len() * 256)
+        .collect();
+    publisher
+        .send_bytes_within(&burst, Duration::from_secs(3))
+        .await;
+    assert_eq!(
+        publisher.expect_close_code().await,
+        1013,
+        "the paused publisher is closed with 1013"
+    );
+
+    let samples = metrics::scrape(server.addr).await;
+    assert!(metrics::total(&samples, "ringcast_publish_pauses_total") >= 1.0);
+    assert_eq!(
+        metrics::total(&samples, "ringcast_overload_closes_total"),
+        1.0,
+        "only the publisher is closed for overload"
+    );
+    assert_eq!(
+        metrics::total(&samples, "ringcast_slow_consumer_closes_total"),
+        0.0,
+        "the slow reader holding the budget is not closed"
+    );
+    assert!(
+        !slow_reader.is_finished(),
+        "the slow reader is still connected"
+    );
+    slow_reader.abort();
+}

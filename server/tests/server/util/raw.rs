@@ -177,6 +177,15 @@ impl RawClient {
             .expect("write stalled");
     }
 
+    /// Writes raw bytes unless the server stops reading them: false if the write did not
+    /// complete within `limit` (part of it may have been sent).
+    pub async fn send_bytes_within(&mut self, bytes: &[u8], limit: std::time::Duration) -> bool {
+        matches!(
+            timeout(limit, self.stream.write_all(bytes)).await,
+            Ok(Ok(()))
+        )
+    }
+
     /// Encodes and writes one frame.
     pub async fn send(&mut self, frame: FrameSpec<'_>) {
         self.send_bytes(&frame.encode()).await;
