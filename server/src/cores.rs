@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::io::{AsRawFd, RawFd};
+use std::os::unix::io::AsRawFd;
 use std::rc::Rc;
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use crate::epoll_output::{self, EpollOutput};
 use crate::frame::CloseCode;
 use crate::hub::{Hub, Mail};
 use crate::memory::wait_for_room;
-use crate::reader::{self, CoreReader, ReaderKey};
+use crate::reader::{self, CoreReader};
 use crate::server_state::ServerState;
 use crate::uring_output::{self, UringOutput};
 use crate::{http, keepalive};
@@ -53,20 +53,6 @@ pub enum Output {
 }
 
 impl Output {
-    /// A connection's socket (entry `key` of the core's reader) will be written to.
-    pub fn socket_opened(&self, key: ReaderKey, fd: RawFd) {
-        if let Output::Uring(output) = self {
-            output.register_socket(key, fd);
-        }
-    }
-
-    /// A connection's socket will not be written to again (its fd is about to be closed).
-    pub fn socket_closed(&self, key: ReaderKey) {
-        if let Output::Uring(output) = self {
-            output.unregister_socket(key);
-        }
-    }
-
     /// Writes started and not completed yet.
     fn in_flight(&self) -> usize {
         match self {

@@ -38,8 +38,7 @@ use crate::wake::LocalWake;
 /// Most readiness events taken per `epoll_wait` (one turn of the reader).
 const EVENTS_PER_TURN: usize = 256;
 
-/// A connection's entry in its core's reader (also its index in the io_uring output ring's
-/// file table).
+/// A connection's entry in its core's reader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReaderKey(u32);
 
@@ -144,9 +143,6 @@ impl CoreReader {
             connection,
             reading: Reading::Done,
         });
-        if let Some(socket) = entry.connection.subscriber().socket() {
-            core.output.socket_opened(key, socket.fd());
-        }
         self.start_reading(core, key, entry);
     }
 
@@ -312,7 +308,6 @@ impl CoreReader {
             let entry = self.entries.borrow_mut().try_remove(key.index());
             if let Some(mut entry) = entry {
                 self.unwatch(&mut entry);
-                core.output.socket_closed(key);
                 entry.connection.finish(core);
             }
         }

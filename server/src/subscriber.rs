@@ -422,11 +422,6 @@ impl Subscriber {
         self.reader_key.set(Some(key));
     }
 
-    /// The connection's entry in the core's reader, once it has one.
-    pub(crate) fn reader_key(&self) -> Option<ReaderKey> {
-        self.reader_key.get()
-    }
-
     /// Position in the room's subscriber list.
     pub(crate) fn room_slot(&self) -> usize {
         self.room_slot.get()

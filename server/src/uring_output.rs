@@ -12,10 +12,6 @@
 //!   tokio-uring's runtime) wakes this task, which reaps them all, advances each queue and
 //!   lists again the connections that have more to send.
 //!
-//! Each connection's socket is also put into the ring's table of registered files, at the
-//! connection's key in the core's reader (`reader.rs`), so a write names it by that index and
-//! the kernel skips looking the fd up (and reference-counting its file) per write.
-//!
 //! So a delivery costs no task, no wake-up and no allocation: the flush task wakes once per
 //! burst of deliveries and once per burst of completions. One write in flight per connection
 //! keeps order. A write in flight owns an `Rc` of its subscriber, which owns the socket: the fd
@@ -24,7 +20,7 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -34,7 +30,6 @@ use tokio::io::unix::AsyncFd;
 use crate::cores::CoreContext;
 use crate::flush::WriteTally;
 use crate::metrics::CoreMetrics;
-use crate::reader::ReaderKey;
 use crate::subscriber::Subscriber;
 
 /// Submission queue entries of the output ring: writes beyond it in one flush step are
@@ -43,9 +38,6 @@ const SUBMISSION_ENTRIES: u32 = 4096;
 /// Completion queue entries: one per write in flight, and at most one write per connection is.
 /// (Beyond it the kernel keeps completions on its overflow list; none is lost.)
 const COMPLETION_ENTRIES: u32 = 64 * 1024;
-/// Most entries of the ring's file table (8 bytes of kernel memory each, and no more than
-/// RLIMIT_NOFILE): a connection whose reader key is beyond it is written by its fd.
-const MAX_REGISTERED_FILES: u64 = 64 * 1024;
 
 /// A write the kernel has not completed yet.
 struct InFlight {
@@ -69,9 +61,6 @@ pub struct UringOutput {
     spare_iovecs: RefCell<Vec<Vec<libc::iovec>>>,
     /// (user data, result) of the completions being reaped, kept allocated between reaps.
     reaped: RefCell<Vec<(u64, i32)>>,
-    /// The ring's file table: the fd registered at each index (a reader key), -1 for none.
-    /// Empty when the kernel has no sparse file tables (before 5.19).
-    registered: RefCell<Vec<RawFd>>,
 }
 
 impl std::fmt::Debug for UringOutput {
@@ -108,13 +97,6 @@ impl UringOutput {
         // SAFETY: `raw` is a fresh, valid descriptor that nothing else owns.
         let eventfd = unsafe { OwnedFd::from_raw_fd(raw) };
         ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
-        let table = rlimit::Resource::NOFILE
-            .get()
-            .map_or(0, |(soft, _)| soft.min(MAX_REGISTERED_FILES)) as u32;
-        let registered = match ring.submitter().register_files_sparse(table) {
-            Ok(()) => vec![-1; table as usize],
-            Err(_) => Vec::new(),
-        };
         Ok(UringOutput {
             ring: RefCell::new(ring),
             // SAFETY: the OwnedFd is moved into the AsyncFd, so it stays open and the same
@@ -127,48 +109,7 @@ impl UringOutput {
             free_slots: RefCell::new(Vec::new()),
             spare_iovecs: RefCell::new(Vec::new()),
             reaped: RefCell::new(Vec::new()),
-            registered: RefCell::new(registered),
         })
-    }
-
-    /// Puts a connection's socket into the ring's file table at its reader key, if the table
-    /// has that index (else its writes name the fd).
-    pub fn register_socket(&self, key: ReaderKey, fd: RawFd) {
-        let mut registered = self.registered.borrow_mut();
-        let Some(entry) = registered.get_mut(key.index()) else {
-            return;
-        };
-        let ring = self.ring.borrow();
-        if ring
-            .submitter()
-            .register_files_update(key.index() as u32, &[fd])
-            .is_ok()
-        {
-            *entry = fd;
-        }
-    }
-
-    /// Takes a connection's socket out of the file table (before its fd is closed: the table
-    /// holds the file open). A write in flight keeps the file it was submitted with.
-    pub fn unregister_socket(&self, key: ReaderKey) {
-        let mut registered = self.registered.borrow_mut();
-        let Some(entry) = registered.get_mut(key.index()).filter(|fd| **fd >= 0) else {
-            return;
-        };
-        // -1 empties the entry. It fails only for an index the table does not have.
-        let _ = self
-            .ring
-            .borrow()
-            .submitter()
-            .register_files_update(key.index() as u32, &[-1]);
-        *entry = -1;
-    }
-
-    /// The file table index of `subscriber`'s socket `fd`, if it is registered.
-    fn registered_index(&self, subscriber: &Subscriber, fd: RawFd) -> Option<u32> {
-        let key = subscriber.reader_key()?;
-        let registered = self.registered.borrow();
-        (registered.get(key.index()) == Some(&fd)).then_some(key.index() as u32)
     }
 
     /// Writes the kernel has not completed.
@@ -183,27 +124,18 @@ impl UringOutput {
             self.spare_iovecs.borrow_mut().push(iovecs);
             return Ok(());
         };
-        // The target types differ (and their trait is private to the crate): one expansion each.
-        macro_rules! write_to {
-            ($target:expr) => {
-                match iovecs.as_slice() {
-                    // One frame (the common case below a few hundred messages per second): a
-                    // SEND skips importing an iovec array (a frame over 4 GiB is sent in parts).
-                    [single] => opcode::Send::new(
-                        $target,
-                        single.iov_base.cast(),
-                        single.iov_len.min(u32::MAX as usize) as u32,
-                    )
-                    .flags(libc::MSG_NOSIGNAL)
-                    .build(),
-                    // start_write describes at most IOV_MAX iovecs, which fits a u32.
-                    many => opcode::Writev::new($target, many.as_ptr(), many.len() as u32).build(),
-                }
-            };
-        }
-        let entry = match self.registered_index(&subscriber, fd) {
-            Some(index) => write_to!(types::Fixed(index)),
-            None => write_to!(types::Fd(fd)),
+        let entry = match iovecs.as_slice() {
+            // One frame (the common case below a few hundred messages per second): a SEND
+            // skips importing an iovec array (a frame over 4 GiB is sent in parts).
+            [single] => opcode::Send::new(
+                types::Fd(fd),
+                single.iov_base.cast(),
+                single.iov_len.min(u32::MAX as usize) as u32,
+            )
+            .flags(libc::MSG_NOSIGNAL)
+            .build(),
+            // start_write describes at most IOV_MAX iovecs, which fits a u32.
+            many => opcode::Writev::new(types::Fd(fd), many.as_ptr(), many.len() as u32).build(),
         }
         .user_data(self.take_slot(InFlight { subscriber, iovecs }) as u64);
         let mut ring = self.ring.borrow_mut();
