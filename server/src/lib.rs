@@ -43,6 +43,10 @@
 //!   submits them all at once; completions arrive through an eventfd that tokio's reactor (inside
 //!   tokio-uring's runtime) watches. tokio-uring stays the runtime for accept, HTTP and
 //!   timers.
+//! - Writes name the socket by fd. Registered files (the ring's file table, `Fixed(index)`)
+//!   were tried and measured: no difference in CPU per delivery, because the cost `fget` showed
+//!   in the profile (~4%) is the first touch of the socket's `struct file`, which moved to
+//!   `sock_from_file` (results/reader-fixed-files-vs-uws-2026-12-02-vm).
 //! - One write in flight per connection keeps order; what arrives meanwhile goes into the next
 //!   write, so a lagging connection's frames leave in one syscall.
 //! - The output path's sans-IO half (`outbound.rs`, `flush.rs`: queues, budgets, iovecs,
