@@ -135,28 +135,44 @@ impl Connection {
     /// The socket is readable: reads once (into the core's scratch buffer, or into the tail of
     /// an incomplete frame) and handles the whole frames.
     pub fn read_ready(&mut self, core: &CoreContext) -> Step {
-        let Some(socket) = self.subscriber.socket() else {
-            return Step::Done;
-        };
         if self.tail.is_empty() {
             return self.read_into_scratch(core);
         }
+        let Some(socket) = self.subscriber.socket() else {
+            return Step::Done;
+        };
         // An incomplete frame waits: read its rest straight into the connection's buffer.
         let wanted = self
             .tail_frame_len
             .unwrap_or(0)
             .max(self.tail.len() + TAIL_READ);
         self.tail.reserve_exact(wanted - self.tail.len());
-        match socket.recv_spare(&mut self.tail) {
-            Ok(None) => return Step::Wait,
-            Ok(Some(read)) if read > 0 => self.subscriber.touch(core.hub.now()),
-            _ => {
-                // EOF or error: the client is gone.
-                self.subscriber.shutdown_socket();
-                return Step::Done;
-            }
+        let read = socket.recv_spare(&mut self.tail);
+        if let Err(step) = self.received(core, read) {
+            return step;
         }
         self.decode_held(core)
+    }
+
+    /// What a read gave: the bytes read (the client spoke: keepalive is told), or what the
+    /// reader does when there were none (wait; or, at end of stream or on an error, the client
+    /// is gone: the socket is shut down and reading is done).
+    fn received(
+        &self,
+        core: &CoreContext,
+        read: std::io::Result<Option<usize>>,
+    ) -> Result<usize, Step> {
+        match read {
+            Ok(None) => Err(Step::Wait),
+            Ok(Some(read)) if read > 0 => {
+                self.subscriber.touch(core.hub.now());
+                Ok(read)
+            }
+            _ => {
+                self.subscriber.shutdown_socket();
+                Err(Step::Done)
+            }
+        }
     }
 
     /// Decodes and handles the whole frames the connection already holds (bytes hyper read
@@ -182,16 +198,10 @@ impl Connection {
             return Step::Done;
         };
         let mut scratch = core.read_scratch.borrow_mut();
-        let read = match socket.recv(&mut scratch) {
-            Ok(None) => return Step::Wait,
-            Ok(Some(read)) if read > 0 => read,
-            _ => {
-                // EOF or error: the client is gone.
-                self.subscriber.shutdown_socket();
-                return Step::Done;
-            }
+        let read = match self.received(core, socket.recv(&mut scratch)) {
+            Ok(read) => read,
+            Err(step) => return step,
         };
-        self.subscriber.touch(core.hub.now());
         let (consumed, step) = self.decode(core, &mut scratch[..read]);
         if step != Step::Done {
             let rest = &scratch[consumed..read];

@@ -58,7 +58,7 @@
 //!   tokio's reactor (on both backends); one reader task per core reads each ready socket
 //!   once into one scratch buffer per core, and only an incomplete frame's tail is copied into
 //!   the connection. A reader task per connection cost ~640 bytes of task and ~256 of
-//!   readiness registration each (measured: 1.6 KiB per idle connection then, 0.74 KiB now).
+//!   readiness registration each (measured: 1.6 KiB per idle connection then, 0.8 KiB now).
 //!   A tokio-uring read would pin an owned buffer per connection for as long as the client is
 //!   silent (an older design: 512 bytes each), and tokio-uring 0.5 has no provided-buffer
 //!   rings; multishot poll on the output ring would work only on io_uring, where the epoll set
