@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringcast::flush::Sent;
-use ringcast::hub::{Hub, Room};
-use ringcast::subscriber::{drain_detached, Subscriber};
+use ringcast::fanout::hub::{Hub, Room};
+use ringcast::output::flush::Sent;
+use ringcast::output::subscriber::{drain_detached, Subscriber};
 use ringcast::{encode_message, MessageKind};
 use ringcast_benches::{criterion_config, payload};
 

@@ -10,10 +10,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringcast::hub::{Hub, Mail};
-use ringcast::memory::FanoutMemory;
+use ringcast::budget::FanoutMemory;
+use ringcast::fanout::hub::{Hub, Mail};
 use ringcast::metrics::CoreMetrics;
-use ringcast::subscriber::{drain_detached, Subscriber};
+use ringcast::output::subscriber::{drain_detached, Subscriber};
 use ringcast::{encode_message, MessageKind};
 use ringcast_benches::{criterion_config, payload};
 

@@ -1,5 +1,5 @@
 //! `parse_client_frame/<size>`: decoding one masked client frame and unmasking its payload, by
-//! payload size, with the server's own decoder (`ringcast::inbound::FrameDecoder`, the code
+//! payload size, with the server's own decoder (`ringcast::ws::decode::FrameDecoder`, the code
 //! the connection's reader task runs on its read buffer; no socket involved).
 //!
 //! The input is a buffer of identical masked binary frames back to back (at least 64 KiB, like
@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringcast::inbound::{Decoded, FrameDecoder};
+use ringcast::ws::decode::{Decoded, FrameDecoder};
 use ringcast_benches::{criterion_config, payload, PAYLOAD_SIZES};
 use ringcast_proto::{opcode, Frame};
 

@@ -1,4 +1,4 @@
-//! Fuzzes `ringcast::inbound::FrameDecoder` driven the way `conn.rs`'s `read_loop` drives it:
+//! Fuzzes `ringcast::ws::decode::FrameDecoder` driven the way `conn.rs`'s `read_loop` drives it:
 //! decode repeatedly from one buffer, drop the consumed bytes, "read" the next chunk, stop at
 //! a close or an error.
 //!
@@ -18,7 +18,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringcast::inbound::{Decoded, FrameDecoder, Inbound};
+use ringcast::ws::decode::{Decoded, FrameDecoder, Inbound};
 use ringcast::{CloseCode, MessageKind};
 
 /// `--max-message` values picked by the first input byte (the last is the server's default).

@@ -13,7 +13,7 @@ use ringcast_units::{parse_duration, parse_size};
 
 use crate::auth::{JwtAuth, Secret, MIN_PUBLISH_TOKEN};
 use crate::backend::IoChoice;
-use crate::broker::BrokerConfig;
+use crate::fanout::broker::BrokerConfig;
 
 /// File descriptors kept free for listeners, io_uring rings, eventfds, logs and HTTP-only
 /// connections when deriving the default `--max-connections` from RLIMIT_NOFILE.
@@ -230,7 +230,7 @@ impl Config {
         }
         let largest_charge = cli
             .max_message
-            .checked_add(MAX_FRAME_HEADER + crate::memory::FRAME_HANDLE_BYTES)
+            .checked_add(MAX_FRAME_HEADER + crate::budget::FRAME_HANDLE_BYTES)
             .ok_or_else(|| invalid("--max-message", "is too large"))?;
         if cli.max_backlog < largest_charge {
             return Err(invalid(

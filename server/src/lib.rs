@@ -77,34 +77,16 @@
 
 pub mod auth;
 pub mod backend;
-pub mod broker;
-pub mod broker_envelope;
-pub mod broker_publish;
-pub mod broker_subscribe;
-pub mod close_state;
+pub mod budget;
 pub mod config;
-pub mod conn;
-pub mod cores;
-pub mod epoll_io;
-pub mod epoll_output;
-pub mod flush;
-pub mod frame;
+pub mod core;
+pub mod fanout;
 pub mod http;
-pub mod hub;
-pub mod inbound;
-pub mod keepalive;
-pub mod memory;
+pub mod input;
 pub mod metrics;
-pub mod outbound;
-pub mod publish;
-pub mod rate_limit;
-pub mod reader;
-pub mod server_state;
-pub mod socket;
-pub mod subscriber;
-pub mod uring_io;
-pub mod uring_output;
-pub mod wake;
+pub mod output;
+pub mod state;
+pub mod ws;
 
 use std::io;
 use std::net::SocketAddr;
@@ -114,16 +96,16 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 pub use crate::backend::{Backend, IoChoice};
-pub use crate::broker::{Broker, BrokerThreads};
 pub use crate::config::{Cli, Config, ConfigError};
-pub use crate::frame::{encode_message, CloseCode, MessageKind};
-pub use crate::hub::{Hub, Room};
-pub use crate::outbound::{BacklogExceeded, OutboundQueue};
-pub use crate::subscriber::Subscriber;
+pub use crate::fanout::broker::{Broker, BrokerThreads};
+pub use crate::fanout::hub::{Hub, Room};
+pub use crate::output::queue::{BacklogExceeded, OutboundQueue};
+pub use crate::output::subscriber::Subscriber;
+pub use crate::ws::encode::{encode_message, CloseCode, MessageKind};
 
-use crate::cores::{bind_listener, ensure_port_free, run_core, CoreSetup, ReadyReport};
-use crate::hub::Mail;
-use crate::server_state::ServerState;
+use crate::core::{bind_listener, ensure_port_free, run_core, CoreSetup, ReadyReport};
+use crate::fanout::hub::Mail;
+use crate::state::ServerState;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::rc::Rc;
 
-use ringcast::subscriber::{drain_detached, held_handles};
+use ringcast::output::subscriber::{drain_detached, held_handles};
 use ringcast::{encode_message, Hub, MessageKind, Room, Subscriber};
 
 /// Wraps the system allocator and counts allocations (including reallocations).

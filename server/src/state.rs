@@ -4,9 +4,9 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::broker::Broker;
+use crate::budget::FanoutMemory;
 use crate::config::Config;
-use crate::memory::FanoutMemory;
+use crate::fanout::broker::Broker;
 use crate::metrics::CoreMetrics;
 
 /// Read-mostly state every core holds an `Arc` of.

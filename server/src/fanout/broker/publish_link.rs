@@ -12,8 +12,10 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Instant;
 
-use crate::broker::{Broker, DropReason, Outgoing, Reconnect, CONNECT_TIMEOUT, IDLE_PING, POLL};
-use crate::broker_envelope;
+use crate::fanout::broker::envelope as broker_envelope;
+use crate::fanout::broker::{
+    Broker, DropReason, Outgoing, Reconnect, CONNECT_TIMEOUT, IDLE_PING, POLL,
+};
 
 /// Most messages in one pipeline.
 const MAX_BATCH: usize = 256;

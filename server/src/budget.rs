@@ -41,7 +41,7 @@ pub async fn wait_for_room(mut has_room: impl FnMut() -> bool, deadline: Option<
     true
 }
 
-pub use crate::outbound::FRAME_HANDLE_BYTES;
+pub use crate::output::queue::FRAME_HANDLE_BYTES;
 
 /// What a live frame costs besides its bytes, per core that holds it: the `Rc` box of its
 /// core-local handle (two counts and the `Bytes`).

@@ -12,6 +12,8 @@
 //! here is closed lingering: the server stops sending, discards what the client still sends for
 //! a moment, then closes, so the answer is not lost to a reset.
 
+pub mod publish;
+
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::future::Future;
@@ -29,18 +31,17 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::auth::{bearer_token, query_token, Rejection};
+use crate::backend::uring::finish_write;
 use crate::backend::HttpSocket;
-use crate::conn;
-use crate::cores::CoreContext;
-use crate::hub::Room;
+use crate::core::CoreContext;
+use crate::fanout::hub::Room;
+use crate::input::connection as conn;
 use crate::metrics::{render_prometheus, AuthOutcome, CONTENT_TYPE as METRICS_CONTENT_TYPE};
-use crate::publish;
-use crate::server_state::ConnectionPermit;
-use crate::subscriber::Subscriber;
-use crate::uring_io::finish_write;
+use crate::output::subscriber::Subscriber;
+use crate::state::ConnectionPermit;
 
 /// The chat page served at `GET /`.
-const CHAT_PAGE: &str = include_str!("../static/index.html");
+const CHAT_PAGE: &str = include_str!("../../static/index.html");
 /// Room of a bare `/ws`.
 const DEFAULT_ROOM: &str = "default";
 /// Longest room name.

@@ -12,10 +12,10 @@ use std::io;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 
-use crate::cores::CoreContext;
-use crate::flush::{Sent, WriteTally};
-use crate::socket::cvt;
-use crate::subscriber::Subscriber;
+use crate::backend::socket::cvt;
+use crate::core::CoreContext;
+use crate::output::flush::{Sent, WriteTally};
+use crate::output::subscriber::Subscriber;
 
 /// One core's writer state.
 #[derive(Debug, Default)]

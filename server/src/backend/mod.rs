@@ -13,6 +13,10 @@
 //! connection, then one read into the core's scratch buffer) and take their writes from the
 //! same flush list through `Subscriber::start_write` / `Subscriber::finish_write`.
 
+pub mod epoll;
+pub mod socket;
+pub mod uring;
+
 use std::cell::Cell;
 use std::io;
 use std::net::Shutdown;
@@ -21,8 +25,8 @@ use std::rc::Rc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::conn::UpgradedIo;
-use crate::uring_io::WriteSlot;
+use crate::backend::uring::WriteSlot;
+use crate::input::connection::UpgradedIo;
 
 /// `--io`: which backend to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -2,6 +2,8 @@
 //! backend), SO_REUSEPORT listener, hub and mailbox. Nothing is shared between cores on the hot
 //! path except the encoded frames and the fan-out budget's counters.
 
+pub mod keepalive;
+
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
@@ -17,15 +19,15 @@ use tokio::sync::Notify;
 use tokio::task::spawn_local;
 
 use crate::backend::{Backend, HttpSocket, Listener};
-use crate::conn::READ_SCRATCH;
-use crate::epoll_output::{self, EpollOutput};
-use crate::frame::CloseCode;
-use crate::hub::{Hub, Mail};
-use crate::memory::wait_for_room;
-use crate::reader::{self, CoreReader};
-use crate::server_state::ServerState;
-use crate::uring_output::{self, UringOutput};
-use crate::{http, keepalive};
+use crate::budget::wait_for_room;
+use crate::fanout::hub::{Hub, Mail};
+use crate::http;
+use crate::input::connection::READ_SCRATCH;
+use crate::input::reader::{self, CoreReader};
+use crate::output::epoll::{self as epoll_output, EpollOutput};
+use crate::output::uring::{self as uring_output, UringOutput};
+use crate::state::ServerState;
+use crate::ws::encode::CloseCode;
 
 /// Submission queue entries per core ring.
 const RING_ENTRIES: u32 = 4096;

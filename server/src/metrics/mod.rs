@@ -20,8 +20,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::broker::{Broker, BrokerStats, DropReason};
-use crate::memory::FanoutMemory;
+use crate::budget::FanoutMemory;
+use crate::fanout::broker::{Broker, BrokerStats, DropReason};
 
 /// `Content-Type` of the `/metrics` answer.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;

@@ -14,15 +14,15 @@
 
 use std::rc::Rc;
 
-use crate::cores::CoreContext;
-use crate::frame::{encode_pong, CloseCode};
+use crate::backend::socket::ConnSocket;
+use crate::core::CoreContext;
+use crate::fanout::hub::Room;
 use crate::http::UpgradeTicket;
-use crate::hub::Room;
-use crate::inbound::{Decoded, FrameDecoder, Inbound};
+use crate::input::rate::{InboundRate, PublishShare};
 use crate::metrics::CoreMetrics;
-use crate::rate_limit::{InboundRate, PublishShare};
-use crate::socket::ConnSocket;
-use crate::subscriber::Subscriber;
+use crate::output::subscriber::Subscriber;
+use crate::ws::decode::{Decoded, FrameDecoder, Inbound};
+use crate::ws::encode::{encode_pong, CloseCode};
 
 /// Size of the core's read scratch buffer: the most one read takes.
 pub const READ_SCRATCH: usize = 64 << 10;

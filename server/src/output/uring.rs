@@ -27,10 +27,10 @@ use std::time::Instant;
 use io_uring::{opcode, types, IoUring};
 use tokio::io::unix::AsyncFd;
 
-use crate::cores::CoreContext;
-use crate::flush::WriteTally;
+use crate::core::CoreContext;
 use crate::metrics::CoreMetrics;
-use crate::subscriber::Subscriber;
+use crate::output::flush::WriteTally;
+use crate::output::subscriber::Subscriber;
 
 /// Submission queue entries of the output ring: writes beyond it in one flush step are
 /// submitted in several `io_uring_enter` calls.

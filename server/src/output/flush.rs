@@ -13,8 +13,8 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::metrics::{CoreMetrics, WriteSizes};
-use crate::subscriber::{Subscriber, WriteDone};
-use crate::wake::LocalWake;
+use crate::output::subscriber::{Subscriber, WriteDone};
+use crate::output::wake::LocalWake;
 
 /// Connections waiting for the next flush step.
 #[derive(Debug, Default)]
@@ -126,8 +126,8 @@ impl WriteTally {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{encode_message, MessageKind};
-    use crate::subscriber::CoreOutput;
+    use crate::output::subscriber::CoreOutput;
+    use crate::ws::encode::{encode_message, MessageKind};
 
     /// A stub-attached subscriber of `core` holding one 10-byte message (12-byte frame).
     fn listed(core: &Rc<CoreOutput>) -> Rc<Subscriber> {

@@ -19,10 +19,10 @@ use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::auth::bearer_token;
-use crate::cores::CoreContext;
-use crate::frame::MessageKind;
+use crate::core::CoreContext;
 use crate::http::{is_valid_room, text};
 use crate::metrics::PublishOutcome;
+use crate::ws::encode::MessageKind;
 
 /// Path prefix of the endpoint; the rest is the room name.
 pub const PUBLISH_PREFIX: &str = "/publish/";

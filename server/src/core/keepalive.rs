@@ -17,11 +17,11 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::cores::CoreContext;
-use crate::frame::{keepalive_ping, CloseCode};
+use crate::core::CoreContext;
 use crate::metrics::CoreMetrics;
-use crate::outbound::LocalFrame;
-use crate::subscriber::Subscriber;
+use crate::output::queue::LocalFrame;
+use crate::output::subscriber::Subscriber;
+use crate::ws::encode::{keepalive_ping, CloseCode};
 
 /// Longest sweep period (deadline resolution).
 const MAX_TICK: Duration = Duration::from_millis(250);
@@ -214,8 +214,8 @@ mod tests {
         let start = Instant::now();
         let subscriber = Rc::new(Subscriber::detached(1 << 20));
         subscriber.touch(start);
-        subscriber.offer(&Rc::new(crate::frame::encode_message(
-            crate::frame::MessageKind::Binary,
+        subscriber.offer(&Rc::new(crate::ws::encode::encode_message(
+            crate::ws::encode::MessageKind::Binary,
             b"x",
         )));
         subscriber.touch(at(start, 9_000));

@@ -23,12 +23,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::broker::Broker;
-use crate::frame::{encode_frame_into, MessageKind};
-use crate::memory::{CoreLedger, FanoutMemory};
+use crate::budget::{CoreLedger, FanoutMemory};
+use crate::fanout::broker::Broker;
 use crate::metrics::{CoreMetrics, FANOUT_SAMPLE_EVERY};
-use crate::outbound::LocalFrame;
-use crate::subscriber::{CoreOutput, Subscriber};
+use crate::output::queue::LocalFrame;
+use crate::output::subscriber::{CoreOutput, Subscriber};
+use crate::ws::encode::{encode_frame_into, MessageKind};
 
 /// What one mail costs while it waits in a channel (its slot; the frame is counted apart).
 pub const MAIL_BYTES: usize = std::mem::size_of::<Mail>();
@@ -329,9 +329,9 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{encode_message, MessageKind};
+    use crate::ws::encode::{encode_message, MessageKind};
 
-    use crate::subscriber::drain_detached;
+    use crate::output::subscriber::drain_detached;
 
     fn drain(subscriber: &Rc<Subscriber>) -> Vec<u8> {
         drain_detached(subscriber)
@@ -424,7 +424,7 @@ mod tests {
         ));
         let room = hub.join("r", Rc::clone(&subscriber));
         hub.publish_message(&room, MessageKind::Text, b"hello");
-        assert!(memory.used() > 7 + crate::memory::FRAME_HANDLE_BYTES);
+        assert!(memory.used() > 7 + crate::budget::FRAME_HANDLE_BYTES);
         assert_eq!(drain(&subscriber), b"\x81\x05hello");
         assert_eq!(memory.used(), 0, "written: frame freed, handle released");
     }

@@ -19,9 +19,9 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_uring::net::{TcpListener, TcpStream};
 
+use crate::backend::socket::ConnSocket;
 use crate::backend::{HttpSocket, Listener};
-use crate::conn::UpgradedIo;
-use crate::socket::ConnSocket;
+use crate::input::connection::UpgradedIo;
 
 /// Read buffer for HTTP requests: a typical upgrade request fits; hyper reads again for
 /// bigger headers.

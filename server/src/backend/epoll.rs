@@ -16,10 +16,10 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::backend::socket::ConnSocket;
+use crate::backend::uring::WriteSlot;
 use crate::backend::{HttpSocket, Listener};
-use crate::conn::UpgradedIo;
-use crate::socket::ConnSocket;
-use crate::uring_io::WriteSlot;
+use crate::input::connection::UpgradedIo;
 
 /// hyper's IO over a shared tokio socket.
 pub struct EpollIo {

@@ -30,6 +30,10 @@
 //! and reconnects with backoff (100 ms doubling to 2 s); the subscribe link then subscribes to
 //! every room with local members again. Local rooms work throughout.
 
+pub mod envelope;
+pub mod publish_link;
+pub mod subscribe_link;
+
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,9 +45,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::hub::Mail;
-use crate::memory::FanoutMemory;
-use crate::{broker_publish, broker_subscribe};
+use crate::budget::FanoutMemory;
+use crate::fanout::broker::{publish_link as broker_publish, subscribe_link as broker_subscribe};
+use crate::fanout::hub::Mail;
 
 /// First wait before reconnecting a failed link; doubled per failure up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);

@@ -20,14 +20,14 @@ use std::os::unix::io::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::close_state::CloseState;
-use crate::flush::FlushList;
-use crate::frame::{encode_close, encode_close_echo, CloseCode};
-use crate::memory::CoreLedger;
-use crate::outbound::{LocalFrame, OutboundQueue, MAX_IOV};
-use crate::reader::{EndedConnections, ReaderKey};
-use crate::server_state::ConnectionPermit;
-use crate::socket::ConnSocket;
+use crate::backend::socket::ConnSocket;
+use crate::budget::CoreLedger;
+use crate::input::reader::{EndedConnections, ReaderKey};
+use crate::output::flush::FlushList;
+use crate::output::queue::{LocalFrame, OutboundQueue, MAX_IOV};
+use crate::state::ConnectionPermit;
+use crate::ws::close::CloseState;
+use crate::ws::encode::{encode_close, encode_close_echo, CloseCode};
 
 /// How long a connection we close may take to answer our close frame (or, for a slow consumer,
 /// to take it at all) before its socket is shut down.
@@ -466,7 +466,7 @@ pub fn drain_detached(subscriber: &Rc<Subscriber>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{encode_message, MessageKind};
+    use crate::ws::encode::{encode_message, MessageKind};
 
     fn local(frame: bytes::Bytes) -> LocalFrame {
         Rc::new(frame)
@@ -475,7 +475,7 @@ mod tests {
     #[test]
     fn slow_consumer_is_closed_with_1008_and_its_backlog_dropped() {
         let subscriber = Rc::new(Subscriber::detached(
-            100 + crate::memory::FRAME_HANDLE_BYTES,
+            100 + crate::budget::FRAME_HANDLE_BYTES,
         ));
         let frame = local(encode_message(MessageKind::Binary, &[0u8; 60]));
         assert!(!subscriber.offer(&frame));
@@ -510,7 +510,7 @@ mod tests {
     #[test]
     fn held_frames_are_counted_in_the_core_ledger_until_written_or_dropped() {
         let core = Rc::new(CoreOutput::standalone());
-        let handle = crate::memory::FRAME_HANDLE_BYTES;
+        let handle = crate::budget::FRAME_HANDLE_BYTES;
         let subscriber = Rc::new(Subscriber::new(
             1 << 20,
             None,

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::broker::{Broker, DropReason, Reconnect, CONNECT_TIMEOUT, IDLE_PING, POLL};
-use crate::broker_envelope::{self, Opened};
-use crate::hub::{Mail, MAIL_BYTES};
-use crate::memory::FanoutMemory;
+use crate::budget::FanoutMemory;
+use crate::fanout::broker::envelope::{self as broker_envelope, Opened};
+use crate::fanout::broker::{Broker, DropReason, Reconnect, CONNECT_TIMEOUT, IDLE_PING, POLL};
+use crate::fanout::hub::{Mail, MAIL_BYTES};
 
 /// A ping unanswered this long fails the link.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);

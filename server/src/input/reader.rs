@@ -27,13 +27,13 @@ use slab::Slab;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use crate::conn::{Connection, Step};
-use crate::cores::CoreContext;
-use crate::frame::CloseCode;
-use crate::memory::BUDGET_POLL;
+use crate::backend::socket::cvt;
+use crate::budget::BUDGET_POLL;
+use crate::core::CoreContext;
+use crate::input::connection::{Connection, Step};
 use crate::metrics::CoreMetrics;
-use crate::socket::cvt;
-use crate::wake::LocalWake;
+use crate::output::wake::LocalWake;
+use crate::ws::encode::CloseCode;
 
 /// Most readiness events taken per `epoll_wait` (one turn of the reader).
 const EVENTS_PER_TURN: usize = 256;

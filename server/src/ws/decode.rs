@@ -11,7 +11,7 @@
 
 use ringcast_proto::{apply_mask, is_sendable_close_code, opcode, Header, Role};
 
-use crate::frame::{CloseCode, MessageKind};
+use crate::ws::encode::{CloseCode, MessageKind};
 
 /// One complete thing the client said.
 #[derive(Debug, PartialEq, Eq)]

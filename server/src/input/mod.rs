@@ -1,0 +1,5 @@
+//! The reading side of WebSocket connections.
+
+pub mod connection;
+pub mod rate;
+pub mod reader;
