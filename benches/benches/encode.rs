@@ -2,7 +2,7 @@
 //! size. A broadcast pays this once per message, whatever the number of subscribers.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringcast::{encode_message, MessageKind};
+use ringcast::testing::{encode_message, MessageKind};
 use ringcast_benches::{criterion_config, payload, PAYLOAD_SIZES};
 use std::hint::black_box;
 

@@ -1,8 +1,9 @@
 //! `fanout/<n>`: publishing one encoded 64-byte frame to the `n` local subscribers of a room
-//! through the server's hub (`Hub::publish`, the call the reader task makes), elements/s =
-//! deliveries queued per second. The subscribers are socket-less (`Subscriber::detached`) with
-//! the server's default 1 MiB budget, so the figure is the user-space cost per delivery that
-//! DESIGN.md section 6 asks to keep well under 0.3 us.
+//! through the server's hub (`Hub::publish_frame`, what a publish does once the message is
+//! encoded), elements/s = deliveries queued per second. The subscribers are socket-less
+//! (`ringcast::testing::detached`) with the server's default 1 MiB budget, so the figure is the
+//! user-space cost per delivery, which should stay well under 0.3 us: on this kind of machine
+//! the kernel's TCP send costs several microseconds per delivery (docs/ARCHITECTURE.md).
 //!
 //! Queues are drained outside the timed part every few publishes (through the output path's
 //! sans-IO half, as the flush task would), so memory stays bounded and the queues stay at a
@@ -10,7 +11,7 @@
 //!
 //! `fanout_flush/<n>`: the whole per-core path of one message with the IO stubbed: publish
 //! (a handle pushed per subscriber, each connection listed once on the core's flush list), then
-//! one flush step (`FlushList::flush_now`, the epoll backend's step: the next write of every
+//! one flush step (`flush_now`, the epoll driver's step: the next write of every
 //! listed connection described as iovecs, "sent" by a stub that takes every byte, finished:
 //! handles released, frames popped). elements/s = deliveries per second through both halves.
 
@@ -19,10 +20,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringcast::fanout::hub::{Hub, Room};
-use ringcast::output::flush::Sent;
-use ringcast::output::subscriber::{drain_detached, Subscriber};
-use ringcast::{encode_message, MessageKind};
+use ringcast::testing::{
+    detached, drain, encode_message, flush_now, Hub, MessageKind, Room, Sent, Subscriber, TestCore,
+};
 use ringcast_benches::{criterion_config, payload};
 
 /// Subscriber counts of the benchmark.
@@ -46,11 +46,6 @@ fn room_of(
     (room.expect("at least one subscriber"), subscribers)
 }
 
-/// A detached subscriber: frames only queue up.
-fn detached() -> Rc<Subscriber> {
-    Rc::new(Subscriber::detached(MAX_BACKLOG))
-}
-
 /// Publishes `frame` `iterations` times, draining every queue every PUBLISHES_PER_DRAIN
 /// publishes (untimed); returns the time spent publishing. Panics if a queue did not receive
 /// every frame, so a broken fan-out cannot report a fast figure.
@@ -67,7 +62,7 @@ fn publish_frames(
         let chunk = remaining.min(PUBLISHES_PER_DRAIN);
         let start = Instant::now();
         for _ in 0..chunk {
-            hub.publish(room, frame.clone());
+            hub.publish_frame(room, frame.clone());
         }
         timed += start.elapsed();
         for subscriber in subscribers {
@@ -77,43 +72,30 @@ fn publish_frames(
                 "every subscriber gets every frame"
             );
             // As if the kernel took everything: releases the budget for the next chunk.
-            drain_detached(subscriber);
+            drain(subscriber);
         }
         remaining -= chunk;
     }
     timed
 }
 
-/// A subscriber of `hub` listed on its flush list like a connection, its writes left to the
-/// caller's flush step.
-fn flushed(hub: &Hub) -> Rc<Subscriber> {
-    let subscriber = Rc::new(Subscriber::new(
-        MAX_BACKLOG,
-        None,
-        Rc::clone(hub.output()),
-        Instant::now(),
-    ));
-    subscriber.attach_stub();
-    subscriber
-}
-
 /// Publishes `frame` and runs one flush step whose stub takes every byte, `iterations` times;
 /// returns the time. Panics unless every subscriber got (and "wrote") every frame.
 fn publish_and_flush(
-    hub: &Hub,
+    core: &TestCore,
     room: &Room,
     subscribers: &[Rc<Subscriber>],
     frame: &Bytes,
     iterations: u64,
 ) -> Duration {
-    let flush = &hub.output().flush;
+    let flush = &core.core_output.flush;
     let (mut listed, mut iovecs) = (Vec::new(), Vec::new());
     let mut frames_written = 0;
     let now = Instant::now();
     let start = Instant::now();
     for _ in 0..iterations {
-        hub.publish(room, frame.clone());
-        let tally = flush.flush_now(&mut listed, &mut iovecs, now, |_, _, iovecs| {
+        core.hub.publish_frame(room, frame.clone());
+        let tally = flush_now(flush, &mut listed, &mut iovecs, now, |_, _, iovecs| {
             Sent::Done(Ok(iovecs.iter().map(|iov| iov.iov_len).sum()))
         });
         frames_written += tally.frames();
@@ -132,12 +114,12 @@ fn fanout(c: &mut Criterion) {
     let frame = encode_message(MessageKind::Binary, &payload(64));
     let mut group = c.benchmark_group("fanout");
     for count in SUBSCRIBERS {
-        let hub = Hub::standalone();
-        let (room, subscribers) = room_of(&hub, count, detached);
+        let core = TestCore::standalone();
+        let (room, subscribers) = room_of(&core.hub, count, || detached(MAX_BACKLOG));
         group.throughput(Throughput::Elements(count as u64));
         group.bench_function(BenchmarkId::from_parameter(count), |b| {
             b.iter_custom(|iterations| {
-                publish_frames(&hub, &room, &subscribers, &frame, iterations)
+                publish_frames(&core.hub, &room, &subscribers, &frame, iterations)
             })
         });
     }
@@ -148,12 +130,13 @@ fn fanout_flush(c: &mut Criterion) {
     let frame = encode_message(MessageKind::Binary, &payload(64));
     let mut group = c.benchmark_group("fanout_flush");
     for count in SUBSCRIBERS {
-        let hub = Hub::standalone();
-        let (room, subscribers) = room_of(&hub, count, || flushed(&hub));
+        let core = TestCore::standalone();
+        let (room, subscribers) =
+            room_of(&core.hub, count, || core.flushed_subscriber(MAX_BACKLOG));
         group.throughput(Throughput::Elements(count as u64));
         group.bench_function(BenchmarkId::from_parameter(count), |b| {
             b.iter_custom(|iterations| {
-                publish_and_flush(&hub, &room, &subscribers, &frame, iterations)
+                publish_and_flush(&core, &room, &subscribers, &frame, iterations)
             })
         });
     }

@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ringcast::ws::decode::{Decoded, FrameDecoder};
+use ringcast::testing::{Decoded, FrameDecoder};
 use ringcast_benches::{criterion_config, payload, PAYLOAD_SIZES};
 use ringcast_proto::{opcode, Frame};
 

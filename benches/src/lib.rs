@@ -3,14 +3,14 @@
 //! The benchmarks themselves live in `benches/`, one file per part of the broadcast pipeline,
 //! each named `scenario/parameter`:
 //!
-//! - `encode/<size>`: a server frame encoded once (`ringcast::encode_message`), bytes/s;
+//! - `encode/<size>`: a server frame encoded once (`ringcast::testing::encode_message`), bytes/s;
 //! - `fanout/<n>`: one encoded frame queued to `n` local subscribers through the hub and
 //!   written out by the output path's sans-IO half (`drain_detached`: the queue's iovecs and
 //!   completions, with the IO stubbed), elements/s;
 //! - `handoff/<n>`: messages crossing from one core's hub to `n` subscribers on another
 //!   core, on two threads, messages/s;
 //! - `parse_client_frame/<size>`: a masked client frame decoded and unmasked by the server's
-//!   own decoder (`ringcast::inbound::FrameDecoder`), bytes/s;
+//!   own decoder (`ringcast::testing::FrameDecoder`), bytes/s;
 //! - `histogram/record`, `histogram/on_message` and `histogram/interval_handoff`: loadgen's
 //!   latency recording, the whole per-frame receive path, and the per-second hand-over.
 //!

@@ -1,4 +1,5 @@
-//! Fuzzes `ringcast::ws::decode::FrameDecoder` driven the way `conn.rs`'s `read_loop` drives it:
+//! Fuzzes `ringcast::testing::FrameDecoder` (the server's `ws/decode.rs`) driven the way the
+//! core's reader drives it (`input/connection.rs`):
 //! decode repeatedly from one buffer, drop the consumed bytes, "read" the next chunk, stop at
 //! a close or an error.
 //!
@@ -18,8 +19,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringcast::ws::decode::{Decoded, FrameDecoder, Inbound};
-use ringcast::{CloseCode, MessageKind};
+use ringcast::testing::{ClientEvent, CloseCode, Decoded, FrameDecoder, MessageKind};
 
 /// `--max-message` values picked by the first input byte (the last is the server's default).
 const MAX_MESSAGES: [usize; 8] = [1, 2, 7, 125, 126, 1000, 4096, 65536];
@@ -62,21 +62,21 @@ fn plan(data: &[u8]) -> Plan<'_> {
 }
 
 /// Checks one event against the invariants and records it.
-fn record(event: Inbound<'_>, max_message: usize) -> Record {
+fn record(event: ClientEvent<'_>, max_message: usize) -> Record {
     match event {
-        Inbound::Message { kind, payload } => {
+        ClientEvent::Message { kind, payload } => {
             assert!(payload.len() <= max_message, "message over max_message");
             if kind == MessageKind::Text {
                 assert!(std::str::from_utf8(payload).is_ok(), "text not UTF-8");
             }
             Record::Message(kind, payload.to_vec())
         }
-        Inbound::Ping(payload) => {
+        ClientEvent::Ping(payload) => {
             assert!(payload.len() <= 125, "ping over 125 bytes");
             Record::Ping(payload.to_vec())
         }
-        Inbound::Pong => Record::Pong,
-        Inbound::Close(payload) => {
+        ClientEvent::Pong => Record::Pong,
+        ClientEvent::Close(payload) => {
             assert!(payload.len() <= 125, "close over 125 bytes");
             assert_ne!(payload.len(), 1, "one-byte close payload");
             if let [high, low, reason @ ..] = payload {

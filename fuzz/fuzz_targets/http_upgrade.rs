@@ -1,12 +1,14 @@
 //! Fuzzes the HTTP phase and the upgrade into the WebSocket phase of a real in-process ringcast
-//! (hyper http1 over tokio-uring, `server/src/http.rs` and `uring_io.rs`, then `conn.rs`).
+//! (hyper http1 over tokio-uring: `server/src/http/` and `backend/uring.rs`, then the core's
+//! reader, `input/`).
 //!
 //! One server (1 core, 127.0.0.1, port chosen by the OS) is started per fuzz process. Each input
 //! is one loopback connection:
 //! - byte 0, bit 0: write the bytes up to the end of the first request head (`\r\n\r\n`),
 //!   wait for the response head, then write the rest (a real client's order: the frames come
-//!   after the 101 and reach the reader through the read hyper left pending); clear: write
-//!   everything at once (the frames arrive with the request, as bytes hyper read past it),
+//!   after the 101 and the core's reader reads them from the socket, since the HTTP adapter
+//!   starts no read once the upgrade is accepted); clear: write everything at once (the frames
+//!   arrive with the request, as bytes hyper read past it),
 //! - byte 0, bit 1: close right after writing (RST if linger bit 2 is set too) instead of
 //!   half-closing and reading the answer until the server closes,
 //! - the rest: the bytes the client sends (an HTTP request head, maybe masked frames after).

@@ -1,13 +1,13 @@
 //! What the server holds for delivery, and the fan-out budget that bounds it.
 //!
 //! Every byte a client can make the server hold is charged somewhere:
-//! - per connection (`outbound.rs`): frames queued or handed to a write that has not
+//! - per connection (`output/queue.rs`): frames queued or handed to a write that has not
 //!   completed, each at its length plus [`FRAME_HANDLE_BYTES`]; over `--max-backlog` the
 //!   connection is a slow consumer (1008);
 //! - per process, here: the bytes of every live broadcast frame (counted once, however many
 //!   connections and cores share it, released when its last handle drops) plus every core's
 //!   frame handles (queued, in flight, or waiting in a hand-off mailbox). Over `--fanout-budget`
-//!   heavy publishers (over their fair share of the inbound rate, `rate_limit.rs`) are not read
+//!   heavy publishers (over their fair share of the inbound rate, `input/rate.rs`) are not read
 //!   (TCP pushes back on a flooder), over twice the budget no publisher is, and a core takes no
 //!   mail from the others while its own handles fill more than its share, until the writers
 //!   have drained below it;
@@ -20,6 +20,7 @@
 //! once per fan-out or write, so other cores can read them.
 
 use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,7 +42,12 @@ pub async fn wait_for_room(mut has_room: impl FnMut() -> bool, deadline: Option<
     true
 }
 
-pub use crate::output::queue::FRAME_HANDLE_BYTES;
+/// A frame as one core's queues hold it: the shared encoded frame behind a core-local `Rc`
+/// (one atomic `Bytes` clone per core per message, a plain increment per delivery).
+pub type LocalFrame = Rc<Bytes>;
+
+/// What one queued frame costs besides the frame itself: its handle in a queue.
+pub const FRAME_HANDLE_BYTES: usize = std::mem::size_of::<LocalFrame>();
 
 /// What a live frame costs besides its bytes, per core that holds it: the `Rc` box of its
 /// core-local handle (two counts and the `Bytes`).
@@ -55,7 +61,7 @@ struct PaddedCounter(AtomicUsize);
 
 /// Process-wide view of the fan-out memory, shared by all cores.
 #[derive(Debug)]
-pub struct FanoutMemory {
+pub struct FanoutBudget {
     /// Bytes of live broadcast frames, with their per-core handles' boxes.
     frame_bytes: PaddedCounter,
     /// What each tracked frame is charged besides its length.
@@ -65,24 +71,19 @@ pub struct FanoutMemory {
     /// Bytes of mail waiting in the hand-off channels between cores.
     mail_bytes: PaddedCounter,
     /// `--fanout-budget`.
-    budget: usize,
+    limit: usize,
 }
 
-impl FanoutMemory {
-    /// Accounting for `cores` cores under `budget` bytes.
-    pub fn new(cores: usize, budget: usize) -> Arc<Self> {
-        Arc::new(FanoutMemory {
+impl FanoutBudget {
+    /// Accounting for `cores` cores under `limit` bytes (`--fanout-budget`).
+    pub fn new(cores: usize, limit: usize) -> Arc<Self> {
+        Arc::new(FanoutBudget {
             frame_bytes: PaddedCounter::default(),
             frame_overhead: std::mem::size_of::<TrackedFrame>() + cores * PER_CORE_FRAME_OVERHEAD,
             handle_bytes: (0..cores).map(|_| PaddedCounter::default()).collect(),
             mail_bytes: PaddedCounter::default(),
-            budget,
+            limit,
         })
-    }
-
-    /// An effectively unbounded accounting for one core (benches, socket-less tests).
-    pub fn unbounded() -> Arc<Self> {
-        FanoutMemory::new(1, usize::MAX)
     }
 
     /// Bytes held for delivery now: live frames, every core's handles, mail between cores.
@@ -108,17 +109,18 @@ impl FanoutMemory {
     }
 
     /// Bytes of live broadcast frames.
+    #[cfg(test)]
     pub fn frame_bytes(&self) -> usize {
         self.frame_bytes.0.load(Ordering::Relaxed)
     }
 
     /// True while a publisher must wait before its next message: over the budget if it is a
-    /// heavy publisher (over its fair share of the inbound rate, see `rate_limit.rs`), over
+    /// heavy publisher (over its fair share of the inbound rate, see `input/rate.rs`), over
     /// twice the budget for everyone. So a flooder is paused first and the light publishers of
     /// other rooms go on, and the held bytes stay under twice the budget whatever happens.
     pub fn must_pause(&self, heavy_publisher: bool) -> bool {
         let used = self.used();
-        used > self.budget.saturating_mul(2) || (heavy_publisher && used > self.budget)
+        used > self.limit.saturating_mul(2) || (heavy_publisher && used > self.limit)
     }
 
     /// True while core `core` may take mail from the others: its own handles are within its
@@ -126,15 +128,15 @@ impl FanoutMemory {
     /// mail waiting for it counts in the whole: it must still take mail when that alone fills
     /// the budget, and only its own writers can empty its share.
     pub fn core_has_room(&self, core: usize) -> bool {
-        let share = self.budget / self.handle_bytes.len().max(1);
+        let share = self.limit / self.handle_bytes.len().max(1);
         self.handle_bytes
             .get(core)
             .is_none_or(|counter| counter.0.load(Ordering::Relaxed) <= share)
     }
 
-    /// The budget in bytes.
-    pub fn budget(&self) -> usize {
-        self.budget
+    /// `--fanout-budget` in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 
     /// Wraps an encoded frame so its bytes count until its last handle drops.
@@ -144,7 +146,7 @@ impl FanoutMemory {
         Bytes::from_owner(TrackedFrame {
             bytes: frame,
             charged,
-            memory: Arc::clone(self),
+            budget: Arc::clone(self),
         })
     }
 
@@ -156,14 +158,14 @@ impl FanoutMemory {
     }
 }
 
-/// A frame's buffer that gives its size back to [`FanoutMemory`] when dropped.
+/// A frame's buffer that gives its size back to [`FanoutBudget`] when dropped.
 struct TrackedFrame {
     /// Header and payload.
     bytes: Vec<u8>,
     /// What it was charged.
     charged: usize,
     /// Where the bytes are counted.
-    memory: Arc<FanoutMemory>,
+    budget: Arc<FanoutBudget>,
 }
 
 impl AsRef<[u8]> for TrackedFrame {
@@ -174,38 +176,33 @@ impl AsRef<[u8]> for TrackedFrame {
 
 impl Drop for TrackedFrame {
     fn drop(&mut self) {
-        self.memory
+        self.budget
             .frame_bytes
             .0
             .fetch_sub(self.charged, Ordering::Relaxed);
     }
 }
 
-/// One core's frame handles, counted without atomics; mirrored into [`FanoutMemory`] by
-/// [`CoreLedger::publish`] at the end of each fan-out and write.
+/// One core's frame handles, counted without atomics; mirrored into [`FanoutBudget`] by
+/// [`CoreLedger::mirror`] at the end of each fan-out and write.
 #[derive(Debug)]
 pub struct CoreLedger {
     /// Handle bytes held by this core's connections and its mailbox.
     handle_bytes: Cell<usize>,
-    /// This core's index in `memory`.
+    /// This core's index in `budget`.
     core: usize,
     /// The process-wide view.
-    memory: Arc<FanoutMemory>,
+    budget: Arc<FanoutBudget>,
 }
 
 impl CoreLedger {
     /// The ledger of core `core`.
-    pub fn new(core: usize, memory: Arc<FanoutMemory>) -> Self {
+    pub fn new(core: usize, budget: Arc<FanoutBudget>) -> Self {
         CoreLedger {
             handle_bytes: Cell::new(0),
             core,
-            memory,
+            budget,
         }
-    }
-
-    /// A ledger of its own (socket-less subscribers in benches and tests).
-    pub fn standalone() -> Self {
-        CoreLedger::new(0, FanoutMemory::unbounded())
     }
 
     /// `count` handles were taken.
@@ -222,24 +219,20 @@ impl CoreLedger {
                 .get()
                 .saturating_sub(count * FRAME_HANDLE_BYTES),
         );
-        self.publish();
+        self.mirror();
     }
 
     /// Makes this core's count visible to the other cores (a plain store, not a read-modify-
-    /// write: only this core writes it). Charges are published once per fan-out.
-    pub fn publish(&self) {
-        self.memory
+    /// write: only this core writes it). Charges are mirrored once per fan-out.
+    pub fn mirror(&self) {
+        self.budget
             .store_handles(self.core, self.handle_bytes.get());
     }
 
     /// Handle bytes this core holds.
+    #[cfg(test)]
     pub fn handle_bytes(&self) -> usize {
         self.handle_bytes.get()
-    }
-
-    /// The process-wide view.
-    pub fn memory(&self) -> &Arc<FanoutMemory> {
-        &self.memory
     }
 }
 
@@ -249,41 +242,41 @@ mod tests {
 
     #[test]
     fn frame_bytes_are_released_by_the_last_handle() {
-        let memory = FanoutMemory::new(1, 1000);
-        let frame = memory.track(vec![0u8; 600]);
+        let budget = FanoutBudget::new(1, 1000);
+        let frame = budget.track(vec![0u8; 600]);
         let copy = frame.clone();
-        let charged = memory.frame_bytes();
+        let charged = budget.frame_bytes();
         assert!(
             charged > 600,
             "the length and the handles' boxes: {charged}"
         );
         drop(frame);
-        assert_eq!(memory.frame_bytes(), charged, "one handle still holds it");
-        let second = memory.track(vec![0u8; 600]);
-        assert!(memory.must_pause(true));
+        assert_eq!(budget.frame_bytes(), charged, "one handle still holds it");
+        let second = budget.track(vec![0u8; 600]);
+        assert!(budget.must_pause(true));
         assert!(
-            memory.must_pause(true),
+            budget.must_pause(true),
             "a heavy publisher waits over the budget"
         );
         assert!(
-            !memory.must_pause(false),
+            !budget.must_pause(false),
             "a light one only over twice the budget"
         );
         drop(copy);
         drop(second);
-        assert_eq!(memory.used(), 0);
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]
-    fn handles_count_once_published() {
-        let memory = FanoutMemory::new(2, 3 * FRAME_HANDLE_BYTES);
-        let ledger = CoreLedger::new(1, Arc::clone(&memory));
+    fn handles_count_once_mirrored() {
+        let budget = FanoutBudget::new(2, 3 * FRAME_HANDLE_BYTES);
+        let ledger = CoreLedger::new(1, Arc::clone(&budget));
         ledger.charge_handles(4);
-        assert_eq!(memory.used(), 0, "not visible before publish");
-        ledger.publish();
-        assert_eq!(memory.used(), 4 * FRAME_HANDLE_BYTES);
-        assert!(memory.must_pause(true));
+        assert_eq!(budget.used(), 0, "not visible before mirror");
+        ledger.mirror();
+        assert_eq!(budget.used(), 4 * FRAME_HANDLE_BYTES);
+        assert!(budget.must_pause(true));
         ledger.release_handles(4);
-        assert!(!memory.must_pause(true));
+        assert!(!budget.must_pause(true));
     }
 }

@@ -13,7 +13,7 @@ use ringcast_units::{parse_duration, parse_size};
 
 use crate::auth::{JwtAuth, Secret, MIN_PUBLISH_TOKEN};
 use crate::backend::IoChoice;
-use crate::fanout::broker::BrokerConfig;
+use crate::budget::FRAME_HANDLE_BYTES;
 
 /// File descriptors kept free for listeners, io_uring rings, eventfds, logs and HTTP-only
 /// connections when deriving the default `--max-connections` from RLIMIT_NOFILE.
@@ -21,7 +21,7 @@ const FD_HEADROOM: u64 = 128;
 /// Upper bound for the derived `--max-connections` when RLIMIT_NOFILE is unlimited.
 const MAX_DERIVED_CONNECTIONS: u64 = 1 << 20;
 /// Largest server frame header: a message of `--max-message` bytes needs this much more room in
-/// the outbound budget (plus its handle, `memory::FRAME_HANDLE_BYTES`).
+/// the outbound budget (plus its handle, [`FRAME_HANDLE_BYTES`]).
 const MAX_FRAME_HEADER: usize = 10;
 /// hyper's smallest accepted read buffer (`http1::Builder::max_buf_size` panics below it).
 const MIN_HEADER_SIZE: usize = 8 << 10;
@@ -191,6 +191,17 @@ pub struct Config {
     pub broker: Option<BrokerConfig>,
 }
 
+/// `--broker`, `--broker-prefix`, `--broker-queue`.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// The Redis client, from the URL (checked when the command line is parsed).
+    pub client: redis::Client,
+    /// Prepended to a room's name to make its channel.
+    pub prefix: String,
+    /// Messages that may wait for the publish link.
+    pub queue: usize,
+}
+
 /// Why the command line was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -230,7 +241,7 @@ impl Config {
         }
         let largest_charge = cli
             .max_message
-            .checked_add(MAX_FRAME_HEADER + crate::budget::FRAME_HANDLE_BYTES)
+            .checked_add(MAX_FRAME_HEADER + FRAME_HANDLE_BYTES)
             .ok_or_else(|| invalid("--max-message", "is too large"))?;
         if cli.max_backlog < largest_charge {
             return Err(invalid(

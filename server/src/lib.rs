@@ -2,70 +2,38 @@
 //!
 //! Any text or binary message a client sends on `/ws/{room}` (`/ws` = room `default`) reaches
 //! every client of the room, the sender included, unchanged and in the order the server
-//! received it.
+//! received it. Why it is built this way, with the measurements behind each decision:
+//! `docs/ARCHITECTURE.md`.
+//!
+//! The map: one folder per concept, each layer importing only the layers below it.
 //!
 //! ```text
-//! IO backend (--io): io_uring or epoll, and the seam between them   backend.rs
-//! accept (per core, SO_REUSEPORT), --max-connections from accept   cores.rs
-//!   -> HTTP/1.1 (hyper), 400/431/503                               http.rs
-//!        over io_uring / epoll                                     uring_io.rs, epoll_io.rs
-//!   -> upgrade: the core's reader (one task and one epoll set for
-//!      all its connections): one recv into the core's scratch
-//!      buffer per ready socket, decodes frames in place            reader.rs, conn.rs,
-//!                                                                  socket.rs, inbound.rs
-//!   -> publish(room, payload): encode once                         frame.rs, hub.rs
-//!        -> local subscribers' queues: an Rc handle each           subscriber.rs, outbound.rs
-//!           (a connection with nothing in flight is listed)        flush.rs
-//!        -> other cores' mailboxes (one Bytes clone per core)
-//!   -> flush task per core: one SEND/WRITEV per listed connection,
-//!      all in one submission on the core's output ring             uring_output.rs
-//!      (epoll: one nonblocking sendmsg per listed connection)      epoll_output.rs
-//! fan-out budget: what is held for delivery, publisher pushback    memory.rs
-//! close handshake state of a connection (one packed value)        close_state.rs
-//! keepalive, stalled writes, close deadlines: one sweep per core   keepalive.rs
-//! inbound rate limit                                               rate_limit.rs
-//! counters and /metrics                                            metrics.rs
-//! publish token and JWT checks; POST /publish/{room}               auth.rs, publish.rs
-//! several nodes (--broker): Redis pub/sub links, the envelope        broker.rs,
-//!   (publish link: bounded queue, pipelined; subscribe link: rooms    broker_publish.rs,
-//!   with local members, frames into the cores' mailboxes)             broker_subscribe.rs,
-//!                                                                     broker_envelope.rs
+//! core/     one pinned thread per core: accept (--max-connections), mailbox,    core -> http
+//!           keepalive sweep, graceful shutdown                                     |
+//! http/     HTTP/1.1 (hyper): routes, /metrics, POST /publish, the upgrade         v
+//! input/    the core's reader: admission, one epoll set and one scratch buffer,  input
+//!           decoding, publishing, pauses, the end of a connection                  |
+//! fanout/   rooms and the hub (encode once, fan out), mail between cores,        fanout
+//!           the broker between nodes (--broker)                                    |
+//! output/   a connection's write half (queue, close handshake), the flush list,  output
+//!           the write drivers (io_uring ring, epoll sendmsg)                       |
+//! ws/       RFC 6455 without sockets: encode, decode, close state                 ws
+//! below all: backend/ (runtime, accept, HTTP IO, the upgraded socket), budget.rs (what is
+//!           held for delivery), metrics/, state.rs, config.rs, auth.rs, clock.rs
 //! ```
 //!
-//! The data path, and why it is built this way (measured: see the README's Benchmarks):
-//! - No task and no wake-up per delivery. tokio-uring 0.5 exposes no raw submission entries,
-//!   so each of its writes is a future with a slab entry whose completion wakes the writing
-//!   task: with a writer task per connection that was two wake-ups, two polls and ~10 atomic
-//!   operations per delivery, the top of the profile. Instead a delivery pushes a core-local
-//!   `Rc` handle (no atomic) and lists the connection; one flush task per core drains the list
-//!   into one SEND (one frame) or WRITEV per connection on a ring of its own (the `io-uring`
-//!   crate, set up SINGLE_ISSUER | COOP_TASKRUN: measured 12-13% less CPU per delivery) and
-//!   submits them all at once; completions arrive through an eventfd that tokio's reactor (inside
-//!   tokio-uring's runtime) watches. tokio-uring stays the runtime for accept, HTTP and
-//!   timers.
-//! - Writes name the socket by fd. Registered files (the ring's file table, `Fixed(index)`)
-//!   were tried and measured: no difference in CPU per delivery, because the cost `fget` showed
-//!   in the profile (~4%) is the first touch of the socket's `struct file`, which moved to
-//!   `sock_from_file` (results/reader-fixed-files-vs-uws-2026-12-02-vm).
-//! - One write in flight per connection keeps order; what arrives meanwhile goes into the next
-//!   write, so a lagging connection's frames leave in one syscall.
-//! - The output path's sans-IO half (`outbound.rs`, `flush.rs`: queues, budgets, iovecs,
-//!   partial writes, the list) is unit-tested and benchmarked without sockets; the IO half is
-//!   `uring_output.rs` or `epoll_output.rs`, behind `Subscriber::start_write` /
-//!   `Subscriber::finish_write`.
-//! - No read buffer, task or reactor registration per idle connection (`reader.rs`): every
-//!   upgraded socket of a core is in one epoll set of the core, which is registered once with
-//!   tokio's reactor (on both backends); one reader task per core reads each ready socket
-//!   once into one scratch buffer per core, and only an incomplete frame's tail is copied into
-//!   the connection. A reader task per connection cost ~640 bytes of task and ~256 of
-//!   readiness registration each (measured: 1.6 KiB per idle connection then, 0.8 KiB now).
-//!   A tokio-uring read would pin an owned buffer per connection for as long as the client is
-//!   silent (an older design: 512 bytes each), and tokio-uring 0.5 has no provided-buffer
-//!   rings; multishot poll on the output ring would work only on io_uring, where the epoll set
-//!   serves both backends the same. In a broadcast server the reads are the rare side
-//!   (publishers only), so one `epoll_wait` per reader turn costs little against the writes.
-//!   The HTTP phase's IO adapter starts no read once the upgrade is accepted, so none is left
-//!   in flight for the connection's life.
+//! A message's path: `input/reader.rs` reads a ready socket into the core's scratch buffer ->
+//! `input/connection.rs` decodes it (`ws/decode.rs`) -> `fanout/hub.rs` encodes it once and
+//! pushes a handle into every local subscriber's queue (`output/subscriber.rs`), mails one to
+//! each other core (`fanout/mail.rs`) and the broker -> the write driver (`output/uring.rs` or
+//! `output/epoll.rs`) writes each listed connection's queue in one write.
+//!
+//! Where a connection closes: `output/subscriber.rs` (the close handshake: who starts it, the
+//! close frame, the deadline, `shutdown(2)`, state in `ws/close.rs`); its triggers are a
+//! protocol error or the client's close (`input/connection.rs`), a slow consumer (the queue),
+//! the sweep (`core/keepalive.rs`: deadlines, idle, stalled writes), an overloaded publisher
+//! (`input/reader.rs`) and graceful shutdown (`core/shutdown.rs`); the reader then drops the
+//! connection (leaves its room, releases its slot).
 //!
 //! Close codes: 1000 normal, 1001 server shutting down or idle timeout, 1002 protocol error
 //! (unmasked client frame, reserved bits, unknown opcode, control frame over 125 bytes, bad
@@ -75,18 +43,23 @@
 //! `--max-message`, 1011 internal error, 1013 a heavy publisher while the held bytes pass twice
 //! the fan-out budget, or any publisher left unread for `--publish-timeout`.
 
-pub mod auth;
-pub mod backend;
-pub mod budget;
-pub mod config;
-pub mod core;
-pub mod fanout;
-pub mod http;
-pub mod input;
-pub mod metrics;
-pub mod output;
-pub mod state;
-pub mod ws;
+mod auth;
+mod backend;
+mod budget;
+mod clock;
+mod config;
+mod core;
+mod fanout;
+mod http;
+mod input;
+mod metrics;
+mod output;
+mod state;
+mod ws;
+
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod testing;
 
 use std::io;
 use std::net::SocketAddr;
@@ -95,16 +68,12 @@ use std::thread::JoinHandle;
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
-pub use crate::backend::{Backend, IoChoice};
-pub use crate::config::{Cli, Config, ConfigError};
-pub use crate::fanout::broker::{Broker, BrokerThreads};
-pub use crate::fanout::hub::{Hub, Room};
-pub use crate::output::queue::{BacklogExceeded, OutboundQueue};
-pub use crate::output::subscriber::Subscriber;
-pub use crate::ws::encode::{encode_message, CloseCode, MessageKind};
+pub use crate::backend::IoChoice;
+pub use crate::config::{raise_nofile_limit, Cli, Config, ConfigError};
 
+use crate::backend::Backend;
 use crate::core::{bind_listener, ensure_port_free, run_core, CoreSetup, ReadyReport};
-use crate::fanout::hub::Mail;
+use crate::fanout::{Broker, BrokerThreads, Mail, Mailboxes};
 use crate::state::ServerState;
 
 /// Why the server could not start.
@@ -163,10 +132,24 @@ pub struct Server {
     broker: Option<BrokerThreads>,
 }
 
+/// Faults a test can inject at start; nothing in a production build.
+#[derive(Debug, Default)]
+struct Faults {
+    /// The core that panics before it reports ready.
+    #[cfg(any(test, feature = "testing"))]
+    fail_core: Option<usize>,
+}
+
 impl Server {
     /// Binds every core's SO_REUSEPORT listener (port 0 => OS picks one port, then all cores bind
     /// that same port), starts the pinned core threads, returns once all of them are accepting.
     pub fn start(config: Config) -> Result<Server, StartError> {
+        Server::launch(config, Faults::default())
+    }
+
+    /// [`Server::start`] with `faults` injected.
+    #[cfg_attr(not(any(test, feature = "testing")), allow(unused_variables))]
+    fn launch(config: Config, faults: Faults) -> Result<Server, StartError> {
         if let Err(err) = config::raise_nofile_limit() {
             tracing::warn!(%err, "could not raise the open-file limit");
         }
@@ -186,8 +169,7 @@ impl Server {
                 error,
             })?;
         let cores = config.cores;
-        let state = Arc::new(ServerState::new(config));
-        let _ = state.backend.set(backend.name()); // Unset until now, so this cannot fail.
+        let state = Arc::new(ServerState::new(config, backend));
         let (mailboxes, receivers): (Vec<_>, Vec<_>) =
             (0..cores).map(|_| unbounded_channel()).unzip();
         let cpus = core_affinity::get_core_ids().unwrap_or_default();
@@ -199,14 +181,20 @@ impl Server {
             threads: Vec::with_capacity(cores),
             broker: None,
         };
-        if let Some(broker) = &state.config.broker {
-            let memory = Arc::clone(&state.memory);
-            let threads =
-                Broker::start(broker, state.config.max_message, mailboxes.clone(), memory)
-                    .map_err(|error| StartError::Broker { error })?;
-            let _ = state.broker.set(Arc::clone(threads.broker())); // Unset until now.
+        if let (Some(broker), Some(stats)) = (&state.config.broker, &state.broker_stats) {
+            let budget = Arc::clone(&state.budget);
+            let every_core = Mailboxes::new(mailboxes.clone(), Arc::clone(&budget));
+            let threads = Broker::start(
+                broker,
+                Arc::clone(stats),
+                every_core,
+                budget,
+                state.config.max_message,
+            )
+            .map_err(|error| StartError::Broker { error })?;
             server.broker = Some(threads);
         }
+        let broker = server.broker.as_ref().map(|threads| threads.broker());
         for (index, (listener, mailbox)) in listeners.into_iter().zip(receivers).enumerate() {
             let peers = mailboxes
                 .iter()
@@ -221,8 +209,10 @@ impl Server {
                 state: Arc::clone(&state),
                 peers,
                 mailbox,
+                broker: broker.cloned(),
                 ready: ReadyReport::new(index, ready_tx.clone()),
-                backend,
+                #[cfg(any(test, feature = "testing"))]
+                fail_before_ready: faults.fail_core == Some(index),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("ringcast-core-{index}"))

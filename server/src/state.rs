@@ -1,47 +1,47 @@
 //! State shared by all cores: the validated config, every core's metrics, the fan-out budget,
-//! the `--max-connections` counter and the stop flag.
+//! the IO backend, the broker's counters, the `--max-connections` counter and the stop flag.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use crate::budget::FanoutMemory;
+use crate::backend::Backend;
+use crate::budget::FanoutBudget;
 use crate::config::Config;
-use crate::fanout::broker::Broker;
-use crate::metrics::CoreMetrics;
+use crate::metrics::{BrokerStats, CoreMetrics};
 
 /// Read-mostly state every core holds an `Arc` of.
 #[derive(Debug)]
 pub struct ServerState {
     /// Validated settings.
     pub config: Config,
-    /// One metrics block per core, indexed by core number.
-    pub metrics: Arc<[CoreMetrics]>,
+    /// One metrics block per core, indexed by core number; core `i` writes `metrics[i]` only.
+    pub metrics: Box<[Arc<CoreMetrics>]>,
     /// Bytes held for delivery across cores, against --fanout-budget.
-    pub memory: Arc<FanoutMemory>,
+    pub budget: Arc<FanoutBudget>,
+    /// The IO backend serving connections (`ringcast_build_info`'s label).
+    pub backend: Backend,
+    /// The broker links' counters and states, with `--broker` (`/metrics`, `/readyz`).
+    pub broker_stats: Option<Arc<BrokerStats>>,
     /// Open connections across all cores, from accept (compared to --max-connections).
     open_connections: AtomicUsize,
     /// Set when the server is told to stop, so a core waiting for budget stops waiting.
     stopping: AtomicBool,
-    /// The IO backend serving connections ("io_uring" or "epoll"), set once at start; read by
-    /// `ringcast_build_info`.
-    pub backend: OnceLock<&'static str>,
-    /// The link to the other nodes (`--broker`), set once at start before the cores run.
-    pub broker: OnceLock<Arc<Broker>>,
 }
 
 impl ServerState {
-    /// State for `config.cores` cores.
-    pub fn new(config: Config) -> Self {
-        let metrics = (0..config.cores).map(|_| CoreMetrics::default()).collect();
-        let memory = FanoutMemory::new(config.cores, config.fanout_budget);
+    /// State for `config.cores` cores on `backend`.
+    pub fn new(config: Config, backend: Backend) -> Self {
+        let metrics = (0..config.cores).map(|_| Arc::default()).collect();
+        let budget = FanoutBudget::new(config.cores, config.fanout_budget);
+        let broker_stats = config.broker.as_ref().map(|_| Arc::default());
         ServerState {
             config,
             metrics,
-            memory,
+            budget,
+            backend,
+            broker_stats,
             open_connections: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
-            backend: OnceLock::new(),
-            broker: OnceLock::new(),
         }
     }
 
@@ -70,12 +70,8 @@ impl ServerState {
             })
     }
 
-    /// The backend's name, "unknown" before start set it.
-    pub fn backend(&self) -> &'static str {
-        self.backend.get().copied().unwrap_or("unknown")
-    }
-
     /// Open connections across all cores (HTTP phase included).
+    #[cfg(test)]
     pub fn open_connections(&self) -> usize {
         self.open_connections.load(Ordering::Acquire)
     }
@@ -101,7 +97,7 @@ mod tests {
     #[test]
     fn permits_stop_at_the_limit_and_are_released_on_drop() {
         let config = Config::from_args(["--max-connections", "2"]).unwrap();
-        let state = Arc::new(ServerState::new(config));
+        let state = Arc::new(ServerState::new(config, Backend::Epoll));
         let first = state.try_acquire_connection().unwrap();
         let _second = state.try_acquire_connection().unwrap();
         assert!(state.try_acquire_connection().is_none());

@@ -2,8 +2,8 @@
 //! whatever the number of subscribers (the frame is one shared `Bytes`; each delivery is a
 //! reference-count increment and a queue push).
 //!
-//! A counting global allocator measures the allocations of `encode_message` + `Hub::publish`
-//! for rooms of 1, 100 and 10,000 socket-less subscribers on a standalone hub. And no atomic
+//! A counting global allocator measures the allocations of `encode_message` + `Hub::publish_frame`
+//! for rooms of 1, 100 and 10,000 socket-less subscribers on a standalone hub (`ringcast::testing`). And no atomic
 //! read-modify-write per delivery: every queue holds the same core-local `Rc` handle of the
 //! frame (a non-atomic count), not a clone of the `Bytes` (whose count is atomic).
 
@@ -11,8 +11,9 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::rc::Rc;
 
-use ringcast::output::subscriber::{drain_detached, held_handles};
-use ringcast::{encode_message, Hub, MessageKind, Room, Subscriber};
+use ringcast::testing::{
+    drain, encode_message, held_handles, MessageKind, Room, Subscriber, TestCore,
+};
 
 /// Wraps the system allocator and counts allocations (including reallocations).
 struct CountingAllocator;
@@ -59,14 +60,12 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 /// Broadcasts measured per room size.
 const ROUNDS: u64 = 20;
 
-/// A room of `count` socket-less subscribers with the default 1 MiB budget.
-fn room_of(hub: &Hub, count: usize) -> (Rc<Room>, Vec<Rc<Subscriber>>) {
-    let queues: Vec<Rc<Subscriber>> = (0..count)
-        .map(|_| Rc::new(Subscriber::detached(1 << 20)))
-        .collect();
+/// A room of `count` socket-less subscribers of `core` with the default 1 MiB budget.
+fn room_of(core: &TestCore, count: usize) -> (Rc<Room>, Vec<Rc<Subscriber>>) {
+    let queues: Vec<Rc<Subscriber>> = (0..count).map(|_| core.subscriber(1 << 20)).collect();
     let room = queues
         .iter()
-        .map(|subscriber| hub.join("bench", Rc::clone(subscriber)))
+        .map(|subscriber| core.hub.join("bench", Rc::clone(subscriber)))
         .last()
         .expect("at least one subscriber");
     (room, queues)
@@ -74,23 +73,24 @@ fn room_of(hub: &Hub, count: usize) -> (Rc<Room>, Vec<Rc<Subscriber>>) {
 
 /// Average allocations per broadcast (encode + publish) to a room of `subscribers`.
 fn allocations_per_broadcast(subscribers: usize) -> u64 {
-    let hub = Hub::standalone();
-    let (room, queues) = room_of(&hub, subscribers);
+    let core = TestCore::standalone();
+    let hub = &core.hub;
+    let (room, queues) = room_of(&core, subscribers);
     let payload = [7u8; 64];
     // Warm-up round outside the measurement (first-use effects, if any).
-    hub.publish(&room, encode_message(MessageKind::Binary, &payload));
+    hub.publish_frame(&room, encode_message(MessageKind::Binary, &payload));
     let mut total = 0;
     for _ in 0..ROUNDS {
         // Drain like the output backend would, outside the measurement.
         for subscriber in &queues {
-            drain_detached(subscriber);
+            drain(subscriber);
         }
         let before = allocations();
-        hub.publish(&room, encode_message(MessageKind::Binary, &payload));
+        hub.publish_frame(&room, encode_message(MessageKind::Binary, &payload));
         total += allocations() - before;
     }
     for subscriber in &queues {
-        let written = drain_detached(subscriber);
+        let written = drain(subscriber);
         assert_eq!(
             written.len(),
             2 + payload.len(),
@@ -116,9 +116,10 @@ fn allocations_per_broadcast_do_not_grow_with_subscribers() {
 #[test]
 fn every_delivery_shares_one_core_local_handle() {
     const SUBSCRIBERS: usize = 10_000;
-    let hub = Hub::standalone();
-    let (room, queues) = room_of(&hub, SUBSCRIBERS);
-    hub.publish(&room, encode_message(MessageKind::Binary, &[7u8; 64]));
+    let core = TestCore::standalone();
+    let hub = &core.hub;
+    let (room, queues) = room_of(&core, SUBSCRIBERS);
+    hub.publish_frame(&room, encode_message(MessageKind::Binary, &[7u8; 64]));
     let first = held_handles(&queues[0])
         .pop()
         .expect("the first queue got the frame");

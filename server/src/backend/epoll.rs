@@ -1,10 +1,11 @@
-//! The epoll backend's accept and HTTP phase: tokio's own sockets, shared between hyper and the
-//! HTTP phase's owner (which still needs the socket for a lingering close after hyper is done).
+//! The epoll backend: a core's plain tokio current-thread runtime, its accept, and the HTTP
+//! phase's IO (tokio's own sockets, shared between hyper and the HTTP phase's owner, which
+//! still needs the socket for a lingering close after hyper is done).
 //!
 //! Reads and writes go straight to the socket through tokio's readiness (`try_read` /
 //! `try_write` after `poll_*_ready`), so nothing is ever left in flight: at the upgrade the
-//! socket leaves tokio's registration and is registered again for the WebSocket reader
-//! (`socket.rs`).
+//! socket leaves tokio's registration, and the core's reader watches it in its own epoll set
+//! (`input/reader.rs`).
 
 use std::cell::Cell;
 use std::io;
@@ -16,10 +17,21 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::backend::socket::ConnSocket;
-use crate::backend::uring::WriteSlot;
-use crate::backend::{HttpSocket, Listener};
-use crate::input::connection::UpgradedIo;
+use super::{ConnSocket, CoreMain, HttpSocket, Listener, UpgradedIo, WriteSlot};
+
+/// Runs a core on a plain tokio current-thread runtime.
+pub(super) fn run_core(listener: std::net::TcpListener, core: impl CoreMain) {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => tokio::task::LocalSet::new().block_on(&runtime, async {
+            // Registering the listener needs the runtime's reactor: inside it.
+            core.serve(TcpListener::from_std(listener)).await;
+        }),
+        Err(error) => core.runtime_failed(error),
+    }
+}
 
 /// hyper's IO over a shared tokio socket.
 pub struct EpollIo {

@@ -1,32 +1,32 @@
-//! The IO backends and what each provides. Everything above this seam (HTTP routes, hub,
-//! queues, budgets, keepalive, close state) is the same on both.
+//! The IO backends, and the seam every layer above them uses the same way on both.
 //!
-//! - **io_uring** (`uring_io.rs`, `uring_output.rs`): tokio-uring's runtime per core; accept
-//!   and the HTTP phase on tokio-uring's operations; WebSocket writes as SEND/WRITEVs on a second
-//!   ring of the core.
-//! - **epoll** (`epoll_io.rs`, `epoll_output.rs`): a plain tokio current-thread runtime per
-//!   core, for hosts where io_uring is blocked (Docker's default seccomp profile, gVisor,
-//!   `kernel.io_uring_disabled`); accept and HTTP on tokio's sockets; WebSocket writes as
-//!   nonblocking `writev(2)` calls in the same flush step.
+//! A backend provides a core's runtime, its listener and the HTTP phase's IO
+//! ([`Backend::run_core`], [`Listener`], [`HttpSocket`]: `uring.rs`, `epoll.rs`), and hands an
+//! upgraded connection over as a [`ConnSocket`] (`socket.rs`) that the core's reader reads and
+//! the output path writes. The output path's write drivers are the other backend-specific part
+//! (`output/uring.rs`, `output/epoll.rs`).
 //!
-//! Both read WebSocket frames the same way (`reader.rs`: the core's epoll set of every
-//! connection, then one read into the core's scratch buffer) and take their writes from the
-//! same flush list through `Subscriber::start_write` / `Subscriber::finish_write`.
+//! - **io_uring**: tokio-uring's runtime per core; accept and the HTTP phase on tokio-uring's
+//!   operations; WebSocket writes as SEND/WRITEVs on a second ring of the core.
+//! - **epoll**: a plain tokio current-thread runtime per core, for hosts where io_uring is
+//!   blocked (Docker's default seccomp profile, gVisor, `kernel.io_uring_disabled`); accept and
+//!   HTTP on tokio's sockets; WebSocket writes as nonblocking `sendmsg(2)` calls.
 
-pub mod epoll;
-pub mod socket;
-pub mod uring;
+mod epoll;
+mod socket;
+mod uring;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
+use std::pin::Pin;
 use std::rc::Rc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::backend::uring::WriteSlot;
-use crate::input::connection::UpgradedIo;
+pub use socket::{cvt, ConnSocket};
 
 /// `--io`: which backend to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -44,7 +44,7 @@ pub enum IoChoice {
 pub enum Backend {
     /// tokio-uring runtime, io_uring output ring.
     Uring,
-    /// tokio runtime, epoll readiness and `writev`.
+    /// tokio runtime, epoll readiness and `sendmsg`.
     Epoll,
 }
 
@@ -69,11 +69,31 @@ impl Backend {
             },
         }
     }
+
+    /// Runs a core on the calling thread: builds this backend's runtime, registers `listener`
+    /// with it and runs `core` until it returns (or tells `core` why the runtime failed).
+    pub fn run_core(self, listener: std::net::TcpListener, core: impl CoreMain) {
+        match self {
+            Backend::Uring => uring::run_core(listener, core),
+            Backend::Epoll => epoll::run_core(listener, core),
+        }
+    }
 }
 
 /// Sets up (and drops) a small ring: fails as the cores' rings would.
 fn probe_io_uring() -> io::Result<()> {
     io_uring::IoUring::new(2).map(drop)
+}
+
+/// What a core runs once its backend's runtime is up.
+#[allow(async_fn_in_trait)]
+pub trait CoreMain {
+    /// Serves on `listener` (registered with the runtime, or why it could not be) until the
+    /// core stops.
+    async fn serve<L: Listener>(self, listener: io::Result<L>);
+
+    /// The backend's runtime could not be built: the core never ran.
+    fn runtime_failed(self, error: io::Error);
 }
 
 /// A listening socket of one core. (Its futures need no `Send` bound: every task of a core
@@ -97,8 +117,8 @@ pub trait HttpSocket: Sized + 'static {
     /// flush, and the bytes after the request are the WebSocket reader's.
     fn http_io(socket: &Rc<Self>, upgraded: Rc<Cell<bool>>) -> (Self::Io, WriteSlot);
 
-    /// Ends the HTTP phase after the 101 response was flushed: the socket, registered for the
-    /// WebSocket reader, with whatever the adapter read past the request.
+    /// Ends the HTTP phase after the 101 response was flushed: the socket, for the WebSocket
+    /// reader, with whatever the adapter read past the request.
     fn into_upgraded(io: Self::Io, socket: Rc<Self>) -> io::Result<UpgradedIo>;
 
     /// Reads and discards (lingering close); Ok(0) at end of stream.
@@ -112,4 +132,29 @@ pub trait HttpSocket: Sized + 'static {
 
     /// TCP_NODELAY: latency over coalescing, the output path already batches per connection.
     fn set_nodelay(&self) -> io::Result<()>;
+}
+
+/// What the HTTP phase hands to the WebSocket phase.
+pub struct UpgradedIo {
+    /// The socket.
+    pub socket: ConnSocket,
+    /// Bytes read from the socket that hyper did not consume.
+    pub buffered: Vec<u8>,
+}
+
+/// An in-flight write of a whole buffer.
+type PendingWrite = Pin<Box<dyn Future<Output = io::Result<()>>>>;
+
+/// The HTTP adapter's in-flight write, shared with the HTTP phase's owner: hyper may finish
+/// with an error (a 400 or 431 it just queued) before the write completed, and the owner must
+/// let it complete before closing. (On epoll writes complete at once: the slot stays empty.)
+pub type WriteSlot = Rc<RefCell<Option<PendingWrite>>>;
+
+/// Waits for a write hyper left in flight (its last answer) to complete.
+pub async fn finish_write(slot: &WriteSlot) {
+    let pending = slot.borrow_mut().take();
+    if let Some(write) = pending {
+        // A failed write means the client is gone; there is nothing left to deliver.
+        let _ = write.await;
+    }
 }

@@ -1,11 +1,11 @@
 //! The socket of an upgraded WebSocket connection, the same on both IO backends: read without a
 //! buffer of its own, written by the output backend, shut down once.
 //!
-//! The socket is not registered with tokio's reactor: the core's reader (`reader.rs`) watches
+//! The socket is not registered with tokio's reactor: the core's reader (`input/reader.rs`) watches
 //! every connection's socket in one epoll set of its own and reads a ready one into the core's
 //! scratch buffer, so an idle connection holds no read buffer, no read in flight and no
 //! reactor registration. Only the epoll backend's write to a full send buffer
-//! (`epoll_output.rs`) registers the socket with tokio's reactor, for as long as it waits. On
+//! (`output/epoll.rs`) registers the socket with tokio's reactor, for as long as it waits. On
 //! the io_uring backend the fd is owned by tokio-uring's stream (its HTTP phase ran on it, and
 //! the output ring writes to it).
 
@@ -43,14 +43,14 @@ pub struct ConnSocket {
 
 impl ConnSocket {
     /// A socket owned by tokio-uring (io_uring backend).
-    pub fn from_uring(stream: Rc<tokio_uring::net::TcpStream>) -> Self {
+    pub(super) fn from_uring(stream: Rc<tokio_uring::net::TcpStream>) -> Self {
         ConnSocket {
             owner: Owner::Uring(stream),
         }
     }
 
     /// A plain socket (epoll backend); it is switched to nonblocking mode.
-    pub fn from_std(stream: std::net::TcpStream) -> io::Result<Self> {
+    pub(super) fn from_std(stream: std::net::TcpStream) -> io::Result<Self> {
         stream.set_nonblocking(true)?;
         Ok(ConnSocket {
             owner: Owner::Std(stream),

@@ -1,14 +1,14 @@
-//! The io_uring backend's accept and HTTP phase: a tokio `AsyncRead + AsyncWrite` over a
-//! tokio-uring `TcpStream` for hyper, and the [`Listener`]/[`HttpSocket`] seam.
+//! The io_uring backend: a core's tokio-uring runtime, its accept, and the HTTP phase's IO (a
+//! tokio `AsyncRead + AsyncWrite` over a tokio-uring `TcpStream` for hyper).
 //!
-//! tokio-uring operations own their buffers and complete even if their future is dropped, so
-//! the adapter keeps each in-flight read or write future until it finishes and never starts a
-//! second one beside it (DESIGN 3, pitfall 1). Once the service accepts a WebSocket upgrade
-//! the adapter starts no more reads, so none is in flight when the socket and any bytes already
-//! read go to the core's reader: no byte the client sent is lost, and no buffer
-//! stays pinned by the kernel for the connection's life.
+//! tokio-uring operations own their buffers and complete even if their future is dropped (a
+//! dropped read still completes later and swallows the bytes it read), so the adapter keeps
+//! each in-flight read or write future until it finishes and never starts a second one beside
+//! it. Once the service accepts a WebSocket upgrade the adapter starts no more reads, so none
+//! is in flight when the socket and any bytes already read go to the core's reader: no byte
+//! the client sent is lost, and no buffer stays pinned by the kernel for the connection's life.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::Shutdown;
@@ -19,9 +19,12 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_uring::net::{TcpListener, TcpStream};
 
-use crate::backend::socket::ConnSocket;
-use crate::backend::{HttpSocket, Listener};
-use crate::input::connection::UpgradedIo;
+use super::{ConnSocket, CoreMain, HttpSocket, Listener, UpgradedIo, WriteSlot};
+
+/// Submission queue entries of a core's tokio-uring ring.
+const RING_ENTRIES: u32 = 4096;
+/// Completion queue entries: generous, a broadcast completes one writev per subscriber at once.
+const COMPLETION_ENTRIES: u32 = 8 * RING_ENTRIES;
 
 /// Read buffer for HTTP requests: a typical upgrade request fits; hyper reads again for
 /// bigger headers.
@@ -29,13 +32,6 @@ const HTTP_READ_BUFFER: usize = 2048;
 
 /// An in-flight read: resolves to the result and the buffer the kernel filled.
 type PendingRead = Pin<Box<dyn Future<Output = (io::Result<usize>, Vec<u8>)>>>;
-
-/// An in-flight write of a whole buffer.
-type PendingWrite = Pin<Box<dyn Future<Output = io::Result<()>>>>;
-/// The adapter's in-flight write, shared with the HTTP phase's owner: hyper may finish with an
-/// error (a 400 or 431 it just queued) before the write completed, and the owner must let it
-/// complete before closing.
-pub type WriteSlot = Rc<RefCell<Option<PendingWrite>>>;
 
 /// Where the read side stands.
 enum ReadState {
@@ -50,6 +46,18 @@ enum ReadState {
     InFlight(PendingRead),
     /// The peer closed its side (a read returned 0).
     Eof,
+}
+
+/// Runs a core on tokio-uring's runtime.
+pub(super) fn run_core(listener: std::net::TcpListener, core: impl CoreMain) {
+    let mut completion = tokio_uring::uring_builder();
+    completion.setup_cqsize(COMPLETION_ENTRIES);
+    let mut builder = tokio_uring::builder();
+    builder.entries(RING_ENTRIES).uring_builder(&completion);
+    match tokio_uring::Runtime::new(&builder) {
+        Ok(runtime) => runtime.block_on(core.serve(Ok(TcpListener::from_std(listener)))),
+        Err(error) => core.runtime_failed(error),
+    }
 }
 
 /// The HTTP-phase adapter.
@@ -69,7 +77,7 @@ impl UringIo {
     /// Wraps an accepted socket (`upgraded`: see the field). A connection
     /// that ends in the HTTP phase may leave a read in flight: its owner (`http::serve`) shuts
     /// the socket down, which completes that read so the fd is released.
-    pub fn new(stream: Rc<TcpStream>, upgraded: Rc<Cell<bool>>) -> Self {
+    fn new(stream: Rc<TcpStream>, upgraded: Rc<Cell<bool>>) -> Self {
         UringIo {
             stream,
             read: ReadState::Idle {
@@ -183,15 +191,6 @@ impl AsyncWrite for UringIo {
         let this = self.get_mut();
         ready!(this.poll_pending_write(cx))?;
         Poll::Ready(this.stream.shutdown(std::net::Shutdown::Write))
-    }
-}
-
-/// Waits for a write hyper left in flight (its last answer) to complete.
-pub async fn finish_write(slot: &WriteSlot) {
-    let pending = slot.borrow_mut().take();
-    if let Some(write) = pending {
-        // A failed write means the client is gone; there is nothing left to deliver.
-        let _ = write.await;
     }
 }
 

@@ -15,13 +15,16 @@
 //! silence is the server's.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::core::CoreContext;
+use crate::budget::LocalFrame;
+use crate::clock::CoarseClock;
+use crate::config::Config;
+use crate::fanout::Hub;
 use crate::metrics::CoreMetrics;
-use crate::output::queue::LocalFrame;
-use crate::output::subscriber::Subscriber;
-use crate::ws::encode::{keepalive_ping, CloseCode};
+use crate::output::Subscriber;
+use crate::ws::{keepalive_ping, CloseCode};
 
 /// Longest sweep period (deadline resolution).
 const MAX_TICK: Duration = Duration::from_millis(250);
@@ -43,7 +46,7 @@ enum Verdict {
 
 /// The keepalive settings of a core.
 #[derive(Debug, Clone, Copy)]
-struct Schedule {
+pub struct Schedule {
     /// --ping-interval.
     ping_interval: Duration,
     /// --idle-timeout.
@@ -53,6 +56,15 @@ struct Schedule {
 }
 
 impl Schedule {
+    /// The schedule `config` asks for.
+    pub fn of(config: &Config) -> Self {
+        Schedule {
+            ping_interval: config.ping_interval,
+            idle_timeout: config.idle_timeout,
+            write_timeout: config.write_timeout,
+        }
+    }
+
     /// Judges one connection at `now` and acts on it (`ping`: the core's keepalive ping).
     fn sweep(&self, subscriber: &Rc<Subscriber>, ping: &LocalFrame, now: Instant) -> Verdict {
         if let Some(deadline) = subscriber.close_deadline() {
@@ -90,24 +102,24 @@ impl Schedule {
     }
 }
 
-/// Runs the sweep until the runtime ends.
-pub async fn sweep_loop(core: Rc<CoreContext>) {
-    let config = &core.state.config;
-    let schedule = Schedule {
-        ping_interval: config.ping_interval,
-        idle_timeout: config.idle_timeout,
-        write_timeout: config.write_timeout,
-    };
+/// Runs the sweep of `hub`'s connections until the runtime ends: sets `clock` every tick and
+/// counts into `metrics`.
+pub async fn sweep_loop(
+    hub: Rc<Hub>,
+    clock: Rc<CoarseClock>,
+    metrics: Arc<CoreMetrics>,
+    schedule: Schedule,
+) {
     let ping = Rc::new(keepalive_ping());
     let mut ticker = tokio::time::interval(schedule.ping_interval.min(MAX_TICK));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         let now = Instant::now();
-        core.hub.set_now(now);
+        clock.set(now);
         let mut charged_bytes = 0u64;
         let (mut slow, mut idle, mut stalled) = (0u64, 0u64, 0u64);
-        core.hub.for_each_subscriber(|subscriber| {
+        hub.for_each_subscriber(|subscriber| {
             charged_bytes += subscriber.charged_bytes() as u64;
             match schedule.sweep(subscriber, &ping, now) {
                 Verdict::Fine | Verdict::Pinged => {}
@@ -116,7 +128,6 @@ pub async fn sweep_loop(core: Rc<CoreContext>) {
                 Verdict::WriteStalled => stalled += 1,
             }
         });
-        let metrics = core.hub.metrics();
         metrics
             .queued_bytes
             .store(charged_bytes, std::sync::atomic::Ordering::Relaxed);
@@ -129,6 +140,8 @@ pub async fn sweep_loop(core: Rc<CoreContext>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::testing::detached;
+    use crate::ws::{encode_message, MessageKind};
 
     const SCHEDULE: Schedule = Schedule {
         ping_interval: Duration::from_secs(2),
@@ -147,7 +160,7 @@ mod tests {
     #[test]
     fn a_client_that_answers_every_ping_is_never_idle() {
         let start = Instant::now();
-        let subscriber = Rc::new(Subscriber::detached(1 << 20));
+        let subscriber = detached(1 << 20);
         subscriber.touch(start);
         let mut pings = 0;
         // Sweep every 250 ms for 100 s; the kernel takes each ping at once, the client answers
@@ -176,7 +189,7 @@ mod tests {
     #[test]
     fn a_silent_client_is_pinged_each_interval_then_closed_at_the_idle_timeout() {
         let start = Instant::now();
-        let subscriber = Rc::new(Subscriber::detached(1 << 20));
+        let subscriber = detached(1 << 20);
         subscriber.touch(start);
         assert_eq!(
             SCHEDULE.sweep(&subscriber, &ping(), at(start, 1_750)),
@@ -200,7 +213,7 @@ mod tests {
     #[test]
     fn a_paused_reader_is_not_idle() {
         let start = Instant::now();
-        let subscriber = Rc::new(Subscriber::detached(1 << 20));
+        let subscriber = detached(1 << 20);
         subscriber.touch(start);
         subscriber.set_reading_paused(true);
         assert_eq!(
@@ -212,12 +225,9 @@ mod tests {
     #[test]
     fn a_write_without_progress_is_closed_after_the_write_timeout() {
         let start = Instant::now();
-        let subscriber = Rc::new(Subscriber::detached(1 << 20));
+        let subscriber = detached(1 << 20);
         subscriber.touch(start);
-        subscriber.offer(&Rc::new(crate::ws::encode::encode_message(
-            crate::ws::encode::MessageKind::Binary,
-            b"x",
-        )));
+        subscriber.offer(&Rc::new(encode_message(MessageKind::Binary, b"x")));
         subscriber.touch(at(start, 9_000));
         assert_eq!(
             SCHEDULE.sweep(&subscriber, &ping(), at(start, 9_000)),

@@ -1,4 +1,14 @@
-//! Rooms and fan-out: on a core, between cores, between nodes.
+//! Rooms and fan-out: on a core (`hub.rs`, `room.rs`), between cores (`mail.rs`), between
+//! nodes (`broker/`, with `--broker`).
 
-pub mod broker;
-pub mod hub;
+mod broker;
+mod hub;
+mod mail;
+mod room;
+
+pub use broker::{Broker, BrokerThreads};
+#[cfg(any(test, feature = "testing"))]
+pub use hub::testing;
+pub use hub::Hub;
+pub use mail::{Mail, Mailboxes};
+pub use room::{is_valid_room, Room, DEFAULT_ROOM};

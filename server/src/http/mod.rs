@@ -1,10 +1,10 @@
-//! The HTTP/1.1 phase of every connection (hyper): routes, WebSocket upgrade checks, the chat
-//! page, health and metrics.
+//! The HTTP/1.1 phase of every connection (hyper): the routes (`routes.rs`: the chat page,
+//! health, metrics), the WebSocket upgrade (`upgrade.rs`) and `POST /publish` (`publish.rs`).
 //!
 //! hyper's `with_upgrades` needs `Send` IO, which tokio-uring sockets are not, so the
 //! connection is served with `without_shutdown`: once the 101 response is flushed hyper hands
-//! back the IO and any bytes read past the request, and the WebSocket takes over (`conn.rs`).
-//! The socket comes from either IO backend ([`HttpSocket`]).
+//! back the IO and any bytes read past the request, and the core's reader takes over
+//! (`input/reader.rs`). The socket comes from either IO backend ([`HttpSocket`]).
 //!
 //! Limits of this phase: the connection holds a `--max-connections` slot from accept; hyper
 //! buffers at most `--max-header-size` of request head (431 beyond) and answers a malformed
@@ -12,56 +12,85 @@
 //! here is closed lingering: the server stops sending, discards what the client still sends for
 //! a moment, then closes, so the answer is not lost to a reset.
 
-pub mod publish;
+mod publish;
+mod reply;
+mod routes;
+mod upgrade;
 
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::Shutdown;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::{Body, Incoming};
-use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, ORIGIN, UPGRADE, WWW_AUTHENTICATE};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
-use crate::auth::{bearer_token, query_token, Rejection};
-use crate::backend::uring::finish_write;
-use crate::backend::HttpSocket;
-use crate::core::CoreContext;
-use crate::fanout::hub::Room;
-use crate::input::connection as conn;
-use crate::metrics::{render_prometheus, AuthOutcome, CONTENT_TYPE as METRICS_CONTENT_TYPE};
-use crate::output::subscriber::Subscriber;
-use crate::state::ConnectionPermit;
+use crate::backend::{finish_write, HttpSocket};
+use crate::fanout::Hub;
+use crate::input::{Reader, UpgradeTicket};
+use crate::metrics::CoreMetrics;
+use crate::state::{ConnectionPermit, ServerState};
 
-/// The chat page served at `GET /`.
-const CHAT_PAGE: &str = include_str!("../../static/index.html");
-/// Room of a bare `/ws`.
-const DEFAULT_ROOM: &str = "default";
-/// Longest room name.
-const MAX_ROOM_LEN: usize = 64;
 /// Lingering close: how long, and how many bytes, the client's leftover request is discarded
 /// for after the last answer.
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 1 << 20;
 /// Discard buffer of a lingering close.
 const LINGER_BUFFER: usize = 4096;
+/// Answer to a connection accepted beyond --max-connections, before it is closed.
+const TOO_MANY_CONNECTIONS: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
+content-length: 21\r\nconnection: close\r\n\r\ntoo many connections\n";
 
-/// What an accepted upgrade carries into the WebSocket phase. The subscriber has already
-/// joined its room (before the 101 went out), so it misses nothing published after the
-/// handshake; its frames wait in its queue until the writer starts.
+/// What one core's HTTP service answers with.
 #[derive(Debug)]
-pub struct UpgradeTicket {
-    /// The room joined.
-    pub room: Rc<Room>,
-    /// The new connection's queue and close state (holds its --max-connections permit).
-    pub subscriber: Rc<Subscriber>,
+pub struct HttpService {
+    /// Config (limits, origins, credentials) and what `/metrics` and `/readyz` report.
+    state: Arc<ServerState>,
+    /// This core's metrics (upgrades checked for a token, `POST /publish` requests).
+    metrics: Arc<CoreMetrics>,
+    /// Rooms of this core (`POST /publish` publishes through it).
+    hub: Rc<Hub>,
+    /// The core's reader: admits upgrades and reads the upgraded connections.
+    reader: Rc<Reader>,
+    /// Set once graceful shutdown began: no new connections or upgrades.
+    shutting_down: Cell<bool>,
+}
+
+impl HttpService {
+    /// The HTTP service of a core.
+    pub fn new(
+        state: Arc<ServerState>,
+        metrics: Arc<CoreMetrics>,
+        hub: Rc<Hub>,
+        reader: Rc<Reader>,
+    ) -> Self {
+        HttpService {
+            state,
+            metrics,
+            hub,
+            reader,
+            shutting_down: Cell::new(false),
+        }
+    }
+
+    /// Graceful shutdown began: upgrades are refused (503) from now on.
+    pub fn shut_down(&self) {
+        self.shutting_down.set(true);
+    }
+
+    /// True once graceful shutdown began.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.get()
+    }
 }
 
 /// State the HTTP service shares with [`serve`] and the IO adapter.
@@ -77,7 +106,7 @@ struct UpgradeSlot {
 
 /// Serves one accepted connection, counted under `permit`: HTTP requests until it upgrades or
 /// closes.
-pub async fn serve<S: HttpSocket>(core: Rc<CoreContext>, stream: S, permit: ConnectionPermit) {
+pub async fn serve<S: HttpSocket>(service: Rc<HttpService>, stream: S, permit: ConnectionPermit) {
     let slot = Rc::new(UpgradeSlot {
         ticket: RefCell::new(None),
         permit: RefCell::new(Some(permit)),
@@ -85,35 +114,36 @@ pub async fn serve<S: HttpSocket>(core: Rc<CoreContext>, stream: S, permit: Conn
     });
     let stream = Rc::new(stream);
     let (io, last_write) = S::http_io(&stream, Rc::clone(&slot.upgraded));
-    let service = {
-        let core = Rc::clone(&core);
+    let config = &service.state.config;
+    let handler = {
+        let service = Rc::clone(&service);
         let slot = Rc::clone(&slot);
         service_fn(move |request| {
-            let response = respond(&core, &slot, request);
+            let response = respond(&service, &slot, request);
             async move { Ok::<_, Infallible>(response.await) }
         })
     };
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(core.state.config.header_timeout)
-        .max_buf_size(core.state.config.max_header_size)
-        .serve_connection(TokioIo::new(io), service)
+        .header_read_timeout(config.header_timeout)
+        .max_buf_size(config.max_header_size)
+        .serve_connection(TokioIo::new(io), handler)
         .without_shutdown();
     let result = connection.await;
     let ticket = slot.ticket.borrow_mut().take();
     match (result, ticket) {
         (Ok(parts), Some(ticket)) => match S::into_upgraded(parts.io.into_inner(), stream) {
-            Ok(upgraded) => conn::start(&core, upgraded, &parts.read_buf, ticket),
+            Ok(upgraded) => service.reader.start(ticket, upgraded, &parts.read_buf),
             Err(err) => {
                 // Only a socket the backend cannot take out of its HTTP adapter fails here.
                 tracing::warn!(%err, "cannot start the WebSocket phase");
-                core.hub.leave(&ticket.room, &ticket.subscriber);
+                service.reader.cancel(ticket);
             }
         },
         (result, ticket) => {
             if let Some(ticket) = ticket {
                 // The 101 never completed: undo the join (this drops the permit too).
-                core.hub.leave(&ticket.room, &ticket.subscriber);
+                service.reader.cancel(ticket);
             }
             if let Err(err) = result {
                 tracing::debug!(%err, "http connection ended");
@@ -122,6 +152,13 @@ pub async fn serve<S: HttpSocket>(core: Rc<CoreContext>, stream: S, permit: Conn
             linger(&*stream).await;
         }
     }
+}
+
+/// Answers a connection over --max-connections with 503 and closes it. Its request is not
+/// read: the answer goes out at once and the socket is shut down after it.
+pub async fn refuse(stream: impl HttpSocket) {
+    let _ = stream.write_all(TOO_MANY_CONNECTIONS).await;
+    let _ = stream.shutdown(Shutdown::Both);
 }
 
 /// Closes a connection that ends in the HTTP phase without resetting it: stops sending (the
@@ -146,245 +183,32 @@ async fn linger(stream: &impl HttpSocket) {
 /// Answers one request: `POST /publish` (which reads its body) in the returned future,
 /// everything else at once. An accepted upgrade leaves its ticket in `slot` before this returns.
 fn respond(
-    core: &Rc<CoreContext>,
+    service: &Rc<HttpService>,
     slot: &UpgradeSlot,
     request: Request<Incoming>,
 ) -> impl Future<Output = Response<Full<Bytes>>> + 'static {
-    let routed = if publish::is_publish_request(core, request.uri().path()) {
-        Err((Rc::clone(core), request))
+    let routed = if publish::is_publish_request(service, request.uri().path()) {
+        Err((Rc::clone(service), request))
     } else {
-        Ok(route(core, slot, request))
+        Ok(route(service, slot, request))
     };
     async move {
         match routed {
             Ok(response) => response,
-            Err((core, request)) => publish::handle(&core, request).await,
+            Err((service, request)) => publish::handle(&service, request).await,
         }
     }
 }
 
-/// `/readyz`: 200 while the node serves and, with `--broker`, reaches the other nodes; 503
-/// (still serving its own clients) while the broker is down. `/healthz` says only that the node
-/// serves.
-fn readiness(core: &CoreContext) -> Response<Full<Bytes>> {
-    match core.state.broker.get() {
-        Some(broker) if !broker.stats.is_up() => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "broker down: serving this node's clients, not reaching the other nodes\n",
-        ),
-        Some(_) => text(StatusCode::OK, "text/plain", "ready: broker up\n"),
-        None => text(StatusCode::OK, "text/plain", "ready\n"),
-    }
-}
-
-/// Routes a request that needs no body. An accepted upgrade leaves its ticket in `slot`.
+/// Routes a request that needs no body: a WebSocket path to the upgrade, the rest to the
+/// plain routes. An accepted upgrade leaves its ticket in `slot`.
 fn route(
-    core: &CoreContext,
+    service: &HttpService,
     slot: &UpgradeSlot,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    let path = request.uri().path();
-    let room = match path {
-        "/ws" => Some(Ok(DEFAULT_ROOM.to_owned())),
-        _ => path
-            .strip_prefix("/ws/")
-            .map(|name| is_valid_room(name).then(|| name.to_owned()).ok_or(())),
-    };
-    let Some(room) = room else {
-        return match (request.method(), path) {
-            (&Method::GET, "/") => text(StatusCode::OK, "text/html; charset=utf-8", CHAT_PAGE),
-            (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n"),
-            (&Method::GET, "/readyz") => readiness(core),
-            (&Method::GET, "/metrics") => text(
-                StatusCode::OK,
-                METRICS_CONTENT_TYPE,
-                render_prometheus(
-                    &core.state.metrics,
-                    &core.state.memory,
-                    core.state.backend(),
-                    core.state.broker.get(),
-                ),
-            ),
-            _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
-        };
-    };
-    let Ok(room) = room else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "text/plain",
-            "room names are 1-64 characters of A-Z a-z 0-9 _ . -\n",
-        );
-    };
-    if request.method() != Method::GET || !fastwebsockets::upgrade::is_upgrade_request(&request) {
-        let mut response = text(
-            StatusCode::UPGRADE_REQUIRED,
-            "text/plain",
-            "this endpoint speaks WebSocket\n",
-        );
-        response
-            .headers_mut()
-            .insert(UPGRADE, HeaderValue::from_static("websocket"));
-        return response;
-    }
-    let headers = request.headers();
-    let origin = headers.get(ORIGIN).and_then(|v| v.to_str().ok());
-    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
-    if !origin_allowed(origin, host, &core.state.config.allowed_origins) {
-        return text(StatusCode::FORBIDDEN, "text/plain", "origin not allowed\n");
-    }
-    if !request.body().is_end_stream() {
-        // Its body would be read by hyper after the 101, which reads nothing more by then.
-        return text(
-            StatusCode::BAD_REQUEST,
-            "text/plain",
-            "a WebSocket upgrade request has no body\n",
-        );
-    }
-    if core.is_shutting_down() {
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "text/plain",
-            "shutting down\n",
-        );
-    }
-    if let Some(refused) = check_jwt(core, &request, &room) {
-        return refused;
-    }
-    match fastwebsockets::upgrade::upgrade(&mut request) {
-        Ok((switching, _upgrade_future)) => {
-            // The future is for hyper's `with_upgrades` path; `without_shutdown` is used instead.
-            let subscriber = Rc::new(Subscriber::new(
-                core.state.config.max_backlog,
-                slot.permit.borrow_mut().take(),
-                Rc::clone(core.hub.output()),
-                core.hub.now(),
-            ));
-            let room = core.hub.join(&room, Rc::clone(&subscriber));
-            *slot.ticket.borrow_mut() = Some(UpgradeTicket { room, subscriber });
-            slot.upgraded.set(true);
-            let (head, _) = switching.into_parts();
-            Response::from_parts(head, Full::new(Bytes::new()))
-        }
-        Err(err) => text(StatusCode::BAD_REQUEST, "text/plain", format!("{err}\n")),
-    }
-}
-
-/// With `--jwt-secret`/`--jwt-public-key`: the upgrade's token (`?token=`, else
-/// `Authorization: Bearer`) must be valid for `room`; returns the 401/403 answer if it is not.
-/// Runs before the subscriber is created or the room joined.
-fn check_jwt(
-    core: &CoreContext,
-    request: &Request<Incoming>,
-    room: &str,
-) -> Option<Response<Full<Bytes>>> {
-    let jwt = core.state.config.jwt.as_ref()?;
-    let token = query_token(request.uri().query()).or_else(|| bearer_token(request.headers()));
-    let verdict = jwt.check(token, room);
-    let metrics = core.hub.metrics();
-    match verdict {
-        Ok(()) => {
-            metrics.count_auth(AuthOutcome::Accepted);
-            None
-        }
-        Err(Rejection::Unauthorized) => {
-            metrics.count_auth(AuthOutcome::Unauthorized);
-            let mut response = text(
-                StatusCode::UNAUTHORIZED,
-                "text/plain",
-                "a valid token is required (?token= or Authorization: Bearer)\n",
-            );
-            response
-                .headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            Some(response)
-        }
-        Err(Rejection::Forbidden) => {
-            metrics.count_auth(AuthOutcome::Forbidden);
-            Some(text(
-                StatusCode::FORBIDDEN,
-                "text/plain",
-                "the token does not grant this room\n",
-            ))
-        }
-    }
-}
-
-/// A response with a text body.
-pub(crate) fn text(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body.into()));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
-}
-
-/// Rooms are 1-64 characters of `[A-Za-z0-9_.-]`.
-pub fn is_valid_room(name: &str) -> bool {
-    (1..=MAX_ROOM_LEN).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
-
-/// gorilla/websocket's default policy plus an allow-list: no Origin header, an Origin whose
-/// host equals the Host header, an Origin listed in `allowed` (full origin or host), or `*`.
-pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
-    let Some(origin) = origin else {
-        return true;
-    };
-    let origin_host = origin
-        .split_once("://")
-        .map_or(origin, |(_, rest)| rest)
-        .trim_end_matches('/');
-    let listed = allowed.iter().any(|entry| {
-        entry == "*"
-            || entry.eq_ignore_ascii_case(origin)
-            || entry.eq_ignore_ascii_case(origin_host)
-    });
-    listed || host.is_some_and(|host| host.eq_ignore_ascii_case(origin_host))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn room_names_are_validated() {
-        assert!(is_valid_room("default"));
-        assert!(is_valid_room("a.b-c_9"));
-        assert!(is_valid_room(&"x".repeat(64)));
-        assert!(!is_valid_room(""));
-        assert!(!is_valid_room(&"x".repeat(65)));
-        assert!(!is_valid_room("a/b"));
-        assert!(!is_valid_room("spa ce"));
-        assert!(!is_valid_room("é"));
-    }
-
-    #[test]
-    fn origins_follow_same_host_or_allow_list() {
-        let none: Vec<String> = Vec::new();
-        assert!(origin_allowed(None, Some("h:1"), &none));
-        assert!(origin_allowed(Some("http://h:1"), Some("h:1"), &none));
-        assert!(!origin_allowed(Some("http://evil"), Some("h:1"), &none));
-        assert!(!origin_allowed(Some("http://evil"), None, &none));
-        let listed = vec!["https://app.example".to_owned()];
-        assert!(origin_allowed(
-            Some("https://app.example"),
-            Some("h"),
-            &listed
-        ));
-        assert!(!origin_allowed(
-            Some("https://other.example"),
-            Some("h"),
-            &listed
-        ));
-        let any = vec!["*".to_owned()];
-        assert!(origin_allowed(Some("http://evil"), Some("h"), &any));
+    match upgrade::room_of(request.uri().path()) {
+        Some(room) => upgrade::upgrade(service, slot, request, room),
+        None => routes::plain(service, &request),
     }
 }

@@ -18,11 +18,12 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 
+use super::reply::text;
+use super::HttpService;
 use crate::auth::bearer_token;
-use crate::core::CoreContext;
-use crate::http::{is_valid_room, text};
+use crate::fanout::is_valid_room;
 use crate::metrics::PublishOutcome;
-use crate::ws::encode::MessageKind;
+use crate::ws::MessageKind;
 
 /// Path prefix of the endpoint; the rest is the room name.
 pub const PUBLISH_PREFIX: &str = "/publish/";
@@ -31,24 +32,24 @@ const RETRY_AFTER_SECS: &str = "1";
 
 /// True when `path` is the publish endpoint and it is enabled (`--publish-token` set);
 /// otherwise it is an unknown path (404).
-pub fn is_publish_request(core: &CoreContext, path: &str) -> bool {
-    core.state.config.publish_token.is_some() && path.starts_with(PUBLISH_PREFIX)
+pub fn is_publish_request(service: &HttpService, path: &str) -> bool {
+    service.state.config.publish_token.is_some() && path.starts_with(PUBLISH_PREFIX)
 }
 
 /// Answers one publish request.
-pub async fn handle(core: &CoreContext, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let (answer, outcome, published) = publish(core, request).await;
-    core.hub.metrics().count_publish(outcome, published);
+pub async fn handle(service: &HttpService, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (answer, outcome, published) = publish(service, request).await;
+    service.metrics.count_publish(outcome, published);
     answer
 }
 
 /// Checks, reads and publishes; returns the answer, its outcome and the payload bytes
 /// published.
 async fn publish(
-    core: &CoreContext,
+    service: &HttpService,
     request: Request<Incoming>,
 ) -> (Response<Full<Bytes>>, PublishOutcome, usize) {
-    let config = &core.state.config;
+    let config = &service.state.config;
     let room = request
         .uri()
         .path()
@@ -89,7 +90,7 @@ async fn publish(
     if declared.is_some_and(|length| length > config.max_message as u64) {
         return (too_large(config.max_message), PublishOutcome::TooLarge, 0);
     }
-    if core.hub.memory().must_pause(false) {
+    if service.state.budget.must_pause(false) {
         let mut answer = refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             "server overloaded, try again later\n",
@@ -122,7 +123,7 @@ async fn publish(
         );
         return (answer, PublishOutcome::BadRequest, 0);
     }
-    core.hub.publish_to_name(&room, kind, &body);
+    service.hub.publish_named(&room, kind, &body);
     let answer = serde_json::json!({
         "room": room,
         "bytes": body.len(),

@@ -1,41 +1,66 @@
-//! One WebSocket connection after the upgrade, as the core's reader (`reader.rs`) reads it:
-//! its decoder, inbound limits and an incomplete frame's tail.
+//! One WebSocket connection after the upgrade, as the core's reader (`reader.rs`) reads it (the
+//! read half; the write half is `output::Subscriber`): its decoder, inbound limits and an
+//! incomplete frame's tail.
 //!
 //! A ready socket is read once into the core's scratch buffer and decoded there in place
-//! (`inbound.rs`): messages are published to the room, pongs and close replies routed into the
-//! connection's own outbound queue. Only an incomplete frame's tail is copied into a buffer of
-//! the connection's own, freed again once it is decoded: an idle connection holds no read
-//! buffer and no read in flight. While the fan-out budget is exhausted (`memory.rs`) the
-//! reader stops reading it, so TCP pushes back on a client that publishes faster than the
-//! server can deliver. There is no writer task: the core's output backend (`uring_output.rs`,
-//! `epoll_output.rs`) writes every connection's queue. The connection ends with
-//! `shutdown(Both)`; the reader then calls [`Connection::finish`], which leaves the room and
-//! releases the connection slot.
+//! (`ws::FrameDecoder`): messages are published to the room, pongs and close replies routed
+//! into the connection's own outbound queue. Only an incomplete frame's tail is copied into a
+//! buffer of the connection's own, freed again once it is decoded: an idle connection holds no
+//! read buffer and no read in flight. While the fan-out budget is exhausted the reader stops
+//! reading it ([`Step::Pause`]), so TCP pushes back on a client that publishes faster than the
+//! server can deliver. The connection ends with `shutdown(Both)`; the reader then calls
+//! [`Connection::finish`], which leaves the room and releases the connection slot.
 
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::backend::socket::ConnSocket;
-use crate::core::CoreContext;
-use crate::fanout::hub::Room;
-use crate::http::UpgradeTicket;
-use crate::input::rate::{InboundRate, PublishShare};
+use super::rate::{FairShare, InboundRate};
+use crate::budget::FanoutBudget;
+use crate::clock::CoarseClock;
+use crate::fanout::{Hub, Room};
 use crate::metrics::CoreMetrics;
-use crate::output::subscriber::Subscriber;
-use crate::ws::decode::{Decoded, FrameDecoder, Inbound};
-use crate::ws::encode::{encode_pong, CloseCode};
+use crate::output::{CoreOutput, Subscriber};
+use crate::ws::{encode_pong, ClientEvent, CloseCode, Decoded, FrameDecoder};
 
-/// Size of the core's read scratch buffer: the most one read takes.
-pub const READ_SCRATCH: usize = 64 << 10;
 /// Least spare room of a read into a connection's own buffer (which holds an incomplete
 /// frame whose length is not known yet).
 const TAIL_READ: usize = 4096;
 
-/// What the HTTP phase hands to the WebSocket reader.
-pub struct UpgradedIo {
-    /// The socket.
-    pub socket: ConnSocket,
-    /// Bytes read from the socket that hyper did not consume.
-    pub buffered: Vec<u8>,
+/// What reading a connection uses of its core: the hub it publishes to, the core's output
+/// lists (a new subscriber reports to them), the fan-out budget, the core's metrics and clock,
+/// and the settings.
+#[derive(Debug)]
+pub struct ReadContext {
+    /// Rooms and fan-out of this core.
+    pub hub: Rc<Hub>,
+    /// This core's ledger, flush list and ended list.
+    pub core_output: Rc<CoreOutput>,
+    /// The process-wide fan-out budget (publishers pause when it is exhausted).
+    pub budget: Arc<FanoutBudget>,
+    /// This core's metrics.
+    pub metrics: Arc<CoreMetrics>,
+    /// This core's coarse clock.
+    pub clock: Rc<CoarseClock>,
+    /// `--max-message`.
+    pub max_message: usize,
+    /// `--max-inbound-rate`.
+    pub max_inbound_rate: Option<u32>,
+    /// `--max-backlog` of a new connection.
+    pub max_backlog: usize,
+    /// `--publish-timeout`.
+    pub publish_timeout: Duration,
+}
+
+/// A subscriber that joined its room at the upgrade (before the 101 went out, so it misses
+/// nothing published after the handshake), waiting for its socket; its frames wait in its
+/// queue until the socket is attached.
+#[derive(Debug)]
+pub struct UpgradeTicket {
+    /// The room joined.
+    pub room: Rc<Room>,
+    /// The new connection's queue and close state (holds its --max-connections permit).
+    pub subscriber: Rc<Subscriber>,
 }
 
 /// One connection's reading state, kept by the core's reader.
@@ -48,46 +73,12 @@ pub struct Connection {
     decoder: FrameDecoder,
     /// --max-inbound-rate, if set.
     rate: Option<InboundRate>,
-    /// This publisher's share of the fan-out budget.
-    share: PublishShare,
+    /// This publisher's bytes against its fair share of the fan-out budget.
+    share: FairShare,
     /// Bytes received and not decoded yet: an incomplete frame's start, or what a pause left.
     tail: Vec<u8>,
     /// Length of the incomplete frame in `tail`, when its header said.
     tail_frame_len: Option<usize>,
-}
-
-/// Starts the WebSocket phase of a subscriber that joined its room at upgrade: attaches the
-/// socket and hands the connection to the core's reader. `early` holds bytes hyper read past
-/// the request.
-pub fn start(core: &CoreContext, io: UpgradedIo, early: &[u8], ticket: UpgradeTicket) {
-    let UpgradeTicket { room, subscriber } = ticket;
-    subscriber.attach_socket(io.socket);
-    CoreMetrics::add(&core.hub.metrics().connections, 1);
-    let config = &core.state.config;
-    let now = core.hub.now();
-    let mut tail = Vec::new();
-    if !early.is_empty() || !io.buffered.is_empty() {
-        tail.reserve_exact(early.len() + io.buffered.len());
-        tail.extend_from_slice(early);
-        tail.extend_from_slice(&io.buffered);
-    }
-    let connection = Connection {
-        room,
-        subscriber,
-        decoder: FrameDecoder::new(config.max_message),
-        rate: config
-            .max_inbound_rate
-            .map(|rate| InboundRate::new(rate, now)),
-        share: PublishShare::new(now),
-        tail,
-        tail_frame_len: None,
-    };
-    if connection.subscriber.is_shut_down() {
-        // Told to close during the handshake (graceful shutdown): nothing to read.
-        connection.finish(core);
-        return;
-    }
-    core.reader.add(core, connection);
 }
 
 /// What reading a connection led to, for the core's reader.
@@ -102,17 +93,23 @@ pub enum Step {
     Done,
 }
 
-/// What the decode loop does after an event.
-enum Flow {
-    /// Go on decoding.
-    Continue,
-    /// A message was published; go on once the fan-out budget has room.
-    Published,
-    /// The client's close arrived, or the connection was closed; stop reading.
-    Stop,
-}
-
 impl Connection {
+    /// The reading state of a subscriber whose socket was just attached; `held` is what was
+    /// read past the upgrade request (decoded first).
+    pub fn new(ticket: UpgradeTicket, held: Vec<u8>, cx: &ReadContext) -> Self {
+        let UpgradeTicket { room, subscriber } = ticket;
+        let now = cx.clock.now();
+        Connection {
+            room,
+            subscriber,
+            decoder: FrameDecoder::new(cx.max_message),
+            rate: cx.max_inbound_rate.map(|rate| InboundRate::new(rate, now)),
+            share: FairShare::new(now),
+            tail: held,
+            tail_frame_len: None,
+        }
+    }
+
     /// The connection's subscriber (queue, close state, socket).
     pub fn subscriber(&self) -> &Rc<Subscriber> {
         &self.subscriber
@@ -125,18 +122,17 @@ impl Connection {
 
     /// The connection has ended (its socket is shut down): leaves the room, releases the
     /// connection slot.
-    pub fn finish(self, core: &CoreContext) {
+    pub fn finish(self, cx: &ReadContext) {
         self.subscriber.shutdown_socket();
-        core.hub.leave(&self.room, &self.subscriber);
-        CoreMetrics::sub(&core.hub.metrics().connections, 1);
-        core.connection_closed();
+        cx.hub.leave(&self.room, &self.subscriber);
+        CoreMetrics::sub(&cx.metrics.connections, 1);
     }
 
-    /// The socket is readable: reads once (into the core's scratch buffer, or into the tail of
-    /// an incomplete frame) and handles the whole frames.
-    pub fn read_ready(&mut self, core: &CoreContext) -> Step {
+    /// The socket is readable: reads once (into `scratch`, the core's buffer, or into the tail
+    /// of an incomplete frame) and handles the whole frames.
+    pub fn read_ready(&mut self, cx: &ReadContext, scratch: &mut [u8]) -> Step {
         if self.tail.is_empty() {
-            return self.read_into_scratch(core);
+            return self.read_into_scratch(cx, scratch);
         }
         let Some(socket) = self.subscriber.socket() else {
             return Step::Done;
@@ -148,10 +144,10 @@ impl Connection {
             .max(self.tail.len() + TAIL_READ);
         self.tail.reserve_exact(wanted - self.tail.len());
         let read = socket.recv_spare(&mut self.tail);
-        if let Err(step) = self.received(core, read) {
+        if let Err(step) = self.received(cx, read) {
             return step;
         }
-        self.decode_held(core)
+        self.decode_held(cx)
     }
 
     /// What a read gave: the bytes read (the client spoke: keepalive is told), or what the
@@ -159,13 +155,13 @@ impl Connection {
     /// is gone: the socket is shut down and reading is done).
     fn received(
         &self,
-        core: &CoreContext,
+        cx: &ReadContext,
         read: std::io::Result<Option<usize>>,
     ) -> Result<usize, Step> {
         match read {
             Ok(None) => Err(Step::Wait),
             Ok(Some(read)) if read > 0 => {
-                self.subscriber.touch(core.hub.now());
+                self.subscriber.touch(cx.clock.now());
                 Ok(read)
             }
             _ => {
@@ -177,12 +173,12 @@ impl Connection {
 
     /// Decodes and handles the whole frames the connection already holds (bytes hyper read
     /// past the request, what a pause left, or a completed tail).
-    pub fn decode_held(&mut self, core: &CoreContext) -> Step {
+    pub fn decode_held(&mut self, cx: &ReadContext) -> Step {
         if self.tail.is_empty() {
             return Step::Wait;
         }
         let mut tail = std::mem::take(&mut self.tail);
-        let (consumed, step) = self.decode(core, &mut tail);
+        let (consumed, step) = self.decode(cx, &mut tail);
         tail.drain(..consumed);
         if !tail.is_empty() {
             self.tail = tail;
@@ -193,16 +189,15 @@ impl Connection {
 
     /// Reads what is readable into the core's scratch buffer and decodes it there; keeps only
     /// an incomplete frame's tail (the connection's tail is empty before).
-    fn read_into_scratch(&mut self, core: &CoreContext) -> Step {
+    fn read_into_scratch(&mut self, cx: &ReadContext, scratch: &mut [u8]) -> Step {
         let Some(socket) = self.subscriber.socket() else {
             return Step::Done;
         };
-        let mut scratch = core.read_scratch.borrow_mut();
-        let read = match self.received(core, socket.recv(&mut scratch)) {
+        let read = match self.received(cx, socket.recv(scratch)) {
             Ok(read) => read,
             Err(step) => return step,
         };
-        let (consumed, step) = self.decode(core, &mut scratch[..read]);
+        let (consumed, step) = self.decode(cx, &mut scratch[..read]);
         if step != Step::Done {
             let rest = &scratch[consumed..read];
             let frame_len = match step {
@@ -220,14 +215,13 @@ impl Connection {
     /// Decodes and handles the whole frames at the start of `data`: returns the bytes consumed
     /// and what the reader does next (Wait: `data` holds no whole frame any more, and
     /// `tail_frame_len` the incomplete one's length if known).
-    fn decode(&mut self, core: &CoreContext, data: &mut [u8]) -> (usize, Step) {
-        let memory = core.hub.memory();
+    fn decode(&mut self, cx: &ReadContext, data: &mut [u8]) -> (usize, Step) {
         let mut start = 0;
         loop {
             match self.decoder.decode(&mut data[start..]) {
                 Ok(Decoded::Event { event, consumed }) => {
-                    let flow = handle(
-                        core,
+                    let next = handle(
+                        cx,
                         &self.room,
                         &self.subscriber,
                         event,
@@ -235,12 +229,8 @@ impl Connection {
                         &mut self.share,
                     );
                     start += consumed;
-                    match flow {
-                        Flow::Stop => return (start, Step::Done),
-                        Flow::Published if memory.must_pause(self.share.is_heavy()) => {
-                            return (start, Step::Pause)
-                        }
-                        Flow::Published | Flow::Continue => {}
+                    if let Some(step) = next {
+                        return (start, step);
                     }
                 }
                 Ok(Decoded::Absorbed { consumed }) => start += consumed,
@@ -262,48 +252,52 @@ impl Connection {
     }
 }
 
-/// Acts on one decoded event of `subscriber`'s connection to `room`. (A function of the
-/// fields, not a method: the decoder borrows the connection's buffer meanwhile.)
+/// Acts on one decoded event of `subscriber`'s connection to `room`: None to go on decoding,
+/// or what the reader does next (the client's close arrived: done; a message was published
+/// and the fan-out budget is exhausted: pause). (A function of the fields, not a method: the
+/// decoder borrows the connection's buffer meanwhile.)
 fn handle(
-    core: &CoreContext,
+    cx: &ReadContext,
     room: &Rc<Room>,
     subscriber: &Rc<Subscriber>,
-    event: Inbound<'_>,
+    event: ClientEvent<'_>,
     rate: &mut Option<InboundRate>,
-    share: &mut PublishShare,
-) -> Flow {
+    share: &mut FairShare,
+) -> Option<Step> {
     let closing = subscriber.is_closing();
-    let hub = &core.hub;
+    let metrics = &cx.metrics;
     match event {
-        Inbound::Message { kind, payload } => {
+        ClientEvent::Message { kind, payload } => {
             // After our close frame only the client's close matters (RFC 6455 5.5.1).
             if closing {
-                return Flow::Continue;
+                return None;
             }
+            let now = cx.clock.now();
             if let Some(rate) = rate {
-                if !rate.allow(hub.now()) {
-                    CoreMetrics::add(&hub.metrics().rate_limit_closes, 1);
+                if !rate.allow(now) {
+                    CoreMetrics::add(&metrics.rate_limit_closes, 1);
                     subscriber.close(CloseCode::SlowConsumer, "inbound rate limit");
-                    return Flow::Continue;
+                    return None;
                 }
             }
-            let metrics = hub.metrics();
             CoreMetrics::add(&metrics.messages_in, 1);
             CoreMetrics::add(&metrics.bytes_in, payload.len() as u64);
-            share.published(payload.len(), hub.now());
-            hub.publish_message(room, kind, payload);
-            return Flow::Published;
-        }
-        Inbound::Ping(payload) => {
-            if !closing && subscriber.offer(&Rc::new(encode_pong(payload))) {
-                CoreMetrics::add(&hub.metrics().slow_consumer_closes, 1);
+            share.published(payload.len(), now);
+            cx.hub.publish(room, kind, payload);
+            if cx.budget.must_pause(share.is_heavy()) {
+                return Some(Step::Pause);
             }
         }
-        Inbound::Pong => {}
-        Inbound::Close(payload) => {
+        ClientEvent::Ping(payload) => {
+            if !closing && subscriber.offer(&Rc::new(encode_pong(payload))) {
+                CoreMetrics::add(&metrics.slow_consumer_closes, 1);
+            }
+        }
+        ClientEvent::Pong => {}
+        ClientEvent::Close(payload) => {
             subscriber.close_received(payload);
-            return Flow::Stop;
+            return Some(Step::Done);
         }
     }
-    Flow::Continue
+    None
 }

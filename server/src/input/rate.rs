@@ -1,11 +1,11 @@
-//! Inbound rates of one connection, kept in its reading state (`conn.rs`) and read against the
-//! core's coarse clock (no allocation, no clock read per message):
+//! Inbound rates of one connection, kept in its reading state (`connection.rs`) and read
+//! against the core's coarse clock (no allocation, no clock read per message):
 //! - [`InboundRate`], `--max-inbound-rate`: a token bucket over the data messages it sends,
 //!   holding at most one second's worth (the burst) and refilling continuously; a message that
 //!   finds it empty closes the connection with 1008;
-//! - [`PublishShare`]: how many bytes it published in the last second, against a fair share:
+//! - [`FairShare`]: how many bytes it published in the last second, against a fair share:
 //!   over it, the connection is a heavy publisher, the first to be paused when the fan-out
-//!   budget is exhausted (`memory.rs`).
+//!   budget is exhausted (`budget.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -17,17 +17,17 @@ const SHARE_WINDOW: Duration = Duration::from_secs(1);
 
 /// Bytes one connection published in the current one-second window.
 #[derive(Debug)]
-pub struct PublishShare {
+pub struct FairShare {
     /// Start of the current window.
     window_start: Instant,
     /// Bytes published since then (plus half of the window before).
     bytes: u64,
 }
 
-impl PublishShare {
+impl FairShare {
     /// Nothing published yet.
     pub fn new(now: Instant) -> Self {
-        PublishShare {
+        FairShare {
             window_start: now,
             bytes: 0,
         }
@@ -92,8 +92,8 @@ mod tests {
     #[test]
     fn a_flooder_is_heavy_a_chat_client_is_not() {
         let start = Instant::now();
-        let mut chat = PublishShare::new(start);
-        let mut flood = PublishShare::new(start);
+        let mut chat = FairShare::new(start);
+        let mut flood = FairShare::new(start);
         for tick in 0..1000u64 {
             let now = start + Duration::from_millis(tick * 10);
             chat.published(200, now);

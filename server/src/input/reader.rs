@@ -1,70 +1,44 @@
-//! The core's WebSocket reader: one task per core reads every upgraded connection of the core.
+//! The core's WebSocket reader: one task per core reads every upgraded connection of the core,
+//! from its admission at the upgrade to its end.
 //!
-//! Why one task, not one per connection: a reader task per connection cost every idle
-//! connection its task (~640 bytes) and its registration in tokio's reactor (~256 bytes), more
-//! than the rest of its state together. Here every connection's socket is in one epoll set of
-//! the core (level-triggered, `data` = the connection's key in a slab), and that set is
-//! registered once with tokio's reactor, on both backends. The reader task takes the ready
-//! sockets from it and reads each one once into the core's scratch buffer (`conn.rs` decodes,
-//! publishes and keeps an incomplete frame's tail); what is left in a socket is reported again
-//! by the next `epoll_wait`, so a flooding client gets one read per turn like every other.
-//! Reads are the rare side of a broadcast server (publishers only), so the extra `epoll_wait`
-//! per turn costs little against the writes.
+//! Every connection's socket is in one epoll set of the core (level-triggered, `data` = the
+//! connection's key in a slab), and that set is registered once with tokio's reactor, on both
+//! backends. The reader task takes the ready sockets from it and reads each one once into the
+//! core's scratch buffer (`connection.rs` decodes, publishes and keeps an incomplete frame's
+//! tail); what is left in a socket is reported again by the next `epoll_wait`, so a flooding
+//! client gets one read per turn like every other. (Why one task per core and not one per
+//! connection: docs/ARCHITECTURE.md, "Reads".)
 //!
 //! A connection that must not be read leaves the epoll set (level-triggered, it would be
 //! reported again and again): one paused by the fan-out budget until it may publish again
 //! (looked at every `BUDGET_POLL`, closed with 1013 after `--publish-timeout`), one done
 //! reading (the client's close arrived, or it failed) for good. Whoever shuts a connection's
-//! socket down (the output side, keepalive, a protocol error, graceful shutdown) lists it in
-//! [`EndedConnections`]; the reader then drops it, which leaves the room.
+//! socket down (the write side, keepalive, a protocol error, graceful shutdown) lists it in the
+//! core's `EndedConnections`; the reader then drops it, which leaves the room.
 
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
 use std::time::Instant;
 
 use slab::Slab;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
+use tokio::sync::Notify;
 
-use crate::backend::socket::cvt;
+use super::connection::{Connection, ReadContext, Step, UpgradeTicket};
+use crate::backend::{cvt, UpgradedIo};
 use crate::budget::BUDGET_POLL;
-use crate::core::CoreContext;
-use crate::input::connection::{Connection, Step};
 use crate::metrics::CoreMetrics;
-use crate::output::wake::LocalWake;
-use crate::ws::encode::CloseCode;
+use crate::output::{ConnectionKey, Subscriber};
+use crate::state::ConnectionPermit;
+use crate::ws::CloseCode;
 
 /// Most readiness events taken per `epoll_wait` (one turn of the reader).
 const EVENTS_PER_TURN: usize = 256;
-
-/// A connection's entry in its core's reader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReaderKey(u32);
-
-impl ReaderKey {
-    /// The index.
-    pub fn index(self) -> usize {
-        self.0 as usize
-    }
-}
-
-/// Connections whose socket was shut down, for the reader to drop; and the reader's wake-up.
-#[derive(Debug, Default)]
-pub struct EndedConnections {
-    /// Keys listed since the reader last looked.
-    keys: RefCell<Vec<ReaderKey>>,
-    /// Wakes the reader task.
-    wake: LocalWake,
-}
-
-impl EndedConnections {
-    /// Lists a connection (once per connection: its subscriber shuts the socket down once).
-    pub fn push(&self, key: ReaderKey) {
-        self.keys.borrow_mut().push(key);
-        self.wake.wake();
-    }
-}
+/// Size of the core's read scratch buffer: the most one read takes.
+const READ_SCRATCH: usize = 64 << 10;
 
 /// Whether the reader reads a connection now.
 #[derive(Debug)]
@@ -89,29 +63,35 @@ struct Entry {
 }
 
 /// One core's reader: the epoll set and every WebSocket connection's reading state.
-pub struct CoreReader {
+pub struct Reader {
+    /// What reading uses of the core.
+    cx: ReadContext,
     /// The epoll set of every connection being read, registered with tokio's reactor.
     poller: AsyncFd<OwnedFd>,
     /// Every upgraded connection of the core until its socket is shut down.
     entries: RefCell<Slab<Entry>>,
     /// Keys of the paused entries.
-    paused: RefCell<Vec<ReaderKey>>,
+    paused: RefCell<Vec<ConnectionKey>>,
     /// Buffer for `epoll_wait`.
     events: RefCell<Vec<libc::epoll_event>>,
+    /// Every read of a connection lands here first.
+    scratch: RefCell<Box<[u8]>>,
+    /// Signalled whenever a connection of this core ends (the shutdown drain waits on it).
+    ended: Notify,
 }
 
-impl std::fmt::Debug for CoreReader {
+impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CoreReader")
+        f.debug_struct("Reader")
             .field("connections", &self.entries.borrow().len())
             .finish_non_exhaustive()
     }
 }
 
-impl CoreReader {
-    /// An empty reader; must be created inside the core's runtime (it registers with tokio's
-    /// reactor).
-    pub fn new() -> io::Result<Self> {
+impl Reader {
+    /// An empty reader using `cx`; must be created inside the core's runtime (it registers
+    /// with tokio's reactor).
+    pub fn new(cx: ReadContext) -> io::Result<Self> {
         // SAFETY: plain syscall; the result is checked before it is used as an fd.
         let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) } as isize)?;
         // SAFETY: `fd` is a new epoll instance nothing else owns.
@@ -119,47 +99,101 @@ impl CoreReader {
         // SAFETY: the AsyncFd owns `epoll`, which stays open and the same until it is dropped.
         let poller = unsafe { AsyncFd::register_with_interest(epoll, Interest::READABLE) }
             .map_err(io::Error::from)?;
-        Ok(CoreReader {
+        Ok(Reader {
+            cx,
             poller,
             entries: RefCell::new(Slab::new()),
             paused: RefCell::new(Vec::new()),
             events: RefCell::new(Vec::with_capacity(EVENTS_PER_TURN)),
+            scratch: RefCell::new(vec![0; READ_SCRATCH].into_boxed_slice()),
+            ended: Notify::new(),
         })
     }
 
+    /// Admits an upgrade to `room`, counted under `permit`: the new subscriber joins the room
+    /// now, before the 101 goes out, and waits for its socket ([`Reader::start`]).
+    pub fn admit(&self, room: &str, permit: Option<ConnectionPermit>) -> UpgradeTicket {
+        let cx = &self.cx;
+        let subscriber = Rc::new(Subscriber::new(
+            cx.max_backlog,
+            permit,
+            Rc::clone(&cx.core_output),
+            cx.clock.now(),
+        ));
+        let room = cx.hub.join(room, Rc::clone(&subscriber));
+        UpgradeTicket { room, subscriber }
+    }
+
+    /// An admitted upgrade whose 101 never completed: leaves the room (which drops the
+    /// permit too).
+    pub fn cancel(&self, ticket: UpgradeTicket) {
+        self.cx.hub.leave(&ticket.room, &ticket.subscriber);
+    }
+
+    /// Starts the WebSocket phase of an admitted upgrade: attaches the socket and starts
+    /// reading it. `early` holds bytes hyper read past the request.
+    pub fn start(&self, ticket: UpgradeTicket, io: UpgradedIo, early: &[u8]) {
+        ticket.subscriber.attach_socket(io.socket);
+        CoreMetrics::add(&self.cx.metrics.connections, 1);
+        let mut held = Vec::new();
+        if !early.is_empty() || !io.buffered.is_empty() {
+            held.reserve_exact(early.len() + io.buffered.len());
+            held.extend_from_slice(early);
+            held.extend_from_slice(&io.buffered);
+        }
+        let connection = Connection::new(ticket, held, &self.cx);
+        if connection.subscriber().is_shut_down() {
+            // Told to close during the handshake (graceful shutdown): nothing to read.
+            self.finish(connection);
+            return;
+        }
+        self.add(connection);
+    }
+
+    /// Waits until a connection of this core ends (at once if one ended since the last wait).
+    pub async fn connection_ended(&self) {
+        self.ended.notified().await;
+    }
+
+    /// A connection has ended: it leaves its room and releases its slot.
+    fn finish(&self, connection: Connection) {
+        connection.finish(&self.cx);
+        self.ended.notify_one();
+    }
+
     /// Starts reading `connection` (its socket attached, not shut down).
-    pub fn add(&self, core: &CoreContext, connection: Connection) {
+    fn add(&self, connection: Connection) {
         let mut entries = self.entries.borrow_mut();
         let slot = entries.vacant_entry();
-        let Ok(key) = u32::try_from(slot.key()).map(ReaderKey) else {
+        let Ok(key) = u32::try_from(slot.key()).map(ConnectionKey) else {
             // Beyond 4 billion connections on one core: not reachable under the fd limit.
             connection.subscriber().shutdown_socket();
             drop(entries);
-            connection.finish(core);
+            self.finish(connection);
             return;
         };
-        connection.subscriber().set_reader_key(key);
+        connection.subscriber().set_key(key);
         let entry = slot.insert(Entry {
             connection,
             reading: Reading::Done,
         });
-        self.start_reading(core, key, entry);
+        self.start_reading(key, entry);
     }
 
     /// (Re)starts reading an entry: puts its socket into the epoll set, then decodes what the
     /// connection already holds. A socket the epoll set refuses is shut down, which ends it.
-    fn start_reading(&self, core: &CoreContext, key: ReaderKey, entry: &mut Entry) {
+    fn start_reading(&self, key: ConnectionKey, entry: &mut Entry) {
         if let Err(err) = self.watch(key, entry) {
             tracing::warn!(%err, "cannot watch a WebSocket connection; closing it");
             entry.connection.subscriber().shutdown_socket();
             return;
         }
-        let step = entry.connection.decode_held(core);
-        self.apply(core, key, entry, step);
+        let step = entry.connection.decode_held(&self.cx);
+        self.apply(key, entry, step);
     }
 
     /// Puts the entry's socket into the epoll set.
-    fn watch(&self, key: ReaderKey, entry: &mut Entry) -> io::Result<()> {
+    fn watch(&self, key: ConnectionKey, entry: &mut Entry) -> io::Result<()> {
         let Some(socket) = entry.connection.subscriber().socket() else {
             return Err(io::Error::from(io::ErrorKind::NotConnected));
         };
@@ -200,15 +234,15 @@ impl CoreReader {
     }
 
     /// Acts on what reading the entry led to.
-    fn apply(&self, core: &CoreContext, key: ReaderKey, entry: &mut Entry, step: Step) {
+    fn apply(&self, key: ConnectionKey, entry: &mut Entry, step: Step) {
         match step {
             Step::Wait => {}
             Step::Pause => {
                 self.unwatch(entry);
-                CoreMetrics::add(&core.hub.metrics().publish_pauses, 1);
+                CoreMetrics::add(&self.cx.metrics.publish_pauses, 1);
                 entry.connection.subscriber().set_reading_paused(true);
                 entry.reading = Reading::Paused {
-                    deadline: Instant::now() + core.state.config.publish_timeout,
+                    deadline: Instant::now() + self.cx.publish_timeout,
                 };
                 self.paused.borrow_mut().push(key);
             }
@@ -218,7 +252,7 @@ impl CoreReader {
 
     /// Reads every connection `epoll_wait` reports ready, once each: returns how many there
     /// were (0: none is ready now).
-    fn read_ready(&self, core: &CoreContext) -> io::Result<usize> {
+    fn read_ready(&self) -> io::Result<usize> {
         let mut events = self.events.borrow_mut();
         events.clear();
         let ready = loop {
@@ -240,8 +274,9 @@ impl CoreReader {
         // SAFETY: see above.
         unsafe { events.set_len(ready) };
         let mut entries = self.entries.borrow_mut();
+        let mut scratch = self.scratch.borrow_mut();
         for event in events.iter() {
-            let key = ReaderKey(event.u64 as u32);
+            let key = ConnectionKey(event.u64 as u32);
             let Some(entry) = entries.get_mut(key.index()) else {
                 continue;
             };
@@ -249,8 +284,8 @@ impl CoreReader {
             if !matches!(entry.reading, Reading::Active) {
                 continue;
             }
-            let step = entry.connection.read_ready(core);
-            self.apply(core, key, entry, step);
+            let step = entry.connection.read_ready(&self.cx, &mut scratch);
+            self.apply(key, entry, step);
         }
         Ok(ready)
     }
@@ -258,12 +293,12 @@ impl CoreReader {
     /// Resumes the paused connections whose publisher may go on, and closes with 1013 those
     /// that waited too long, or that are heavy while every publisher has to wait (the heavy
     /// one is what blocks the other rooms).
-    fn look_at_paused(&self, core: &CoreContext) {
+    fn look_at_paused(&self) {
         let paused = std::mem::take(&mut *self.paused.borrow_mut());
         if paused.is_empty() {
             return;
         }
-        let memory = core.hub.memory();
+        let budget = &self.cx.budget;
         let now = Instant::now();
         let mut entries = self.entries.borrow_mut();
         for key in paused {
@@ -279,36 +314,35 @@ impl CoreReader {
                 continue;
             }
             let heavy = entry.connection.is_heavy_publisher();
-            let blocking_others = heavy && memory.must_pause(false);
-            let resume = !blocking_others && !memory.must_pause(heavy);
+            let blocking_others = heavy && budget.must_pause(false);
+            let resume = !blocking_others && !budget.must_pause(heavy);
             if !resume && !blocking_others && now < deadline {
                 self.paused.borrow_mut().push(key);
                 continue;
             }
             subscriber.set_reading_paused(false);
             // Waiting was the server's doing, not the client's silence.
-            subscriber.touch(core.hub.now());
+            subscriber.touch(self.cx.clock.now());
             entry.reading = Reading::Done;
             if !resume {
-                CoreMetrics::add(&core.hub.metrics().overload_closes, 1);
+                CoreMetrics::add(&self.cx.metrics.overload_closes, 1);
                 subscriber.fail(
                     CloseCode::TryAgainLater,
                     "server overloaded, try again later",
                 );
                 continue;
             }
-            self.start_reading(core, key, entry);
+            self.start_reading(key, entry);
         }
     }
 
     /// Drops the connections whose socket was shut down.
-    fn drop_ended(&self, core: &CoreContext) {
-        let ended = std::mem::take(&mut *core.hub.output().ended.keys.borrow_mut());
-        for key in ended {
+    fn drop_ended(&self) {
+        for key in self.cx.core_output.ended.take() {
             let entry = self.entries.borrow_mut().try_remove(key.index());
             if let Some(mut entry) = entry {
                 self.unwatch(&mut entry);
-                entry.connection.finish(core);
+                self.finish(entry.connection);
             }
         }
     }
@@ -320,15 +354,14 @@ impl CoreReader {
 }
 
 /// The core's reader task: reads ready connections, resumes paused ones, drops ended ones.
-pub async fn read_loop(core: std::rc::Rc<CoreContext>) {
-    let reader = &core.reader;
-    let ended = &core.hub.output().ended;
+pub async fn read_loop(reader: Rc<Reader>) {
+    let ended = &reader.cx.core_output.ended;
     loop {
-        reader.drop_ended(&core);
-        reader.look_at_paused(&core);
+        reader.drop_ended();
+        reader.look_at_paused();
         let ready = tokio::select! {
             ready = reader.poller.readable() => ready,
-            () = ended.wake.wait() => continue,
+            () = ended.listed() => continue,
             () = tokio::time::sleep(BUDGET_POLL), if reader.has_paused() => continue,
         };
         let mut ready = match ready {
@@ -338,7 +371,7 @@ pub async fn read_loop(core: std::rc::Rc<CoreContext>) {
                 return;
             }
         };
-        match reader.read_ready(&core) {
+        match reader.read_ready() {
             // Nothing left ready: wait for the next edge of the epoll set's readiness.
             Ok(0) => ready.clear_ready(),
             // Let the flush step and the other tasks of the core run between turns.

@@ -1,6 +1,6 @@
-//! The epoll backend of the output path: one flush task per core writing with `sendmsg(2)`.
+//! The epoll write driver: one flush task per core writing with `sendmsg(2)`.
 //!
-//! Each flush step takes every connection on the core's flush list (`flush.rs`) and writes
+//! Each flush step takes every connection on the core's flush list (`subscriber.rs`) and writes
 //! all its unsent frames (up to IOV_MAX) in one nonblocking vectored send. A connection whose
 //! send buffer is full keeps that write in flight: a small task waits until its socket is
 //! writable and sends the same iovecs again, as the kernel does for an io_uring WRITEV. That
@@ -11,20 +11,22 @@ use std::cell::Cell;
 use std::io;
 use std::os::fd::RawFd;
 use std::rc::Rc;
+use std::sync::Arc;
 
-use crate::backend::socket::cvt;
-use crate::core::CoreContext;
-use crate::output::flush::{Sent, WriteTally};
-use crate::output::subscriber::Subscriber;
+use super::flush::{flush_now, Sent, WriteTally};
+use super::subscriber::{CoreOutput, Subscriber};
+use crate::backend::cvt;
+use crate::clock::CoarseClock;
+use crate::metrics::CoreMetrics;
 
 /// One core's writer state.
 #[derive(Debug, Default)]
-pub struct EpollOutput {
+pub struct EpollDriver {
     /// Writes waiting for their socket to become writable.
     waiting: Cell<usize>,
 }
 
-impl EpollOutput {
+impl EpollDriver {
     /// Writes that wait for writability (in flight, for the shutdown drain).
     pub fn in_flight(&self) -> usize {
         self.waiting.get()
@@ -43,28 +45,37 @@ fn send_vectored(fd: RawFd, iovecs: &[libc::iovec]) -> io::Result<usize> {
 }
 
 /// The core's flush task: one send per listed connection, then wait for more.
-pub async fn flush_loop(core: Rc<CoreContext>, output: Rc<EpollOutput>) {
-    let flush = &core.hub.output().flush;
-    let metrics = core.hub.metrics();
+pub async fn flush_loop(
+    driver: Rc<EpollDriver>,
+    core_output: Rc<CoreOutput>,
+    metrics: Arc<CoreMetrics>,
+    clock: Rc<CoarseClock>,
+) {
+    let flush = &core_output.flush;
     let (mut listed, mut iovecs) = (Vec::new(), Vec::new());
     loop {
-        let now = core.hub.now();
-        let tally = flush.flush_now(&mut listed, &mut iovecs, now, |subscriber, fd, iovecs| {
-            match send_vectored(fd, iovecs) {
+        let now = clock.now();
+        let tally = flush_now(
+            flush,
+            &mut listed,
+            &mut iovecs,
+            now,
+            |subscriber, fd, iovecs| match send_vectored(fd, iovecs) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    output.waiting.set(output.waiting.get() + 1);
+                    driver.waiting.set(driver.waiting.get() + 1);
                     tokio::task::spawn_local(send_when_writable(
-                        Rc::clone(&core),
-                        Rc::clone(&output),
+                        Rc::clone(&driver),
                         Rc::clone(subscriber),
                         std::mem::take(iovecs),
+                        Arc::clone(&metrics),
+                        Rc::clone(&clock),
                     ));
                     Sent::InFlight
                 }
                 result => Sent::Done(result),
-            }
-        });
-        tally.record(metrics);
+            },
+        );
+        tally.record(&metrics);
         if flush.is_empty() {
             flush.marked().await;
         }
@@ -74,10 +85,11 @@ pub async fn flush_loop(core: Rc<CoreContext>, output: Rc<EpollOutput>) {
 /// A write the socket had no room for: sends it once the socket is writable (or fails it
 /// once the socket is shut down, which also makes it "writable").
 async fn send_when_writable(
-    core: Rc<CoreContext>,
-    output: Rc<EpollOutput>,
+    driver: Rc<EpollDriver>,
     subscriber: Rc<Subscriber>,
     iovecs: Vec<libc::iovec>,
+    metrics: Arc<CoreMetrics>,
+    clock: Rc<CoarseClock>,
 ) {
     let result = match subscriber.socket() {
         Some(socket) => {
@@ -88,7 +100,7 @@ async fn send_when_writable(
         None => Err(io::Error::from(io::ErrorKind::NotConnected)),
     };
     let mut tally = WriteTally::default();
-    tally.add(subscriber.finish_write(result, core.hub.now()));
-    tally.record(core.hub.metrics());
-    output.waiting.set(output.waiting.get() - 1);
+    tally.add(subscriber.finish_write(result, clock.now()));
+    tally.record(&metrics);
+    driver.waiting.set(driver.waiting.get() - 1);
 }

@@ -1,88 +1,52 @@
-//! The connections of one core that have output to send, collected between flush steps.
+//! The flush step's shared parts: one step for drivers whose writes complete at once
+//! ([`flush_now`]), and the tally that counts a batch of writes into the metrics once.
 //!
-//! Delivering a frame marks its connection here (once: a marked or writing connection is not
-//! marked again) instead of waking a task per connection. The core's output backend
-//! (`uring_output.rs`, `epoll_output.rs`) takes the whole list in one flush step and starts
-//! one write per connection; a completed write that leaves frames unsent marks the connection
-//! again. The list is sans-IO: both backends take it the same way.
+//! Delivering a frame lists its connection on the core's [`FlushList`] (once: a listed or
+//! writing connection is not listed again) instead of waking a task per connection. The core's
+//! write driver (`uring.rs`, `epoll.rs`) takes the whole list in one flush step and starts one
+//! write per connection; a completed write that leaves frames unsent lists the connection
+//! again. The step is sans-IO: both drivers take the list the same way.
 
-use std::cell::RefCell;
 use std::io;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::Instant;
 
+use super::subscriber::{FlushList, Subscriber, WriteDone};
 use crate::metrics::{CoreMetrics, WriteSizes};
-use crate::output::subscriber::{Subscriber, WriteDone};
-use crate::output::wake::LocalWake;
 
-/// Connections waiting for the next flush step.
-#[derive(Debug, Default)]
-pub struct FlushList {
-    /// Marked connections, each at most once (their `marked` flag says so).
-    pending: RefCell<Vec<Rc<Subscriber>>>,
-    /// Wakes the flush task when the list goes from empty to non-empty.
-    wake: LocalWake,
+/// One flush step for a driver whose writes complete at once (epoll; benches and tests with
+/// the IO stubbed): starts the next write of every connection on `list` and hands it to
+/// `send` (the connection, its fd, the write's iovecs). A write `send` completed is finished
+/// here; one it left in flight (it took the iovecs) is finished by the driver. `listed` and
+/// `iovecs` are kept allocated between steps.
+pub fn flush_now(
+    list: &FlushList,
+    listed: &mut Vec<Rc<Subscriber>>,
+    iovecs: &mut Vec<libc::iovec>,
+    now: Instant,
+    mut send: impl FnMut(&Rc<Subscriber>, RawFd, &mut Vec<libc::iovec>) -> Sent,
+) -> WriteTally {
+    let mut tally = WriteTally::default();
+    list.take_all(listed);
+    for subscriber in listed.drain(..) {
+        let Some(fd) = subscriber.start_write(iovecs, now) else {
+            continue;
+        };
+        if let Sent::Done(result) = send(&subscriber, fd, iovecs) {
+            tally.add(subscriber.finish_write(result, now));
+            iovecs.clear();
+        }
+    }
+    tally
 }
 
-impl FlushList {
-    /// Adds a connection (the caller checked it is not marked yet).
-    pub fn mark(&self, subscriber: Rc<Subscriber>) {
-        let mut pending = self.pending.borrow_mut();
-        if pending.is_empty() {
-            self.wake.wake();
-        }
-        pending.push(subscriber);
-    }
-
-    /// Moves every marked connection into `into` (kept allocated between flush steps).
-    pub fn take_all(&self, into: &mut Vec<Rc<Subscriber>>) {
-        into.append(&mut self.pending.borrow_mut());
-    }
-
-    /// Waits until a connection is marked (at once if one was marked since the last wait).
-    pub async fn marked(&self) {
-        self.wake.wait().await;
-    }
-
-    /// True when no connection waits.
-    pub fn is_empty(&self) -> bool {
-        self.pending.borrow().is_empty()
-    }
-
-    /// One flush step for a backend whose writes complete at once (epoll; benches and tests
-    /// with the IO stubbed): starts the next write of every listed connection and hands it to
-    /// `send` (the connection, its fd, the write's iovecs). A write `send` completed is
-    /// finished here; one it left in flight (it took the iovecs) is finished by the backend.
-    /// `listed` and `iovecs` are kept allocated between steps.
-    pub fn flush_now(
-        &self,
-        listed: &mut Vec<Rc<Subscriber>>,
-        iovecs: &mut Vec<libc::iovec>,
-        now: Instant,
-        mut send: impl FnMut(&Rc<Subscriber>, RawFd, &mut Vec<libc::iovec>) -> Sent,
-    ) -> WriteTally {
-        let mut tally = WriteTally::default();
-        self.take_all(listed);
-        for subscriber in listed.drain(..) {
-            let Some(fd) = subscriber.start_write(iovecs, now) else {
-                continue;
-            };
-            if let Sent::Done(result) = send(&subscriber, fd, iovecs) {
-                tally.add(subscriber.finish_write(result, now));
-                iovecs.clear();
-            }
-        }
-        tally
-    }
-}
-
-/// What the backend did with one write of [`FlushList::flush_now`].
+/// What the driver did with one write of [`flush_now`].
 #[derive(Debug)]
 pub enum Sent {
     /// It completed: bytes the kernel took, or the error.
     Done(io::Result<usize>),
-    /// It stays in flight; the backend calls `Subscriber::finish_write` later.
+    /// It stays in flight; the driver calls `Subscriber::finish_write` later.
     InFlight,
 }
 
@@ -110,6 +74,7 @@ impl WriteTally {
     }
 
     /// Frames the batch's writes took whole.
+    #[cfg(any(test, feature = "testing"))]
     pub fn frames(&self) -> u64 {
         self.frames
     }
@@ -125,9 +90,10 @@ impl WriteTally {
 
 #[cfg(test)]
 mod tests {
+    use super::super::subscriber::testing::{attach_stub, standalone_core_output};
     use super::*;
-    use crate::output::subscriber::CoreOutput;
-    use crate::ws::encode::{encode_message, MessageKind};
+    use crate::output::CoreOutput;
+    use crate::ws::{encode_message, MessageKind};
 
     /// A stub-attached subscriber of `core` holding one 10-byte message (12-byte frame).
     fn listed(core: &Rc<CoreOutput>) -> Rc<Subscriber> {
@@ -137,19 +103,20 @@ mod tests {
             Rc::clone(core),
             Instant::now(),
         ));
-        subscriber.attach_stub();
+        attach_stub(&subscriber);
         subscriber.offer(&Rc::new(encode_message(MessageKind::Binary, &[7; 10])));
         subscriber
     }
 
     #[test]
     fn flush_now_finishes_completed_writes_relists_partial_ones_and_leaves_in_flight_alone() {
-        let core = Rc::new(CoreOutput::standalone());
+        let core = Rc::new(standalone_core_output());
         let (whole, partial, in_flight) = (listed(&core), listed(&core), listed(&core));
         assert!(!core.flush.is_empty(), "offering lists the connections");
         let (mut list, mut iovecs) = (Vec::new(), Vec::new());
         let mut sent = Vec::new();
-        let tally = core.flush.flush_now(
+        let tally = flush_now(
+            &core.flush,
             &mut list,
             &mut iovecs,
             Instant::now(),

@@ -1,8 +1,23 @@
-//! The writing side of WebSocket connections.
+//! The writing side of WebSocket connections: what each connection must still send, and the
+//! core's write driver that sends it.
+//!
+//! - `subscriber.rs`: one connection's write half (queue, keepalive clocks, close handshake),
+//!   the core's flush list beside it, and the list of connections whose socket was shut down;
+//! - `queue.rs`: the outbound queue and its `--max-backlog` budget (sans-IO);
+//! - `flush.rs`: the flush step both drivers share, and its tally for the metrics;
+//! - `driver.rs`, `uring.rs`, `epoll.rs`: the write driver of each IO backend.
 
-pub mod epoll;
-pub mod flush;
-pub mod queue;
-pub mod subscriber;
-pub mod uring;
-pub mod wake;
+mod driver;
+mod epoll;
+mod flush;
+mod queue;
+mod subscriber;
+mod uring;
+mod wake;
+
+pub use driver::WriteDriver;
+#[cfg(any(test, feature = "testing"))]
+pub use flush::{flush_now, Sent};
+#[cfg(any(test, feature = "testing"))]
+pub use subscriber::testing;
+pub use subscriber::{ConnectionKey, CoreOutput, Subscriber};

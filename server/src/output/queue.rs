@@ -12,16 +12,9 @@
 //! consumer is detected.
 
 use std::collections::VecDeque;
-use std::rc::Rc;
 
-use bytes::Bytes;
+use crate::budget::{LocalFrame, FRAME_HANDLE_BYTES};
 
-/// A frame as one core's queues hold it: the shared encoded frame behind a core-local `Rc`
-/// (one atomic `Bytes` clone per core per message, a plain increment per delivery).
-pub type LocalFrame = Rc<Bytes>;
-
-/// What one queued frame costs besides the frame itself: its handle in the queue.
-pub const FRAME_HANDLE_BYTES: usize = std::mem::size_of::<LocalFrame>();
 /// Most iovecs one write describes (Linux IOV_MAX).
 pub const MAX_IOV: usize = 1024;
 
@@ -177,6 +170,7 @@ impl OutboundQueue {
     }
 
     /// The frames held, in send order (tests and benches look at them).
+    #[cfg(any(test, feature = "testing"))]
     pub fn frames(&self) -> impl Iterator<Item = &LocalFrame> {
         self.frames.iter()
     }
@@ -189,6 +183,10 @@ impl OutboundQueue {
 
 #[cfg(test)]
 mod tests {
+    use std::rc::Rc;
+
+    use bytes::Bytes;
+
     use super::*;
 
     fn frame(len: usize) -> LocalFrame {

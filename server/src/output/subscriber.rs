@@ -1,6 +1,6 @@
-//! One WebSocket connection as the hub, the keepalive sweep and the output backend see it: its
-//! outbound queue, its place in the core's flush list, its keepalive and write-progress clocks,
-//! and its close state machine.
+//! One WebSocket connection as the hub, the keepalive sweep and the write driver see it (the
+//! write half; the read half is `input/connection.rs`): its outbound queue, its place in the
+//! core's flush list, its keepalive and write-progress clocks, and its close handshake.
 //!
 //! Everything here is single-threaded (`Cell`/`RefCell` on one core), so delivering a frame is
 //! a borrow, a non-atomic reference-count increment, a queue push, two counter updates and, for
@@ -8,10 +8,15 @@
 //! allocation, syscall or task wake-up. Every frame held (queued or in flight) is charged to
 //! the connection's budget and counted in the core's [`CoreLedger`] until written or dropped.
 //!
-//! Closing: whoever ends a connection queues exactly one close frame (bypassing the budget) and
-//! sets a deadline. The socket is shut down (`shutdown(Both)`, which also ends a pending read or
-//! a stuck write) as soon as the close handshake is complete, at once after a protocol error,
-//! or by the per-core sweep when the deadline passes.
+//! The flush list ([`FlushList`]) is intrusive: it holds the connections themselves, each at
+//! most once (its `marked` flag), so it is kept here beside what it links.
+//!
+//! Closing (RFC 6455 7.1, state in `ws/close.rs`): whoever ends a connection queues exactly one
+//! close frame (bypassing the budget) and sets a deadline. The socket is shut down
+//! (`shutdown(Both)`, which also ends a stuck write) as soon as the close handshake is
+//! complete, at once after a protocol error, or by the keepalive sweep when the deadline
+//! passes; the shutdown lists the connection in [`EndedConnections`], from which the core's
+//! reader drops it (leaving its room, releasing its slot).
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::io;
@@ -20,14 +25,12 @@ use std::os::unix::io::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::backend::socket::ConnSocket;
-use crate::budget::CoreLedger;
-use crate::input::reader::{EndedConnections, ReaderKey};
-use crate::output::flush::FlushList;
-use crate::output::queue::{LocalFrame, OutboundQueue, MAX_IOV};
+use super::queue::{OutboundQueue, MAX_IOV};
+use super::wake::LocalWake;
+use crate::backend::ConnSocket;
+use crate::budget::{CoreLedger, LocalFrame};
 use crate::state::ConnectionPermit;
-use crate::ws::close::CloseState;
-use crate::ws::encode::{encode_close, encode_close_echo, CloseCode};
+use crate::ws::{encode_close, encode_close_echo, CloseCode, CloseState};
 
 /// How long a connection we close may take to answer our close frame (or, for a slow consumer,
 /// to take it at all) before its socket is shut down.
@@ -54,10 +57,78 @@ impl CoreOutput {
             ended: EndedConnections::default(),
         }
     }
+}
 
-    /// Parts of their own (socket-less subscribers in benches and tests).
-    pub fn standalone() -> Self {
-        CoreOutput::new(CoreLedger::standalone())
+/// Connections waiting for the next flush step.
+#[derive(Debug, Default)]
+pub struct FlushList {
+    /// Marked connections, each at most once (their `marked` flag says so).
+    pending: RefCell<Vec<Rc<Subscriber>>>,
+    /// Wakes the flush task when the list goes from empty to non-empty.
+    wake: LocalWake,
+}
+
+impl FlushList {
+    /// Adds a connection (the caller checked it is not marked yet).
+    fn mark(&self, subscriber: Rc<Subscriber>) {
+        let mut pending = self.pending.borrow_mut();
+        if pending.is_empty() {
+            self.wake.wake();
+        }
+        pending.push(subscriber);
+    }
+
+    /// Moves every marked connection into `into` (kept allocated between flush steps).
+    pub fn take_all(&self, into: &mut Vec<Rc<Subscriber>>) {
+        into.append(&mut self.pending.borrow_mut());
+    }
+
+    /// Waits until a connection is marked (at once if one was marked since the last wait).
+    pub async fn marked(&self) {
+        self.wake.wait().await;
+    }
+
+    /// True when no connection waits.
+    pub fn is_empty(&self) -> bool {
+        self.pending.borrow().is_empty()
+    }
+}
+
+/// A connection's key on its core: its entry in the core's reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionKey(pub u32);
+
+impl ConnectionKey {
+    /// The index.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Connections whose socket was shut down, for the core's reader to drop; and its wake-up.
+#[derive(Debug, Default)]
+pub struct EndedConnections {
+    /// Keys listed since the reader last looked.
+    keys: RefCell<Vec<ConnectionKey>>,
+    /// Wakes the reader task.
+    wake: LocalWake,
+}
+
+impl EndedConnections {
+    /// Lists a connection (once per connection: its subscriber shuts the socket down once).
+    fn push(&self, key: ConnectionKey) {
+        self.keys.borrow_mut().push(key);
+        self.wake.wake();
+    }
+
+    /// The keys listed since the last call.
+    pub fn take(&self) -> Vec<ConnectionKey> {
+        std::mem::take(&mut *self.keys.borrow_mut())
+    }
+
+    /// Waits until a connection is listed (at once if one was since the last wait).
+    pub async fn listed(&self) {
+        self.wake.wait().await;
     }
 }
 
@@ -76,6 +147,7 @@ enum Endpoint {
     Socket(ConnSocket),
     /// No socket: listed and flushed like a connection, the writes done by whoever runs the
     /// flush step (benches and tests of the output path, with the IO stubbed).
+    #[cfg(any(test, feature = "testing"))]
     Stub,
 }
 
@@ -83,8 +155,8 @@ enum Endpoint {
 pub struct Subscriber {
     /// Frames waiting for a write or in one; bounded by --max-backlog.
     queue: RefCell<OutboundQueue>,
-    /// The core's ledger and flush list.
-    core: Rc<CoreOutput>,
+    /// The core's ledger, flush list and ended list.
+    core_output: Rc<CoreOutput>,
     /// In the core's flush list now (so it is added once).
     marked: Cell<bool>,
     /// The close handshake: deadline, close received/written, failed, shut down.
@@ -101,14 +173,14 @@ pub struct Subscriber {
     reading_paused: Cell<bool>,
     /// Index of this subscriber in its room's list, for O(1) removal.
     room_slot: Cell<usize>,
-    /// Where output goes: the socket, read by the core's reader and written by the output
-    /// backend. Attached once the 101 response is flushed (the subscriber joins its room
+    /// Where output goes: the socket, read by the core's reader and written by the write
+    /// driver. Attached once the 101 response is flushed (the subscriber joins its room
     /// before that, so no message published after the handshake is missed); never set for
     /// detached subscribers.
     endpoint: OnceCell<Endpoint>,
-    /// This connection's entry in the core's reader, which drops it once the socket is shut
+    /// This connection's key in the core's reader, which drops it once the socket is shut
     /// down (none for a subscriber that is not read, or not yet).
-    reader_key: Cell<Option<ReaderKey>>,
+    key: Cell<Option<ConnectionKey>>,
     /// Holds this connection's place under --max-connections until the subscriber is dropped.
     _permit: Option<ConnectionPermit>,
 }
@@ -128,21 +200,22 @@ impl Drop for Subscriber {
     /// core's count. (A write in flight keeps its subscriber alive, so none is pending here.)
     fn drop(&mut self) {
         let held = self.queue.get_mut().held_frames();
-        self.core.ledger.release_handles(held);
+        self.core_output.ledger.release_handles(held);
     }
 }
 
 impl Subscriber {
-    /// A subscriber counted under `permit`, reporting to `core`, its socket attached later.
+    /// A subscriber counted under `permit`, reporting to `core_output`, its socket attached
+    /// later.
     pub fn new(
         max_backlog: usize,
         permit: Option<ConnectionPermit>,
-        core: Rc<CoreOutput>,
+        core_output: Rc<CoreOutput>,
         now: Instant,
     ) -> Self {
         Subscriber {
             queue: RefCell::new(OutboundQueue::new(max_backlog)),
-            core,
+            core_output,
             marked: Cell::new(false),
             close: Cell::new(CloseState::default()),
             last_inbound: Cell::new(now),
@@ -151,19 +224,9 @@ impl Subscriber {
             reading_paused: Cell::new(false),
             room_slot: Cell::new(0),
             endpoint: OnceCell::new(),
-            reader_key: Cell::new(None),
+            key: Cell::new(None),
             _permit: permit,
         }
-    }
-
-    /// A subscriber without a socket (benches, allocation test): frames only queue up.
-    pub fn detached(max_backlog: usize) -> Self {
-        Subscriber::new(
-            max_backlog,
-            None,
-            Rc::new(CoreOutput::standalone()),
-            Instant::now(),
-        )
     }
 
     /// Queues a frame (broadcast, pong or keepalive ping, all under the same budget). Returns
@@ -176,13 +239,13 @@ impl Subscriber {
         let mut queue = self.queue.borrow_mut();
         if queue.push(Rc::clone(frame)).is_ok() {
             drop(queue);
-            self.core.ledger.charge_handles(1);
+            self.core_output.ledger.charge_handles(1);
             self.request_flush();
             return false;
         }
         let dropped = queue.clear();
         drop(queue);
-        self.core.ledger.release_handles(dropped);
+        self.core_output.ledger.release_handles(dropped);
         self.close(CloseCode::SlowConsumer, "slow consumer");
         true
     }
@@ -199,7 +262,7 @@ impl Subscriber {
         }
         drop(queue);
         self.marked.set(true);
-        self.core.flush.mark(Rc::clone(self));
+        self.core_output.flush.mark(Rc::clone(self));
     }
 
     /// Starts a server-initiated close: queues the close frame; the client has
@@ -240,7 +303,7 @@ impl Subscriber {
             return;
         }
         self.queue.borrow_mut().push_final(Rc::new(frame));
-        self.core.ledger.charge_handles(1);
+        self.core_output.ledger.charge_handles(1);
         self.request_flush();
     }
 
@@ -271,8 +334,8 @@ impl Subscriber {
             // An error here means the socket is already disconnected, which is the goal.
             let _ = socket.shutdown(Shutdown::Both);
         }
-        if let Some(key) = self.reader_key.get() {
-            self.core.ended.push(key);
+        if let Some(key) = self.key.get() {
+            self.core_output.ended.push(key);
         }
     }
 
@@ -323,9 +386,9 @@ impl Subscriber {
         self.reading_paused.get()
     }
 
-    /// Taken off the flush list by the output backend: describes the next write as iovecs and
-    /// returns the socket to write to (-1 for a stub), or None when there is nothing to write (shut down,
-    /// drained meanwhile, or a write already in flight).
+    /// Taken off the flush list by the write driver: describes the next write as iovecs and
+    /// returns the socket to write to (-1 for a stub), or None when there is nothing to write
+    /// (shut down, drained meanwhile, or a write already in flight).
     pub fn start_write(&self, iovecs: &mut Vec<libc::iovec>, now: Instant) -> Option<RawFd> {
         self.marked.set(false);
         if self.is_shut_down() {
@@ -333,6 +396,7 @@ impl Subscriber {
         }
         let fd = match self.endpoint.get()? {
             Endpoint::Socket(socket) => socket.fd(),
+            #[cfg(any(test, feature = "testing"))]
             Endpoint::Stub => -1,
         };
         if self.queue.borrow_mut().start_write(iovecs, MAX_IOV) == 0 {
@@ -358,7 +422,7 @@ impl Subscriber {
             }
         };
         let frames = self.queue.borrow_mut().finish_write(written);
-        self.core.ledger.release_handles(frames);
+        self.core_output.ledger.release_handles(frames);
         self.last_write_progress.set(now);
         if self.queue.borrow().is_empty() && self.is_closing() {
             self.close_frame_written();
@@ -372,6 +436,7 @@ impl Subscriber {
     }
 
     /// Frames held now, queued or in flight (tests and benches look at them).
+    #[cfg(any(test, feature = "testing"))]
     pub fn held_frames(&self) -> usize {
         self.queue.borrow().held_frames()
     }
@@ -393,12 +458,7 @@ impl Subscriber {
         self.attach(Endpoint::Socket(socket));
     }
 
-    /// Makes a socket-less subscriber flushable like a connection: the flush list takes it,
-    /// and the flush step's caller does the writes (benches and tests, IO stubbed).
-    pub fn attach_stub(self: &Rc<Self>) {
-        self.attach(Endpoint::Stub);
-    }
-
+    /// Sets where output goes (once), and lists the connection if frames wait.
     fn attach(self: &Rc<Self>, endpoint: Endpoint) {
         let shut_before = self.is_shut_down();
         if self.endpoint.set(endpoint).is_ok() && shut_before {
@@ -413,60 +473,92 @@ impl Subscriber {
     pub fn socket(&self) -> Option<&ConnSocket> {
         match self.endpoint.get()? {
             Endpoint::Socket(socket) => Some(socket),
+            #[cfg(any(test, feature = "testing"))]
             Endpoint::Stub => None,
         }
     }
 
-    /// Records the connection's entry in the core's reader (told when the socket is shut down).
-    pub(crate) fn set_reader_key(&self, key: ReaderKey) {
-        self.reader_key.set(Some(key));
+    /// Records the connection's key on its core (the reader is told it when the socket is
+    /// shut down).
+    pub fn set_key(&self, key: ConnectionKey) {
+        self.key.set(Some(key));
     }
 
     /// Position in the room's subscriber list.
-    pub(crate) fn room_slot(&self) -> usize {
+    pub fn room_slot(&self) -> usize {
         self.room_slot.get()
     }
 
     /// Records the position in the room's subscriber list.
-    pub(crate) fn set_room_slot(&self, slot: usize) {
+    pub fn set_room_slot(&self, slot: usize) {
         self.room_slot.set(slot);
     }
 }
 
-/// Test support: the frame handles `subscriber` holds, in send order.
-pub fn held_handles(subscriber: &Subscriber) -> Vec<LocalFrame> {
-    subscriber.queue.borrow().frames().cloned().collect()
-}
+/// What benches, fuzz targets and tests need of a subscriber's insides (`crate::testing`).
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
+    use super::*;
+    use crate::budget::FanoutBudget;
 
-/// Test and bench support: writes everything queued for a socket-less subscriber "by hand",
-/// as the output backend would; returns the bytes written (in order).
-pub fn drain_detached(subscriber: &Rc<Subscriber>) -> Vec<u8> {
-    let mut iovecs = Vec::new();
-    let mut out = Vec::new();
-    let now = Instant::now();
-    loop {
-        let described = subscriber
-            .queue
-            .borrow_mut()
-            .start_write(&mut iovecs, MAX_IOV);
-        if described == 0 {
-            return out;
+    /// Makes a socket-less subscriber flushable like a connection: the flush list takes it,
+    /// and the flush step's caller does the writes (IO stubbed).
+    pub fn attach_stub(subscriber: &Rc<Subscriber>) {
+        subscriber.attach(Endpoint::Stub);
+    }
+
+    /// Output lists of their own, under an unbounded budget.
+    pub fn standalone_core_output() -> CoreOutput {
+        CoreOutput::new(CoreLedger::new(0, FanoutBudget::new(1, usize::MAX)))
+    }
+
+    /// A subscriber without a socket, reporting to output lists of its own: frames only queue
+    /// up.
+    pub fn detached(max_backlog: usize) -> Rc<Subscriber> {
+        Rc::new(Subscriber::new(
+            max_backlog,
+            None,
+            Rc::new(standalone_core_output()),
+            Instant::now(),
+        ))
+    }
+
+    /// The frame handles `subscriber` holds, in send order.
+    pub fn held_handles(subscriber: &Subscriber) -> Vec<LocalFrame> {
+        subscriber.queue.borrow().frames().cloned().collect()
+    }
+
+    /// Writes everything queued for a socket-less subscriber "by hand", as the write driver
+    /// would; returns the bytes written (in order).
+    pub fn drain(subscriber: &Rc<Subscriber>) -> Vec<u8> {
+        let mut iovecs = Vec::new();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        loop {
+            let described = subscriber
+                .queue
+                .borrow_mut()
+                .start_write(&mut iovecs, MAX_IOV);
+            if described == 0 {
+                return out;
+            }
+            for iov in &iovecs {
+                // SAFETY: the iovecs point into frames the queue keeps until finish_write below.
+                out.extend_from_slice(unsafe {
+                    std::slice::from_raw_parts(iov.iov_base as *const u8, iov.iov_len)
+                });
+            }
+            let written = iovecs.iter().map(|iov| iov.iov_len).sum();
+            subscriber.finish_write(Ok(written), now);
         }
-        for iov in &iovecs {
-            // SAFETY: the iovecs point into frames the queue keeps until finish_write below.
-            out.extend_from_slice(unsafe {
-                std::slice::from_raw_parts(iov.iov_base as *const u8, iov.iov_len)
-            });
-        }
-        let written = iovecs.iter().map(|iov| iov.iov_len).sum();
-        subscriber.finish_write(Ok(written), now);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::testing::{detached, drain, standalone_core_output};
     use super::*;
-    use crate::ws::encode::{encode_message, MessageKind};
+    use crate::ws::{encode_message, MessageKind};
 
     fn local(frame: bytes::Bytes) -> LocalFrame {
         Rc::new(frame)
@@ -474,14 +566,12 @@ mod tests {
 
     #[test]
     fn slow_consumer_is_closed_with_1008_and_its_backlog_dropped() {
-        let subscriber = Rc::new(Subscriber::detached(
-            100 + crate::budget::FRAME_HANDLE_BYTES,
-        ));
+        let subscriber = detached(100 + crate::budget::FRAME_HANDLE_BYTES);
         let frame = local(encode_message(MessageKind::Binary, &[0u8; 60]));
         assert!(!subscriber.offer(&frame));
         assert!(subscriber.offer(&frame), "second frame exceeds the budget");
         assert!(subscriber.is_closing());
-        let written = drain_detached(&subscriber);
+        let written = drain(&subscriber);
         assert_eq!(
             &written[..4],
             &[0x88, 15, 0x03, 0xF0],
@@ -496,10 +586,10 @@ mod tests {
 
     #[test]
     fn client_close_is_echoed_once() {
-        let subscriber = Rc::new(Subscriber::detached(1000));
+        let subscriber = detached(1000);
         subscriber.close_received(&1000u16.to_be_bytes());
         subscriber.close_received(&1000u16.to_be_bytes());
-        assert_eq!(drain_detached(&subscriber), [0x88, 2, 0x03, 0xE8]);
+        assert_eq!(drain(&subscriber), [0x88, 2, 0x03, 0xE8]);
         assert!(subscriber.is_closing());
         assert!(
             subscriber.is_shut_down(),
@@ -509,7 +599,7 @@ mod tests {
 
     #[test]
     fn held_frames_are_counted_in_the_core_ledger_until_written_or_dropped() {
-        let core = Rc::new(CoreOutput::standalone());
+        let core = Rc::new(standalone_core_output());
         let handle = crate::budget::FRAME_HANDLE_BYTES;
         let subscriber = Rc::new(Subscriber::new(
             1 << 20,
@@ -548,7 +638,7 @@ mod tests {
         let subscriber = Rc::new(Subscriber::new(
             1 << 20,
             None,
-            Rc::new(CoreOutput::standalone()),
+            Rc::new(standalone_core_output()),
             start,
         ));
         assert!(!subscriber.write_stalled_since(start + Duration::from_secs(1)));

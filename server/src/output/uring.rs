@@ -1,4 +1,4 @@
-//! The io_uring backend of the output path: one flush task per core and a ring of its own.
+//! The io_uring write driver: one flush task per core and a ring of its own.
 //!
 //! tokio-uring 0.5 gives every write its own future, slab entry and task wake-up, which cost
 //! more user time per delivery than the kernel's send itself. So the writes of WebSocket
@@ -6,7 +6,7 @@
 //! tokio-uring stays the runtime for accept, HTTP and timers:
 //!
 //! - one flush step per wake-up takes every connection on the core's flush list
-//!   (`flush.rs`), pushes one write per connection (all its unsent frames, up to IOV_MAX: a
+//!   (`subscriber.rs`), pushes one write per connection (all its unsent frames, up to IOV_MAX: a
 //!   SEND for one frame, else a WRITEV) and submits them all with one `io_uring_enter`;
 //! - completions signal an eventfd registered with the ring; tokio's reactor (inside
 //!   tokio-uring's runtime) wakes this task, which reaps them all, advances each queue and
@@ -22,15 +22,16 @@ use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use io_uring::{opcode, types, IoUring};
 use tokio::io::unix::AsyncFd;
 
-use crate::core::CoreContext;
+use super::flush::WriteTally;
+use super::subscriber::{CoreOutput, Subscriber};
+use crate::clock::CoarseClock;
 use crate::metrics::CoreMetrics;
-use crate::output::flush::WriteTally;
-use crate::output::subscriber::Subscriber;
 
 /// Submission queue entries of the output ring: writes beyond it in one flush step are
 /// submitted in several `io_uring_enter` calls.
@@ -48,7 +49,7 @@ struct InFlight {
 }
 
 /// One core's output ring and its writes in flight.
-pub struct UringOutput {
+pub struct UringDriver {
     /// The ring (SQ and CQ).
     ring: RefCell<IoUring>,
     /// Signalled by the kernel on every completion; watched by tokio's reactor.
@@ -63,15 +64,15 @@ pub struct UringOutput {
     reaped: RefCell<Vec<(u64, i32)>>,
 }
 
-impl std::fmt::Debug for UringOutput {
+impl std::fmt::Debug for UringDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UringOutput")
+        f.debug_struct("UringDriver")
             .field("in_flight", &self.in_flight())
             .finish_non_exhaustive()
     }
 }
 
-impl UringOutput {
+impl UringDriver {
     /// Sets up the ring and its eventfd; must run inside the core's runtime (the eventfd is
     /// registered with tokio's reactor).
     pub fn new() -> io::Result<Self> {
@@ -97,7 +98,7 @@ impl UringOutput {
         // SAFETY: `raw` is a fresh, valid descriptor that nothing else owns.
         let eventfd = unsafe { OwnedFd::from_raw_fd(raw) };
         ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
-        Ok(UringOutput {
+        Ok(UringDriver {
             ring: RefCell::new(ring),
             // SAFETY: the OwnedFd is moved into the AsyncFd, so it stays open and the same
             // file until the AsyncFd (which deregisters it first) drops it.
@@ -222,37 +223,41 @@ impl UringOutput {
 
 /// The core's flush task: reap completions, submit one write per listed connection, wait for
 /// either more listed connections or more completions.
-pub async fn flush_loop(core: Rc<CoreContext>, output: Rc<UringOutput>) {
-    let flush = &core.hub.output().flush;
-    let metrics = core.hub.metrics();
+pub async fn flush_loop(
+    driver: Rc<UringDriver>,
+    core_output: Rc<CoreOutput>,
+    metrics: Arc<CoreMetrics>,
+    clock: Rc<CoarseClock>,
+) {
+    let flush = &core_output.flush;
     let mut listed = Vec::new();
     loop {
-        let now = core.hub.now();
-        output.reap(metrics, now);
+        let now = clock.now();
+        driver.reap(&metrics, now);
         flush.take_all(&mut listed);
         let mut failed = None;
         for subscriber in listed.drain(..) {
-            if let Err(error) = output.push_write(Rc::clone(&subscriber), now) {
+            if let Err(error) = driver.push_write(Rc::clone(&subscriber), now) {
                 failed = Some(error);
                 subscriber.shutdown_socket();
             }
         }
-        if let Err(error) = output.ring.borrow_mut().submit() {
+        if let Err(error) = driver.ring.borrow_mut().submit() {
             failed = Some(error);
         }
         if let Some(error) = failed {
             // Only a broken ring fails here (EBUSY is impossible: completions are reaped
             // before every submit and the CQ has room for every connection's one write).
-            tracing::error!(core = core.index, %error, "output ring submission failed");
+            tracing::error!(%error, "output ring submission failed");
         }
         if !flush.is_empty() {
             continue;
         }
         tokio::select! {
             () = flush.marked() => {}
-            signalled = output.completions_signalled() => {
+            signalled = driver.completions_signalled() => {
                 if let Err(error) = signalled {
-                    tracing::error!(core = core.index, %error, "output ring eventfd failed");
+                    tracing::error!(%error, "output ring eventfd failed");
                     return;
                 }
             }

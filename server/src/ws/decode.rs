@@ -3,19 +3,19 @@
 //!
 //! Written here instead of using fastwebsockets' reader because that reader leaves masking, the
 //! 125-byte limit on close frames, and a cap on the total size of a reassembled message to the
-//! caller, and owns a fixed 8 KiB buffer per connection; decoding in place in the connection's
-//! own read buffer keeps one adaptive buffer per connection (see `conn.rs`). The header layout,
+//! caller, and owns a fixed 8 KiB buffer per connection; this decoder works in place on
+//! whatever buffer the caller read into (the core's scratch buffer, see `input/connection.rs`). The header layout,
 //! the opcode and fragmentation rules and the unmasking come from `ringcast-proto`; what is
 //! decided here is the server's: the size limit, reassembly, UTF-8 and close payloads, and the
 //! close code of each violation.
 
 use ringcast_proto::{apply_mask, is_sendable_close_code, opcode, Header, Role};
 
-use crate::ws::encode::{CloseCode, MessageKind};
+use super::{CloseCode, MessageKind};
 
 /// One complete thing the client said.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Inbound<'a> {
+pub enum ClientEvent<'a> {
     /// A whole (reassembled if it was fragmented) data message.
     Message {
         /// Text or binary, as the client sent it.
@@ -48,7 +48,7 @@ pub enum Decoded<'a> {
     /// A complete event; the caller drops `consumed` bytes after handling it.
     Event {
         /// What the client said.
-        event: Inbound<'a>,
+        event: ClientEvent<'a>,
         /// Bytes of the buffer this frame used.
         consumed: usize,
     },
@@ -135,9 +135,9 @@ impl FrameDecoder {
         };
         apply_mask(payload, mask);
         let event = match op {
-            opcode::PING => Inbound::Ping(payload),
-            opcode::PONG => Inbound::Pong,
-            opcode::CLOSE => Inbound::Close(validate_close(payload)?),
+            opcode::PING => ClientEvent::Ping(payload),
+            opcode::PONG => ClientEvent::Pong,
+            opcode::CLOSE => ClientEvent::Close(validate_close(payload)?),
             _ => return self.data_frame(op, fin, payload, frame_len),
         };
         Ok(Decoded::Event {
@@ -174,7 +174,7 @@ impl FrameDecoder {
             if kind == MessageKind::Text && std::str::from_utf8(payload).is_err() {
                 return Err(fail(CloseCode::InvalidPayload, "invalid UTF-8"));
             }
-            let event = Inbound::Message { kind, payload };
+            let event = ClientEvent::Message { kind, payload };
             return Ok(Decoded::Event { event, consumed });
         }
         let fragments = self.fragments.get_or_insert_with(|| Fragments {
@@ -191,7 +191,7 @@ impl FrameDecoder {
             return Ok(Decoded::Absorbed { consumed });
         }
         self.delivered_fragments = true;
-        let event = Inbound::Message {
+        let event = ClientEvent::Message {
             kind: fragments.kind,
             payload: &fragments.data,
         };
@@ -264,7 +264,7 @@ mod tests {
         let mut decoder = FrameDecoder::new(1024);
         let mut bytes = client_frame(0x81, b"hello");
         let decoded = decoder.decode(&mut bytes).unwrap();
-        let expected = Inbound::Message {
+        let expected = ClientEvent::Message {
             kind: MessageKind::Text,
             payload: b"hello",
         };
@@ -306,14 +306,14 @@ mod tests {
         assert!(matches!(
             decoder.decode(&mut ping).unwrap(),
             Decoded::Event {
-                event: Inbound::Ping(b"p"),
+                event: ClientEvent::Ping(b"p"),
                 ..
             }
         ));
         let mut last = client_frame(0x80, &euro[1..]);
         match decoder.decode(&mut last).unwrap() {
             Decoded::Event {
-                event: Inbound::Message { kind, payload },
+                event: ClientEvent::Message { kind, payload },
                 ..
             } => {
                 assert_eq!(kind, MessageKind::Text);

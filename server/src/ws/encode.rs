@@ -5,29 +5,13 @@
 //! and then shared by reference count with every subscriber on every core.
 
 use bytes::Bytes;
-pub use ringcast_proto::CloseCode;
 use ringcast_proto::{opcode, Frame};
 
-/// The kind of a data message; it is kept unchanged from the publisher to every subscriber.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageKind {
-    /// UTF-8 text (opcode 0x1).
-    Text,
-    /// Arbitrary bytes (opcode 0x2).
-    Binary,
-}
-
-impl MessageKind {
-    /// The data-frame opcode of this kind.
-    pub(crate) fn opcode(self) -> u8 {
-        match self {
-            MessageKind::Text => opcode::TEXT,
-            MessageKind::Binary => opcode::BINARY,
-        }
-    }
-}
+#[cfg(any(test, feature = "testing"))]
+use super::MessageKind;
 
 /// Encodes one complete (FIN) data message: header + payload in one allocation.
+#[cfg(any(test, feature = "testing"))]
 pub fn encode_message(kind: MessageKind, payload: &[u8]) -> Bytes {
     encode_frame(kind.opcode(), payload)
 }
@@ -73,7 +57,7 @@ fn encode_frame(opcode: u8, payload: &[u8]) -> Bytes {
 /// Appends an unmasked FIN frame to `out`, reserving its exact size first: a broadcast frame is
 /// built in a fresh `Vec` and held until its last subscriber wrote it, so it takes one
 /// allocation of exactly its size.
-pub(crate) fn encode_frame_into(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+pub fn encode_frame_into(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
     let frame = Frame::new(opcode, payload);
     out.reserve_exact(frame.encoded_len());
     frame.encode(out);
@@ -82,6 +66,7 @@ pub(crate) fn encode_frame_into(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ws::CloseCode;
 
     #[test]
     fn short_payload_uses_seven_bit_length() {

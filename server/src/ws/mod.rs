@@ -1,5 +1,35 @@
-//! The WebSocket protocol: frames encoded, decoded, and the close handshake's state.
+//! The WebSocket protocol as the server speaks it (RFC 6455), without sockets: frames encoded
+//! once for every client (`encode.rs`), client frames decoded and validated (`decode.rs`), and
+//! where a connection's close handshake stands (`close.rs`). The wire format itself (headers,
+//! opcodes, masking) is `ringcast-proto`'s, shared with the load generator.
 
-pub mod close;
-pub mod decode;
-pub mod encode;
+mod close;
+mod decode;
+mod encode;
+
+pub use close::CloseState;
+pub use decode::{ClientEvent, Decoded, FrameDecoder};
+#[cfg(any(test, feature = "testing"))]
+pub use encode::encode_message;
+pub use encode::{encode_close, encode_close_echo, encode_frame_into, encode_pong, keepalive_ping};
+use ringcast_proto::opcode;
+pub use ringcast_proto::CloseCode;
+
+/// The kind of a data message; it is kept unchanged from the publisher to every subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// UTF-8 text (opcode 0x1).
+    Text,
+    /// Arbitrary bytes (opcode 0x2).
+    Binary,
+}
+
+impl MessageKind {
+    /// The data-frame opcode of this kind.
+    pub(crate) fn opcode(self) -> u8 {
+        match self {
+            MessageKind::Text => opcode::TEXT,
+            MessageKind::Binary => opcode::BINARY,
+        }
+    }
+}

@@ -1,10 +1,30 @@
-//! Graceful shutdown: `Server::shutdown` and SIGTERM to the real binary close every client
+//! Start and graceful shutdown: a core that dies before it is ready makes `Server::start` fail
+//! instead of hanging; `Server::shutdown` and SIGTERM to the real binary close every client
 //! with 1001, stop accepting, and the binary exits 0.
 
+use ringcast::Config;
 use tokio::net::TcpStream;
 
 use crate::util::process::spawn_server;
-use crate::util::{start_server, ws, BASE_ARGS};
+use crate::util::{start_server, ws, BASE_ARGS, WAIT};
+
+#[test]
+fn a_core_that_dies_at_start_makes_start_fail_instead_of_hanging() {
+    let config = Config::from_args(["--listen", "127.0.0.1:0", "--cores", "2"]).expect("config");
+    let (report, started) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = ringcast::testing::start_with_failing_core(config, 1);
+        let _ = report.send(result.map(drop).map_err(|error| error.to_string()));
+    });
+    let result = started
+        .recv_timeout(WAIT)
+        .expect("Server::start did not return");
+    let error = result.expect_err("start succeeded with a dead core");
+    assert!(
+        error.contains("cannot start core 1"),
+        "the failing core is not named: {error}"
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_every_client_with_1001_and_stops_accepting() {

@@ -73,7 +73,7 @@ pub fn open(envelope: &[u8], node: u64, max_message: usize) -> Opened<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ws::encode::{encode_message, MessageKind};
+    use crate::ws::{encode_message, MessageKind};
 
     fn sealed(node: u64, frame: &[u8]) -> Vec<u8> {
         let mut out = vec![1, 2, 3];

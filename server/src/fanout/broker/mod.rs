@@ -4,16 +4,16 @@
 //! channel `{--broker-prefix}{room}` (`ringcast:lobby`), and subscribes to a room's channel
 //! while any of its cores has a member of the room. A node delivers its own clients' messages
 //! straight away, as without a broker, and skips their echo from Redis by the node id in the
-//! envelope (`broker_envelope.rs`): local delivery costs nothing more and keeps working while
+//! envelope (`envelope.rs`): local delivery costs nothing more and keeps working while
 //! Redis is down; the other nodes get the message one Redis hop later. Delivery across nodes is
 //! at most once, as in Centrifugo's pub/sub mode: what is published while a link is down, or
 //! while a node is not yet subscribed, is not replayed.
 //!
 //! Two threads per node, each with its own blocking Redis connection (the `redis` crate):
-//! - the publish link (`broker_publish.rs`) takes messages from one bounded queue the cores
+//! - the publish link (`publish_link.rs`) takes messages from one bounded queue the cores
 //!   fill without waiting (`--broker-queue`; full or link down: the message is not sent to
 //!   other nodes, counted) and sends what has queued as one pipeline per round trip;
-//! - the subscribe link (`broker_subscribe.rs`) follows the rooms the cores have members of,
+//! - the subscribe link (`subscribe_link.rs`) follows the rooms the cores have members of,
 //!   and hands each message from another node to every core through the cores' mailboxes, as a
 //!   core hands its own: the frame is copied once per node and shared by every core, and is
 //!   charged to the fan-out budget like any other. It reads the next message only while the
@@ -27,12 +27,13 @@
 //! blocking one reads only when asked.
 //!
 //! Faults: a link that fails logs once, reports down (`ringcast_broker_up` 0, `/readyz` 503),
-//! and reconnects with backoff (100 ms doubling to 2 s); the subscribe link then subscribes to
-//! every room with local members again. Local rooms work throughout.
+//! and reconnects with backoff (`reconnect.rs`: 100 ms doubling to 2 s); the subscribe link
+//! then subscribes to every room with local members again. Local rooms work throughout.
 
-pub mod envelope;
-pub mod publish_link;
-pub mod subscribe_link;
+mod envelope;
+mod publish_link;
+mod reconnect;
+mod subscribe_link;
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -43,34 +44,19 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc::UnboundedSender;
 
-use crate::budget::FanoutMemory;
-use crate::fanout::broker::{publish_link as broker_publish, subscribe_link as broker_subscribe};
-use crate::fanout::hub::Mail;
+use super::mail::Mailboxes;
+use crate::budget::FanoutBudget;
+use crate::config::BrokerConfig;
+use crate::metrics::{BrokerStats, DropReason};
 
-/// First wait before reconnecting a failed link; doubled per failure up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest wait between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long connecting to Redis may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a link thread looks at the stop flag while it waits.
-pub const POLL: Duration = Duration::from_millis(25);
+const POLL: Duration = Duration::from_millis(25);
 /// A link that has not heard from Redis for this long pings it, so a Redis that went away is
 /// noticed before a message is lost on a dead connection.
-pub const IDLE_PING: Duration = Duration::from_secs(1);
-
-/// `--broker`, `--broker-prefix`, `--broker-queue`.
-#[derive(Debug, Clone)]
-pub struct BrokerConfig {
-    /// The Redis client, from the URL (checked when the command line is parsed).
-    pub client: redis::Client,
-    /// Prepended to a room's name to make its channel.
-    pub prefix: String,
-    /// Messages that may wait for the publish link.
-    pub queue: usize,
-}
+const IDLE_PING: Duration = Duration::from_secs(1);
 
 /// A message for the other nodes, waiting for the publish link.
 #[derive(Debug)]
@@ -79,66 +65,6 @@ pub struct Outgoing {
     pub room: Arc<str>,
     /// The encoded frame (charged to the fan-out budget while it waits).
     pub frame: Bytes,
-}
-
-/// Why a message did not cross the broker.
-#[derive(Debug, Clone, Copy)]
-pub enum DropReason {
-    /// Outbound, the publish link was down.
-    LinkDown,
-    /// Outbound, `--broker-queue` messages were already waiting.
-    QueueFull,
-    /// Inbound, not a valid envelope (see `broker_envelope.rs`).
-    Invalid,
-}
-
-impl DropReason {
-    /// Every reason, in metric order.
-    pub const ALL: [DropReason; 3] = [
-        DropReason::LinkDown,
-        DropReason::QueueFull,
-        DropReason::Invalid,
-    ];
-
-    /// The `reason` label.
-    pub fn label(self) -> &'static str {
-        match self {
-            DropReason::LinkDown => "link_down",
-            DropReason::QueueFull => "queue_full",
-            DropReason::Invalid => "invalid",
-        }
-    }
-}
-
-/// What `/metrics` and `/readyz` show of the broker.
-#[derive(Debug, Default)]
-pub struct BrokerStats {
-    /// The publish link is connected.
-    pub publish_up: AtomicBool,
-    /// The subscribe link is connected and subscribed to every room with local members.
-    pub subscribe_up: AtomicBool,
-    /// Messages sent to Redis.
-    pub published: AtomicU64,
-    /// Messages from other nodes handed to the cores.
-    pub received: AtomicU64,
-    /// Messages dropped, by [`DropReason`].
-    pub dropped: [AtomicU64; DropReason::ALL.len()],
-    /// Successful reconnections of either link after a failure.
-    pub reconnects: AtomicU64,
-    /// Channels the subscribe link is subscribed to.
-    pub subscriptions: AtomicU64,
-}
-
-impl BrokerStats {
-    /// Both links are up.
-    pub fn is_up(&self) -> bool {
-        self.publish_up.load(Ordering::Relaxed) && self.subscribe_up.load(Ordering::Relaxed)
-    }
-
-    /// Counts `count` messages dropped for `reason`.
-    pub fn drop_messages(&self, reason: DropReason, count: u64) {
-        self.dropped[reason as usize].fetch_add(count, Ordering::Relaxed);
-    }
 }
 
 /// The node's side of the broker, shared by its cores and the two link threads.
@@ -154,8 +80,8 @@ pub struct Broker {
     interest: Mutex<HashMap<Arc<str>, usize>>,
     /// Set when `interest` changed since the subscribe link last looked.
     interest_changed: AtomicBool,
-    /// Counters and link states.
-    pub stats: BrokerStats,
+    /// Counters and link states (shared with `/metrics` and `/readyz`).
+    stats: Arc<BrokerStats>,
     /// Failures of either link so far: the publish link reconnects when the subscribe link
     /// saw Redis go (a restarted Redis would drop its next batch otherwise).
     link_failures: AtomicU64,
@@ -165,13 +91,15 @@ pub struct Broker {
 
 impl Broker {
     /// Connects this node to the broker: starts both link threads (they connect, and
-    /// reconnect, by themselves) that hand messages from other nodes to `mailboxes` (every
-    /// core's), charged to `memory`, if their payload is at most `max_message` bytes.
+    /// reconnect, by themselves, counting into `stats`) that hand messages from other nodes to
+    /// `cores` (every core's mailbox), charged to `budget`, if their payload is at most
+    /// `max_message` bytes.
     pub fn start(
         config: &BrokerConfig,
+        stats: Arc<BrokerStats>,
+        cores: Mailboxes,
+        budget: Arc<FanoutBudget>,
         max_message: usize,
-        mailboxes: Vec<UnboundedSender<Mail>>,
-        memory: Arc<FanoutMemory>,
     ) -> std::io::Result<BrokerThreads> {
         let (outbound, queue) = sync_channel(config.queue);
         let broker = Arc::new(Broker {
@@ -181,7 +109,7 @@ impl Broker {
             outbound,
             interest: Mutex::new(HashMap::new()),
             interest_changed: AtomicBool::new(true),
-            stats: BrokerStats::default(),
+            stats,
             link_failures: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
         });
@@ -189,18 +117,18 @@ impl Broker {
             let (broker, client) = (Arc::clone(&broker), config.client.clone());
             std::thread::Builder::new()
                 .name("ringcast-broker-pub".to_owned())
-                .spawn(move || broker_publish::run(&broker, &client, &queue))?
+                .spawn(move || publish_link::run(&broker, &client, &queue))?
         };
-        let inbound = broker_subscribe::Inbound {
-            cores: mailboxes,
-            memory,
+        let relay = subscribe_link::Relay {
+            cores,
+            budget,
             max_message,
         };
         let subscribe = {
             let (broker, client) = (Arc::clone(&broker), config.client.clone());
             std::thread::Builder::new()
                 .name("ringcast-broker-sub".to_owned())
-                .spawn(move || broker_subscribe::run(&broker, &client, &inbound))?
+                .spawn(move || subscribe_link::run(&broker, &client, &relay))?
         };
         Ok(BrokerThreads {
             broker,
@@ -230,7 +158,7 @@ impl Broker {
 
     /// Queues a message a local client published for the other nodes, without waiting: while
     /// the publish link is down or the queue is full it is dropped (and counted).
-    pub fn publish(&self, room: &Arc<str>, frame: &Bytes) {
+    pub fn forward(&self, room: &Arc<str>, frame: &Bytes) {
         if !self.stats.publish_up.load(Ordering::Relaxed) {
             self.stats.drop_messages(DropReason::LinkDown, 1);
             return;
@@ -304,7 +232,7 @@ pub struct BrokerThreads {
 }
 
 impl BrokerThreads {
-    /// The handle the cores use.
+    /// The handle the cores' hubs use.
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
     }
@@ -317,69 +245,5 @@ impl BrokerThreads {
                 tracing::error!("a broker link thread panicked");
             }
         }
-    }
-}
-
-/// One link's reconnection: backoff, and the outage logged once.
-#[derive(Debug)]
-pub struct Reconnect {
-    /// "publish" or "subscribe".
-    link: &'static str,
-    /// The link's up flag in [`BrokerStats`].
-    up: fn(&BrokerStats) -> &AtomicBool,
-    /// The next wait.
-    delay: Duration,
-    /// The current outage was logged.
-    outage_logged: bool,
-    /// The link was up before (so connecting again is a reconnection).
-    was_up: bool,
-}
-
-impl Reconnect {
-    /// The state of link `link`, whose up flag `up` reads.
-    pub fn new(link: &'static str, up: fn(&BrokerStats) -> &AtomicBool) -> Self {
-        Reconnect {
-            link,
-            up,
-            delay: FIRST_BACKOFF,
-            outage_logged: false,
-            was_up: false,
-        }
-    }
-
-    /// The link is up.
-    pub fn connected(&mut self, broker: &Broker) {
-        if self.was_up || self.outage_logged {
-            tracing::info!(link = self.link, "broker link up again");
-        }
-        if self.was_up {
-            broker.stats.reconnects.fetch_add(1, Ordering::Relaxed);
-        }
-        (self.up)(&broker.stats).store(true, Ordering::Relaxed);
-        self.was_up = true;
-        self.outage_logged = false;
-        self.delay = FIRST_BACKOFF;
-    }
-
-    /// The link failed (or could not connect): marks it down, logs the outage once, then waits
-    /// before the next attempt (returns early if the server stops).
-    pub fn failed(&mut self, broker: &Broker, error: &redis::RedisError) {
-        (self.up)(&broker.stats).store(false, Ordering::Relaxed);
-        broker.link_failures.fetch_add(1, Ordering::AcqRel);
-        if !self.outage_logged {
-            tracing::warn!(
-                link = self.link,
-                %error,
-                "broker unreachable: local rooms keep working, other nodes are not reached; \
-                 reconnecting with backoff"
-            );
-            self.outage_logged = true;
-        }
-        let mut waited = Duration::ZERO;
-        while waited < self.delay && !broker.is_stopping() {
-            std::thread::sleep(POLL);
-            waited += POLL;
-        }
-        self.delay = (self.delay * 2).min(MAX_BACKOFF);
     }
 }

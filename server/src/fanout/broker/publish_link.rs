@@ -12,10 +12,9 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Instant;
 
-use crate::fanout::broker::envelope as broker_envelope;
-use crate::fanout::broker::{
-    Broker, DropReason, Outgoing, Reconnect, CONNECT_TIMEOUT, IDLE_PING, POLL,
-};
+use super::reconnect::Reconnect;
+use super::{envelope, Broker, Outgoing, CONNECT_TIMEOUT, IDLE_PING, POLL};
+use crate::metrics::DropReason;
 
 /// Most messages in one pipeline.
 const MAX_BATCH: usize = 256;
@@ -87,7 +86,7 @@ fn send_batch(
     let mut batch = 0u64;
     let mut channel = String::new();
     for outgoing in std::iter::once(first).chain(queue.try_iter().take(MAX_BATCH - 1)) {
-        broker_envelope::seal(envelope, broker.node_id(), &outgoing.frame);
+        envelope::seal(envelope, broker.node_id(), &outgoing.frame);
         broker.write_channel(&mut channel, &outgoing.room);
         pipeline
             .cmd("PUBLISH")

@@ -12,35 +12,35 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::UnboundedSender;
-
-use crate::budget::FanoutMemory;
-use crate::fanout::broker::envelope::{self as broker_envelope, Opened};
-use crate::fanout::broker::{Broker, DropReason, Reconnect, CONNECT_TIMEOUT, IDLE_PING, POLL};
-use crate::fanout::hub::{Mail, MAIL_BYTES};
+use super::envelope::{self, Opened};
+use super::reconnect::Reconnect;
+use super::{Broker, CONNECT_TIMEOUT, IDLE_PING, POLL};
+use crate::budget::FanoutBudget;
+use crate::fanout::mail::Mailboxes;
+use crate::metrics::DropReason;
 
 /// A ping unanswered this long fails the link.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Where messages from other nodes go.
+/// Where messages from other nodes go, and what they may be.
 #[derive(Debug)]
-pub struct Inbound {
+pub struct Relay {
     /// Every core's mailbox.
-    pub cores: Vec<UnboundedSender<Mail>>,
+    pub cores: Mailboxes,
     /// The fan-out budget the frames are charged to.
-    pub memory: Arc<FanoutMemory>,
+    pub budget: Arc<FanoutBudget>,
     /// `--max-message`: larger messages from other nodes are dropped.
     pub max_message: usize,
 }
 
 /// Runs the link until the server stops.
-pub fn run(broker: &Broker, client: &redis::Client, inbound: &Inbound) {
+pub fn run(broker: &Broker, client: &redis::Client, relay: &Relay) {
     let mut reconnect = Reconnect::new("subscribe", |stats| &stats.subscribe_up);
     while !broker.is_stopping() {
         let result = client
             .get_connection_with_timeout(CONNECT_TIMEOUT)
             .and_then(|mut connection| {
-                Session::new(broker, inbound, &mut connection.as_pubsub()).run(&mut reconnect)
+                Session::new(broker, relay, &mut connection.as_pubsub()).run(&mut reconnect)
             });
         broker.stats.subscriptions.store(0, Ordering::Relaxed);
         if let Err(error) = result {
@@ -54,7 +54,7 @@ struct Session<'a, 'c> {
     /// The shared side.
     broker: &'a Broker,
     /// Where messages go.
-    inbound: &'a Inbound,
+    relay: &'a Relay,
     /// The connection, in pub/sub mode.
     pubsub: &'a mut redis::PubSub<'c>,
     /// Subscribed channels and their rooms.
@@ -65,10 +65,10 @@ struct Session<'a, 'c> {
 
 impl<'a, 'c> Session<'a, 'c> {
     /// A session on a fresh connection: nothing subscribed yet.
-    fn new(broker: &'a Broker, inbound: &'a Inbound, pubsub: &'a mut redis::PubSub<'c>) -> Self {
+    fn new(broker: &'a Broker, relay: &'a Relay, pubsub: &'a mut redis::PubSub<'c>) -> Self {
         Session {
             broker,
-            inbound,
+            relay,
             pubsub,
             channels: HashMap::new(),
             last_heard: Instant::now(),
@@ -133,12 +133,12 @@ impl<'a, 'c> Session<'a, 'c> {
         let Some(room) = self.channels.get(message.get_channel_name()) else {
             return; // Unsubscribed since it was sent.
         };
-        let inbound = self.inbound;
+        let relay = self.relay;
         let stats = &self.broker.stats;
-        let frame = match broker_envelope::open(
+        let frame = match envelope::open(
             message.get_payload_bytes(),
             self.broker.node_id(),
-            inbound.max_message,
+            relay.max_message,
         ) {
             Opened::Frame(frame) => frame,
             Opened::OwnEcho => return,
@@ -149,23 +149,13 @@ impl<'a, 'c> Session<'a, 'c> {
             }
         };
         // Like any publisher, only while the budget has room (the cores' writers free it).
-        while inbound.memory.must_pause(false) && !self.broker.is_stopping() {
+        while relay.budget.must_pause(false) && !self.broker.is_stopping() {
             std::thread::sleep(Duration::from_millis(1));
         }
-        let frame = inbound.memory.track(frame.to_vec());
+        let frame = relay.budget.track(frame.to_vec());
         // Counted before the hand-off, so a client never has a message /metrics does not.
         stats.received.fetch_add(1, Ordering::Relaxed);
-        for core in &inbound.cores {
-            inbound.memory.mail_sent(MAIL_BYTES);
-            let mail = Mail::Broadcast {
-                room: Arc::clone(room),
-                frame: frame.clone(),
-            };
-            // A closed mailbox means that core is shutting down.
-            if core.send(mail).is_err() {
-                inbound.memory.mail_taken(MAIL_BYTES);
-            }
-        }
+        relay.cores.broadcast(room, &frame);
     }
 
     /// Pings when nothing was heard for [`IDLE_PING`]; an unanswered ping fails the link.

@@ -81,5 +81,5 @@ impl Drop for TestServer {
 /// Raises this process's open-file soft limit to the hard limit (tests with many clients hold
 /// both ends of every connection in one process), as the server does at start.
 pub fn raise_fd_limit() {
-    ringcast::config::raise_nofile_limit().expect("raise RLIMIT_NOFILE");
+    ringcast::raise_nofile_limit().expect("raise RLIMIT_NOFILE");
 }

@@ -1,0 +1,175 @@
+//! The WebSocket upgrade of `/ws/{room}` (`/ws`: room `default`): the checks (GET with the
+//! upgrade headers, origin, no body, not shutting down, the JWT when one is required), then
+//! the admission into the room before the 101 goes out.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::{Body, Incoming};
+use hyper::header::{HeaderValue, HOST, ORIGIN, UPGRADE, WWW_AUTHENTICATE};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::reply::text;
+use super::{HttpService, UpgradeSlot};
+use crate::auth::{bearer_token, query_token, Rejection};
+use crate::fanout::{is_valid_room, DEFAULT_ROOM};
+use crate::metrics::AuthOutcome;
+
+/// The room a WebSocket path names: None for a path that is not a WebSocket endpoint, Err for
+/// an invalid room name.
+pub fn room_of(path: &str) -> Option<Result<String, ()>> {
+    match path {
+        "/ws" => Some(Ok(DEFAULT_ROOM.to_owned())),
+        _ => path
+            .strip_prefix("/ws/")
+            .map(|name| is_valid_room(name).then(|| name.to_owned()).ok_or(())),
+    }
+}
+
+/// Answers an upgrade request for `room` (as [`room_of`] gave it). An accepted upgrade leaves
+/// its ticket in `slot`: the subscriber has joined the room.
+pub fn upgrade(
+    service: &HttpService,
+    slot: &UpgradeSlot,
+    mut request: Request<Incoming>,
+    room: Result<String, ()>,
+) -> Response<Full<Bytes>> {
+    let Ok(room) = room else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "room names are 1-64 characters of A-Z a-z 0-9 _ . -\n",
+        );
+    };
+    if request.method() != Method::GET || !fastwebsockets::upgrade::is_upgrade_request(&request) {
+        let mut response = text(
+            StatusCode::UPGRADE_REQUIRED,
+            "text/plain",
+            "this endpoint speaks WebSocket\n",
+        );
+        response
+            .headers_mut()
+            .insert(UPGRADE, HeaderValue::from_static("websocket"));
+        return response;
+    }
+    let config = &service.state.config;
+    let headers = request.headers();
+    let origin = headers.get(ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+    if !origin_allowed(origin, host, &config.allowed_origins) {
+        return text(StatusCode::FORBIDDEN, "text/plain", "origin not allowed\n");
+    }
+    if !request.body().is_end_stream() {
+        // Its body would be read by hyper after the 101, which reads nothing more by then.
+        return text(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "a WebSocket upgrade request has no body\n",
+        );
+    }
+    if service.is_shutting_down() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "shutting down\n",
+        );
+    }
+    if let Some(refused) = check_jwt(service, &request, &room) {
+        return refused;
+    }
+    match fastwebsockets::upgrade::upgrade(&mut request) {
+        Ok((switching, _upgrade_future)) => {
+            // The future is for hyper's `with_upgrades` path; `without_shutdown` is used instead.
+            let permit = slot.permit.borrow_mut().take();
+            *slot.ticket.borrow_mut() = Some(service.reader.admit(&room, permit));
+            slot.upgraded.set(true);
+            let (head, _) = switching.into_parts();
+            Response::from_parts(head, Full::new(Bytes::new()))
+        }
+        Err(err) => text(StatusCode::BAD_REQUEST, "text/plain", format!("{err}\n")),
+    }
+}
+
+/// With `--jwt-secret`/`--jwt-public-key`: the upgrade's token (`?token=`, else
+/// `Authorization: Bearer`) must be valid for `room`; returns the 401/403 answer if it is not.
+/// Runs before the subscriber is created or the room joined.
+fn check_jwt(
+    service: &HttpService,
+    request: &Request<Incoming>,
+    room: &str,
+) -> Option<Response<Full<Bytes>>> {
+    let jwt = service.state.config.jwt.as_ref()?;
+    let token = query_token(request.uri().query()).or_else(|| bearer_token(request.headers()));
+    let verdict = jwt.check(token, room);
+    let metrics = &service.metrics;
+    match verdict {
+        Ok(()) => {
+            metrics.count_auth(AuthOutcome::Accepted);
+            None
+        }
+        Err(Rejection::Unauthorized) => {
+            metrics.count_auth(AuthOutcome::Unauthorized);
+            let mut response = text(
+                StatusCode::UNAUTHORIZED,
+                "text/plain",
+                "a valid token is required (?token= or Authorization: Bearer)\n",
+            );
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Some(response)
+        }
+        Err(Rejection::Forbidden) => {
+            metrics.count_auth(AuthOutcome::Forbidden);
+            Some(text(
+                StatusCode::FORBIDDEN,
+                "text/plain",
+                "the token does not grant this room\n",
+            ))
+        }
+    }
+}
+
+/// gorilla/websocket's default policy plus an allow-list: no Origin header, an Origin whose
+/// host equals the Host header, an Origin listed in `allowed` (full origin or host), or `*`.
+pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
+    let Some(origin) = origin else {
+        return true;
+    };
+    let origin_host = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .trim_end_matches('/');
+    let listed = allowed.iter().any(|entry| {
+        entry == "*"
+            || entry.eq_ignore_ascii_case(origin)
+            || entry.eq_ignore_ascii_case(origin_host)
+    });
+    listed || host.is_some_and(|host| host.eq_ignore_ascii_case(origin_host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_follow_same_host_or_allow_list() {
+        let none: Vec<String> = Vec::new();
+        assert!(origin_allowed(None, Some("h:1"), &none));
+        assert!(origin_allowed(Some("http://h:1"), Some("h:1"), &none));
+        assert!(!origin_allowed(Some("http://evil"), Some("h:1"), &none));
+        assert!(!origin_allowed(Some("http://evil"), None, &none));
+        let listed = vec!["https://app.example".to_owned()];
+        assert!(origin_allowed(
+            Some("https://app.example"),
+            Some("h"),
+            &listed
+        ));
+        assert!(!origin_allowed(
+            Some("https://other.example"),
+            Some("h"),
+            &listed
+        ));
+        let any = vec!["*".to_owned()];
+        assert!(origin_allowed(Some("http://evil"), Some("h"), &any));
+    }
+}
