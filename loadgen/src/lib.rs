@@ -13,26 +13,19 @@
 //! - `nodes`: with several `--url`s, same-node and cross-node deliveries told apart
 //! - `compare`, `merge`: working with reports afterwards
 
-pub mod cli;
+pub mod client;
 pub mod clock;
-pub mod compare;
-pub mod connect;
-pub mod handshake;
-pub mod live;
-pub mod merge;
-pub mod nodes;
-pub mod pacer;
-pub mod payload;
-pub mod probe;
-pub mod publisher;
-pub mod receiver;
+pub mod plan;
 pub mod report;
 pub mod run;
-pub mod scenario;
-pub mod schedule;
-pub mod sequence;
 pub mod stats;
-pub mod threshold;
-pub mod units;
+pub mod tools;
 pub mod worker;
-pub mod writer;
+
+// The paths the binary, the examples, the tests and the benchmarks use.
+pub use client::{connect, handshake, payload, writer};
+pub use plan::{cli, scenario, threshold, units};
+pub use run::{live, probe};
+pub use stats::nodes;
+pub use tools::{compare, merge};
+pub use worker::{pacer, publisher, receiver, schedule, sequence};

@@ -2,8 +2,8 @@
 
 use std::fmt::Write;
 
+use crate::plan::units::format_ns;
 use crate::report::{HistogramSummary, NodeResults, Report};
-use crate::units::format_ns;
 
 /// A time in human units, or "-" when undefined (nothing recorded).
 fn time(ns: Option<u64>) -> String {

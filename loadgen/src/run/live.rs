@@ -1,7 +1,7 @@
 //! The live line printed to stderr once a second.
 
+use crate::plan::units::format_ns;
 use crate::report::csv::TimelineRow;
-use crate::units::format_ns;
 
 /// Formats one second for people.
 pub fn line(row: &TimelineRow, target_connections: u64) -> String {

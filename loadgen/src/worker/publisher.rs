@@ -9,10 +9,10 @@ use std::sync::Arc;
 use ringcast_proto::opcode;
 use tokio::sync::Notify;
 
+use crate::client::payload::Stamp;
+use crate::client::writer::Writer;
 use crate::clock::monotonic_ns;
-use crate::payload::Stamp;
-use crate::worker::{Window, WorkerContext};
-use crate::writer::Writer;
+use crate::worker::thread::{Window, WorkerContext};
 
 /// Most messages put in one write when catching up (bounds the batch buffer).
 const MAX_BATCH: u64 = 1024;

@@ -11,15 +11,15 @@ use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::watch;
 
 use crate::clock::{monotonic_ns, monotonic_to_system};
-use crate::nodes::{expected_by_class, url_of_connection, ClassTotals};
-use crate::pacer::Pacer;
-use crate::probe::{own_cpu_seconds, Phase, ServerProbe};
+use crate::plan::scenario::Plan;
 use crate::report::csv::TimelineRow;
 use crate::report::hlog::HlogBuffer;
 use crate::report::{self, encode_histogram, HistogramSummary, Report, Results};
-use crate::scenario::Plan;
-use crate::stats::{IntervalStats, RunTotals};
-use crate::worker::{run_worker, ConnectionSpec, Links, Shared, Window};
+use crate::run::probe::{own_cpu_seconds, Phase, ServerProbe};
+use crate::stats::nodes::{expected_by_class, url_of_connection, ClassTotals};
+use crate::stats::totals::{IntervalStats, RunTotals};
+use crate::worker::pacer::Pacer;
+use crate::worker::thread::{run_worker, ConnectionSpec, Links, Shared, Window};
 
 /// After a second boundary, how long the main thread waits for the workers' handoff.
 const HANDOFF_GRACE_NS: u64 = 150_000_000;
@@ -167,7 +167,7 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
             cpu_percent,
         );
         if !quiet {
-            eprintln!("{}", crate::live::line(&row, total));
+            eprintln!("{}", crate::run::live::line(&row, total));
         }
         timeline.push(row);
         second += 1;
@@ -242,7 +242,7 @@ fn spawn_worker(
         .name(format!("loadgen-{role}-{worker}"))
         .spawn(move || {
             if matches!(links, Links::HandsOver(_)) {
-                crate::pacer::favour_this_thread();
+                crate::worker::pacer::favour_this_thread();
             }
             run_worker(shared, connections, worker, workers, links)
         })
@@ -397,7 +397,7 @@ struct Connected {
 
 /// Counts the connections reported on `connected`.
 fn count_connected(
-    scenario: &crate::scenario::Scenario,
+    scenario: &crate::plan::scenario::Scenario,
     connected: &mpsc::Receiver<u64>,
 ) -> Connected {
     let rooms = scenario.rooms.max(1) as usize;
@@ -421,7 +421,7 @@ fn count_connected(
 
 /// The report's `nodes` section, or `None` with a single URL.
 fn node_results(
-    scenario: &crate::scenario::Scenario,
+    scenario: &crate::plan::scenario::Scenario,
     totals: &RunTotals,
     connected: &Connected,
 ) -> Option<report::NodeResults> {
@@ -515,7 +515,7 @@ fn results_of(
             .collect();
         invalid_reasons.push(format!(
             "aborted: no connection succeeded within --connect-timeout {} ({})",
-            crate::units::format_ns(scenario.connect_timeout_s * 1e9),
+            crate::plan::units::format_ns(scenario.connect_timeout_s * 1e9),
             if reasons.is_empty() {
                 "no attempt finished".to_string()
             } else {
@@ -547,8 +547,8 @@ fn results_of(
     {
         invalid_reasons.push(format!(
             "publishers fell behind: send lag p99 {} > --max-send-lag {}",
-            crate::units::format_ns(p99 as f64),
-            crate::units::format_ns(scenario.max_send_lag_s * 1e9)
+            crate::plan::units::format_ns(p99 as f64),
+            crate::plan::units::format_ns(scenario.max_send_lag_s * 1e9)
         ));
     }
     if scenario.publishers > 0 && sent_measured == 0 {

@@ -196,7 +196,8 @@ pub async fn open(
         .connect(target.addr)
         .await
         .map_err(|e| ConnectFailure::from_io(&e))?;
-    let leftover = crate::handshake::upgrade(&mut stream, &target.host, path, key_seed).await?;
+    let leftover =
+        crate::client::handshake::upgrade(&mut stream, &target.host, path, key_seed).await?;
     Ok((stream, leftover))
 }
 

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use crate::cli::{CompareOpt, Format};
+use crate::plan::cli::{CompareOpt, Format};
+use crate::plan::threshold::{is_time, metric, METRICS};
+use crate::plan::units::format_ns;
 use crate::report::Report;
-use crate::threshold::{is_time, metric, METRICS};
-use crate::units::format_ns;
 
 /// Metrics that describe the scenario's size rather than the server's quality: shown, never
 /// judged as regressions.

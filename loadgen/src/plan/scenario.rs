@@ -7,10 +7,10 @@ use anyhow::{bail, ensure, Context};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{Cli, Command, RunOpt};
-use crate::connect::{parse_source_pool, Target};
-use crate::payload::STAMP_LEN;
-use crate::threshold::Threshold;
+use crate::client::connect::{parse_source_pool, Target};
+use crate::client::payload::STAMP_LEN;
+use crate::plan::cli::{Cli, Command, RunOpt};
+use crate::plan::threshold::Threshold;
 
 /// Every option of a run, in report units (seconds as f64, bytes).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
