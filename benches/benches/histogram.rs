@@ -10,9 +10,9 @@
 //!   (`IntervalStats::drain_from`).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use loadgen::payload::{Stamp, STAMP_LEN};
 use loadgen::receiver::Receiver;
 use loadgen::scenario::Plan;
+use loadgen::stamp::{Stamp, STAMP_LEN};
 use loadgen::stats::{new_histogram, IntervalStats, RunTotals, WorkerStats};
 use loadgen::worker::{ConnectionSpec, Window};
 use ringcast_benches::criterion_config;

@@ -23,7 +23,7 @@ pub mod tools;
 pub mod worker;
 
 // The paths the binary, the examples, the tests and the benchmarks use.
-pub use client::{connect, handshake, payload, writer};
+pub use client::{connect, handshake, stamp, writer};
 pub use plan::{cli, scenario, threshold, units};
 pub use run::{live, probe};
 pub use stats::nodes;

@@ -2,5 +2,5 @@
 
 pub mod connect;
 pub mod handshake;
-pub mod payload;
+pub mod stamp;
 pub mod writer;

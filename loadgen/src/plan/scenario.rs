@@ -8,7 +8,7 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 
 use crate::client::connect::{parse_source_pool, Target};
-use crate::client::payload::STAMP_LEN;
+use crate::client::stamp::STAMP_LEN;
 use crate::plan::cli::{Cli, Command, RunOpt};
 use crate::plan::threshold::Threshold;
 

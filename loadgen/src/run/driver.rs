@@ -19,7 +19,7 @@ use crate::run::probe::{own_cpu_seconds, Phase, ServerProbe};
 use crate::stats::nodes::{expected_by_class, url_of_connection, ClassTotals};
 use crate::stats::totals::{IntervalStats, RunTotals};
 use crate::worker::pacer::Pacer;
-use crate::worker::thread::{run_worker, ConnectionSpec, Links, Shared, Window};
+use crate::worker::thread::{run_worker, ConnectionSpec, Shared, Window, WorkerKind};
 
 /// After a second boundary, how long the main thread waits for the workers' handoff.
 const HANDOFF_GRACE_NS: u64 = 150_000_000;
@@ -109,7 +109,7 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
                 0..scenario.subscribers,
                 (worker, scenario.threads),
                 "sub",
-                Links::Reads(arriving),
+                WorkerKind::Receiving(arriving),
             )?);
         }
     }
@@ -120,7 +120,7 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
                 scenario.subscribers..total,
                 (worker, scenario.publisher_threads),
                 "pub",
-                Links::HandsOver(read_txs.clone()),
+                WorkerKind::Publishing(read_txs.clone()),
             )?);
         }
     }
@@ -159,7 +159,7 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
                     Some(busiest_window_second.unwrap_or(0.0f64).max(cpu_percent));
             }
         }
-        let row = row_of(
+        let row = timeline_row(
             second,
             phases.name_at(now - HANDOFF_GRACE_NS, drain_ns),
             &shared,
@@ -212,7 +212,7 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
         Duration::from_nanos(now - last_tick_ns),
         &final_interval,
     )?;
-    let row = row_of(second, "closing", &shared, &final_interval, cpu_percent);
+    let row = timeline_row(second, "closing", &shared, &final_interval, cpu_percent);
     timeline.push(row);
     let connected = count_connected(&scenario, &connected_rx);
     let results = results_of(&plan, &totals, &connected, &phases, busiest_window_second)?;
@@ -235,16 +235,16 @@ fn spawn_worker(
     connections: std::ops::Range<u64>,
     (worker, workers): (usize, usize),
     role: &'static str,
-    links: Links,
+    kind: WorkerKind,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<RunTotals>>> {
     let shared = shared.clone();
     std::thread::Builder::new()
         .name(format!("loadgen-{role}-{worker}"))
         .spawn(move || {
-            if matches!(links, Links::HandsOver(_)) {
+            if matches!(kind, WorkerKind::Publishing(_)) {
                 crate::worker::pacer::favour_this_thread();
             }
-            run_worker(shared, connections, worker, workers, links)
+            run_worker(shared, connections, worker, workers, kind)
         })
         .context("spawning worker threads")
 }
@@ -350,7 +350,7 @@ fn nothing_can_connect(shared: &Shared, now_ns: u64) -> bool {
 }
 
 /// Builds a timeline row from one second's figures.
-fn row_of(
+fn timeline_row(
     second: u64,
     phase: &str,
     shared: &Shared,
@@ -386,7 +386,7 @@ fn row_of(
 }
 
 /// Who connected, counted from the connections' indices.
-struct Connected {
+struct ConnectedCounts {
     /// Non-stalled connected receivers per room (publishers receive too).
     per_room: Vec<u64>,
     /// The same per room and URL: `[room][url]`.
@@ -399,10 +399,10 @@ struct Connected {
 fn count_connected(
     scenario: &crate::plan::scenario::Scenario,
     connected: &mpsc::Receiver<u64>,
-) -> Connected {
+) -> ConnectedCounts {
     let rooms = scenario.rooms.max(1) as usize;
     let urls = scenario.urls.len().max(1);
-    let mut counts = Connected {
+    let mut counts = ConnectedCounts {
         per_room: vec![0; rooms],
         per_room_url: vec![vec![0; urls]; rooms],
         per_url: vec![0; urls],
@@ -423,7 +423,7 @@ fn count_connected(
 fn node_results(
     scenario: &crate::plan::scenario::Scenario,
     totals: &RunTotals,
-    connected: &Connected,
+    connected: &ConnectedCounts,
 ) -> Option<report::NodeResults> {
     let nodes = totals.nodes.as_ref()?;
     let urls = scenario.urls.len();
@@ -465,7 +465,7 @@ fn node_results(
 fn results_of(
     plan: &Plan,
     totals: &RunTotals,
-    connected: &Connected,
+    connected: &ConnectedCounts,
     phases: &Phases,
     busiest_window_second: Option<f64>,
 ) -> anyhow::Result<Results> {

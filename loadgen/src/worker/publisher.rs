@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ringcast_proto::opcode;
 use tokio::sync::Notify;
 
-use crate::client::payload::Stamp;
+use crate::client::stamp::Stamp;
 use crate::client::writer::Writer;
 use crate::clock::monotonic_ns;
 use crate::worker::thread::{Window, WorkerContext};

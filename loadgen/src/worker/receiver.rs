@@ -13,7 +13,7 @@ use ringcast_proto::{opcode, FrameError, Header, Role, MAX_HEADER_LEN};
 use thiserror::Error;
 use tokio::net::tcp::OwnedReadHalf;
 
-use crate::client::payload::Stamp;
+use crate::client::stamp::Stamp;
 use crate::client::writer::{Writer, CLOSE_NORMAL};
 use crate::clock::monotonic_ns;
 use crate::plan::scenario::Scenario;
@@ -451,7 +451,7 @@ mod tests {
     use ringcast_proto::Frame;
 
     use super::*;
-    use crate::client::payload::STAMP_LEN;
+    use crate::client::stamp::STAMP_LEN;
     use crate::plan::scenario::Plan;
     use crate::stats::totals::{IntervalStats, RunTotals};
 

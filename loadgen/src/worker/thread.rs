@@ -170,12 +170,13 @@ pub struct ReadSide {
     done: oneshot::Sender<()>,
 }
 
-/// A worker's part in passing publishers' sockets on.
-pub enum Links {
-    /// A receiving worker: reads the publishers' sockets that arrive here.
-    Reads(UnboundedReceiver<ReadSide>),
-    /// A publisher worker: hands publisher `p`'s socket to receiving worker `p % len`.
-    HandsOver(Vec<UnboundedSender<ReadSide>>),
+/// What a worker does, and its end of the channels that pass publishers' sockets on.
+pub enum WorkerKind {
+    /// A receiving worker: owns subscribers and reads the publishers' sockets that arrive here.
+    Receiving(UnboundedReceiver<ReadSide>),
+    /// A publisher worker: connects publishers, hands publisher `p`'s socket to receiving
+    /// worker `p % len` and sends on it.
+    Publishing(Vec<UnboundedSender<ReadSide>>),
 }
 
 /// Runs worker `worker` of a set of `workers` that shares the connection indices `connections`
@@ -187,11 +188,11 @@ pub fn run_worker(
     connections: Range<u64>,
     worker: usize,
     workers: usize,
-    links: Links,
+    kind: WorkerKind,
 ) -> anyhow::Result<RunTotals> {
-    let (read_sides, arriving) = match links {
-        Links::Reads(arriving) => (Vec::new(), Some(arriving)),
-        Links::HandsOver(read_sides) => (read_sides, None),
+    let (read_sides, arriving) = match kind {
+        WorkerKind::Receiving(arriving) => (Vec::new(), Some(arriving)),
+        WorkerKind::Publishing(read_sides) => (read_sides, None),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -230,7 +231,7 @@ async fn drive(
     let mut tasks = Vec::new();
     for index in indices {
         let spec = ConnectionSpec::of(&shared.scenario, index);
-        tasks.push(tokio::task::spawn_local(connection(
+        tasks.push(tokio::task::spawn_local(run_connection(
             context.clone(),
             spec,
             handshakes.clone(),
@@ -286,7 +287,11 @@ async fn hand_over_every_second(context: Rc<WorkerContext>) {
 }
 
 /// One connection: wait for its ramp slot, connect, then receive (and publish) until stopped.
-async fn connection(context: Rc<WorkerContext>, spec: ConnectionSpec, handshakes: Rc<Semaphore>) {
+async fn run_connection(
+    context: Rc<WorkerContext>,
+    spec: ConnectionSpec,
+    handshakes: Rc<Semaphore>,
+) {
     let shared = context.shared.clone();
     let scenario = &shared.scenario;
     if scenario.connect_rate > 0.0 {
