@@ -26,7 +26,7 @@ use loadgen::compare::find_report_files;
 use loadgen::merge::read_hlog;
 use loadgen::report::hlog::{HlogBuffer, VERSION_LINE};
 use loadgen::report::{encode_histogram, hgrm, Report, ThresholdOutcome};
-use loadgen::threshold::Threshold;
+use loadgen::Threshold;
 
 fn main() -> anyhow::Result<()> {
     let dirs: Vec<String> = std::env::args().skip(1).collect();
@@ -158,7 +158,7 @@ fn upgrade(run: &Path) -> anyhow::Result<bool> {
         .filter(|row| row.delivered == 0 && row.sent == 0)
     {
         if timeline.len() == logged + 1 {
-            let empty = loadgen::stats::new_histogram();
+            let empty = loadgen::new_histogram();
             buffer.push(
                 Duration::from_secs(last.second - 1),
                 Duration::from_secs(1),

@@ -13,19 +13,26 @@
 //! - `nodes`: with several `--url`s, same-node and cross-node deliveries told apart
 //! - `compare`, `merge`: working with reports afterwards
 
-pub mod client;
-pub mod clock;
-pub mod plan;
+mod client;
+mod clock;
+mod plan;
 pub mod report;
-pub mod run;
-pub mod stats;
-pub mod tools;
-pub mod worker;
+mod run;
+mod stats;
+mod tools;
+mod worker;
 
-// The paths the binary, the examples, the tests and the benchmarks use.
-pub use client::{connect, handshake, stamp, writer};
-pub use plan::{cli, scenario, threshold, units};
-pub use run::{live, probe};
-pub use stats::nodes;
+pub use client::{preflight, raise_fd_limit};
+pub use plan::{Cli, Command, CompareOpt, Format, MergeOpt, Plan, RunOpt, Scenario, Threshold};
+pub use run::{run, RunOutput};
+pub use stats::new_histogram;
 pub use tools::{compare, merge};
-pub use worker::{pacer, publisher, receiver, schedule, sequence};
+
+/// Internals the benchmarks drive directly, outside any run: a receiver's accounting of one
+/// message and the once-a-second handoff. Not an interface to build on.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::client::{Stamp, STAMP_LEN};
+    pub use crate::stats::{IntervalStats, RunTotals, WorkerStats};
+    pub use crate::worker::{ConnectionSpec, Receiver, Window};
+}

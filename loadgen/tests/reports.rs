@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime};
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
+use loadgen::new_histogram;
 use loadgen::report::hlog::HlogBuffer;
 use loadgen::report::Report;
-use loadgen::stats::new_histogram;
 use util::{made_up_report, scratch_dir, with_nodes};
 
 #[test]
@@ -415,8 +415,8 @@ fn compare_refuses_different_scenarios_unless_pooled() {
 
 #[test]
 fn merge_writes_a_time_aligned_log_and_timeline_and_keeps_each_server() {
-    use loadgen::probe::ServerResults;
     use loadgen::report::csv::{self, TimelineRow};
+    use loadgen::report::ServerResults;
     let inputs = scratch_dir("merge-files-in");
     let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     for (part, (offset_s, pid, latency_ns)) in [(0u64, 11u32, 1_000u64), (2, 22, 9_000)]
@@ -525,8 +525,8 @@ fn merge_writes_a_time_aligned_log_and_timeline_and_keeps_each_server() {
 
 #[test]
 fn undefined_figures_are_null_and_thresholds_on_them_fail_as_not_measured() {
-    use loadgen::probe::ServerResults;
-    use loadgen::threshold::Threshold;
+    use loadgen::report::ServerResults;
+    use loadgen::Threshold;
     let mut report = made_up_report(1_000_000, 0.0);
     report.results.delivered = 0;
     report.results.server = Some(ServerResults {

@@ -90,7 +90,7 @@ fn two_hundred_subscribers_two_publishers_lose_nothing() {
     // The log's untagged intervals add up to exactly report.json's latency; its latency_all
     // intervals are the timeline's rows.
     let log = loadgen::merge::read_hlog(&out.join("latency.hlog")).expect("log reads back");
-    let mut untagged = loadgen::stats::new_histogram();
+    let mut untagged = loadgen::new_histogram();
     let mut every = Vec::new();
     for (tag, _, _, histogram) in &log.intervals {
         match tag.as_deref() {

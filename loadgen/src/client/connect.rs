@@ -196,8 +196,7 @@ pub async fn open(
         .connect(target.addr)
         .await
         .map_err(|e| ConnectFailure::from_io(&e))?;
-    let leftover =
-        crate::client::handshake::upgrade(&mut stream, &target.host, path, key_seed).await?;
+    let leftover = super::handshake::upgrade(&mut stream, &target.host, path, key_seed).await?;
     Ok((stream, leftover))
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::plan::units::{parse_duration, parse_size};
+use super::units::{parse_duration, parse_size};
 
 /// Exit codes, documented here and in REPORT.md.
 pub const EXIT_CODES_HELP: &str =

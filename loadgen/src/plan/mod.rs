@@ -1,6 +1,11 @@
 //! What to run: the command line, its validation into a `Scenario`, the `--threshold` rules.
 
-pub mod cli;
-pub mod scenario;
-pub mod threshold;
-pub mod units;
+mod cli;
+mod scenario;
+mod threshold;
+mod units;
+
+pub use cli::{Cli, Command, CompareOpt, Format, MergeOpt, RunOpt};
+pub use scenario::{Plan, Scenario};
+pub use threshold::{is_time, metric, Threshold, METRICS};
+pub use units::format_ns;

@@ -7,10 +7,10 @@ use anyhow::{bail, ensure, Context};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
-use crate::client::connect::{parse_source_pool, Target};
-use crate::client::stamp::STAMP_LEN;
-use crate::plan::cli::{Cli, Command, RunOpt};
-use crate::plan::threshold::Threshold;
+use super::cli::{Cli, Command, RunOpt};
+use super::threshold::Threshold;
+use crate::client::STAMP_LEN;
+use crate::client::{parse_source_pool, Target};
 
 /// Every option of a run, in report units (seconds as f64, bytes).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -183,7 +183,7 @@ impl Threshold {
             );
         }
         let bound = if is_time(metric) {
-            crate::plan::units::parse_duration(value)
+            super::units::parse_duration(value)
                 .map_err(|e| anyhow!("threshold `{text}`: {e}"))?
                 .as_nanos() as f64
         } else {

@@ -158,7 +158,7 @@ mod tests {
 
     #[test]
     fn spectrum_ends_at_the_maximum_with_the_total_count() {
-        let mut histogram = crate::stats::totals::new_histogram();
+        let mut histogram = crate::stats::new_histogram();
         for v in 1..=1000u64 {
             histogram.saturating_record(v * 1000);
         }

@@ -15,8 +15,8 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::plan::scenario::Scenario;
-use crate::run::probe::ServerResults;
+use crate::plan::Scenario;
+pub use crate::run::ServerResults;
 
 /// Value of the top-level `schema` field; bump on incompatible changes.
 pub const SCHEMA: &str = "ringcast-loadgen/report/v1";

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::plan::units::format_ns;
+use crate::plan::format_ns;
 use crate::report::{HistogramSummary, NodeResults, Report};
 
 /// A time in human units, or "-" when undefined (nothing recorded).

@@ -10,16 +10,16 @@ use anyhow::Context;
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::watch;
 
+use super::probe::{own_cpu_seconds, Phase, ServerProbe};
 use crate::clock::{monotonic_ns, monotonic_to_system};
-use crate::plan::scenario::Plan;
+use crate::plan::Plan;
 use crate::report::csv::TimelineRow;
 use crate::report::hlog::HlogBuffer;
 use crate::report::{self, encode_histogram, HistogramSummary, Report, Results};
-use crate::run::probe::{own_cpu_seconds, Phase, ServerProbe};
-use crate::stats::nodes::{expected_by_class, url_of_connection, ClassTotals};
-use crate::stats::totals::{IntervalStats, RunTotals};
-use crate::worker::pacer::Pacer;
-use crate::worker::thread::{run_worker, ConnectionSpec, Shared, Window, WorkerKind};
+use crate::stats::{expected_by_class, url_of_connection, ClassTotals};
+use crate::stats::{IntervalStats, RunTotals};
+use crate::worker::Pacer;
+use crate::worker::{run_worker, ConnectionSpec, Shared, Window, WorkerKind};
 
 /// After a second boundary, how long the main thread waits for the workers' handoff.
 const HANDOFF_GRACE_NS: u64 = 150_000_000;
@@ -167,7 +167,7 @@ pub fn run(plan: Plan, quiet: bool) -> anyhow::Result<RunOutput> {
             cpu_percent,
         );
         if !quiet {
-            eprintln!("{}", crate::run::live::line(&row, total));
+            eprintln!("{}", super::live::line(&row, total));
         }
         timeline.push(row);
         second += 1;
@@ -242,7 +242,7 @@ fn spawn_worker(
         .name(format!("loadgen-{role}-{worker}"))
         .spawn(move || {
             if matches!(kind, WorkerKind::Publishing(_)) {
-                crate::worker::pacer::favour_this_thread();
+                crate::worker::favour_this_thread();
             }
             run_worker(shared, connections, worker, workers, kind)
         })
@@ -397,7 +397,7 @@ struct ConnectedCounts {
 
 /// Counts the connections reported on `connected`.
 fn count_connected(
-    scenario: &crate::plan::scenario::Scenario,
+    scenario: &crate::plan::Scenario,
     connected: &mpsc::Receiver<u64>,
 ) -> ConnectedCounts {
     let rooms = scenario.rooms.max(1) as usize;
@@ -421,7 +421,7 @@ fn count_connected(
 
 /// The report's `nodes` section, or `None` with a single URL.
 fn node_results(
-    scenario: &crate::plan::scenario::Scenario,
+    scenario: &crate::plan::Scenario,
     totals: &RunTotals,
     connected: &ConnectedCounts,
 ) -> Option<report::NodeResults> {
@@ -515,7 +515,7 @@ fn results_of(
             .collect();
         invalid_reasons.push(format!(
             "aborted: no connection succeeded within --connect-timeout {} ({})",
-            crate::plan::units::format_ns(scenario.connect_timeout_s * 1e9),
+            crate::plan::format_ns(scenario.connect_timeout_s * 1e9),
             if reasons.is_empty() {
                 "no attempt finished".to_string()
             } else {
@@ -547,8 +547,8 @@ fn results_of(
     {
         invalid_reasons.push(format!(
             "publishers fell behind: send lag p99 {} > --max-send-lag {}",
-            crate::plan::units::format_ns(p99 as f64),
-            crate::plan::units::format_ns(scenario.max_send_lag_s * 1e9)
+            crate::plan::format_ns(p99 as f64),
+            crate::plan::format_ns(scenario.max_send_lag_s * 1e9)
         ));
     }
     if scenario.publishers > 0 && sent_measured == 0 {

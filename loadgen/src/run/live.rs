@@ -1,6 +1,6 @@
 //! The live line printed to stderr once a second.
 
-use crate::plan::units::format_ns;
+use crate::plan::format_ns;
 use crate::report::csv::TimelineRow;
 
 /// Formats one second for people.

@@ -1,8 +1,9 @@
 //! `loadgen run`: the phases of a run on the main thread, the live line, the CPU and memory
 //! probe.
 
-pub mod driver;
-pub mod live;
-pub mod probe;
+mod driver;
+mod live;
+mod probe;
 
 pub use driver::{run, RunOutput};
+pub use probe::ServerResults;

@@ -152,11 +152,6 @@ impl ServerReadings {
             rss_peak_bytes: end.rss_peak_bytes,
         })
     }
-
-    /// Derives the reported figures; `None` unless all four readings exist.
-    pub fn results(&self, pid: u32, connections: u64, deliveries: u64) -> Option<ServerResults> {
-        Some(summed(&[self.process(pid)?], connections, deliveries))
-    }
 }
 
 /// The readings of every `--server-pid`, in the order given.
@@ -270,7 +265,8 @@ mod tests {
             window_start: at(2.0, 0),
             window_end: at(4.0, 500),
         };
-        let results = readings.results(1, 100, 1_000_000).unwrap();
+        // One process: the figures `results.server` gets from its readings.
+        let results = summed(&[readings.process(1).unwrap()], 100, 1_000_000);
         assert_eq!(results.cpu_seconds, 2.0);
         assert_eq!(results.cpu_us_per_delivery, Some(2.0));
         assert_eq!(results.cpu_user_seconds, Some(0.5));
@@ -278,7 +274,7 @@ mod tests {
         assert_eq!(results.rss_per_connection_bytes, Some(1000.0));
         assert_eq!(results.rss_peak_bytes, 1000);
         // Nothing delivered, nothing connected: undefined, not 0.
-        let idle = readings.results(1, 0, 0).unwrap();
+        let idle = summed(&[readings.process(1).unwrap()], 0, 0);
         assert_eq!(idle.cpu_us_per_delivery, None);
         assert_eq!(idle.cpu_s_per_million_deliveries, None);
         assert_eq!(idle.user_us_per_delivery, None);

@@ -1,6 +1,7 @@
 //! What workers record: histograms and counters, per second and for the measured window.
 
-pub mod nodes;
-pub mod totals;
+mod nodes;
+mod totals;
 
+pub use nodes::{expected_by_class, url_of_connection, ClassTotals, Classifier, NodeTotals};
 pub use totals::{add_histogram, new_histogram, IntervalStats, RunTotals, WorkerStats};

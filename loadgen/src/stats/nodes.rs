@@ -9,8 +9,8 @@
 
 use hdrhistogram::Histogram;
 
-use crate::plan::scenario::Scenario;
-use crate::stats::totals::{add_histogram, new_histogram};
+use super::totals::{add_histogram, new_histogram};
+use crate::plan::Scenario;
 
 /// The URL (index into `--url`s) connection `index` uses, of `urls` URLs.
 pub fn url_of_connection(index: u64, urls: usize) -> usize {
@@ -162,7 +162,7 @@ pub fn expected_by_class(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::scenario::Plan;
+    use crate::plan::Plan;
 
     fn scenario(args: &[&str]) -> Scenario {
         Plan::from_run_args(args).expect("valid scenario").scenario

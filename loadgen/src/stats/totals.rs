@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
-use crate::stats::nodes::NodeTotals;
+use super::nodes::NodeTotals;
 
 /// Highest latency the histograms resolve (100 s); larger values are clamped, not dropped.
 pub const HIGHEST_TRACKABLE_NS: u64 = 100_000_000_000;

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use crate::plan::cli::{CompareOpt, Format};
-use crate::plan::threshold::{is_time, metric, METRICS};
-use crate::plan::units::format_ns;
+use crate::plan::format_ns;
+use crate::plan::{is_time, metric, METRICS};
+use crate::plan::{CompareOpt, Format};
 use crate::report::Report;
 
 /// Metrics that describe the scenario's size rather than the server's quality: shown, never

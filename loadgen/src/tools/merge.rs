@@ -12,16 +12,16 @@ use anyhow::{bail, Context};
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use hdrhistogram::Histogram;
 
-use crate::plan::cli::MergeOpt;
-use crate::plan::threshold::Threshold;
+use super::compare::find_report_files;
+use crate::plan::MergeOpt;
+use crate::plan::Threshold;
 use crate::report::csv::TimelineRow;
 use crate::report::hlog::HlogBuffer;
 use crate::report::{
     decode_histogram, encode_histogram, HistogramSummary, NodeResults, Report, ThresholdOutcome,
     NODE_HISTOGRAMS,
 };
-use crate::stats::totals::{add_histogram, new_histogram};
-use crate::tools::compare::find_report_files;
+use crate::stats::{add_histogram, new_histogram};
 
 /// Adds two optional figures; undefined when either is.
 fn add_option(a: Option<f64>, b: Option<f64>) -> Option<f64> {
@@ -195,7 +195,7 @@ fn merge_nodes(
 /// pids), one server (or one cluster) served all the deliveries, so its CPU per delivery is
 /// taken over the merged count; otherwise there is no single server figure (each is in
 /// `servers`).
-fn combined_server(parts: &[Report], delivered: u64) -> Option<crate::run::probe::ServerResults> {
+fn combined_server(parts: &[Report], delivered: u64) -> Option<crate::run::ServerResults> {
     let watched: Vec<_> = parts
         .iter()
         .map(|p| Some((p.environment.hostname.as_str(), p.results.server.as_ref()?)))

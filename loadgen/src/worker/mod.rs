@@ -1,11 +1,13 @@
 //! The worker threads: their connections, the publishers' open-loop schedule and pacer, the
 //! receivers' accounting.
 
-pub mod pacer;
-pub mod publisher;
-pub mod receiver;
-pub mod schedule;
-pub mod sequence;
-pub mod thread;
+mod pacer;
+mod publisher;
+mod receiver;
+mod schedule;
+mod sequence;
+mod thread;
 
-pub use thread::{ConnectionSpec, Window};
+pub use pacer::{favour_this_thread, Pacer};
+pub use receiver::Receiver;
+pub use thread::{run_worker, ConnectionSpec, Shared, Window, WorkerKind};

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::schedule::Schedule;
 use crate::clock::monotonic_ns;
-use crate::worker::schedule::Schedule;
 
 /// The last stretch before a due time is spun instead of slept: a futex wakeup on a loaded VM
 /// takes tens of microseconds, a spin of this length costs ~1% of a core at 1,000 msg/s.

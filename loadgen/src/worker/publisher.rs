@@ -9,10 +9,10 @@ use std::sync::Arc;
 use ringcast_proto::opcode;
 use tokio::sync::Notify;
 
-use crate::client::stamp::Stamp;
-use crate::client::writer::Writer;
+use super::thread::{Window, WorkerContext};
+use crate::client::Stamp;
+use crate::client::Writer;
 use crate::clock::monotonic_ns;
-use crate::worker::thread::{Window, WorkerContext};
 
 /// Most messages put in one write when catching up (bounds the batch buffer).
 const MAX_BATCH: u64 = 1024;

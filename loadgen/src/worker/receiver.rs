@@ -13,14 +13,14 @@ use ringcast_proto::{opcode, FrameError, Header, Role, MAX_HEADER_LEN};
 use thiserror::Error;
 use tokio::net::tcp::OwnedReadHalf;
 
-use crate::client::stamp::Stamp;
-use crate::client::writer::{Writer, CLOSE_NORMAL};
+use super::sequence::{Arrival, SequenceWindow};
+use super::thread::{ConnectionSpec, Window, WorkerContext};
+use crate::client::Stamp;
+use crate::client::{Writer, CLOSE_NORMAL};
 use crate::clock::monotonic_ns;
-use crate::plan::scenario::Scenario;
-use crate::stats::nodes::Classifier;
-use crate::stats::totals::WorkerStats;
-use crate::worker::sequence::{Arrival, SequenceWindow};
-use crate::worker::thread::{ConnectionSpec, Window, WorkerContext};
+use crate::plan::Scenario;
+use crate::stats::Classifier;
+use crate::stats::WorkerStats;
 
 /// How long to wait for the server's close reply (or EOF) after sending ours.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -451,9 +451,9 @@ mod tests {
     use ringcast_proto::Frame;
 
     use super::*;
-    use crate::client::stamp::STAMP_LEN;
-    use crate::plan::scenario::Plan;
-    use crate::stats::totals::{IntervalStats, RunTotals};
+    use crate::client::STAMP_LEN;
+    use crate::plan::Plan;
+    use crate::stats::{IntervalStats, RunTotals};
 
     /// A subscriber of the default scenario (one publisher, one room).
     fn receiver() -> Receiver {
@@ -537,7 +537,7 @@ mod tests {
         let mut stats = WorkerStats {
             interval: IntervalStats::new(),
             totals: RunTotals {
-                nodes: Some(crate::stats::nodes::NodeTotals::new()),
+                nodes: Some(crate::stats::NodeTotals::new()),
                 ..RunTotals::new(2)
             },
         };

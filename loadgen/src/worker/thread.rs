@@ -22,16 +22,16 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::{oneshot, watch, Notify, Semaphore};
 
-use crate::client::connect::{open_with_timeout, Target};
-use crate::client::writer::Writer;
+use super::pacer::Pacer;
+use super::publisher::publish;
+use super::receiver::{receive, Receiver};
+use super::schedule::Schedule;
+use crate::client::Writer;
+use crate::client::{open_with_timeout, Target};
 use crate::clock::{monotonic_ns, tokio_instant_at};
-use crate::plan::scenario::Scenario;
-use crate::stats::nodes::{url_of_connection, NodeTotals};
-use crate::stats::totals::{IntervalStats, RunTotals, WorkerStats};
-use crate::worker::pacer::Pacer;
-use crate::worker::publisher::publish;
-use crate::worker::receiver::{receive, Receiver};
-use crate::worker::schedule::Schedule;
+use crate::plan::Scenario;
+use crate::stats::{url_of_connection, NodeTotals};
+use crate::stats::{IntervalStats, RunTotals, WorkerStats};
 
 /// Size of the read buffer a worker shares between all its connections (DESIGN 6).
 const READ_BUFFER: usize = 64 * 1024;

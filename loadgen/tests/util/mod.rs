@@ -9,8 +9,7 @@ use loadgen::report::{
     self, encode_histogram, HistogramSummary, NodeClassResults, NodeResults, Report, Results,
     UrlConnections,
 };
-use loadgen::scenario::Scenario;
-use loadgen::stats::new_histogram;
+use loadgen::{new_histogram, Scenario};
 
 /// A fresh scratch directory for one test.
 pub fn scratch_dir(name: &str) -> PathBuf {
