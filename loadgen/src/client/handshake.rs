@@ -6,7 +6,7 @@ use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::connect::ConnectFailure;
+use super::failure::ConnectFailure;
 
 /// Fixed GUID of RFC 6455 used to derive Sec-WebSocket-Accept.
 const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
