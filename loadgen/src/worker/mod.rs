@@ -3,6 +3,7 @@
 
 mod pacer;
 mod publisher;
+mod receive_loop;
 mod receiver;
 mod schedule;
 mod sequence;

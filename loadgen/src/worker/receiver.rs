@@ -1,88 +1,17 @@
-//! The receiving side of every connection: read as much as the socket holds into the worker's
-//! shared 64 KiB buffer, walk every frame in it (reassembling fragmented messages), record
-//! latency and sequence state, answer pings, and take part in the closing handshake.
+//! One connection's receive state, without IO: the bytes of each read walked frame by frame,
+//! fragmented messages reassembled, each message's stamp accounted (latency, sequence, node
+//! class), pings answered, the server's close noted.
 //!
 //! Frames are parsed in place in the read buffer; only a frame that straddles two reads is
 //! copied (into `carry`), and only its own bytes.
 
-use std::rc::Rc;
-use std::sync::Arc;
-use std::time::Duration;
-
-use ringcast_proto::{opcode, FrameError, Header, Role, MAX_HEADER_LEN};
-use thiserror::Error;
-use tokio::net::tcp::OwnedReadHalf;
+use ringcast_proto::{opcode, Header, MAX_HEADER_LEN};
 
 use super::sequence::{Arrival, SequenceWindow};
-use super::thread::{ConnectionSpec, Window, WorkerContext};
-use crate::client::Stamp;
-use crate::client::{Writer, CLOSE_NORMAL};
-use crate::clock::monotonic_ns;
+use super::thread::{ConnectionSpec, Window};
+use crate::client::{parse_frame, Parsed, Stamp, StreamError, MAX_SERVER_MESSAGE};
 use crate::plan::Scenario;
-use crate::stats::Classifier;
-use crate::stats::WorkerStats;
-
-/// How long to wait for the server's close reply (or EOF) after sending ours.
-const CLOSE_WAIT: Duration = Duration::from_secs(2);
-
-/// Largest server message (one frame, or a fragmented message reassembled) accepted; past it
-/// the connection is treated as broken instead of buffering without bound.
-pub const MAX_SERVER_MESSAGE: u64 = 64 * 1024 * 1024;
-
-/// Why the server's frame stream cannot be read on.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum StreamError {
-    /// The frame breaks RFC 6455 (reserved bits with no extension negotiated, a mask, an
-    /// unknown opcode, a bad fragment sequence).
-    #[error("malformed server frame: {0}")]
-    Frame(#[from] FrameError),
-    /// A frame or reassembled message over `MAX_SERVER_MESSAGE`.
-    #[error("server message of {0} bytes or more exceeds the {MAX_SERVER_MESSAGE}-byte limit")]
-    TooLarge(u64),
-}
-
-/// The frame at the start of a buffer.
-#[derive(Debug, PartialEq, Eq)]
-enum Parsed<'a> {
-    /// Not all of it is there yet; `frame_len` once its header is.
-    Incomplete {
-        /// Header plus payload bytes, when the header is known.
-        frame_len: Option<usize>,
-    },
-    /// A whole frame.
-    Frame {
-        /// Its header.
-        header: Header,
-        /// Its payload, borrowed from the buffer.
-        payload: &'a [u8],
-        /// Bytes it takes in the buffer.
-        frame_len: usize,
-    },
-}
-
-/// Parses and judges the server frame at the start of `buf`, given whether a fragmented
-/// message is in progress.
-fn parse_frame(buf: &[u8], in_message: bool) -> Result<Parsed<'_>, StreamError> {
-    let Some(header) = Header::decode(buf, Role::Server)? else {
-        return Ok(Parsed::Incomplete { frame_len: None });
-    };
-    header.check(in_message)?;
-    let too_large = StreamError::TooLarge(header.payload_len);
-    if header.payload_len > MAX_SERVER_MESSAGE {
-        return Err(too_large);
-    }
-    let frame_len = header.frame_len().ok_or(too_large)?;
-    Ok(match buf.get(header.header_len..frame_len) {
-        Some(payload) => Parsed::Frame {
-            header,
-            payload,
-            frame_len,
-        },
-        None => Parsed::Incomplete {
-            frame_len: Some(frame_len),
-        },
-    })
-}
+use crate::stats::{Classifier, WorkerStats};
 
 /// Per-connection receive state.
 pub struct Receiver {
@@ -127,13 +56,45 @@ impl Receiver {
         }
     }
 
+    /// Counts only the stamps of run `run_id` (this process's); `new` starts with 0, the id the
+    /// tests and benchmarks stamp with.
+    pub fn set_run_id(&mut self, run_id: u32) {
+        self.run_id = run_id;
+    }
+
+    /// Whether this is a stalled subscriber (it stops reading after the warm-up).
+    pub fn stalled(&self) -> bool {
+        self.spec.stalled
+    }
+
+    /// The close code the server sent, once it did.
+    pub fn server_close(&self) -> Option<u16> {
+        self.server_close
+    }
+
+    /// The control frames to send (pongs), taken.
+    pub fn take_replies(&mut self) -> Vec<(u8, Vec<u8>)> {
+        std::mem::take(&mut self.replies)
+    }
+
+    /// Walks the bytes read past the handshake (received at `now_ns`): they are the first
+    /// frames.
+    pub fn take_leftover(&mut self, now_ns: u64, window: Option<&Window>, stats: &mut WorkerStats) {
+        if self.carry.is_empty() {
+            return;
+        }
+        let leftover = std::mem::take(&mut self.carry);
+        let counting = !self.spec.stalled;
+        self.take_bytes(&leftover, now_ns, window, stats, counting);
+    }
+
     /// Whether nothing more is read: the server closed, or its frames broke the protocol.
-    fn finished(&self) -> bool {
+    pub fn finished(&self) -> bool {
         self.error.is_some() || self.server_close.is_some()
     }
 
     /// Parses every complete frame in `carry + data`, recording what counts; keeps the tail.
-    fn take_bytes(
+    pub fn take_bytes(
         &mut self,
         mut data: &[u8],
         now_ns: u64,
@@ -315,140 +276,9 @@ impl Receiver {
     }
 }
 
-/// Receives on one connection until the run stops (then closes) or the server goes away.
-pub async fn receive(
-    context: Rc<WorkerContext>,
-    mut receiver: Receiver,
-    read: OwnedReadHalf,
-    writer: Arc<Writer>,
-) {
-    let shared = context.shared.clone();
-    receiver.run_id = shared.run_id;
-    let mut window_rx = shared.window.clone();
-    let mut window: Option<Arc<Window>> = window_rx.borrow_and_update().clone();
-    let mut stopping = false;
-    let mut deadline = None;
-    let mut eof = false;
-    // Bytes that arrived with the handshake response are the first frames.
-    if !receiver.carry.is_empty() {
-        let leftover = std::mem::take(&mut receiver.carry);
-        let mut stats = context.stats.borrow_mut();
-        receiver.take_bytes(
-            &leftover,
-            monotonic_ns(),
-            window.as_deref(),
-            &mut stats,
-            !receiver.spec.stalled,
-        );
-    }
-    loop {
-        if window.is_none() && window_rx.has_changed().unwrap_or(false) {
-            window = window_rx.borrow_and_update().clone();
-        }
-        if !receiver.replies.is_empty() {
-            let replies = std::mem::take(&mut receiver.replies);
-            if writer.send(&replies).await.is_err() {
-                break;
-            }
-        }
-        if eof || receiver.finished() {
-            break;
-        }
-        // Checked here and woken below: no other task of this thread runs in between, so the
-        // signal cannot slip past.
-        if !stopping && context.stopping.get() {
-            stopping = true;
-            // A stalled receiver first reads what piled up behind it: whether the server closed
-            // it (1008, or EOF) is only seen at the end of that backlog, so it does not close
-            // first; it reads until the server's close, EOF or the deadline.
-            if !receiver.spec.stalled && writer.close(CLOSE_NORMAL).await.is_err() {
-                break;
-            }
-            deadline = Some(tokio::time::Instant::now() + CLOSE_WAIT);
-        }
-        // After the stop check, so a stalled receiver reads again as soon as the run stops.
-        let stalled_now = receiver.spec.stalled
-            && !stopping
-            && window
-                .as_ref()
-                .is_some_and(|w| monotonic_ns() >= w.measure_start_ns);
-        tokio::select! {
-            ready = read.readable(), if !stalled_now => {
-                if ready.is_err() {
-                    eof = true;
-                    continue;
-                }
-                // The window may have been set while this receiver waited: a publisher sends
-                // only once it has the window, so looking again here sees it before the first
-                // message (with --warmup 0 that message is measured; read with no window, it
-                // was left out at every receiver and counted lost).
-                if window.is_none() && window_rx.has_changed().unwrap_or(false) {
-                    window = window_rx.borrow_and_update().clone();
-                }
-                eof = drain_socket(&context, &mut receiver, &read, window.as_deref());
-            }
-            _ = context.stop_signal.notified(), if !stopping => {}
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => break,
-        }
-    }
-    finish(&context, &receiver, &writer, stopping, eof).await;
-}
-
-/// Reads until the socket would block, feeding every chunk to the frame walker. Returns true at
-/// EOF or a read error.
-fn drain_socket(
-    context: &WorkerContext,
-    receiver: &mut Receiver,
-    read: &OwnedReadHalf,
-    window: Option<&Window>,
-) -> bool {
-    let mut buffer = context.read_buffer.borrow_mut();
-    let mut stats = context.stats.borrow_mut();
-    let counting = !receiver.spec.stalled;
-    loop {
-        match read.try_read(&mut buffer) {
-            Ok(0) => return true,
-            Ok(read_bytes) => {
-                // One clock read per buffer: every frame in it arrived by now.
-                let now = monotonic_ns();
-                receiver.take_bytes(&buffer[..read_bytes], now, window, &mut stats, counting);
-                if read_bytes < buffer.len() || receiver.finished() {
-                    return false;
-                }
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return false,
-            Err(_) => return true,
-        }
-    }
-}
-
-/// Books how the connection ended and answers a server-initiated close.
-async fn finish(
-    context: &WorkerContext,
-    receiver: &Receiver,
-    writer: &Writer,
-    stopping: bool,
-    eof: bool,
-) {
-    let closed_by_server = !stopping && (eof || receiver.finished());
-    if let (Some(code), false) = (receiver.server_close, stopping) {
-        // Echo the close (RFC 6455 5.5.1); the connection ends either way.
-        let _ = writer.close(code).await;
-    }
-    let mut stats = context.stats.borrow_mut();
-    if receiver.spec.stalled {
-        // Stalled receivers never close first (see above): any close or EOF is the server's.
-        let server_ended_it = eof || receiver.finished();
-        stats.totals.stalled_closed_by_server += u64::from(server_ended_it);
-    } else if closed_by_server {
-        stats.totals.disconnected += 1;
-        stats.interval.errors += 1;
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use ringcast_proto::Frame;
+    use ringcast_proto::{Frame, FrameError};
 
     use super::*;
     use crate::client::STAMP_LEN;

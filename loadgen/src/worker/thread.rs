@@ -24,7 +24,8 @@ use tokio::sync::{oneshot, watch, Notify, Semaphore};
 
 use super::pacer::Pacer;
 use super::publisher::publish;
-use super::receiver::{receive, Receiver};
+use super::receive_loop::receive;
+use super::receiver::Receiver;
 use super::schedule::Schedule;
 use crate::client::Writer;
 use crate::client::{open_with_timeout, Target};
