@@ -33,6 +33,7 @@ pub use tools::{compare, merge};
 #[doc(hidden)]
 pub mod testing {
     pub use crate::client::{Stamp, STAMP_LEN};
+    pub use crate::plan::ConnectionSpec;
     pub use crate::stats::{IntervalStats, RunTotals, WorkerStats};
-    pub use crate::worker::{ConnectionSpec, Receiver, Window};
+    pub use crate::worker::{Receiver, Window};
 }

@@ -11,6 +11,7 @@ mod target;
 mod writer;
 
 pub use connect::open_with_timeout;
+pub use failure::ConnectFailure;
 pub use frames::{parse_frame, Parsed, StreamError, MAX_SERVER_MESSAGE};
 pub use preflight::{preflight, raise_fd_limit};
 pub use stamp::{Stamp, STAMP_LEN};

@@ -13,13 +13,14 @@ use tokio::sync::watch;
 use super::probe::{own_cpu_seconds, Phase, ServerProbe};
 use crate::clock::{monotonic_ns, monotonic_to_system};
 use crate::plan::Plan;
+use crate::plan::{url_of_connection, ConnectionSpec};
 use crate::report::csv::TimelineRow;
 use crate::report::hlog::HlogBuffer;
 use crate::report::{self, encode_histogram, HistogramSummary, Report, Results};
-use crate::stats::{expected_by_class, url_of_connection, ClassTotals};
+use crate::stats::{expected_by_class, ClassTotals};
 use crate::stats::{IntervalStats, RunTotals};
 use crate::worker::Pacer;
-use crate::worker::{run_worker, ConnectionSpec, Shared, Window, WorkerKind};
+use crate::worker::{run_worker, Shared, Window, WorkerKind};
 
 /// After a second boundary, how long the main thread waits for the workers' handoff.
 const HANDOFF_GRACE_NS: u64 = 150_000_000;

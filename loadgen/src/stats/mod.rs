@@ -3,5 +3,5 @@
 mod nodes;
 mod totals;
 
-pub use nodes::{expected_by_class, url_of_connection, ClassTotals, Classifier, NodeTotals};
+pub use nodes::{expected_by_class, ClassTotals, Classifier, NodeTotals};
 pub use totals::{add_histogram, new_histogram, IntervalStats, RunTotals, WorkerStats};

@@ -1,29 +1,16 @@
-//! Several `--url`s (server nodes sharing rooms, e.g. through a pub/sub broker): which URL a
-//! connection uses, and whether a delivery crossed nodes.
+//! Several `--url`s (server nodes sharing rooms, e.g. through a pub/sub broker): whether a
+//! delivery crossed nodes, and the measured deliveries of each class.
 //!
-//! Connection `index` (subscribers 0..N, then publishers N..N+P) uses URL `index mod U`, so
-//! publisher `p` is on URL `(N + p) mod U`. A receiver knows the publisher from the stamp and
-//! so, with no extra bytes on the wire, whether the message came through the receiver's own
-//! node (`same_node`) or from another one (`cross_node`). A node is a URL as given: two URLs
-//! naming the same server count as two nodes.
+//! Every connection's URL follows from its index (`plan::url_of_connection`), so a receiver
+//! knows the publisher's URL from the stamp and, with no extra bytes on the wire, whether the
+//! message came through the receiver's own node (`same_node`) or from another one
+//! (`cross_node`). A node is a URL as given: two URLs naming the same server count as two
+//! nodes.
 
 use hdrhistogram::Histogram;
 
 use super::totals::{add_histogram, new_histogram};
-use crate::plan::Scenario;
-
-/// The URL (index into `--url`s) connection `index` uses, of `urls` URLs.
-pub fn url_of_connection(index: u64, urls: usize) -> usize {
-    (index % urls.max(1) as u64) as usize
-}
-
-/// The URL publisher `publisher` of `scenario` uses.
-pub fn url_of_publisher(scenario: &Scenario, publisher: u32) -> usize {
-    url_of_connection(
-        scenario.subscribers + u64::from(publisher),
-        scenario.urls.len(),
-    )
-}
+use crate::plan::{url_of_connection, url_of_publisher, Scenario};
 
 /// Whether a delivery stayed on one node or crossed to another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

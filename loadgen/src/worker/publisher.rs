@@ -9,7 +9,8 @@ use std::sync::Arc;
 use ringcast_proto::opcode;
 use tokio::sync::Notify;
 
-use super::thread::{Window, WorkerContext};
+use super::context::WorkerContext;
+use super::window::Window;
 use crate::client::Stamp;
 use crate::client::Writer;
 use crate::clock::monotonic_ns;

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use tokio::net::tcp::OwnedReadHalf;
 
+use super::context::WorkerContext;
 use super::receiver::Receiver;
-use super::thread::{Window, WorkerContext};
+use super::window::Window;
 use crate::client::{Writer, CLOSE_NORMAL};
 use crate::clock::monotonic_ns;
 

@@ -8,9 +8,9 @@
 use ringcast_proto::{opcode, Header, MAX_HEADER_LEN};
 
 use super::sequence::{Arrival, SequenceWindow};
-use super::thread::{ConnectionSpec, Window};
+use super::window::Window;
 use crate::client::{parse_frame, Parsed, Stamp, StreamError, MAX_SERVER_MESSAGE};
-use crate::plan::Scenario;
+use crate::plan::{ConnectionSpec, Scenario};
 use crate::stats::{Classifier, WorkerStats};
 
 /// Per-connection receive state.
