@@ -9,7 +9,7 @@
 
 use hdrhistogram::Histogram;
 
-use super::totals::{add_histogram, new_histogram};
+use super::histogram::{add_histogram, new_histogram};
 use crate::plan::{url_of_connection, url_of_publisher, Scenario};
 
 /// Whether a delivery stayed on one node or crossed to another.

@@ -1,101 +1,13 @@
-//! Histograms and counters. Each worker thread owns its own (no lock per message); once a
-//! second it adds its interval figures into the run's shared accumulator, and at the end its
-//! totals are merged into the run result.
+//! The measured window's figures. Each worker thread owns its own (no lock per message); at
+//! the end they are merged into the run's, from which the report is made.
 
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
+use super::histogram::{add_histogram, new_histogram};
+use super::interval::IntervalStats;
 use super::nodes::NodeTotals;
-
-/// Highest latency the histograms resolve (100 s); larger values are clamped, not dropped.
-pub const HIGHEST_TRACKABLE_NS: u64 = 100_000_000_000;
-
-/// A histogram of nanoseconds, 3 significant digits (as wrk2 and HdrHistogram's tools use).
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HIGHEST_TRACKABLE_NS, 3)
-        .unwrap_or_else(|_| unreachable!("constant bounds are valid"))
-}
-
-/// Adds `source` into `target`; both come from `new_histogram`, so bounds always agree.
-pub fn add_histogram(target: &mut Histogram<u64>, source: &Histogram<u64>) {
-    if target.add(source).is_err() {
-        // Only reachable with foreign bounds (merge of external files): fall back to values.
-        for value in source.iter_recorded() {
-            target.saturating_record_n(value.value_iterated_to(), value.count_at_value());
-        }
-    }
-}
-
-/// What happened in one second, over every message (warm-up and drain included): the live
-/// line, timeline.csv and latency.hlog.
-#[derive(Clone)]
-pub struct IntervalStats {
-    /// recv - intended, ns.
-    pub latency: Histogram<u64>,
-    /// recv - intended of the measured messages only (those `RunTotals::latency` holds), ns:
-    /// the untagged series of latency.hlog.
-    pub latency_measured: Histogram<u64>,
-    /// recv - actual send, ns.
-    pub latency_uncorrected: Histogram<u64>,
-    /// actual send - intended, ns.
-    pub send_lag: Histogram<u64>,
-    /// Messages sent.
-    pub sent: u64,
-    /// Messages received (stamped by this run, duplicates excluded).
-    pub delivered: u64,
-    /// Payload bytes of `delivered`.
-    pub delivered_bytes: u64,
-    /// Connect failures, disconnects, protocol and write errors.
-    pub errors: u64,
-}
-
-impl IntervalStats {
-    /// Empty figures.
-    pub fn new() -> IntervalStats {
-        IntervalStats {
-            latency: new_histogram(),
-            latency_measured: new_histogram(),
-            latency_uncorrected: new_histogram(),
-            send_lag: new_histogram(),
-            sent: 0,
-            delivered: 0,
-            delivered_bytes: 0,
-            errors: 0,
-        }
-    }
-
-    /// Adds another worker's figures and resets them (the once-a-second handoff).
-    pub fn drain_from(&mut self, source: &mut IntervalStats) {
-        add_histogram(&mut self.latency, &source.latency);
-        add_histogram(&mut self.latency_measured, &source.latency_measured);
-        add_histogram(&mut self.latency_uncorrected, &source.latency_uncorrected);
-        add_histogram(&mut self.send_lag, &source.send_lag);
-        self.sent += source.sent;
-        self.delivered += source.delivered;
-        self.delivered_bytes += source.delivered_bytes;
-        self.errors += source.errors;
-        source.reset();
-    }
-
-    /// Zeroes counters and histograms, keeping the allocations.
-    fn reset(&mut self) {
-        self.latency.reset();
-        self.latency_measured.reset();
-        self.latency_uncorrected.reset();
-        self.send_lag.reset();
-        self.sent = 0;
-        self.delivered = 0;
-        self.delivered_bytes = 0;
-        self.errors = 0;
-    }
-}
-
-impl Default for IntervalStats {
-    fn default() -> Self {
-        IntervalStats::new()
-    }
-}
 
 /// Whole-run figures of the measured window (messages whose intended send time falls in
 /// [all connected + warm-up, + duration)), plus connection outcomes.
@@ -252,18 +164,5 @@ mod tests {
         assert!(a.latency.value_at_quantile(0.5) <= 101_000);
         assert_eq!(a.delivered_by_publisher, vec![5, 7]);
         assert_eq!(a.connect_failures["refused"], 3);
-    }
-
-    #[test]
-    fn interval_handoff_moves_and_resets() {
-        let mut sink = IntervalStats::new();
-        let mut worker = IntervalStats::new();
-        worker.latency.saturating_record(5_000);
-        worker.delivered = 3;
-        sink.drain_from(&mut worker);
-        assert_eq!((sink.latency.len(), sink.delivered), (1, 3));
-        assert_eq!((worker.latency.len(), worker.delivered), (0, 0));
-        worker.latency.saturating_record(HIGHEST_TRACKABLE_NS * 10);
-        assert_eq!(worker.latency.len(), 1);
     }
 }
