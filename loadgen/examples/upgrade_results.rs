@@ -25,7 +25,7 @@ use anyhow::Context;
 use loadgen::compare::find_report_files;
 use loadgen::merge::read_hlog;
 use loadgen::report::hlog::{HlogBuffer, VERSION_LINE};
-use loadgen::report::{encode_histogram, hgrm, Report, ThresholdOutcome};
+use loadgen::report::{check_thresholds, encode_histogram, hgrm, Report};
 use loadgen::Threshold;
 
 fn main() -> anyhow::Result<()> {
@@ -90,21 +90,13 @@ fn upgrade(run: &Path) -> anyhow::Result<bool> {
     } else {
         Some(inside.iter().copied().fold(0.0, f64::max))
     };
-    let snapshot = r.clone();
-    r.thresholds = report
+    let thresholds = report
         .scenario
         .thresholds
         .iter()
-        .map(|text| {
-            let threshold = Threshold::parse(text)?;
-            let (actual, passed) = threshold.check(&snapshot);
-            Ok(ThresholdOutcome {
-                expression: threshold.expression.clone(),
-                actual,
-                passed,
-            })
-        })
-        .collect::<anyhow::Result<_>>()?;
+        .map(|text| Threshold::parse(text))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    r.thresholds = check_thresholds(&thresholds, r);
     report.write(run)?;
     let report_changed = std::fs::read_to_string(run.join("report.json"))? != old_report;
     if log_is_current {

@@ -9,5 +9,5 @@ mod units;
 pub use cli::{Cli, Command, CompareOpt, Format, MergeOpt, RunOpt};
 pub use connections::{url_of_connection, url_of_publisher, ConnectionSpec};
 pub use scenario::{Plan, Scenario};
-pub use threshold::{is_time, metric, Threshold, METRICS};
+pub use threshold::{is_time, Threshold, METRICS};
 pub use units::format_ns;

@@ -6,6 +6,12 @@ pub mod hgrm;
 pub mod hlog;
 pub mod summary;
 
+mod metrics;
+mod server;
+
+pub use metrics::{check_threshold, check_thresholds, metric};
+pub use server::{ProcessResults, ServerResults};
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -16,7 +22,6 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::plan::Scenario;
-pub use crate::run::ServerResults;
 
 /// Value of the top-level `schema` field; bump on incompatible changes.
 pub const SCHEMA: &str = "ringcast-loadgen/report/v1";

@@ -616,18 +616,7 @@ fn results_of(
         thresholds: Vec::new(),
         histograms,
     };
-    results.thresholds = plan
-        .thresholds
-        .iter()
-        .map(|threshold| {
-            let (actual, passed) = threshold.check(&results);
-            report::ThresholdOutcome {
-                expression: threshold.expression.clone(),
-                actual,
-                passed,
-            }
-        })
-        .collect();
+    results.thresholds = report::check_thresholds(&plan.thresholds, &results);
     Ok(results)
 }
 

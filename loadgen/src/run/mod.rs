@@ -6,4 +6,3 @@ mod live;
 mod probe;
 
 pub use driver::{run, RunOutput};
-pub use probe::ServerResults;

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use crate::plan::format_ns;
-use crate::plan::{is_time, metric, METRICS};
+use crate::plan::{is_time, METRICS};
 use crate::plan::{CompareOpt, Format};
-use crate::report::Report;
+use crate::report::{metric, Report};
 
 /// Metrics that describe the scenario's size rather than the server's quality: shown, never
 /// judged as regressions.

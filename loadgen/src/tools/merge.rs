@@ -18,7 +18,7 @@ use crate::plan::Threshold;
 use crate::report::csv::TimelineRow;
 use crate::report::hlog::HlogBuffer;
 use crate::report::{
-    decode_histogram, encode_histogram, HistogramSummary, NodeResults, Report, ThresholdOutcome,
+    check_thresholds, decode_histogram, encode_histogram, HistogramSummary, NodeResults, Report,
     NODE_HISTOGRAMS,
 };
 use crate::stats::{add_histogram, new_histogram};
@@ -126,18 +126,7 @@ pub fn merge(parts: &[Report]) -> anyhow::Result<Report> {
         .iter()
         .map(|text| Threshold::parse(text))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let snapshot = results.clone();
-    results.thresholds = thresholds
-        .iter()
-        .map(|t| {
-            let (actual, passed) = t.check(&snapshot);
-            ThresholdOutcome {
-                expression: t.expression.clone(),
-                actual,
-                passed,
-            }
-        })
-        .collect();
+    results.thresholds = check_thresholds(&thresholds, results);
     Ok(merged)
 }
 
@@ -195,7 +184,7 @@ fn merge_nodes(
 /// pids), one server (or one cluster) served all the deliveries, so its CPU per delivery is
 /// taken over the merged count; otherwise there is no single server figure (each is in
 /// `servers`).
-fn combined_server(parts: &[Report], delivered: u64) -> Option<crate::run::ServerResults> {
+fn combined_server(parts: &[Report], delivered: u64) -> Option<crate::report::ServerResults> {
     let watched: Vec<_> = parts
         .iter()
         .map(|p| Some((p.environment.hostname.as_str(), p.results.server.as_ref()?)))
