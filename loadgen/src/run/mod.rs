@@ -3,6 +3,9 @@
 
 mod driver;
 mod live;
+mod per_second;
+mod phases;
 mod probe;
+mod results;
 
 pub use driver::{run, RunOutput};

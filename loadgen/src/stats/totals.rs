@@ -83,6 +83,16 @@ impl RunTotals {
         }
     }
 
+    /// Failed connection attempts, every reason.
+    pub fn connect_failed(&self) -> u64 {
+        self.connect_failures.values().sum()
+    }
+
+    /// Measured messages sent, every publisher.
+    pub fn sent_measured(&self) -> u64 {
+        self.sent_measured_by_publisher.iter().sum()
+    }
+
     /// Adds another worker's totals.
     pub fn merge(&mut self, other: &RunTotals) {
         add_histogram(&mut self.latency, &other.latency);
