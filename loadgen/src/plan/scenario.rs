@@ -94,90 +94,10 @@ impl Scenario {
     pub fn stalled_subscribers(&self) -> u64 {
         ((self.subscribers as f64) * self.stalled_percent / 100.0).round() as u64
     }
-}
 
-impl Plan {
-    /// The plan of a `loadgen run` command line given as its arguments after `run` (the
-    /// benchmarks and tests build their scenarios this way, so they use the real defaults).
-    pub fn from_run_args(args: &[&str]) -> anyhow::Result<Plan> {
-        let cli = Cli::try_parse_from(["loadgen", "run"].iter().chain(args))?;
-        let Command::Run(opt) = cli.command else {
-            bail!("`loadgen run` parsed as another command");
-        };
-        Plan::from_opt(&opt)
-    }
-
-    /// Validates the CLI values; every error here is a usage error (exit 2).
-    pub fn from_opt(opt: &RunOpt) -> anyhow::Result<Plan> {
-        ensure!(
-            opt.size >= STAMP_LEN,
-            "--size {} is smaller than the {STAMP_LEN}-byte stamp (publisher, sequence, send times) every payload carries",
-            opt.size
-        );
-        ensure!(
-            opt.size <= 16 * 1024 * 1024,
-            "--size above 16MiB is not supported"
-        );
-        ensure!(opt.rooms >= 1, "--rooms must be at least 1");
-        ensure!(
-            opt.subscribers + opt.publishers > 0,
-            "nothing to do: 0 subscribers and 0 publishers"
-        );
-        if opt.publishers > 0 {
-            ensure!(
-                opt.rate.is_finite() && opt.rate > 0.0 && opt.rate <= 1e7,
-                "--rate must be in (0, 1e7] messages/s per publisher"
-            );
-        }
-        ensure!(
-            opt.connect_rate.is_finite() && opt.connect_rate >= 0.0,
-            "--connect-rate must be >= 0"
-        );
-        ensure!(
-            (0.0..=100.0).contains(&opt.stalled),
-            "--stalled is a percentage in [0, 100]"
-        );
-        ensure!(!opt.duration.is_zero(), "--duration must be positive");
-        ensure!(
-            !opt.connect_timeout.is_zero(),
-            "--connect-timeout must be positive"
-        );
-        let threads = opt
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        ensure!((1..=256).contains(&threads), "--threads must be in 1..=256");
-        ensure!(
-            (1..=256).contains(&opt.publisher_threads),
-            "--publisher-threads must be in 1..=256"
-        );
-        for (i, pid) in opt.server_pid.iter().enumerate() {
-            ensure!(
-                std::path::Path::new(&format!("/proc/{pid}/stat")).exists(),
-                "--server-pid {pid}: no such process on this host"
-            );
-            ensure!(
-                !opt.server_pid[..i].contains(pid),
-                "--server-pid {pid} given twice (its CPU would be counted twice)"
-            );
-        }
-        let targets = opt
-            .urls
-            .iter()
-            .map(|url| Target::parse(url))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let src = match &opt.src {
-            Some(text) => parse_source_pool(text).context("--src")?,
-            None => Vec::new(),
-        };
-        let thresholds = opt
-            .thresholds
-            .iter()
-            .map(|text| Threshold::parse(text))
-            .collect::<Result<Vec<_>, _>>()?;
-        if opt.publishers == 0 && opt.rate > 0.0 && opt.subscribers == 0 {
-            bail!("--publishers 0 with --subscribers 0 opens no connection");
-        }
-        let scenario = Scenario {
+    /// The scenario report.json records, from options `from_opt` has checked.
+    fn record(opt: &RunOpt, threads: usize, src: Vec<IpAddr>) -> Scenario {
+        Scenario {
             urls: opt.urls.clone(),
             subscribers: opt.subscribers,
             publishers: opt.publishers,
@@ -201,14 +121,118 @@ impl Plan {
             },
             max_send_lag_s: opt.max_send_lag.as_secs_f64(),
             thresholds: opt.thresholds.clone(),
+        }
+    }
+}
+
+impl Plan {
+    /// The plan of a `loadgen run` command line given as its arguments after `run` (the
+    /// benchmarks and tests build their scenarios this way, so they use the real defaults).
+    pub fn from_run_args(args: &[&str]) -> anyhow::Result<Plan> {
+        let cli = Cli::try_parse_from(["loadgen", "run"].iter().chain(args))?;
+        let Command::Run(opt) = cli.command else {
+            bail!("`loadgen run` parsed as another command");
         };
+        Plan::from_opt(&opt)
+    }
+
+    /// Validates the CLI values; every error here is a usage error (exit 2).
+    pub fn from_opt(opt: &RunOpt) -> anyhow::Result<Plan> {
+        check_load(opt)?;
+        let threads = worker_threads(opt)?;
+        check_server_pids(&opt.server_pid)?;
+        let targets = opt
+            .urls
+            .iter()
+            .map(|url| Target::parse(url))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let src = match &opt.src {
+            Some(text) => parse_source_pool(text).context("--src")?,
+            None => Vec::new(),
+        };
+        let thresholds = opt
+            .thresholds
+            .iter()
+            .map(|text| Threshold::parse(text))
+            .collect::<Result<Vec<_>, _>>()?;
+        if opt.publishers == 0 && opt.rate > 0.0 && opt.subscribers == 0 {
+            bail!("--publishers 0 with --subscribers 0 opens no connection");
+        }
         Ok(Plan {
-            scenario,
+            scenario: Scenario::record(opt, threads, src),
             targets,
             thresholds,
             out: opt.out.clone(),
         })
     }
+}
+
+/// Checks the load options: payload size, rooms, something to do, rates, stalled share and
+/// the durations.
+fn check_load(opt: &RunOpt) -> anyhow::Result<()> {
+    ensure!(
+        opt.size >= STAMP_LEN,
+        "--size {} is smaller than the {STAMP_LEN}-byte stamp (publisher, sequence, send times) every payload carries",
+        opt.size
+    );
+    ensure!(
+        opt.size <= 16 * 1024 * 1024,
+        "--size above 16MiB is not supported"
+    );
+    ensure!(opt.rooms >= 1, "--rooms must be at least 1");
+    ensure!(
+        opt.subscribers + opt.publishers > 0,
+        "nothing to do: 0 subscribers and 0 publishers"
+    );
+    if opt.publishers > 0 {
+        ensure!(
+            opt.rate.is_finite() && opt.rate > 0.0 && opt.rate <= 1e7,
+            "--rate must be in (0, 1e7] messages/s per publisher"
+        );
+    }
+    ensure!(
+        opt.connect_rate.is_finite() && opt.connect_rate >= 0.0,
+        "--connect-rate must be >= 0"
+    );
+    ensure!(
+        (0.0..=100.0).contains(&opt.stalled),
+        "--stalled is a percentage in [0, 100]"
+    );
+    ensure!(!opt.duration.is_zero(), "--duration must be positive");
+    ensure!(
+        !opt.connect_timeout.is_zero(),
+        "--connect-timeout must be positive"
+    );
+    Ok(())
+}
+
+/// The receiving worker threads (default: the available cores), once both thread counts are
+/// checked.
+fn worker_threads(opt: &RunOpt) -> anyhow::Result<usize> {
+    let threads = opt
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    ensure!((1..=256).contains(&threads), "--threads must be in 1..=256");
+    ensure!(
+        (1..=256).contains(&opt.publisher_threads),
+        "--publisher-threads must be in 1..=256"
+    );
+    Ok(threads)
+}
+
+/// Every `--server-pid` must be a process on this host, and none given twice.
+fn check_server_pids(pids: &[u32]) -> anyhow::Result<()> {
+    for (i, pid) in pids.iter().enumerate() {
+        ensure!(
+            std::path::Path::new(&format!("/proc/{pid}/stat")).exists(),
+            "--server-pid {pid}: no such process on this host"
+        );
+        ensure!(
+            !pids[..i].contains(pid),
+            "--server-pid {pid} given twice (its CPU would be counted twice)"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

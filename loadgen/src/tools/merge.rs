@@ -34,54 +34,10 @@ pub fn merge(parts: &[Report]) -> anyhow::Result<Report> {
         bail!("nothing to merge");
     };
     let mut merged = first.clone();
-    let (scenario, results) = (&mut merged.scenario, &mut merged.results);
     for part in &parts[1..] {
-        let r = &part.results;
-        scenario.subscribers += part.scenario.subscribers;
-        scenario.publishers += part.scenario.publishers;
-        merged.environment.processes += part.environment.processes;
-        merged.environment.started_unix_s = merged
-            .environment
-            .started_unix_s
-            .min(part.environment.started_unix_s);
-        results.valid &= r.valid;
-        results
-            .invalid_reasons
-            .extend(r.invalid_reasons.iter().cloned());
-        results.connections.target += r.connections.target;
-        results.connections.ok += r.connections.ok;
-        results.connections.failed += r.connections.failed;
-        results.connections.disconnected += r.connections.disconnected;
-        for (key, count) in &r.connections.failures {
-            *results.connections.failures.entry(key.clone()).or_default() += count;
-        }
-        results.sent += r.sent;
-        results.sent_measured += r.sent_measured;
-        results.expected += r.expected;
-        results.delivered += r.delivered;
-        results.lost += r.lost;
-        results.duplicated += r.duplicated;
-        results.reordered += r.reordered;
-        results.foreign += r.foreign;
-        results.delivered_per_sec += r.delivered_per_sec;
-        results.delivered_mb_per_sec += r.delivered_mb_per_sec;
-        results.stalled.connections += r.stalled.connections;
-        results.stalled.closed_by_server += r.stalled.closed_by_server;
-        results.protocol_errors += r.protocol_errors;
-        results
-            .publishers_with_loss
-            .extend(r.publishers_with_loss.iter().cloned());
-        results.loadgen_cpu.user_s += r.loadgen_cpu.user_s;
-        results.loadgen_cpu.system_s += r.loadgen_cpu.system_s;
-        results.loadgen_cpu.window_percent = add_option(
-            results.loadgen_cpu.window_percent,
-            r.loadgen_cpu.window_percent,
-        );
-        results.loadgen_cpu.max_second_percent = add_option(
-            results.loadgen_cpu.max_second_percent,
-            r.loadgen_cpu.max_second_percent,
-        );
+        add_part(&mut merged, part);
     }
+    let results = &mut merged.results;
     // Every process's own server figures, in input order (a merged input brings its list).
     results.servers = parts
         .iter()
@@ -100,11 +56,7 @@ pub fn merge(parts: &[Report]) -> anyhow::Result<Report> {
             // Added by `merge_nodes`, only when every part has them.
             continue;
         }
-        let mut sum = new_histogram();
-        for part in parts {
-            add_histogram(&mut sum, &part.histogram(name)?);
-        }
-        histograms.insert(name.clone(), sum);
+        histograms.insert(name.clone(), sum_histogram(parts, name)?);
     }
     let summary = |name: &str| {
         histograms
@@ -121,13 +73,75 @@ pub fn merge(parts: &[Report]) -> anyhow::Result<Report> {
         .iter()
         .map(|(name, h)| Ok((name.clone(), encode_histogram(h)?)))
         .collect::<anyhow::Result<_>>()?;
-    let thresholds = scenario
+    let thresholds = merged
+        .scenario
         .thresholds
         .iter()
         .map(|text| Threshold::parse(text))
         .collect::<anyhow::Result<Vec<_>>>()?;
     results.thresholds = check_thresholds(&thresholds, results);
     Ok(merged)
+}
+
+/// Adds one more part's connections, counters, rates and CPU into `merged`; validity holds
+/// only if it holds for every part, and the reasons of each are kept.
+fn add_part(merged: &mut Report, part: &Report) {
+    let (scenario, results) = (&mut merged.scenario, &mut merged.results);
+    let r = &part.results;
+    scenario.subscribers += part.scenario.subscribers;
+    scenario.publishers += part.scenario.publishers;
+    merged.environment.processes += part.environment.processes;
+    merged.environment.started_unix_s = merged
+        .environment
+        .started_unix_s
+        .min(part.environment.started_unix_s);
+    results.valid &= r.valid;
+    results
+        .invalid_reasons
+        .extend(r.invalid_reasons.iter().cloned());
+    results.connections.target += r.connections.target;
+    results.connections.ok += r.connections.ok;
+    results.connections.failed += r.connections.failed;
+    results.connections.disconnected += r.connections.disconnected;
+    for (key, count) in &r.connections.failures {
+        *results.connections.failures.entry(key.clone()).or_default() += count;
+    }
+    results.sent += r.sent;
+    results.sent_measured += r.sent_measured;
+    results.expected += r.expected;
+    results.delivered += r.delivered;
+    results.lost += r.lost;
+    results.duplicated += r.duplicated;
+    results.reordered += r.reordered;
+    results.foreign += r.foreign;
+    results.delivered_per_sec += r.delivered_per_sec;
+    results.delivered_mb_per_sec += r.delivered_mb_per_sec;
+    results.stalled.connections += r.stalled.connections;
+    results.stalled.closed_by_server += r.stalled.closed_by_server;
+    results.protocol_errors += r.protocol_errors;
+    results
+        .publishers_with_loss
+        .extend(r.publishers_with_loss.iter().cloned());
+    results.loadgen_cpu.user_s += r.loadgen_cpu.user_s;
+    results.loadgen_cpu.system_s += r.loadgen_cpu.system_s;
+    results.loadgen_cpu.window_percent = add_option(
+        results.loadgen_cpu.window_percent,
+        r.loadgen_cpu.window_percent,
+    );
+    results.loadgen_cpu.max_second_percent = add_option(
+        results.loadgen_cpu.max_second_percent,
+        r.loadgen_cpu.max_second_percent,
+    );
+}
+
+/// The sum of every part's histogram `name` (percentiles are recomputed from it, never
+/// averaged).
+fn sum_histogram(parts: &[Report], name: &str) -> anyhow::Result<Histogram<u64>> {
+    let mut sum = new_histogram();
+    for part in parts {
+        add_histogram(&mut sum, &part.histogram(name)?);
+    }
+    Ok(sum)
 }
 
 /// The merged `nodes` section, when every part has one (each ran with several URLs): per-URL
@@ -170,10 +184,7 @@ fn merge_nodes(
         .iter()
         .zip([&mut merged.same_node, &mut merged.cross_node])
     {
-        let mut sum = new_histogram();
-        for part in parts {
-            add_histogram(&mut sum, &part.histogram(name)?);
-        }
+        let sum = sum_histogram(parts, name)?;
         class.latency_ns = HistogramSummary::of(&sum);
         histograms.insert(name.to_string(), sum);
     }
@@ -407,8 +418,17 @@ pub fn merge_command(opt: &MergeOpt) -> anyhow::Result<()> {
     .context("writing latency.hgrm")?;
 
     let dirs: Vec<&Path> = files.iter().filter_map(|f| f.parent()).collect();
+    let merged_log = merge_log_files(&dirs, &opt.out)?;
+    merge_timeline_files(&dirs, &parts, merged_log.as_ref(), &opt.out)?;
+    print!("{}", crate::report::summary::render(&merged));
+    Ok(())
+}
+
+/// Merges the latency.hlog beside each part's report.json (a missing one is left out, with a
+/// warning) into `out`; returns the merged log as read back, `None` when no part had one.
+fn merge_log_files(dirs: &[&Path], out: &Path) -> anyhow::Result<Option<ParsedLog>> {
     let mut logs = Vec::new();
-    for dir in &dirs {
+    for dir in dirs {
         let path = dir.join("latency.hlog");
         if path.exists() {
             logs.push(read_hlog(&path)?);
@@ -416,14 +436,24 @@ pub fn merge_command(opt: &MergeOpt) -> anyhow::Result<()> {
             eprintln!("warning: {} missing: not in the merged log", path.display());
         }
     }
-    let mut merged_log = None;
-    if !logs.is_empty() {
-        let buffer = merge_hlogs(&logs)?;
-        buffer.save(&opt.out.join("latency.hlog"))?;
-        merged_log = Some(read_hlog(&opt.out.join("latency.hlog"))?);
+    if logs.is_empty() {
+        return Ok(None);
     }
+    let buffer = merge_hlogs(&logs)?;
+    buffer.save(&out.join("latency.hlog"))?;
+    Ok(Some(read_hlog(&out.join("latency.hlog"))?))
+}
+
+/// Merges the timeline.csv beside each part's report.json (a missing one is left out, with a
+/// warning) into `out`, the latency columns from `merged_log` when there is one.
+fn merge_timeline_files(
+    dirs: &[&Path],
+    parts: &[Report],
+    merged_log: Option<&ParsedLog>,
+    out: &Path,
+) -> anyhow::Result<()> {
     let mut timelines = Vec::new();
-    for (dir, part) in dirs.iter().zip(&parts) {
+    for (dir, part) in dirs.iter().zip(parts) {
         let path = dir.join("timeline.csv");
         match std::fs::read_to_string(&path) {
             Ok(text) => timelines.push((
@@ -438,14 +468,10 @@ pub fn merge_command(opt: &MergeOpt) -> anyhow::Result<()> {
         }
     }
     if !timelines.is_empty() {
-        let rows = merge_timelines(&timelines, merged_log.as_ref());
-        std::fs::write(
-            opt.out.join("timeline.csv"),
-            crate::report::csv::render(&rows),
-        )
-        .context("writing timeline.csv")?;
+        let rows = merge_timelines(&timelines, merged_log);
+        std::fs::write(out.join("timeline.csv"), crate::report::csv::render(&rows))
+            .context("writing timeline.csv")?;
     }
-    print!("{}", crate::report::summary::render(&merged));
     Ok(())
 }
 
