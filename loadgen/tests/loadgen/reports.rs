@@ -1,8 +1,6 @@
 //! Report files: JSON round trip, the .hlog read back with hdrhistogram's interval-log reader,
 //! `compare` on made-up reports (changes and exit codes) and `merge` adding histograms.
 
-mod util;
-
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
@@ -12,7 +10,8 @@ use hdrhistogram::Histogram;
 use loadgen::new_histogram;
 use loadgen::report::hlog::HlogBuffer;
 use loadgen::report::Report;
-use util::{made_up_report, scratch_dir, with_nodes};
+
+use crate::util::{made_up_report, scratch_dir, with_nodes};
 
 #[test]
 fn report_json_round_trips() {

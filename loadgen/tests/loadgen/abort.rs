@@ -1,14 +1,13 @@
 //! A run in which no connection can succeed stops at once with exit 3 and the reasons, instead
 //! of waiting out warm-up, duration and drain.
 
-mod util;
-
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
 
 use loadgen::report::Report;
-use util::scratch_dir;
+
+use crate::util::scratch_dir;
 
 /// Runs loadgen against `url` with a long warm-up and duration, writing into `out`.
 fn run_against(url: &str, out: &Path) -> Output {

@@ -1,12 +1,11 @@
 //! loadgen against a real ringcast server started in this process: counts must balance and
 //! latency figures must be positive and ordered; a threshold that cannot hold exits 99.
 
-mod util;
-
 use std::process::Command;
 
 use loadgen::report::Report;
-use util::scratch_dir;
+
+use crate::util::scratch_dir;
 
 /// Starts ringcast on an OS-picked port, with `extra` options.
 fn start_server(extra: &[&str]) -> ringcast::Server {

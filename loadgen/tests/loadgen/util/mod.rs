@@ -1,6 +1,4 @@
 //! Shared helpers of the loadgen integration tests: made-up reports and scratch directories.
-// Each test binary compiles this module and uses only part of it.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
