@@ -1,5 +1,5 @@
-//! `loadgen run`: the phases of a run on the main thread, the live line, the CPU and memory
-//! probe.
+//! `loadgen run` on the main thread: the workers started and stopped, the phases walked
+//! second by second (live line, CPU and memory probe), the results made from their totals.
 
 mod driver;
 mod live;

@@ -1,11 +1,7 @@
 //! Several `--url`s (server nodes sharing rooms, e.g. through a pub/sub broker): whether a
-//! delivery crossed nodes, and the measured deliveries of each class.
-//!
-//! Every connection's URL follows from its index (`plan::url_of_connection`), so a receiver
-//! knows the publisher's URL from the stamp and, with no extra bytes on the wire, whether the
-//! message came through the receiver's own node (`same_node`) or from another one
-//! (`cross_node`). A node is a URL as given: two URLs naming the same server count as two
-//! nodes.
+//! delivery crossed nodes, and the measured deliveries of each class. A receiver tells from the
+//! stamp's publisher, whose URL follows from its index (`plan::url_of_connection`), with no
+//! extra bytes on the wire. A node is a URL as given: two URLs naming one server are two nodes.
 
 use hdrhistogram::Histogram;
 

@@ -1,5 +1,6 @@
 //! A publisher's socket, once connected, goes to a receiving worker: that worker registers it
-//! with its own reactor and reads it; the publisher thread keeps the write half and sends.
+//! with its own reactor and reads it; the publisher thread keeps the write half and sends. So
+//! receive load (every publisher is also a receiver in a chat) cannot delay a send.
 
 use std::rc::Rc;
 use std::sync::Arc;

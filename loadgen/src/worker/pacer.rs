@@ -1,16 +1,7 @@
-//! Precise send timing: one dedicated thread that wakes each publisher task at its due time.
-//!
-//! tokio's timer wheel has 1 ms granularity, so `sleep_until(due)` wakes up to ~1 ms late, and
-//! a publisher sharing a runtime with thousands of receivers waits behind their reads too. Both
-//! showed up as send lag (and as latency, since a message sent late is late). The pacer thread
-//! instead sleeps on a futex with an absolute hrtimer deadline (timer slack cut to 1 ns), then
-//! spins the last few microseconds, and wakes the publisher's task through a `Notify`. The
-//! publisher runtimes never block, so the publishers' own receive path stays prompt.
-//!
-//! Each publisher registers once; the pacer then follows the `Schedule` itself (message k, then
-//! k + 1, ...), so nothing is allocated per message. A `Notify` keeps one permit, so a publisher
-//! that is still writing when its next message falls due wakes again at once and sends
-//! everything due by then: the schedule is never re-timed or skipped.
+//! Precise send timing: one dedicated thread that wakes each publisher task at its due times,
+//! since tokio's 1 ms timer wheel would add up to 1 ms of send lag. It sleeps on a futex with
+//! an absolute deadline, spins the last microseconds, and wakes the task through a `Notify`,
+//! whose one kept permit makes a publisher still writing send everything due by then.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

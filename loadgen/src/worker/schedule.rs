@@ -1,10 +1,9 @@
-//! The open-loop send schedule (wrk2's method, DESIGN 5), kept free of sockets and clocks so it
-//! can be tested alone.
+//! The open-loop send schedule (wrk2's method: every message's send time is fixed in advance
+//! and latency is measured from it), kept free of sockets and clocks so it can be tested alone.
 //!
 //! Publisher i of P sends message k at `t0 + (k + i/P) / rate`: every publisher keeps its own
-//! period of 1/rate, but their phases are spread evenly over one period. Without the stagger,
-//! 5,000 publishers at 0.2 msg/s would all fire in the same instant every 5 s, a burst that
-//! measures the server's queueing of 5,000 simultaneous messages instead of a steady chat load.
+//! period of 1/rate, but their phases are spread evenly over one period, so many slow
+//! publishers make a steady stream rather than a burst every period.
 
 /// Timing of every publisher of a run.
 #[derive(Debug, Clone, Copy, PartialEq)]

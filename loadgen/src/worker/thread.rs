@@ -3,7 +3,7 @@
 //! runtime would need a lock or atomics per message.
 //!
 //! Two kinds of workers: receiving workers own the subscribers and read the publishers'
-//! sockets; publisher workers connect the publishers and send on them (see `handover`).
+//! sockets; publisher workers connect the publishers and send on them (see `handover.rs`).
 
 use std::cell::{Cell, RefCell};
 use std::ops::Range;
@@ -20,7 +20,8 @@ use crate::clock::{monotonic_ns, tokio_instant_at};
 use crate::plan::ConnectionSpec;
 use crate::stats::{IntervalStats, NodeTotals, RunTotals, WorkerStats};
 
-/// Size of the read buffer a worker shares between all its connections (DESIGN 6).
+/// Size of the read buffer a worker shares between all its connections: it is borrowed only
+/// while one read is walked, so one per thread serves them all.
 const READ_BUFFER: usize = 64 * 1024;
 
 /// Handshakes one worker runs at once: an unlimited burst overflows the server's accept
