@@ -25,8 +25,7 @@ use anyhow::Context;
 use loadgen::compare::find_report_files;
 use loadgen::merge::read_hlog;
 use loadgen::report::hlog::{HlogBuffer, VERSION_LINE};
-use loadgen::report::{check_thresholds, encode_histogram, hgrm, Report};
-use loadgen::Threshold;
+use loadgen::report::{encode_histogram, hgrm, recheck_thresholds, Report};
 
 fn main() -> anyhow::Result<()> {
     let dirs: Vec<String> = std::env::args().skip(1).collect();
@@ -90,13 +89,7 @@ fn upgrade(run: &Path) -> anyhow::Result<bool> {
     } else {
         Some(inside.iter().copied().fold(0.0, f64::max))
     };
-    let thresholds = report
-        .scenario
-        .thresholds
-        .iter()
-        .map(|text| Threshold::parse(text))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    r.thresholds = check_thresholds(&thresholds, r);
+    recheck_thresholds(&mut report)?;
     report.write(run)?;
     let report_changed = std::fs::read_to_string(run.join("report.json"))? != old_report;
     if log_is_current {

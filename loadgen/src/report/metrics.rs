@@ -2,7 +2,7 @@
 //! `Results`, and the `--threshold` rules judged against them. The names, and which of them
 //! are times, are `plan`'s: a rule is checked with the command line, before the run.
 
-use super::{Results, ThresholdOutcome};
+use super::{Report, Results, ThresholdOutcome};
 use crate::plan::Threshold;
 
 /// The value of a `same_node_*` / `cross_node_*` metric; `None` without `results.nodes` (one
@@ -78,6 +78,19 @@ pub fn check_thresholds(thresholds: &[Threshold], results: &Results) -> Vec<Thre
         .iter()
         .map(|threshold| check_threshold(threshold, results))
         .collect()
+}
+
+/// Judges the `--threshold` rules `report`'s scenario records against its results again, after
+/// the results changed (merged, or re-derived from an older report).
+pub fn recheck_thresholds(report: &mut Report) -> anyhow::Result<()> {
+    let thresholds = report
+        .scenario
+        .thresholds
+        .iter()
+        .map(|text| Threshold::parse(text))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    report.results.thresholds = check_thresholds(&thresholds, &report.results);
+    Ok(())
 }
 
 #[cfg(test)]

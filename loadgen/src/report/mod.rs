@@ -9,7 +9,7 @@ pub mod summary;
 mod metrics;
 mod server;
 
-pub use metrics::{check_threshold, check_thresholds, metric};
+pub use metrics::{check_threshold, check_thresholds, metric, recheck_thresholds};
 pub use server::{ProcessResults, ServerResults};
 
 use std::collections::BTreeMap;

@@ -14,11 +14,10 @@ use hdrhistogram::Histogram;
 
 use super::compare::find_report_files;
 use crate::plan::MergeOpt;
-use crate::plan::Threshold;
 use crate::report::csv::TimelineRow;
 use crate::report::hlog::HlogBuffer;
 use crate::report::{
-    check_thresholds, decode_histogram, encode_histogram, HistogramSummary, NodeResults, Report,
+    decode_histogram, encode_histogram, recheck_thresholds, HistogramSummary, NodeResults, Report,
     NODE_HISTOGRAMS,
 };
 use crate::stats::{add_histogram, new_histogram};
@@ -73,13 +72,7 @@ pub fn merge(parts: &[Report]) -> anyhow::Result<Report> {
         .iter()
         .map(|(name, h)| Ok((name.clone(), encode_histogram(h)?)))
         .collect::<anyhow::Result<_>>()?;
-    let thresholds = merged
-        .scenario
-        .thresholds
-        .iter()
-        .map(|text| Threshold::parse(text))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    results.thresholds = check_thresholds(&thresholds, results);
+    recheck_thresholds(&mut merged)?;
     Ok(merged)
 }
 
