@@ -1,8 +1,8 @@
 //! `histogram/*`: the cost of loadgen's per-delivery accounting, which runs once per delivered
-//! message in every receiver. Everything here calls loadgen's own code (`loadgen::stats`,
-//! `loadgen::receiver`), so the numbers follow it when it changes.
+//! message in every receiver. Everything here calls loadgen's own code (its stats and its
+//! receiver, through `loadgen::testing`), so the numbers follow it when it changes.
 //!
-//! - `histogram/record`: one `record()` into a histogram built by `loadgen::stats`;
+//! - `histogram/record`: one `record()` into a histogram built by `loadgen::new_histogram`;
 //! - `histogram/on_message`: everything a receiver does per delivered frame
 //!   (`Receiver::on_message`: stamp decode, sequence check, four histogram records, counters);
 //! - `histogram/interval_handoff`: the once-a-second handoff, where a worker adds its interval
@@ -10,11 +10,10 @@
 //!   (`IntervalStats::drain_from`).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use loadgen::payload::{Stamp, STAMP_LEN};
-use loadgen::receiver::Receiver;
-use loadgen::scenario::Plan;
-use loadgen::stats::{new_histogram, IntervalStats, RunTotals, WorkerStats};
-use loadgen::worker::{ConnectionSpec, Window};
+use loadgen::testing::{
+    ConnectionSpec, IntervalStats, Receiver, RunTotals, Stamp, Window, WorkerStats, STAMP_LEN,
+};
+use loadgen::{new_histogram, Plan};
 use ringcast_benches::criterion_config;
 use std::hint::black_box;
 

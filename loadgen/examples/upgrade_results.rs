@@ -25,8 +25,7 @@ use anyhow::Context;
 use loadgen::compare::find_report_files;
 use loadgen::merge::read_hlog;
 use loadgen::report::hlog::{HlogBuffer, VERSION_LINE};
-use loadgen::report::{encode_histogram, hgrm, Report, ThresholdOutcome};
-use loadgen::threshold::Threshold;
+use loadgen::report::{encode_histogram, hgrm, recheck_thresholds, Report};
 
 fn main() -> anyhow::Result<()> {
     let dirs: Vec<String> = std::env::args().skip(1).collect();
@@ -90,21 +89,7 @@ fn upgrade(run: &Path) -> anyhow::Result<bool> {
     } else {
         Some(inside.iter().copied().fold(0.0, f64::max))
     };
-    let snapshot = r.clone();
-    r.thresholds = report
-        .scenario
-        .thresholds
-        .iter()
-        .map(|text| {
-            let threshold = Threshold::parse(text)?;
-            let (actual, passed) = threshold.check(&snapshot);
-            Ok(ThresholdOutcome {
-                expression: threshold.expression.clone(),
-                actual,
-                passed,
-            })
-        })
-        .collect::<anyhow::Result<_>>()?;
+    recheck_thresholds(&mut report)?;
     report.write(run)?;
     let report_changed = std::fs::read_to_string(run.join("report.json"))? != old_report;
     if log_is_current {
@@ -158,7 +143,7 @@ fn upgrade(run: &Path) -> anyhow::Result<bool> {
         .filter(|row| row.delivered == 0 && row.sent == 0)
     {
         if timeline.len() == logged + 1 {
-            let empty = loadgen::stats::new_histogram();
+            let empty = loadgen::new_histogram();
             buffer.push(
                 Duration::from_secs(last.second - 1),
                 Duration::from_secs(1),

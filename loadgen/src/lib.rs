@@ -1,38 +1,55 @@
 //! loadgen: a coordinated-omission-safe load generator for WebSocket broadcast (chat-room)
-//! servers. Map of the components, in the order a run flows through them:
+//! servers. Where things are, in the order a run flows through them:
 //!
-//! - `cli`, `units`, `scenario`: options -> validated `Scenario` (+ `threshold` rules)
-//! - `connect`, `handshake`: sockets from a source-address pool, preflight, RFC 6455 upgrade
-//! - `worker`: one tokio epoll runtime per thread owning its connections and stats
-//! - `publisher` (open-loop `schedule`, woken on time by the `pacer` thread, `payload` stamps,
-//!   `writer` masking with `ringcast-proto`)
-//! - `receiver` (64 KiB reads, frames parsed and reassembled with `ringcast-proto`, `sequence`
-//!   loss/dup/reorder, `stats`); a publisher's socket is read by a receiving worker, not by
-//!   its publisher thread
-//! - `run`: phases, live line (`live`), `probe` of server and own CPU, `report` outputs
-//! - `nodes`: with several `--url`s, same-node and cross-node deliveries told apart
-//! - `compare`, `merge`: working with reports afterwards
+//! ```text
+//! plan/     command line -> checked Scenario (what report.json records) and Plan
+//!           (+ resolved targets, --threshold rules); which connection is what
+//!           (role, room, URL: connections.rs)
+//! client/   the preflight main.rs runs; then per connection: target, socket, RFC 6455
+//!           upgrade (failure.rs classifies), masked frames out (writer.rs), server frames
+//!           in (frames.rs), the stamp every payload starts with (stamp.rs)
+//! run/      the main thread: start the workers, walk the phases second by second
+//!           (phases.rs: connect, warm-up, measure, drain; per_second.rs, live.rs, probe.rs)
+//! worker/   one current-thread tokio runtime per thread (thread.rs, context.rs):
+//!           connections in a ramp (connection.rs); publishers hand their socket to a
+//!           receiving worker (handover.rs) and send on the open-loop schedule, woken by
+//!           the pacer thread (publisher.rs, schedule.rs, pacer.rs, window.rs); receivers
+//!           walk frames into accounting (receive_loop.rs, receiver.rs, sequence.rs)
+//! stats/    what workers record without locks: per second (interval.rs, handed over once
+//!           a second) and for the measured window (totals.rs, nodes.rs)
+//! run/      once the workers stopped, their totals -> results: expected deliveries,
+//!           validity, thresholds (results.rs)
+//! report/   report.json (mod.rs), metric values and thresholds judged (metrics.rs), the
+//!           other files (csv.rs, hgrm.rs, hlog.rs) and the printed summary (summary.rs)
+//! tools/    afterwards: compare.rs, merge.rs
+//! clock.rs  CLOCK_MONOTONIC ns, the clock of every stamp
+//! ```
+//!
+//! Imports run one way: clock <- client <- plan <- stats <- worker <- report <- run <- tools
+//! (a folder names only those to its left; `scripts/import_cycles.py` checks it).
 
-pub mod cli;
-pub mod clock;
-pub mod compare;
-pub mod connect;
-pub mod handshake;
-pub mod live;
-pub mod merge;
-pub mod nodes;
-pub mod pacer;
-pub mod payload;
-pub mod probe;
-pub mod publisher;
-pub mod receiver;
+mod client;
+mod clock;
+mod plan;
 pub mod report;
-pub mod run;
-pub mod scenario;
-pub mod schedule;
-pub mod sequence;
-pub mod stats;
-pub mod threshold;
-pub mod units;
-pub mod worker;
-pub mod writer;
+mod run;
+mod stats;
+mod tools;
+mod worker;
+
+// What the binary, the example and the integration tests use.
+pub use client::{preflight, raise_fd_limit};
+pub use plan::{Cli, Command, CompareOpt, Format, MergeOpt, Plan, RunOpt, Scenario, Threshold};
+pub use run::{run, RunOutput};
+pub use stats::new_histogram;
+pub use tools::{compare, merge};
+
+/// Internals the benchmarks drive directly, outside any run: a receiver's accounting of one
+/// message and the once-a-second handoff. Not an interface to build on.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::client::{Stamp, STAMP_LEN};
+    pub use crate::plan::ConnectionSpec;
+    pub use crate::stats::{IntervalStats, RunTotals, WorkerStats};
+    pub use crate::worker::{Receiver, Window};
+}

@@ -4,9 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use loadgen::cli::{Cli, Command, RunOpt};
-use loadgen::connect::{preflight, raise_fd_limit};
-use loadgen::scenario::Plan;
+use loadgen::{preflight, raise_fd_limit, Cli, Command, Plan, RunOpt};
 
 /// A threshold or a compare regression failed.
 const EXIT_THRESHOLD: u8 = 99;
@@ -69,7 +67,7 @@ fn run(opt: &RunOpt) -> anyhow::Result<u8> {
         destinations,
     )
     .map_err(|e| anyhow::Error::new(UsageError(e)))?;
-    let output = loadgen::run::run(plan, opt.quiet)?;
+    let output = loadgen::run(plan, opt.quiet)?;
     print!("{}", loadgen::report::summary::render(&output.report));
     let results = &output.report.results;
     Ok(if !results.valid {

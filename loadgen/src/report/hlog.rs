@@ -2,12 +2,8 @@
 //! `HistogramLogWriter` writes it), one interval per second, readable by Java's
 //! `HistogramLogProcessor` (with and without `-tag`) and hdrhistogram's `IntervalLogIterator`.
 //! Each second is serialised (compressed V2, `HISTFAAA...`) as it ends, so a long run holds
-//! kilobytes, not a histogram per second.
-//!
-//! The untagged series is the measured latency: exactly the messages of report.json's
-//! `latency` histogram (intended send time in the measured window), filed under the second
-//! they arrived in, so the untagged intervals add up to report.json's histogram. The tagged
-//! series hold every message of each second, warm-up and drain included.
+//! kilobytes. The untagged series is report.json's `latency` (the measured messages, by the
+//! second they arrived in); the tagged series hold every message, warm-up and drain included.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};

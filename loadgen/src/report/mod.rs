@@ -6,6 +6,12 @@ pub mod hgrm;
 pub mod hlog;
 pub mod summary;
 
+mod metrics;
+mod server;
+
+pub use metrics::{check_threshold, check_thresholds, metric, recheck_thresholds};
+pub use server::{ProcessResults, ServerResults};
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -15,8 +21,7 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::probe::ServerResults;
-use crate::scenario::Scenario;
+use crate::plan::Scenario;
 
 /// Value of the top-level `schema` field; bump on incompatible changes.
 pub const SCHEMA: &str = "ringcast-loadgen/report/v1";

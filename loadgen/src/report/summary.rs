@@ -2,8 +2,8 @@
 
 use std::fmt::Write;
 
-use crate::report::{HistogramSummary, NodeResults, Report};
-use crate::units::format_ns;
+use crate::plan::format_ns;
+use crate::report::{HistogramSummary, NodeResults, Report, Results, ServerResults};
 
 /// A time in human units, or "-" when undefined (nothing recorded).
 fn time(ns: Option<u64>) -> String {
@@ -73,6 +73,63 @@ each room on part of the URLs)",
     }
 }
 
+/// The server's CPU and memory (`--server-pid`), and each process's share with several.
+fn render_server(out: &mut String, server: &ServerResults) {
+    let who = if server.pids.len() > 1 {
+        let list: Vec<String> = server.pids.iter().map(u32::to_string).collect();
+        format!("servers ({} pids: {})", server.pids.len(), list.join(", "))
+    } else {
+        format!("server (pid {})      ", server.pid)
+    };
+    let _ = writeln!(
+        out,
+        "{who} cpu {:.2}s in window (user {}s) = {} us/delivery (user {}) ({} CPU-s per million); rss {} -> {} MB, peak {} MB, {} B/connection",
+        server.cpu_seconds,
+        number(server.cpu_user_seconds, 2),
+        number(server.cpu_us_per_delivery, 2),
+        number(server.user_us_per_delivery, 3),
+        number(server.cpu_s_per_million_deliveries, 2),
+        server.rss_before_connect_bytes / 1_000_000,
+        server.rss_connected_bytes / 1_000_000,
+        server.rss_peak_bytes / 1_000_000,
+        number(server.rss_per_connection_bytes, 0)
+    );
+    for process in &server.processes {
+        let share =
+            (server.cpu_seconds > 0.0).then(|| process.cpu_seconds * 100.0 / server.cpu_seconds);
+        let _ = writeln!(
+            out,
+            "  pid {:<17} cpu {:.2}s in window (user {:.2}s, {} of the total); rss {} -> {} MB, peak {} MB",
+            process.pid,
+            process.cpu_seconds,
+            process.cpu_user_seconds,
+            percent(share),
+            process.rss_before_connect_bytes / 1_000_000,
+            process.rss_connected_bytes / 1_000_000,
+            process.rss_peak_bytes / 1_000_000
+        );
+    }
+}
+
+/// Each threshold's outcome and whether the run is valid.
+fn render_verdict(out: &mut String, r: &Results) {
+    for t in &r.thresholds {
+        let _ = writeln!(
+            out,
+            "threshold {:<20} {} ({})",
+            t.expression,
+            if t.passed { "ok" } else { "FAILED" },
+            t.actual
+                .map_or_else(|| "not measured".to_string(), |v| format!("actual {v}"))
+        );
+    }
+    if r.valid {
+        let _ = writeln!(out, "run: valid");
+    } else {
+        let _ = writeln!(out, "run: NOT VALID: {}", r.invalid_reasons.join("; "));
+    }
+}
+
 /// Renders the summary of `report`.
 pub fn render(report: &Report) -> String {
     let r = &report.results;
@@ -139,55 +196,8 @@ pub fn render(report: &Report) -> String {
         r.loadgen_cpu.system_s
     );
     if let Some(server) = &r.server {
-        let who = if server.pids.len() > 1 {
-            let list: Vec<String> = server.pids.iter().map(u32::to_string).collect();
-            format!("servers ({} pids: {})", server.pids.len(), list.join(", "))
-        } else {
-            format!("server (pid {})      ", server.pid)
-        };
-        let _ = writeln!(
-            out,
-            "{who} cpu {:.2}s in window (user {}s) = {} us/delivery (user {}) ({} CPU-s per million); rss {} -> {} MB, peak {} MB, {} B/connection",
-            server.cpu_seconds,
-            number(server.cpu_user_seconds, 2),
-            number(server.cpu_us_per_delivery, 2),
-            number(server.user_us_per_delivery, 3),
-            number(server.cpu_s_per_million_deliveries, 2),
-            server.rss_before_connect_bytes / 1_000_000,
-            server.rss_connected_bytes / 1_000_000,
-            server.rss_peak_bytes / 1_000_000,
-            number(server.rss_per_connection_bytes, 0)
-        );
-        for process in &server.processes {
-            let share = (server.cpu_seconds > 0.0)
-                .then(|| process.cpu_seconds * 100.0 / server.cpu_seconds);
-            let _ = writeln!(
-                out,
-                "  pid {:<17} cpu {:.2}s in window (user {:.2}s, {} of the total); rss {} -> {} MB, peak {} MB",
-                process.pid,
-                process.cpu_seconds,
-                process.cpu_user_seconds,
-                percent(share),
-                process.rss_before_connect_bytes / 1_000_000,
-                process.rss_connected_bytes / 1_000_000,
-                process.rss_peak_bytes / 1_000_000
-            );
-        }
+        render_server(&mut out, server);
     }
-    for t in &r.thresholds {
-        let _ = writeln!(
-            out,
-            "threshold {:<20} {} ({})",
-            t.expression,
-            if t.passed { "ok" } else { "FAILED" },
-            t.actual
-                .map_or_else(|| "not measured".to_string(), |v| format!("actual {v}"))
-        );
-    }
-    if r.valid {
-        let _ = writeln!(out, "run: valid");
-    } else {
-        let _ = writeln!(out, "run: NOT VALID: {}", r.invalid_reasons.join("; "));
-    }
+    render_verdict(&mut out, r);
     out
 }

@@ -1,0 +1,19 @@
+//! One WebSocket client connection: opening it, writing its frames, parsing the server's, the
+//! stamp its messages carry.
+
+mod connect;
+mod failure;
+mod frames;
+mod handshake;
+mod preflight;
+mod stamp;
+mod target;
+mod writer;
+
+pub use connect::open_with_timeout;
+pub use failure::ConnectFailure;
+pub use frames::{parse_frame, Parsed, StreamError, MAX_SERVER_MESSAGE};
+pub use preflight::{preflight, raise_fd_limit};
+pub use stamp::{Stamp, STAMP_LEN};
+pub use target::{parse_source_pool, Target};
+pub use writer::{Writer, CLOSE_NORMAL};

@@ -1,0 +1,268 @@
+//! The validated run configuration: CLI values checked once, in one place, and recorded in
+//! report.json `scenario` exactly as run.
+
+use std::net::IpAddr;
+
+use anyhow::{bail, ensure, Context};
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+use super::cli::{Cli, Command, RunOpt};
+use super::threshold::Threshold;
+use crate::client::STAMP_LEN;
+use crate::client::{parse_source_pool, Target};
+
+/// Every option of a run, in report units (seconds as f64, bytes).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Scenario {
+    /// Server URLs as given.
+    pub urls: Vec<String>,
+    /// Receive-only connections.
+    pub subscribers: u64,
+    /// Sending connections.
+    pub publishers: u64,
+    /// Messages per second per publisher.
+    pub rate: f64,
+    /// Payload bytes per message.
+    pub size: usize,
+    /// Measured window, seconds.
+    pub duration_s: f64,
+    /// Warm-up, seconds.
+    pub warmup_s: f64,
+    /// Rooms clients are spread over.
+    pub rooms: u64,
+    /// Connection ramp, connections per second (0 = unlimited).
+    pub connect_rate: f64,
+    /// Per-connection connect + handshake deadline, seconds.
+    pub connect_timeout_s: f64,
+    /// Receiving worker threads (subscribers, and the read side of the publishers' sockets).
+    pub threads: usize,
+    /// Publisher worker threads (absent in reports written before it existed: 1).
+    #[serde(default = "one_thread")]
+    pub publisher_threads: usize,
+    /// Source address pool (empty: kernel's choice).
+    pub src: Vec<IpAddr>,
+    /// Drain after the last send, seconds.
+    pub drain_s: f64,
+    /// Percent of subscribers that stop reading after the warm-up.
+    pub stalled_percent: f64,
+    /// Server process sampled from /proc, if any (with several: the first).
+    pub server_pid: Option<u32>,
+    /// With more than one `--server-pid` (a cluster on this host): every one, in order; their
+    /// figures are summed. Absent (not written) with one or none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_pids: Vec<u32>,
+    /// Send-lag p99 above which the run is invalid, seconds.
+    pub max_send_lag_s: f64,
+    /// Threshold expressions as given.
+    pub thresholds: Vec<String>,
+}
+
+/// Serde default of `Scenario::publisher_threads`.
+fn one_thread() -> usize {
+    1
+}
+
+/// A scenario plus the parsed forms the run needs.
+pub struct Plan {
+    /// The recorded scenario.
+    pub scenario: Scenario,
+    /// Parsed, resolved URLs.
+    pub targets: Vec<Target>,
+    /// Parsed thresholds.
+    pub thresholds: Vec<Threshold>,
+    /// Output directory (`--out`).
+    pub out: Option<std::path::PathBuf>,
+}
+
+impl Scenario {
+    /// Every server process to sample, in `--server-pid` order (empty: none).
+    pub fn watched_pids(&self) -> Vec<u32> {
+        if self.server_pids.is_empty() {
+            self.server_pid.into_iter().collect()
+        } else {
+            self.server_pids.clone()
+        }
+    }
+
+    /// Total connections the run opens.
+    pub fn connections(&self) -> u64 {
+        self.subscribers + self.publishers
+    }
+
+    /// Subscribers that stop reading after the warm-up (the first ones, spread over rooms).
+    pub fn stalled_subscribers(&self) -> u64 {
+        ((self.subscribers as f64) * self.stalled_percent / 100.0).round() as u64
+    }
+
+    /// The scenario report.json records, from options `from_opt` has checked.
+    fn record(opt: &RunOpt, threads: usize, src: Vec<IpAddr>) -> Scenario {
+        Scenario {
+            urls: opt.urls.clone(),
+            subscribers: opt.subscribers,
+            publishers: opt.publishers,
+            rate: opt.rate,
+            size: opt.size,
+            duration_s: opt.duration.as_secs_f64(),
+            warmup_s: opt.warmup.as_secs_f64(),
+            rooms: opt.rooms,
+            connect_rate: opt.connect_rate,
+            connect_timeout_s: opt.connect_timeout.as_secs_f64(),
+            threads,
+            publisher_threads: opt.publisher_threads,
+            src,
+            drain_s: opt.drain.as_secs_f64(),
+            stalled_percent: opt.stalled,
+            server_pid: opt.server_pid.first().copied(),
+            server_pids: if opt.server_pid.len() > 1 {
+                opt.server_pid.clone()
+            } else {
+                Vec::new()
+            },
+            max_send_lag_s: opt.max_send_lag.as_secs_f64(),
+            thresholds: opt.thresholds.clone(),
+        }
+    }
+}
+
+impl Plan {
+    /// The plan of a `loadgen run` command line given as its arguments after `run` (the
+    /// benchmarks and tests build their scenarios this way, so they use the real defaults).
+    pub fn from_run_args(args: &[&str]) -> anyhow::Result<Plan> {
+        let cli = Cli::try_parse_from(["loadgen", "run"].iter().chain(args))?;
+        let Command::Run(opt) = cli.command else {
+            bail!("`loadgen run` parsed as another command");
+        };
+        Plan::from_opt(&opt)
+    }
+
+    /// Validates the CLI values; every error here is a usage error (exit 2).
+    pub fn from_opt(opt: &RunOpt) -> anyhow::Result<Plan> {
+        check_load(opt)?;
+        let threads = worker_threads(opt)?;
+        check_server_pids(&opt.server_pid)?;
+        let targets = opt
+            .urls
+            .iter()
+            .map(|url| Target::parse(url))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let src = match &opt.src {
+            Some(text) => parse_source_pool(text).context("--src")?,
+            None => Vec::new(),
+        };
+        let thresholds = opt
+            .thresholds
+            .iter()
+            .map(|text| Threshold::parse(text))
+            .collect::<Result<Vec<_>, _>>()?;
+        if opt.publishers == 0 && opt.rate > 0.0 && opt.subscribers == 0 {
+            bail!("--publishers 0 with --subscribers 0 opens no connection");
+        }
+        Ok(Plan {
+            scenario: Scenario::record(opt, threads, src),
+            targets,
+            thresholds,
+            out: opt.out.clone(),
+        })
+    }
+}
+
+/// Checks the load options: payload size, rooms, something to do, rates, stalled share and
+/// the durations.
+fn check_load(opt: &RunOpt) -> anyhow::Result<()> {
+    ensure!(
+        opt.size >= STAMP_LEN,
+        "--size {} is smaller than the {STAMP_LEN}-byte stamp (publisher, sequence, send times) every payload carries",
+        opt.size
+    );
+    ensure!(
+        opt.size <= 16 * 1024 * 1024,
+        "--size above 16MiB is not supported"
+    );
+    ensure!(opt.rooms >= 1, "--rooms must be at least 1");
+    ensure!(
+        opt.subscribers + opt.publishers > 0,
+        "nothing to do: 0 subscribers and 0 publishers"
+    );
+    if opt.publishers > 0 {
+        ensure!(
+            opt.rate.is_finite() && opt.rate > 0.0 && opt.rate <= 1e7,
+            "--rate must be in (0, 1e7] messages/s per publisher"
+        );
+    }
+    ensure!(
+        opt.connect_rate.is_finite() && opt.connect_rate >= 0.0,
+        "--connect-rate must be >= 0"
+    );
+    ensure!(
+        (0.0..=100.0).contains(&opt.stalled),
+        "--stalled is a percentage in [0, 100]"
+    );
+    ensure!(!opt.duration.is_zero(), "--duration must be positive");
+    ensure!(
+        !opt.connect_timeout.is_zero(),
+        "--connect-timeout must be positive"
+    );
+    Ok(())
+}
+
+/// The receiving worker threads (default: the available cores), once both thread counts are
+/// checked.
+fn worker_threads(opt: &RunOpt) -> anyhow::Result<usize> {
+    let threads = opt
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    ensure!((1..=256).contains(&threads), "--threads must be in 1..=256");
+    ensure!(
+        (1..=256).contains(&opt.publisher_threads),
+        "--publisher-threads must be in 1..=256"
+    );
+    Ok(threads)
+}
+
+/// Every `--server-pid` must be a process on this host, and none given twice.
+fn check_server_pids(pids: &[u32]) -> anyhow::Result<()> {
+    for (i, pid) in pids.iter().enumerate() {
+        ensure!(
+            std::path::Path::new(&format!("/proc/{pid}/stat")).exists(),
+            "--server-pid {pid}: no such process on this host"
+        );
+        ensure!(
+            !pids[..i].contains(pid),
+            "--server-pid {pid} given twice (its CPU would be counted twice)"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_pid_repeats_and_only_several_are_listed() {
+        let me = std::process::id().to_string();
+        let url = ["--url", "ws://127.0.0.1:9/ws"];
+        let plan = |extra: &[&str]| Plan::from_run_args(&[&url[..], extra].concat());
+        let one = plan(&["--server-pid", &me]).unwrap().scenario;
+        assert_eq!(one.server_pid, Some(std::process::id()));
+        assert!(one.server_pids.is_empty());
+        assert_eq!(one.watched_pids(), vec![std::process::id()]);
+        let json = serde_json::to_value(&one).unwrap();
+        assert!(
+            json.get("server_pids").is_none(),
+            "single-pid shape unchanged"
+        );
+        let two = plan(&["--server-pid", &me, "--server-pid", "1"])
+            .unwrap()
+            .scenario;
+        assert_eq!(two.server_pids, vec![std::process::id(), 1]);
+        assert_eq!(two.watched_pids(), two.server_pids);
+        let comma = plan(&["--server-pid", &format!("{me},1")])
+            .unwrap()
+            .scenario;
+        assert_eq!(comma.server_pids, two.server_pids);
+        assert!(plan(&["--server-pid", &me, "--server-pid", &me]).is_err());
+        assert!(plan(&[]).unwrap().scenario.watched_pids().is_empty());
+    }
+}

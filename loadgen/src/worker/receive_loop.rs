@@ -1,0 +1,141 @@
+//! The async loop of one connection's receiving side: read as much as the socket holds into
+//! the worker's shared 64 KiB buffer, hand each read to the connection's `Receiver`, send its
+//! replies, and take part in the closing handshake.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::tcp::OwnedReadHalf;
+
+use super::context::WorkerContext;
+use super::receiver::Receiver;
+use super::window::Window;
+use crate::client::{Writer, CLOSE_NORMAL};
+use crate::clock::monotonic_ns;
+
+/// How long to wait for the server's close reply (or EOF) after sending ours.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Receives on one connection until the run stops (then closes) or the server goes away.
+pub async fn receive(
+    context: Rc<WorkerContext>,
+    mut receiver: Receiver,
+    read: OwnedReadHalf,
+    writer: Arc<Writer>,
+) {
+    let shared = context.shared.clone();
+    receiver.set_run_id(shared.run_id);
+    let mut window_rx = shared.window.clone();
+    let mut window: Option<Arc<Window>> = window_rx.borrow_and_update().clone();
+    let mut stopping = false;
+    let mut deadline = None;
+    let mut eof = false;
+    // Bytes that arrived with the handshake response are the first frames.
+    receiver.take_leftover(
+        monotonic_ns(),
+        window.as_deref(),
+        &mut context.stats.borrow_mut(),
+    );
+    loop {
+        if window.is_none() && window_rx.has_changed().unwrap_or(false) {
+            window = window_rx.borrow_and_update().clone();
+        }
+        let replies = receiver.take_replies();
+        if !replies.is_empty() && writer.send(&replies).await.is_err() {
+            break;
+        }
+        if eof || receiver.finished() {
+            break;
+        }
+        // Checked here and woken below: no other task of this thread runs in between, so the
+        // signal cannot slip past.
+        if !stopping && context.stopping.get() {
+            stopping = true;
+            // A stalled receiver first reads what piled up behind it: whether the server closed
+            // it (1008, or EOF) is only seen at the end of that backlog, so it does not close
+            // first; it reads until the server's close, EOF or the deadline.
+            if !receiver.stalled() && writer.close(CLOSE_NORMAL).await.is_err() {
+                break;
+            }
+            deadline = Some(tokio::time::Instant::now() + CLOSE_WAIT);
+        }
+        // After the stop check, so a stalled receiver reads again as soon as the run stops.
+        let stalled_now = receiver.stalled()
+            && !stopping
+            && window
+                .as_ref()
+                .is_some_and(|w| monotonic_ns() >= w.measure_start_ns);
+        tokio::select! {
+            ready = read.readable(), if !stalled_now => {
+                if ready.is_err() {
+                    eof = true;
+                    continue;
+                }
+                // The window may have been set while this receiver waited: a publisher sends
+                // only once it has the window, so looking again here sees it before the first
+                // message (with --warmup 0 that message is measured; read with no window, it
+                // was left out at every receiver and counted lost).
+                if window.is_none() && window_rx.has_changed().unwrap_or(false) {
+                    window = window_rx.borrow_and_update().clone();
+                }
+                eof = drain_socket(&context, &mut receiver, &read, window.as_deref());
+            }
+            _ = context.stop_signal.notified(), if !stopping => {}
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => break,
+        }
+    }
+    finish(&context, &receiver, &writer, stopping, eof).await;
+}
+
+/// Reads until the socket would block, feeding every chunk to the frame walker. Returns true at
+/// EOF or a read error.
+fn drain_socket(
+    context: &WorkerContext,
+    receiver: &mut Receiver,
+    read: &OwnedReadHalf,
+    window: Option<&Window>,
+) -> bool {
+    let mut buffer = context.read_buffer.borrow_mut();
+    let mut stats = context.stats.borrow_mut();
+    let counting = !receiver.stalled();
+    loop {
+        match read.try_read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(read_bytes) => {
+                // One clock read per buffer: every frame in it arrived by now.
+                let now = monotonic_ns();
+                receiver.take_bytes(&buffer[..read_bytes], now, window, &mut stats, counting);
+                if read_bytes < buffer.len() || receiver.finished() {
+                    return false;
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Books how the connection ended and answers a server-initiated close.
+async fn finish(
+    context: &WorkerContext,
+    receiver: &Receiver,
+    writer: &Writer,
+    stopping: bool,
+    eof: bool,
+) {
+    let closed_by_server = !stopping && (eof || receiver.finished());
+    if let (Some(code), false) = (receiver.server_close(), stopping) {
+        // Echo the close (RFC 6455 5.5.1); the connection ends either way.
+        let _ = writer.close(code).await;
+    }
+    let mut stats = context.stats.borrow_mut();
+    if receiver.stalled() {
+        // Stalled receivers never close first (see above): any close or EOF is the server's.
+        let server_ended_it = eof || receiver.finished();
+        stats.totals.stalled_closed_by_server += u64::from(server_ended_it);
+    } else if closed_by_server {
+        stats.totals.disconnected += 1;
+        stats.interval.errors += 1;
+    }
+}

@@ -1,0 +1,521 @@
+//! One connection's receive state, without IO: the bytes of each read walked frame by frame,
+//! fragmented messages reassembled, each message's stamp accounted (latency, sequence, node
+//! class), pings answered, the server's close noted.
+//!
+//! Frames are parsed in place in the read buffer; only a frame that straddles two reads is
+//! copied (into `carry`), and only its own bytes.
+
+use ringcast_proto::{opcode, Header, MAX_HEADER_LEN};
+
+use super::sequence::{Arrival, SequenceWindow};
+use super::window::Window;
+use crate::client::{parse_frame, Parsed, Stamp, StreamError, MAX_SERVER_MESSAGE};
+use crate::plan::{ConnectionSpec, Scenario};
+use crate::stats::{Classifier, WorkerStats};
+
+/// Per-connection receive state.
+pub struct Receiver {
+    /// Role and room.
+    spec: ConnectionSpec,
+    /// Rooms in the run (publisher p is tracked at slot p / rooms).
+    rooms: u64,
+    /// This process's stamp id.
+    run_id: u32,
+    /// With several URLs: tells same-node from cross-node deliveries.
+    nodes: Option<Classifier>,
+    /// Sequence state per publisher of this room.
+    sequences: Vec<SequenceWindow>,
+    /// Bytes of an incomplete frame left from the previous read.
+    carry: Vec<u8>,
+    /// The fragments so far of a fragmented message, while one is in progress.
+    fragments: Option<Vec<u8>>,
+    /// Control frames to send once the read buffer is released.
+    replies: Vec<(u8, Vec<u8>)>,
+    /// Close code the server sent, once it did.
+    server_close: Option<u16>,
+    /// Why the frame stream broke, once it did.
+    error: Option<StreamError>,
+}
+
+impl Receiver {
+    /// State for connection `spec`; `leftover` are bytes read past the handshake.
+    pub fn new(spec: ConnectionSpec, scenario: &Scenario, leftover: Vec<u8>) -> Receiver {
+        let rooms = scenario.rooms.max(1);
+        let publishers_here = scenario.publishers.div_ceil(rooms) as usize;
+        Receiver {
+            spec,
+            rooms,
+            run_id: 0,
+            nodes: Classifier::of(scenario, spec.index),
+            sequences: vec![SequenceWindow::default(); publishers_here],
+            carry: leftover,
+            fragments: None,
+            replies: Vec::new(),
+            server_close: None,
+            error: None,
+        }
+    }
+
+    /// Counts only the stamps of run `run_id` (this process's); `new` starts with 0, the id the
+    /// tests and benchmarks stamp with.
+    pub fn set_run_id(&mut self, run_id: u32) {
+        self.run_id = run_id;
+    }
+
+    /// Whether this is a stalled subscriber (it stops reading after the warm-up).
+    pub fn stalled(&self) -> bool {
+        self.spec.stalled
+    }
+
+    /// The close code the server sent, once it did.
+    pub fn server_close(&self) -> Option<u16> {
+        self.server_close
+    }
+
+    /// The control frames to send (pongs), taken.
+    pub fn take_replies(&mut self) -> Vec<(u8, Vec<u8>)> {
+        std::mem::take(&mut self.replies)
+    }
+
+    /// Walks the bytes read past the handshake (received at `now_ns`): they are the first
+    /// frames.
+    pub fn take_leftover(&mut self, now_ns: u64, window: Option<&Window>, stats: &mut WorkerStats) {
+        if self.carry.is_empty() {
+            return;
+        }
+        let leftover = std::mem::take(&mut self.carry);
+        let counting = !self.spec.stalled;
+        self.take_bytes(&leftover, now_ns, window, stats, counting);
+    }
+
+    /// Whether nothing more is read: the server closed, or its frames broke the protocol.
+    pub fn finished(&self) -> bool {
+        self.error.is_some() || self.server_close.is_some()
+    }
+
+    /// Parses every complete frame in `carry + data`, recording what counts; keeps the tail.
+    pub fn take_bytes(
+        &mut self,
+        mut data: &[u8],
+        now_ns: u64,
+        window: Option<&Window>,
+        stats: &mut WorkerStats,
+        counting: bool,
+    ) {
+        // A frame left over from the previous read is completed with just the bytes it lacks
+        // from the front of `data` (a 64 KiB read is not copied behind it); then the rest of
+        // `data` is walked in place.
+        while !self.carry.is_empty() && !data.is_empty() && !self.finished() {
+            let missing = match parse_frame(&self.carry, self.fragments.is_some()) {
+                Ok(Parsed::Incomplete {
+                    frame_len: Some(frame_len),
+                }) => frame_len - self.carry.len(),
+                // The header itself is cut: enough bytes for the longest one, then look again
+                // (what goes past this frame is walked from `carry` as well).
+                Ok(Parsed::Incomplete { frame_len: None }) => {
+                    MAX_HEADER_LEN.saturating_sub(self.carry.len()).max(1)
+                }
+                // A whole frame, or an error: the walk below takes it.
+                Ok(Parsed::Frame { .. }) | Err(_) => 0,
+            };
+            let (head, rest) = data.split_at(missing.min(data.len()));
+            self.carry.extend_from_slice(head);
+            data = rest;
+            let carry = std::mem::take(&mut self.carry);
+            let used = self.walk_frames(&carry, now_ns, window, stats, counting);
+            self.carry = carry;
+            self.carry.drain(..used);
+        }
+        if self.carry.is_empty() && !self.finished() {
+            let used = self.walk_frames(data, now_ns, window, stats, counting);
+            // Nothing after a close or a broken frame is read.
+            if !self.finished() {
+                self.carry.extend_from_slice(&data[used..]);
+            }
+        }
+    }
+
+    /// Walks the complete frames of `buf`; returns the bytes consumed.
+    fn walk_frames(
+        &mut self,
+        buf: &[u8],
+        now_ns: u64,
+        window: Option<&Window>,
+        stats: &mut WorkerStats,
+        counting: bool,
+    ) -> usize {
+        let mut at = 0;
+        while !self.finished() {
+            let parsed = parse_frame(&buf[at..], self.fragments.is_some()).and_then(|parsed| {
+                let Parsed::Frame {
+                    header,
+                    payload,
+                    frame_len,
+                } = parsed
+                else {
+                    return Ok(None);
+                };
+                at += frame_len;
+                self.on_frame(header, payload, now_ns, window, stats, counting)
+                    .map(Some)
+            });
+            match parsed {
+                Ok(Some(())) => {}
+                Ok(None) => break,
+                Err(error) => {
+                    stats.totals.protocol_errors += 1;
+                    stats.interval.errors += 1;
+                    stats
+                        .totals
+                        .protocol_error_example
+                        .get_or_insert_with(|| error.to_string());
+                    self.error = Some(error);
+                }
+            }
+        }
+        at
+    }
+
+    /// Handles one whole frame (already judged by `parse_frame`).
+    fn on_frame(
+        &mut self,
+        header: Header,
+        payload: &[u8],
+        now_ns: u64,
+        window: Option<&Window>,
+        stats: &mut WorkerStats,
+        counting: bool,
+    ) -> Result<(), StreamError> {
+        match header.opcode {
+            opcode::PING => self.replies.push((opcode::PONG, payload.to_vec())),
+            opcode::PONG => {}
+            opcode::CLOSE => {
+                let code = payload
+                    .get(..2)
+                    .map_or(1005, |c| u16::from_be_bytes([c[0], c[1]]));
+                self.server_close = Some(code);
+            }
+            // A whole message in one frame: read in place.
+            opcode::TEXT | opcode::BINARY if header.fin => {
+                if counting {
+                    self.on_message(payload, now_ns, window, stats);
+                }
+            }
+            // A fragment (the first one, or a continuation: `check` allowed only these).
+            _ => {
+                let mut message = self.fragments.take().unwrap_or_default();
+                let total = message.len() as u64 + payload.len() as u64;
+                if total > MAX_SERVER_MESSAGE {
+                    return Err(StreamError::TooLarge(total));
+                }
+                message.extend_from_slice(payload);
+                if !header.fin {
+                    self.fragments = Some(message);
+                } else if counting {
+                    self.on_message(&message, now_ns, window, stats);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Accounts one data message received at `now_ns`.
+    pub fn on_message(
+        &mut self,
+        payload: &[u8],
+        now_ns: u64,
+        window: Option<&Window>,
+        stats: &mut WorkerStats,
+    ) {
+        let Some(stamp) = Stamp::read_from(payload).filter(|s| s.run_id == self.run_id) else {
+            stats.totals.foreign += 1;
+            return;
+        };
+        let slot = (stamp.publisher as u64 / self.rooms) as usize;
+        let (Some(sequence), true) = (
+            self.sequences.get_mut(slot),
+            stamp.publisher as u64 % self.rooms == self.spec.room,
+        ) else {
+            stats.totals.foreign += 1;
+            return;
+        };
+        let arrival = sequence.observe(stamp.seq);
+        let measured = window.is_some_and(|w| w.measures(stamp.intended_ns));
+        if arrival == Arrival::Duplicate {
+            stats.totals.duplicated += u64::from(measured);
+            return;
+        }
+        let latency = now_ns.saturating_sub(stamp.intended_ns).max(1);
+        let uncorrected = now_ns.saturating_sub(stamp.sent_ns).max(1);
+        stats.interval.latency.saturating_record(latency);
+        stats
+            .interval
+            .latency_uncorrected
+            .saturating_record(uncorrected);
+        stats.interval.delivered += 1;
+        stats.interval.delivered_bytes += payload.len() as u64;
+        if measured {
+            stats.interval.latency_measured.saturating_record(latency);
+            let totals = &mut stats.totals;
+            totals.latency.saturating_record(latency);
+            totals.latency_uncorrected.saturating_record(uncorrected);
+            totals.reordered += u64::from(arrival == Arrival::Reordered);
+            totals.delivered_bytes += payload.len() as u64;
+            if let Some(count) = totals
+                .delivered_by_publisher
+                .get_mut(stamp.publisher as usize)
+            {
+                *count += 1;
+            }
+            if let (Some(nodes), Some(classifier)) = (totals.nodes.as_mut(), self.nodes) {
+                nodes
+                    .class_mut(classifier.classify(stamp.publisher))
+                    .record(latency);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ringcast_proto::{Frame, FrameError};
+
+    use super::*;
+    use crate::client::STAMP_LEN;
+    use crate::plan::Plan;
+    use crate::stats::{IntervalStats, RunTotals};
+
+    /// A subscriber of the default scenario (one publisher, one room).
+    fn receiver() -> Receiver {
+        let plan = Plan::from_run_args(&["--url", "ws://127.0.0.1:9/ws"]).expect("valid scenario");
+        Receiver::new(
+            ConnectionSpec::of(&plan.scenario, 0),
+            &plan.scenario,
+            Vec::new(),
+        )
+    }
+
+    fn stats() -> WorkerStats {
+        WorkerStats {
+            interval: IntervalStats::new(),
+            totals: RunTotals::new(1),
+        }
+    }
+
+    /// A 64-byte payload stamped as message `seq` of publisher 0.
+    fn stamped(seq: u64) -> Vec<u8> {
+        let mut payload = vec![b'.'; 64.max(STAMP_LEN)];
+        let stamp = Stamp {
+            run_id: 0,
+            publisher: 0,
+            seq,
+            intended_ns: 1_000 + seq,
+            sent_ns: 1_000 + seq,
+        };
+        stamp.write_to(&mut payload).expect("payload holds a stamp");
+        payload
+    }
+
+    fn server_frame(fin: bool, op: u8, payload: &[u8]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        Frame {
+            fin,
+            ..Frame::new(op, payload)
+        }
+        .encode(&mut wire);
+        wire
+    }
+
+    /// Messages 0 and 1 whole, message 2 in three fragments with a ping between them, message 3
+    /// with a 16-bit length (300 bytes).
+    fn stream() -> Vec<u8> {
+        let fragmented = stamped(2);
+        let mut long = stamped(3);
+        long.resize(300, b'-');
+        [
+            server_frame(true, opcode::BINARY, &stamped(0)),
+            server_frame(true, opcode::TEXT, &stamped(1)),
+            server_frame(false, opcode::BINARY, &fragmented[..10]),
+            server_frame(true, opcode::PING, b"p"),
+            server_frame(false, opcode::CONTINUATION, &fragmented[10..40]),
+            server_frame(true, opcode::CONTINUATION, &fragmented[40..]),
+            server_frame(true, opcode::BINARY, &long),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn measured_deliveries_are_split_by_the_publishers_node() {
+        // Subscriber 0 on URL 0; publisher 0 is connection 1 (URL 1), publisher 1 connection 2
+        // (URL 0).
+        let plan = Plan::from_run_args(&[
+            "--url",
+            "ws://127.0.0.1:9/ws",
+            "--url",
+            "ws://127.0.0.1:10/ws",
+            "--subscribers",
+            "1",
+            "--publishers",
+            "2",
+        ])
+        .expect("valid scenario");
+        let mut receiver = Receiver::new(
+            ConnectionSpec::of(&plan.scenario, 0),
+            &plan.scenario,
+            Vec::new(),
+        );
+        let mut stats = WorkerStats {
+            interval: IntervalStats::new(),
+            totals: RunTotals {
+                nodes: Some(crate::stats::NodeTotals::new()),
+                ..RunTotals::new(2)
+            },
+        };
+        let window = Window {
+            t0_ns: 0,
+            measure_start_ns: 0,
+            measure_end_ns: 10_000,
+        };
+        let message = |publisher: u32, seq: u64, intended_ns: u64| {
+            let mut payload = vec![b'.'; 64];
+            let stamp = Stamp {
+                run_id: 0,
+                publisher,
+                seq,
+                intended_ns,
+                sent_ns: intended_ns,
+            };
+            stamp.write_to(&mut payload).expect("payload holds a stamp");
+            payload
+        };
+        receiver.on_message(&message(0, 0, 1_000), 2_000, Some(&window), &mut stats);
+        receiver.on_message(&message(0, 0, 1_000), 2_000, Some(&window), &mut stats);
+        receiver.on_message(&message(1, 0, 1_500), 2_000, Some(&window), &mut stats);
+        receiver.on_message(&message(1, 1, 1_600), 2_000, Some(&window), &mut stats);
+        // Outside the window: delivered, not measured, in no class.
+        receiver.on_message(&message(0, 1, 20_000), 30_000, Some(&window), &mut stats);
+        let nodes = stats.totals.nodes.as_ref().expect("two URLs");
+        assert_eq!((nodes.cross.delivered, nodes.same.delivered), (1, 2));
+        assert_eq!(nodes.cross.latency.max(), 1_000);
+        assert_eq!(nodes.same.latency.len(), 2);
+        assert!(nodes.same.latency.max() <= 501);
+        assert_eq!((stats.totals.duplicated, stats.interval.delivered), (1, 4));
+
+        // One URL: no classifier and nothing recorded by class.
+        let mut single = self::receiver();
+        let mut stats = self::stats();
+        single.on_message(&stamped(0), 2_000, Some(&window), &mut stats);
+        assert!(single.nodes.is_none() && stats.totals.nodes.is_none());
+        assert_eq!(stats.totals.latency.len(), 1);
+    }
+
+    #[test]
+    fn messages_and_fragments_are_read_at_every_cut_between_two_reads() {
+        let wire = stream();
+        for cut in 0..=wire.len() {
+            let mut receiver = receiver();
+            let mut stats = stats();
+            receiver.take_bytes(&wire[..cut], 2_000, None, &mut stats, true);
+            receiver.take_bytes(&wire[cut..], 2_000, None, &mut stats, true);
+            assert_eq!(stats.interval.delivered, 4, "cut {cut}");
+            assert_eq!(stats.totals.foreign, 0, "cut {cut}");
+            assert_eq!(receiver.replies, vec![(opcode::PONG, b"p".to_vec())]);
+            assert!(receiver.carry.is_empty() && receiver.fragments.is_none());
+            assert_eq!(receiver.error, None);
+        }
+    }
+
+    #[test]
+    fn only_the_frame_that_straddles_two_reads_is_copied() {
+        let frame = server_frame(true, opcode::BINARY, &stamped(0));
+        let mut second_read = frame[5..].to_vec();
+        for seq in 1..1000 {
+            second_read.extend(server_frame(true, opcode::BINARY, &stamped(seq)));
+        }
+        second_read.extend_from_slice(&frame[..3]);
+        let mut receiver = receiver();
+        let mut stats = stats();
+        receiver.take_bytes(&frame[..5], 2_000, None, &mut stats, true);
+        assert_eq!(receiver.carry.len(), 5);
+        receiver.take_bytes(&second_read, 2_000, None, &mut stats, true);
+        assert_eq!(stats.interval.delivered, 1000);
+        // What is kept is the next frame's first 3 bytes; the 66 KiB read was never copied.
+        assert_eq!(receiver.carry.len(), 3);
+        assert!(
+            receiver.carry.capacity() < 1024,
+            "{}",
+            receiver.carry.capacity()
+        );
+    }
+
+    #[test]
+    fn reserved_bits_break_the_stream_with_a_clear_error() {
+        let mut wire = Vec::new();
+        Frame {
+            rsv: 0b100,
+            ..Frame::new(opcode::BINARY, &stamped(0))
+        }
+        .encode(&mut wire);
+        let mut receiver = receiver();
+        let mut stats = stats();
+        receiver.take_bytes(&wire, 2_000, None, &mut stats, true);
+        assert_eq!(
+            receiver.error,
+            Some(StreamError::Frame(FrameError::ReservedBits))
+        );
+        assert_eq!(stats.totals.protocol_errors, 1);
+        assert_eq!(stats.interval.delivered, 0);
+        assert_eq!(
+            stats.totals.protocol_error_example.as_deref(),
+            Some("malformed server frame: reserved bits set")
+        );
+    }
+
+    #[test]
+    fn bad_fragment_sequences_and_masks_are_refused() {
+        let masked = {
+            let mut wire = Vec::new();
+            Frame::new(opcode::BINARY, b"x")
+                .masked([1, 2, 3, 4])
+                .encode(&mut wire);
+            wire
+        };
+        for (wire, error) in [
+            (
+                server_frame(true, opcode::CONTINUATION, b"x"),
+                FrameError::ContinuationWithoutMessage,
+            ),
+            (
+                [
+                    server_frame(false, opcode::TEXT, b"x"),
+                    server_frame(true, opcode::TEXT, b"y"),
+                ]
+                .concat(),
+                FrameError::MessageInsideMessage,
+            ),
+            (
+                server_frame(false, opcode::PING, b""),
+                FrameError::FragmentedControl,
+            ),
+            (server_frame(true, 0x3, b""), FrameError::UnknownOpcode),
+            (masked, FrameError::Masked),
+        ] {
+            let mut receiver = receiver();
+            receiver.take_bytes(&wire, 2_000, None, &mut stats(), true);
+            assert_eq!(receiver.error, Some(StreamError::Frame(error)));
+        }
+    }
+
+    #[test]
+    fn oversized_frames_and_messages_are_refused_before_buffering() {
+        let mut huge = vec![0x82, 127];
+        huge.extend_from_slice(&(MAX_SERVER_MESSAGE + 1).to_be_bytes());
+        let mut receiver = receiver();
+        receiver.take_bytes(&huge, 2_000, None, &mut stats(), true);
+        assert_eq!(
+            receiver.error,
+            Some(StreamError::TooLarge(MAX_SERVER_MESSAGE + 1))
+        );
+        assert!(receiver.carry.is_empty());
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests of loadgen: runs against a ringcast server started in this process
+//! (`ringcast`), runs no connection of which can succeed (`abort`), and the report files,
+//! `compare` and `merge` on made-up reports (`reports`). One test binary (one link step) with a
+//! `util` module.
+
+mod util;
+
+mod abort;
+mod reports;
+mod ringcast;
