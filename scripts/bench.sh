@@ -171,7 +171,8 @@ full_or_quick() { if [ "$quick" = 1 ]; then echo "$2"; else echo "$1"; fi; }
 
 # Sets scenario_args (loadgen options) and scenario_needs_rooms for scenario $1.
 # Rates keep every scenario but peak-1k near or below ~100k deliveries/s: with one core for loadgen, that
-# is what the receiving side can take without becoming the bottleneck (DESIGN.md section 6).
+# is what the receiving side can take without becoming the bottleneck (results/README.md, "The
+# scenarios").
 scenario_config() {
   # Connection scenarios measure connect times and memory, not a message window: keep them short.
   local run_warmup=$warmup run_duration=$duration

@@ -26,7 +26,9 @@
 //! ```
 //!
 //! Imports run one way: clock <- client <- plan <- stats <- worker <- report <- run <- tools
-//! (a folder names only those to its left; `scripts/import_cycles.py` checks it).
+//! (a folder names only those to its left; `scripts/import_cycles.py` checks it). Why it is
+//! built this way (coordinated omission, the pacer, the handover of publishers' sockets):
+//! `docs/ARCHITECTURE.md`, "The load generator".
 
 mod client;
 mod clock;

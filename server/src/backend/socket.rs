@@ -1,13 +1,11 @@
 //! The socket of an upgraded WebSocket connection, the same on both IO backends: read without a
 //! buffer of its own, written by the output backend, shut down once.
 //!
-//! The socket is not registered with tokio's reactor: the core's reader (`input/reader.rs`) watches
-//! every connection's socket in one epoll set of its own and reads a ready one into the core's
-//! scratch buffer, so an idle connection holds no read buffer, no read in flight and no
-//! reactor registration. Only the epoll backend's write to a full send buffer
-//! (`output/epoll.rs`) registers the socket with tokio's reactor, for as long as it waits. On
-//! the io_uring backend the fd is owned by tokio-uring's stream (its HTTP phase ran on it, and
-//! the output ring writes to it).
+//! The socket is not registered with tokio's reactor: the core's reader (`input/reader.rs`)
+//! watches it in the core's epoll set. Only the epoll driver's write to a full send buffer
+//! (`output/epoll.rs`) registers it with tokio's reactor, for as long as it waits. On the
+//! io_uring backend the fd is owned by tokio-uring's stream (its HTTP phase ran on it, and the
+//! output ring writes to it).
 
 use std::io;
 use std::net::Shutdown;

@@ -1,9 +1,5 @@
-//! The io_uring write driver: one flush task per core and a ring of its own.
-//!
-//! tokio-uring 0.5 gives every write its own future, slab entry and task wake-up, which cost
-//! more user time per delivery than the kernel's send itself. So the writes of WebSocket
-//! connections go through a second ring per core, driven with the `io-uring` crate, while
-//! tokio-uring stays the runtime for accept, HTTP and timers:
+//! The io_uring write driver: one flush task per core and a ring of its own, driven with the
+//! `io-uring` crate (why not tokio-uring's writes: docs/ARCHITECTURE.md):
 //!
 //! - one flush step per wake-up takes every connection on the core's flush list
 //!   (`subscriber.rs`), pushes one write per connection (all its unsent frames, up to IOV_MAX: a
