@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ $# -eq 2 ] || { sed -n '2,15p' "$0" >&2; exit 2; }
-base_rev=$1 out_dir=$2
+base_rev=$1 out_dir=$2 out_arg=$2
 [ ${#filters[@]} -gt 0 ] || filters=(fanout:fanout_flush handoff:handoff)
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "criterion-ab.sh: --rounds must be a positive integer" >&2; exit 2; }
 
@@ -84,7 +84,7 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 {
   echo "# Criterion A/B: $base_rev against the working tree"
   echo
-  echo "Produced by \`scripts/criterion-ab.sh --rounds $rounds$(printf ' --filter %s' "${filters[@]}") $base_rev $out_dir\`"
+  echo "Produced by \`scripts/criterion-ab.sh --rounds $rounds$(printf ' --filter %s' "${filters[@]}") $base_rev $out_arg\`"
   echo "on $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -sr), ${cpu:-unknown CPU}, $(nproc) CPUs."
   echo
   echo "- base: $base_commit"
