@@ -5,8 +5,8 @@
 //!
 //! - `encode/<size>`: a server frame encoded once (`ringcast::testing::encode_message`), bytes/s;
 //! - `fanout/<n>`: one encoded frame queued to `n` local subscribers through the hub and
-//!   written out by the output path's sans-IO half (`drain_detached`: the queue's iovecs and
-//!   completions, with the IO stubbed), elements/s;
+//!   written out by the output path's sans-IO half (`ringcast::testing::drain`: the queue's
+//!   iovecs and completions, with the IO stubbed), elements/s;
 //! - `handoff/<n>`: messages crossing from one core's hub to `n` subscribers on another
 //!   core, on two threads, messages/s;
 //! - `parse_client_frame/<size>`: a masked client frame decoded and unmasked by the server's
