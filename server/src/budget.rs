@@ -8,9 +8,8 @@
 //!   connections and cores share it, released when its last handle drops) plus every core's
 //!   frame handles (queued, in flight, or waiting in a hand-off mailbox). Over `--fanout-budget`
 //!   heavy publishers (over their fair share of the inbound rate, `input/rate.rs`) are not read
-//!   (TCP pushes back on a flooder), over twice the budget no publisher is, and a core takes no
-//!   mail from the others while its own handles fill more than its share, until the writers
-//!   have drained below it;
+//!   (TCP pushes back on a flooder) and over twice the budget no publisher is (a core takes its
+//!   mail at once: what the publishers stopped at the budget sent is all it can add);
 //! - inbound: a read buffer holds at most one frame (`--max-message` plus header) and a
 //!   reassembly at most `--max-message`; the HTTP phase at most `--max-header-size`.
 //!
@@ -148,17 +147,6 @@ impl FanoutBudget {
     pub fn must_pause(&self, heavy_publisher: bool) -> bool {
         let used = self.used();
         used > self.limit.saturating_mul(2) || (heavy_publisher && used > self.limit)
-    }
-
-    /// True while core `core` may take mail from the others: its own handles are within its
-    /// share of the budget. The share (not the whole budget) is what a core checks, because
-    /// mail waiting for it counts in the whole: it must still take mail when that alone fills
-    /// the budget, and only its own writers can empty its share.
-    pub fn core_has_room(&self, core: usize) -> bool {
-        let share = self.limit / self.handle_bytes.len().max(1);
-        self.handle_bytes
-            .get(core)
-            .is_none_or(|counter| counter.0.load(Ordering::Relaxed) <= share)
     }
 
     /// `--fanout-budget` in bytes.
