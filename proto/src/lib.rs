@@ -253,6 +253,18 @@ pub struct Frame<'a> {
     pub payload: &'a [u8],
 }
 
+/// Bytes a frame carrying `payload_len` bytes takes on the wire, in the shortest length form,
+/// with a mask key if `masked`.
+pub fn encoded_len(payload_len: usize, masked: bool) -> usize {
+    let length_bytes = match payload_len {
+        0..=125 => 0,
+        126..=0xFFFF => 2,
+        _ => 8,
+    };
+    let mask_bytes = if masked { 4 } else { 0 };
+    2 + length_bytes + mask_bytes + payload_len
+}
+
 impl<'a> Frame<'a> {
     /// An unmasked, final frame with no reserved bits: what a server sends.
     pub fn new(opcode: u8, payload: &'a [u8]) -> Frame<'a> {
@@ -275,14 +287,7 @@ impl<'a> Frame<'a> {
 
     /// Bytes the encoded frame takes.
     pub fn encoded_len(&self) -> usize {
-        let len = self.payload.len();
-        let length_bytes = match len {
-            0..=125 => 0,
-            126..=0xFFFF => 2,
-            _ => 8,
-        };
-        let mask_bytes = if self.mask.is_some() { 4 } else { 0 };
-        2 + length_bytes + mask_bytes + len
+        encoded_len(self.payload.len(), self.mask.is_some())
     }
 
     /// Appends the frame (header, mask key, payload masked when there is a key) to `out`, in

@@ -8,9 +8,8 @@
 //!   connections and cores share it, released when its last handle drops) plus every core's
 //!   frame handles (queued, in flight, or waiting in a hand-off mailbox). Over `--fanout-budget`
 //!   heavy publishers (over their fair share of the inbound rate, `input/rate.rs`) are not read
-//!   (TCP pushes back on a flooder), over twice the budget no publisher is, and a core takes no
-//!   mail from the others while its own handles fill more than its share, until the writers
-//!   have drained below it;
+//!   (TCP pushes back on a flooder) and over twice the budget no publisher is (a core takes its
+//!   mail at once: what the publishers stopped at the budget sent is all it can add);
 //! - inbound: a read buffer holds at most one frame (`--max-message` plus header) and a
 //!   reassembly at most `--max-message`; the HTTP phase at most `--max-header-size`.
 //!
@@ -49,10 +48,36 @@ pub type LocalFrame = Rc<Bytes>;
 /// What one queued frame costs besides the frame itself: its handle in a queue.
 pub const FRAME_HANDLE_BYTES: usize = std::mem::size_of::<LocalFrame>();
 
-/// What a live frame costs besides its bytes, per core that holds it: the `Rc` box of its
-/// core-local handle (two counts and the `Bytes`).
+/// What the system allocator (glibc malloc) really takes for an allocation of `bytes`: a chunk
+/// of the request plus an 8-byte header, rounded up to 16 bytes, and at least 32. Charges use
+/// it so a tiny frame is counted at what it holds, not at its length (a 2-byte frame takes a
+/// 32-byte chunk).
+pub const fn heap_chunk(bytes: usize) -> usize {
+    let chunk = (bytes + 8 + 15) & !15;
+    if chunk < 32 {
+        32
+    } else {
+        chunk
+    }
+}
+
+/// What a live frame costs besides its own buffer's chunk, per core that holds it: the `Rc` box
+/// of its core-local handle (two counts and the `Bytes`).
 const PER_CORE_FRAME_OVERHEAD: usize =
-    2 * std::mem::size_of::<usize>() + std::mem::size_of::<Bytes>();
+    heap_chunk(2 * std::mem::size_of::<usize>() + std::mem::size_of::<Bytes>());
+
+/// What a tracked frame costs besides its buffer's chunk, once: the box `Bytes::from_owner`
+/// allocates for its owner (a reference count and the [`TrackedFrame`]).
+const TRACKED_FRAME_OVERHEAD: usize =
+    heap_chunk(std::mem::size_of::<usize>() + std::mem::size_of::<TrackedFrame>());
+
+/// What a control frame that one connection holds alone (a pong, a close) costs besides its
+/// length and its handle: its `Rc` box, the owner box of a tracked frame, and its buffer's
+/// chunk at the least. The connection's `--max-backlog` charges it (`output/queue.rs`), so a
+/// client that pings and never reads is a slow consumer after `--max-backlog` of real memory,
+/// not after ten times that.
+pub const CONTROL_FRAME_OVERHEAD: usize =
+    PER_CORE_FRAME_OVERHEAD + TRACKED_FRAME_OVERHEAD + heap_chunk(0);
 
 /// A counter on its own cache line (written by one core, read by all).
 #[derive(Debug, Default)]
@@ -64,7 +89,8 @@ struct PaddedCounter(AtomicUsize);
 pub struct FanoutBudget {
     /// Bytes of live broadcast frames, with their per-core handles' boxes.
     frame_bytes: PaddedCounter,
-    /// What each tracked frame is charged besides its length.
+    /// What each tracked frame is charged besides its buffer's chunk: the owner's box, and one
+    /// handle box per core (every core may hold one).
     frame_overhead: usize,
     /// Per core: bytes of frame handles it holds (mirror of its [`CoreLedger`]).
     handle_bytes: Box<[PaddedCounter]>,
@@ -79,7 +105,7 @@ impl FanoutBudget {
     pub fn new(cores: usize, limit: usize) -> Arc<Self> {
         Arc::new(FanoutBudget {
             frame_bytes: PaddedCounter::default(),
-            frame_overhead: std::mem::size_of::<TrackedFrame>() + cores * PER_CORE_FRAME_OVERHEAD,
+            frame_overhead: TRACKED_FRAME_OVERHEAD + cores * PER_CORE_FRAME_OVERHEAD,
             handle_bytes: (0..cores).map(|_| PaddedCounter::default()).collect(),
             mail_bytes: PaddedCounter::default(),
             limit,
@@ -123,25 +149,20 @@ impl FanoutBudget {
         used > self.limit.saturating_mul(2) || (heavy_publisher && used > self.limit)
     }
 
-    /// True while core `core` may take mail from the others: its own handles are within its
-    /// share of the budget. The share (not the whole budget) is what a core checks, because
-    /// mail waiting for it counts in the whole: it must still take mail when that alone fills
-    /// the budget, and only its own writers can empty its share.
-    pub fn core_has_room(&self, core: usize) -> bool {
-        let share = self.limit / self.handle_bytes.len().max(1);
-        self.handle_bytes
-            .get(core)
-            .is_none_or(|counter| counter.0.load(Ordering::Relaxed) <= share)
-    }
-
     /// `--fanout-budget` in bytes.
     pub fn limit(&self) -> usize {
         self.limit
     }
 
+    /// What a frame of `len` bytes is charged while it lives: its buffer's chunk, its owner's
+    /// box and its handles' boxes.
+    pub fn frame_cost(&self, len: usize) -> usize {
+        heap_chunk(len) + self.frame_overhead
+    }
+
     /// Wraps an encoded frame so its bytes count until its last handle drops.
     pub fn track(self: &Arc<Self>, frame: Vec<u8>) -> Bytes {
-        let charged = frame.len() + self.frame_overhead;
+        let charged = self.frame_cost(frame.capacity());
         self.frame_bytes.0.fetch_add(charged, Ordering::Relaxed);
         Bytes::from_owner(TrackedFrame {
             bytes: frame,
@@ -265,6 +286,21 @@ mod tests {
         drop(copy);
         drop(second);
         assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn small_allocations_cost_a_whole_chunk() {
+        assert_eq!(heap_chunk(0), 32);
+        assert_eq!(heap_chunk(2), 32, "an empty message's frame");
+        assert_eq!(heap_chunk(24), 32);
+        assert_eq!(heap_chunk(25), 48);
+        assert_eq!(heap_chunk(1000), 1008);
+        let budget = FanoutBudget::new(1, 1 << 20);
+        assert!(
+            budget.frame_cost(2) >= 32 + 64 + 64,
+            "buffer, owner box, handle box: {}",
+            budget.frame_cost(2)
+        );
     }
 
     #[test]

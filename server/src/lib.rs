@@ -124,8 +124,6 @@ pub struct Server {
     local_addr: SocketAddr,
     /// Mailboxes of the cores (for shutdown).
     mailboxes: Vec<UnboundedSender<Mail>>,
-    /// Shared state (its stop flag ends a core's wait for budget).
-    state: Arc<ServerState>,
     /// Core threads, joined on shutdown.
     threads: Vec<JoinHandle<()>>,
     /// The broker's link threads, with `--broker`.
@@ -177,7 +175,6 @@ impl Server {
         let mut server = Server {
             local_addr,
             mailboxes: mailboxes.clone(),
-            state: Arc::clone(&state),
             threads: Vec::with_capacity(cores),
             broker: None,
         };
@@ -258,7 +255,6 @@ impl Server {
 
     /// Sends every core the shutdown mail and joins the threads (idempotent).
     fn stop(&mut self) {
-        self.state.stop();
         if let Some(mut broker) = self.broker.take() {
             broker.stop();
         }

@@ -1,7 +1,7 @@
 //! State shared by all cores: the validated config, every core's metrics, the fan-out budget,
 //! the IO backend, the broker's counters, the `--max-connections` counter and the stop flag.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::backend::Backend;
@@ -24,8 +24,6 @@ pub struct ServerState {
     pub broker_stats: Option<Arc<BrokerStats>>,
     /// Open connections across all cores, from accept (compared to --max-connections).
     open_connections: AtomicUsize,
-    /// Set when the server is told to stop, so a core waiting for budget stops waiting.
-    stopping: AtomicBool,
 }
 
 impl ServerState {
@@ -41,18 +39,7 @@ impl ServerState {
             backend,
             broker_stats,
             open_connections: AtomicUsize::new(0),
-            stopping: AtomicBool::new(false),
         }
-    }
-
-    /// Marks the server as stopping.
-    pub fn stop(&self) {
-        self.stopping.store(true, Ordering::Release);
-    }
-
-    /// True once the server was told to stop.
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
     }
 
     /// Takes a connection slot, or None when --max-connections are open (HTTP 503). Called at

@@ -20,7 +20,7 @@ use tokio::task::spawn_local;
 pub use accept::{bind_listener, ensure_port_free};
 
 use crate::backend::{CoreMain, Listener};
-use crate::budget::{wait_for_room, CoreLedger};
+use crate::budget::CoreLedger;
 use crate::clock::CoarseClock;
 use crate::fanout::{Broker, Hub, Mail, Mailboxes};
 use crate::http::HttpService;
@@ -210,11 +210,9 @@ impl CoreMain for Core {
         while let Some(mail) = mailbox.recv().await {
             match mail {
                 Mail::Broadcast { room, frame } => {
-                    // Take mail only while this core's writers are within their share of the
-                    // budget: this is what bounds the hand-off (publishers stop once the mail
-                    // waiting here fills the budget).
-                    let has_room = || budget.core_has_room(index) || state.is_stopping();
-                    wait_for_room(has_room, None).await;
+                    // Taken at once, whatever this core's queues hold: a core that waited for
+                    // its stalled readers to drain would hold back its healthy ones too. The
+                    // publishers' pause at the budget bounds what mail can add.
                     hub.deliver_from_peer(&room, frame);
                 }
                 Mail::Shutdown => break,

@@ -16,16 +16,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::rate::{FairShare, InboundRate};
-use crate::budget::FanoutBudget;
+use crate::budget::{FanoutBudget, FRAME_HANDLE_BYTES};
 use crate::clock::CoarseClock;
 use crate::fanout::{Hub, Room};
 use crate::metrics::CoreMetrics;
 use crate::output::{CoreOutput, Subscriber};
-use crate::ws::{encode_pong, ClientEvent, CloseCode, Decoded, FrameDecoder};
+use crate::ws::{encode_pong, encoded_len, ClientEvent, CloseCode, Decoded, FrameDecoder};
 
 /// Least spare room of a read into a connection's own buffer (which holds an incomplete
-/// frame whose length is not known yet).
+/// frame whose length is not known yet); also the least a read into the scratch buffer asks
+/// for.
 const TAIL_READ: usize = 4096;
+/// Longest header of a client frame (masked, 64-bit length).
+const MAX_CLIENT_HEADER: usize = 14;
 
 /// What reading a connection uses of its core: the hub it publishes to, the core's output
 /// lists (a new subscriber reports to them), the fan-out budget, the core's metrics and clock,
@@ -193,6 +196,13 @@ impl Connection {
         let Some(socket) = self.subscriber.socket() else {
             return Step::Done;
         };
+        // A read asks for at most one largest frame: what a pause leaves unread in the scratch
+        // buffer is copied into the connection, so this bounds what a paused publisher holds
+        // by --max-message (not by the scratch buffer's 64 KiB).
+        let limit = scratch
+            .len()
+            .min(cx.max_message.max(TAIL_READ) + MAX_CLIENT_HEADER);
+        let scratch = &mut scratch[..limit];
         let read = match self.received(cx, socket.recv(scratch)) {
             Ok(read) => read,
             Err(step) => return step,
@@ -266,30 +276,41 @@ fn handle(
 ) -> Option<Step> {
     let closing = subscriber.is_closing();
     let metrics = &cx.metrics;
+    let now = cx.clock.now();
+    // Every frame but the close counts toward --max-inbound-rate: a ping costs a pong, and an
+    // unsolicited pong a read and a decode, like a message.
+    if !closing && !matches!(event, ClientEvent::Close(_)) {
+        if let Some(rate) = rate {
+            if !rate.allow(now) {
+                CoreMetrics::add(&metrics.rate_limit_closes, 1);
+                subscriber.close(CloseCode::SlowConsumer, "inbound rate limit");
+                return None;
+            }
+        }
+    }
     match event {
         ClientEvent::Message { kind, payload } => {
             // After our close frame only the client's close matters (RFC 6455 5.5.1).
             if closing {
                 return None;
             }
-            let now = cx.clock.now();
-            if let Some(rate) = rate {
-                if !rate.allow(now) {
-                    CoreMetrics::add(&metrics.rate_limit_closes, 1);
-                    subscriber.close(CloseCode::SlowConsumer, "inbound rate limit");
-                    return None;
-                }
-            }
             CoreMetrics::add(&metrics.messages_in, 1);
             CoreMetrics::add(&metrics.bytes_in, payload.len() as u64);
-            share.published(payload.len(), now);
+            // The share counts what the message makes the server hold, not its payload alone:
+            // an empty message still costs a frame and a handle per subscriber.
+            let cost = cx.budget.frame_cost(encoded_len(payload.len()))
+                + room.member_count() * FRAME_HANDLE_BYTES;
+            share.published(cost, now);
             cx.hub.publish(room, kind, payload);
             if cx.budget.must_pause(share.is_heavy()) {
                 return Some(Step::Pause);
             }
         }
         ClientEvent::Ping(payload) => {
-            if !closing && subscriber.offer(&Rc::new(encode_pong(payload))) {
+            // The pong is tracked by the fan-out budget and charged to the connection's
+            // --max-backlog at what it really holds (`output/queue.rs`).
+            let pong = Rc::new(cx.budget.track(encode_pong(payload)));
+            if !closing && subscriber.offer(&pong) {
                 CoreMetrics::add(&metrics.slow_consumer_closes, 1);
             }
         }

@@ -3,24 +3,26 @@
 //! - [`InboundRate`], `--max-inbound-rate`: a token bucket over the data messages it sends,
 //!   holding at most one second's worth (the burst) and refilling continuously; a message that
 //!   finds it empty closes the connection with 1008;
-//! - [`FairShare`]: how many bytes it published in the last second, against a fair share:
-//!   over it, the connection is a heavy publisher, the first to be paused when the fan-out
-//!   budget is exhausted (`budget.rs`).
+//! - [`FairShare`]: what the messages it published in the last second cost the fan-out budget
+//!   (each one's frame with its allocations, and a handle per subscriber of its core: an empty
+//!   message is not free), against a fair share: over it, the connection is a heavy publisher,
+//!   the first to be paused when the fan-out budget is exhausted (`budget.rs`).
 
 use std::time::{Duration, Instant};
 
-/// Bytes per second a connection may publish and still count as light: far above what a chat
-/// client or a backend feeding a room sends, far below a flood.
+/// Bytes per second of fan-out cost a connection may publish and still count as light: far
+/// above what a chat client or a backend feeding a room sends (20 messages a second to 50
+/// subscribers cost ~16 KB/s), far below a flood (6,000 empty messages a second cost ~1 MB/s).
 pub const FAIR_SHARE_BYTES_PER_SECOND: u64 = 1 << 20;
 /// The window over which published bytes are counted.
 const SHARE_WINDOW: Duration = Duration::from_secs(1);
 
-/// Bytes one connection published in the current one-second window.
+/// Fan-out cost of what one connection published in the current one-second window.
 #[derive(Debug)]
 pub struct FairShare {
     /// Start of the current window.
     window_start: Instant,
-    /// Bytes published since then (plus half of the window before).
+    /// Cost published since then (plus half of the window before).
     bytes: u64,
 }
 
@@ -33,7 +35,7 @@ impl FairShare {
         }
     }
 
-    /// Counts a published message of `bytes` at `now`.
+    /// Counts a message published at `now` that costs the fan-out budget `bytes`.
     pub fn published(&mut self, bytes: usize, now: Instant) {
         if now.saturating_duration_since(self.window_start) >= SHARE_WINDOW {
             // A new window starts with half of the last one's count, so a flooder does not

@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 
-use crate::budget::{LocalFrame, FRAME_HANDLE_BYTES};
+use crate::budget::{LocalFrame, CONTROL_FRAME_OVERHEAD, FRAME_HANDLE_BYTES};
 
 /// Most iovecs one write describes (Linux IOV_MAX).
 pub const MAX_IOV: usize = 1024;
@@ -47,9 +47,18 @@ pub struct OutboundQueue {
     max_backlog_bytes: usize,
 }
 
-/// What one frame costs the budget.
+/// What one frame costs the budget: its length and its handle; a control frame (pong,
+/// keepalive ping, close) also its allocations, since the connection holds it alone (a
+/// broadcast frame's are shared by every subscriber and charged once, to the fan-out budget).
 fn charge(frame: &LocalFrame) -> usize {
-    frame.len() + FRAME_HANDLE_BYTES
+    frame.len() + overhead(frame)
+}
+
+/// The part of [`charge`] that is not the frame's length.
+fn overhead(frame: &LocalFrame) -> usize {
+    // Bit 3 of the opcode marks control frames (RFC 6455 5.2); every frame has a header byte.
+    let control = frame.first().is_some_and(|&byte| byte & 0x08 != 0);
+    FRAME_HANDLE_BYTES + if control { CONTROL_FRAME_OVERHEAD } else { 0 }
 }
 
 impl OutboundQueue {
@@ -112,6 +121,7 @@ impl OutboundQueue {
     pub fn finish_write(&mut self, written: usize) -> usize {
         let mut remaining = written;
         let mut complete = 0;
+        let mut released = written;
         while let Some(head) = self.frames.front() {
             let unsent = head.len() - self.head_written;
             if remaining < unsent {
@@ -119,6 +129,7 @@ impl OutboundQueue {
                 break;
             }
             remaining -= unsent;
+            released += overhead(head);
             self.frames.pop_front();
             self.head_written = 0;
             complete += 1;
@@ -126,9 +137,7 @@ impl OutboundQueue {
                 break;
             }
         }
-        self.charged_bytes = self
-            .charged_bytes
-            .saturating_sub(written + complete * FRAME_HANDLE_BYTES);
+        self.charged_bytes = self.charged_bytes.saturating_sub(released);
         self.in_flight = 0;
         if self.frames.is_empty() && self.frames.capacity() > SHRINK_ABOVE {
             self.frames.shrink_to(IDLE_CAPACITY);
@@ -268,6 +277,24 @@ mod tests {
         );
         assert_eq!(queue.finish_write(30), 2);
         assert_eq!(queue.charged_bytes(), 0);
+    }
+
+    #[test]
+    fn a_control_frame_is_charged_its_allocations_until_written() {
+        let mut queue = OutboundQueue::new(1 << 20);
+        let pong = Rc::new(Bytes::from_static(&[0x8A, 0]));
+        queue.push(Rc::clone(&pong)).expect("room");
+        queue.push(frame(10)).expect("room");
+        assert_eq!(
+            queue.charged_bytes(),
+            2 + FRAME_HANDLE_BYTES + CONTROL_FRAME_OVERHEAD + charged(10)
+        );
+        let mut iovecs = Vec::new();
+        assert_eq!(queue.start_write(&mut iovecs, MAX_IOV), 2);
+        assert_eq!(queue.finish_write(1), 0, "inside the pong");
+        queue.start_write(&mut iovecs, MAX_IOV);
+        assert_eq!(queue.finish_write(1 + 10), 2);
+        assert_eq!(queue.charged_bytes(), 0, "everything released");
     }
 
     #[test]

@@ -143,7 +143,34 @@ impl UringDriver {
                 return Ok(());
             }
             // The submission queue is full: hand it to the kernel and go on.
-            ring.submit()?;
+            if let Err(error) = ring.submit() {
+                drop(ring);
+                // This write was never submitted, so no completion will free its slot: end it
+                // here as failed (the connection is shut down), or the slot, the subscriber
+                // and its queue would be held until the process exits.
+                self.abandon(entry.get_user_data() as usize, now);
+                return Err(error);
+            }
+        }
+    }
+
+    /// Ends the write in slot `index`, which was never submitted, as failed.
+    fn abandon(&self, index: usize, now: Instant) {
+        let write = self
+            .slots
+            .borrow_mut()
+            .get_mut(index)
+            .and_then(Option::take);
+        if let Some(InFlight {
+            subscriber,
+            mut iovecs,
+        }) = write
+        {
+            self.free_slots.borrow_mut().push(index);
+            let unsubmitted = io::Error::from_raw_os_error(libc::ECANCELED);
+            subscriber.finish_write(Err(unsubmitted), now);
+            iovecs.clear();
+            self.spare_iovecs.borrow_mut().push(iovecs);
         }
     }
 
@@ -242,8 +269,9 @@ pub async fn flush_loop(
             failed = Some(error);
         }
         if let Some(error) = failed {
-            // Only a broken ring fails here (EBUSY is impossible: completions are reaped
-            // before every submit and the CQ has room for every connection's one write).
+            // A broken ring, or EBUSY with completions overflowing the CQ (a core with more
+            // connections than its entries): the writes not submitted ended their connections
+            // (`abandon`); the ones submitted complete as usual.
             tracing::error!(%error, "output ring submission failed");
         }
         if !flush.is_empty() {
@@ -258,5 +286,40 @@ pub async fn flush_loop(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::super::subscriber::testing::{attach_stub, detached};
+    use super::*;
+
+    /// A write whose submission failed (the ring refused it) gets no completion: abandoning it
+    /// frees its slot (and its hold on the subscriber) and ends the connection.
+    #[test]
+    fn a_write_never_submitted_frees_its_slot_and_ends_the_connection() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .expect("runtime");
+        let _inside = runtime.enter();
+        let driver = UringDriver::new().expect("io_uring (this host runs the uring backend)");
+        let subscriber = detached(1 << 20);
+        attach_stub(&subscriber);
+        assert!(!subscriber.offer(&Rc::new(Bytes::from_static(&[0x82, 0]))));
+        let mut iovecs = Vec::new();
+        assert!(subscriber
+            .start_write(&mut iovecs, Instant::now())
+            .is_some());
+        let index = driver.take_slot(InFlight {
+            subscriber: Rc::clone(&subscriber),
+            iovecs,
+        });
+        assert_eq!(driver.in_flight(), 1);
+        driver.abandon(index, Instant::now());
+        assert_eq!(driver.in_flight(), 0, "the slot is free");
+        assert!(subscriber.is_shut_down(), "the connection ends");
     }
 }

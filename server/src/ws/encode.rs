@@ -34,9 +34,12 @@ pub fn encode_close_echo(payload: &[u8]) -> Bytes {
     encode_frame(opcode::CLOSE, payload)
 }
 
-/// Encodes a pong answering a ping with `payload` (at most 125 bytes, checked by the decoder).
-pub fn encode_pong(payload: &[u8]) -> Bytes {
-    encode_frame(opcode::PONG, payload)
+/// Encodes a pong answering a ping with `payload` (at most 125 bytes, checked by the decoder),
+/// as a buffer for the fan-out budget to track (`FanoutBudget::track`).
+pub fn encode_pong(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_frame_into(&mut out, opcode::PONG, payload);
+    out
 }
 
 /// The keepalive ping: a static frame with an empty payload, shared without any allocation.
@@ -52,6 +55,11 @@ fn encode_frame(opcode: u8, payload: &[u8]) -> Bytes {
     let mut out = Vec::new();
     encode_frame_into(&mut out, opcode, payload);
     Bytes::from(out)
+}
+
+/// Bytes of the (unmasked) server frame that carries `payload_len` bytes.
+pub fn encoded_len(payload_len: usize) -> usize {
+    ringcast_proto::encoded_len(payload_len, false)
 }
 
 /// Appends an unmasked FIN frame to `out`, reserving its exact size first: a broadcast frame is

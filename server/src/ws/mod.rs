@@ -11,7 +11,9 @@ pub use close::CloseState;
 pub use decode::{ClientEvent, Decoded, FrameDecoder};
 #[cfg(any(test, feature = "testing"))]
 pub use encode::encode_message;
-pub use encode::{encode_close, encode_close_echo, encode_frame_into, encode_pong, keepalive_ping};
+pub use encode::{
+    encode_close, encode_close_echo, encode_frame_into, encode_pong, encoded_len, keepalive_ping,
+};
 use ringcast_proto::opcode;
 pub use ringcast_proto::CloseCode;
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::util::process::spawn_server;
-use crate::util::raw::{FrameSpec, RawClient, BINARY};
+use crate::util::raw::{FrameSpec, RawClient, BINARY, TEXT};
 use crate::util::{metrics, raise_fd_limit, BASE_ARGS};
 
 /// Readers in the flooded room.
@@ -262,4 +262,70 @@ async fn a_publisher_paused_past_the_publish_timeout_is_closed_with_1013() {
         "the slow reader is still connected"
     );
     slow_reader.abort();
+}
+
+/// A flood of empty messages costs the budget a frame and a handle per reader each: it is a
+/// heavy publisher like a flood of large ones, so it is the one paused at the budget, and a
+/// light publisher of another room goes on. (Counted by payload bytes, it was never heavy:
+/// the held bytes reached twice the budget, where every publisher waits, and room B's messages
+/// took seconds, until --write-timeout closed the stalled readers.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_message_flood_is_heavy_and_other_rooms_go_on() {
+    let mut args = BASE_ARGS.to_vec();
+    args.extend(["--fanout-budget", "1MiB", "--publish-timeout", "30s"]);
+    let server = spawn_server(&args);
+    // Readers of room A that never read: what the flood sends them stays held.
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        let (stream, _) = RawClient::connect_with_small_rcvbuf(server.addr, "/ws/a")
+            .await
+            .into_parts();
+        stalled.push(stream);
+    }
+    // First the readers' kernel buffers are filled with large messages, until the server
+    // pushes back: from then on what room A is sent stays in the fan-out budget.
+    let (mut filler, _) = RawClient::connect(server.addr, "/ws/a").await.into_parts();
+    let large = FrameSpec::new(BINARY, &[0x5a; 32 << 10]).encode();
+    while tokio::time::timeout(Duration::from_secs(1), filler.write_all(&large))
+        .await
+        .is_ok_and(|written| written.is_ok())
+    {}
+    let (mut flooder, _) = RawClient::connect(server.addr, "/ws/a").await.into_parts();
+    let empty = FrameSpec::new(BINARY, b"").encode();
+    let burst: Vec<u8> = empty
+        .iter()
+        .copied()
+        .cycle()
+        .take(empty.len() * 10_000)
+        .collect();
+    let flooding = tokio::spawn(async move {
+        // Pushed back, a write blocks: the flood goes on as fast as the server reads it.
+        while flooder.write_all(&burst).await.is_ok() {}
+    });
+    // Until the flood has filled the budget and been paused.
+    let deadline = tokio::time::Instant::now() + crate::util::WAIT;
+    loop {
+        let samples = metrics::scrape(server.addr).await;
+        if metrics::total(&samples, "ringcast_publish_pauses_total") > 0.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the flood was never paused"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Room B's publisher gets each of its messages back (it reads its own room) while the
+    // flood goes on; a paused room B would not get one within the wait.
+    let mut publisher = RawClient::connect(server.addr, "/ws/b").await;
+    for seq in 0..20u32 {
+        let text = format!("b{seq}");
+        publisher.send(FrameSpec::new(TEXT, text.as_bytes())).await;
+        let echoed = tokio::time::timeout(Duration::from_secs(2), publisher.next_data_frame())
+            .await
+            .unwrap_or_else(|_| panic!("room B's message {seq} waited behind room A's flood"));
+        assert_eq!(echoed.payload, text.as_bytes());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    flooding.abort();
 }

@@ -11,6 +11,7 @@ mod auth;
 mod broadcast;
 mod broker;
 mod cli;
+mod control;
 mod fanout;
 mod flood;
 mod http;
