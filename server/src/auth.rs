@@ -10,7 +10,7 @@ use std::path::Path;
 
 use hyper::header::{HeaderMap, AUTHORIZATION};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use subtle::ConstantTimeEq;
 
 /// Clock skew tolerated on `exp` (and `nbf`): a token is accepted up to this many seconds after
@@ -58,8 +58,15 @@ pub enum Rejection {
 /// The claims ringcast reads besides `exp`/`nbf` (which jsonwebtoken checks itself).
 #[derive(Deserialize)]
 struct Claims {
-    /// Rooms the holder may join; absent = every room.
+    /// Rooms the holder may join; absent = every room. Present, it must be an array of strings:
+    /// serde alone would read `null` as absent, and a `null` would open every room.
+    #[serde(default, deserialize_with = "present_rooms")]
     rooms: Option<Vec<String>>,
+}
+
+/// A `rooms` claim that is present: only an array of strings (`default` covers absence).
+fn present_rooms<'de, D: Deserializer<'de>>(claim: D) -> Result<Option<Vec<String>>, D::Error> {
+    Vec::deserialize(claim).map(Some)
 }
 
 /// The keys JWTs are verified with: at most one per algorithm, chosen by the token header's
@@ -246,6 +253,15 @@ mod tests {
             SECRET,
         );
         assert_eq!(auth.check(Some(&bad_rooms), "a"), unauthorized);
+        for rooms in [
+            serde_json::json!(null),
+            serde_json::json!(["a", 1]),
+            serde_json::json!({ "a": true }),
+        ] {
+            let claims = serde_json::json!({ "exp": in_an_hour(), "rooms": rooms });
+            let bad_rooms = token(claims, SECRET);
+            assert_eq!(auth.check(Some(&bad_rooms), "a"), unauthorized, "{rooms}");
+        }
     }
 
     #[test]

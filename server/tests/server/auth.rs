@@ -1,6 +1,7 @@
 //! JWT at the upgrade: a valid token from `?token=` and from `Authorization: Bearer`, the
-//! `rooms` claim (403 outside it), expired, badly signed, malformed and missing tokens (401),
-//! ES256 with `--jwt-public-key`, and the auth counters; without the flags nothing is asked.
+//! `rooms` claim (403 outside it; 401 when it is not an array of strings, `null` included),
+//! expired, badly signed, malformed and missing tokens (401), ES256 with `--jwt-public-key`,
+//! and the auth counters; without the flags nothing is asked.
 
 use jsonwebtoken::{encode, get_current_timestamp, Algorithm, EncodingKey, Header};
 use serde_json::json;
@@ -67,6 +68,27 @@ async fn rooms_claim_limits_rooms() {
     assert_eq!(auth_count(&samples, "forbidden"), 1.0);
     // The refused client joined nothing: only the two accepted ones are connected.
     assert_eq!(metrics::total(&samples, metrics::CONNECTIONS_GAUGE), 2.0);
+}
+
+#[tokio::test]
+async fn rooms_claim_that_is_not_an_array_of_strings_is_401() {
+    let server = start_server(&["--jwt-secret", SECRET]);
+    // `null` once opened every room: it read as an absent claim.
+    let cases = [
+        ("null", json!(null)),
+        ("a string", json!("b")),
+        ("a number", json!(1)),
+        ("an object", json!({ "b": true })),
+        ("an array with a number", json!(["b", 1])),
+    ];
+    for (what, rooms) in &cases {
+        let token = hs256(json!({ "exp": in_an_hour(), "rooms": rooms }), SECRET);
+        let status = ws::refused_status(server.addr, &format!("/ws/b?token={token}"), None).await;
+        assert_eq!(status, 401, "rooms claim {what}");
+    }
+    let samples = metrics::scrape(server.addr).await;
+    assert_eq!(auth_count(&samples, "unauthorized"), cases.len() as f64);
+    assert_eq!(metrics::total(&samples, metrics::CONNECTIONS_GAUGE), 0.0);
 }
 
 #[tokio::test]
