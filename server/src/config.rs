@@ -11,7 +11,7 @@ use clap::Parser;
 
 use ringcast_units::{parse_duration, parse_size};
 
-use crate::auth::{JwtAuth, Secret, MIN_PUBLISH_TOKEN};
+use crate::auth::{Expected, JwtAuth, Secret, MIN_PUBLISH_TOKEN};
 use crate::backend::IoChoice;
 use crate::budget::FRAME_HANDLE_BYTES;
 
@@ -129,6 +129,15 @@ pub struct Cli {
     /// need a JWT signed by its private key (with --jwt-secret: either kind is accepted).
     #[arg(long, env = "RINGCAST_JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<PathBuf>,
+
+    /// With a JWT key: tokens need an `aud` claim that is (or, as an array, contains) this
+    /// [default: `aud` not checked].
+    #[arg(long, env = "RINGCAST_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// With a JWT key: tokens need an `iss` claim equal to this [default: `iss` not checked].
+    #[arg(long, env = "RINGCAST_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
 
     /// Redis URL (redis://[:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH): every node started
     /// with the same broker shares its rooms, across nodes at most once [default: no broker,
@@ -296,8 +305,16 @@ impl Config {
         {
             return Err(invalid("--publish-token", "must be at least 16 characters"));
         }
-        let jwt = JwtAuth::new(cli.jwt_secret.as_deref(), cli.jwt_public_key.as_deref())
-            .map_err(|(flag, reason)| ConfigError::Invalid { flag, reason })?;
+        let expected = Expected {
+            audience: cli.jwt_audience.as_deref(),
+            issuer: cli.jwt_issuer.as_deref(),
+        };
+        let jwt = JwtAuth::new(
+            cli.jwt_secret.as_deref(),
+            cli.jwt_public_key.as_deref(),
+            expected,
+        )
+        .map_err(|(flag, reason)| ConfigError::Invalid { flag, reason })?;
         let broker = match &cli.broker {
             Some(url) => Some(broker_config(url, cli.broker_prefix, cli.broker_queue)?),
             None => None,

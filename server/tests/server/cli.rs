@@ -42,6 +42,23 @@ fn bad_option_values_are_refused_naming_the_flag() {
 }
 
 #[test]
+fn audience_or_issuer_without_a_jwt_key_is_refused() {
+    for flag in ["--jwt-audience", "--jwt-issuer"] {
+        let (status, stderr) =
+            run_to_exit(ringcast_command(&["--listen", "127.0.0.1:0", flag, "x"]));
+        assert_eq!(
+            status.code(),
+            Some(2),
+            "{flag} alone was not refused: {stderr}"
+        );
+        assert!(
+            stderr.contains(flag) && stderr.contains("needs --jwt-secret or --jwt-public-key"),
+            "{flag}: message does not say what is missing: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn env_variable_values_are_validated_too() {
     let mut command = ringcast_command(&["--listen", "127.0.0.1:0"]);
     command.env("RINGCAST_CORES", "0");
@@ -73,6 +90,8 @@ fn help_documents_every_option() {
         "--shutdown-grace",
         "--allowed-origin",
         "--header-timeout",
+        "--jwt-audience",
+        "--jwt-issuer",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }
