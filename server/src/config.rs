@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use ringcast_units::{parse_duration, parse_size};
+use ringcast_units::parse_size;
 
 use crate::auth::{Expected, JwtAuth, Secret, MIN_PUBLISH_TOKEN};
 use crate::backend::IoChoice;
@@ -30,6 +30,8 @@ const MIN_HEADER_SIZE: usize = 8 << 10;
 ///
 /// Every text or binary message a client sends on /ws/{room} (/ws = room "default") is
 /// delivered unchanged to every client of that room, the sender included.
+///
+/// Sizes take 64, 64KiB, 1MiB; durations 30s, 500ms, 2m or bare seconds, each at most 24h.
 #[derive(Debug, Parser)]
 #[command(name = "ringcast", version, about)]
 pub struct Cli {
@@ -344,6 +346,23 @@ impl Config {
     }
 }
 
+/// Longest value of any duration option. Deadlines are `Instant::now() + option`, which panics
+/// past what `Instant` holds (`--shutdown-grace 10000000000000000000s` took a core down at
+/// SIGTERM); a day is longer than any timeout or grace period a server needs.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The value parser of every duration option: `ringcast_units`' forms, at most
+/// [`MAX_DURATION`]. It shadows `ringcast_units::parse_duration` (not imported here) so an
+/// option added with `value_parser = parse_duration` is bounded too; clap names the flag in
+/// the error and exits with 2.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = ringcast_units::parse_duration(text)?;
+    if duration > MAX_DURATION {
+        return Err(format!("`{}` is longer than the maximum, 24h", text.trim()));
+    }
+    Ok(duration)
+}
+
 /// Checks `--broker` (the URL, not yet the server) and `--broker-queue`.
 fn broker_config(url: &str, prefix: String, queue: usize) -> Result<BrokerConfig, ConfigError> {
     if queue == 0 {
@@ -481,6 +500,31 @@ mod tests {
         assert!(missing.contains("--jwt-public-key"), "{missing}");
         let not_pem = error_text(&["--jwt-public-key", "Cargo.toml"]);
         assert!(not_pem.contains("not an RSA or EC public key"), "{not_pem}");
+    }
+
+    #[test]
+    fn durations_are_bounded_by_one_maximum() {
+        let durations = [
+            "--write-timeout",
+            "--publish-timeout",
+            "--ping-interval",
+            "--idle-timeout",
+            "--shutdown-grace",
+            "--header-timeout",
+        ];
+        for flag in durations {
+            for value in ["24h 1ms", "10000000000000000000s"] {
+                let text = error_text(&[flag, value]);
+                assert!(
+                    text.contains(flag) && text.contains("24h"),
+                    "{flag} {value}: {text}"
+                );
+            }
+        }
+        let longest = Config::from_args(["--idle-timeout", "24h", "--shutdown-grace", "86400"]);
+        let longest = longest.unwrap();
+        assert_eq!(longest.idle_timeout, MAX_DURATION);
+        assert_eq!(longest.shutdown_grace, MAX_DURATION);
     }
 
     #[test]

@@ -41,6 +41,41 @@ fn bad_option_values_are_refused_naming_the_flag() {
     }
 }
 
+/// Every duration option: a deadline is "now + the option", which panicked past what
+/// `Instant` holds (`--shutdown-grace 10000000000000000000s` took a core down at SIGTERM).
+const DURATION_FLAGS: [&str; 6] = [
+    "--write-timeout",
+    "--publish-timeout",
+    "--ping-interval",
+    "--idle-timeout",
+    "--shutdown-grace",
+    "--header-timeout",
+];
+
+#[test]
+fn durations_over_the_maximum_are_refused_with_exit_2() {
+    for flag in DURATION_FLAGS {
+        // Just past the documented maximum (24h), and the value that overflowed `Instant`.
+        for value in ["24h 1s", "10000000000000000000s"] {
+            let (status, stderr) =
+                run_to_exit(ringcast_command(&["--listen", "127.0.0.1:0", flag, value]));
+            assert_eq!(
+                status.code(),
+                Some(2),
+                "{flag} {value}: not refused with exit 2: {stderr}"
+            );
+            assert!(
+                stderr.contains(flag) && stderr.contains("24h"),
+                "{flag} {value}: message does not name the flag and the maximum: {stderr}"
+            );
+            assert!(
+                !stderr.contains("panicked"),
+                "{flag} {value}: panic: {stderr}"
+            );
+        }
+    }
+}
+
 #[test]
 fn audience_or_issuer_without_a_jwt_key_is_refused() {
     for flag in ["--jwt-audience", "--jwt-issuer"] {
@@ -95,6 +130,10 @@ fn help_documents_every_option() {
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }
+    assert!(
+        help.contains("at most 24h"),
+        "--help does not give the durations' maximum"
+    );
 }
 
 /// `ringcast_command(args)` in a child where io_uring_setup fails with EPERM.
