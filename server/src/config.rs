@@ -53,7 +53,7 @@ pub struct Cli {
     pub max_message: usize,
 
     /// Outbound budget per connection: frames queued and frames in a write not yet completed,
-    /// each counted with its 32-byte handle. A client that would exceed it is a slow consumer
+    /// each counted with its 8-byte handle. A client that would exceed it is a slow consumer
     /// and is closed with 1008.
     #[arg(long, env = "RINGCAST_MAX_BACKLOG", default_value = "1MiB", value_parser = parse_size)]
     pub max_backlog: usize,

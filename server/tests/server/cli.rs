@@ -134,6 +134,11 @@ fn help_documents_every_option() {
         help.contains("at most 24h"),
         "--help does not give the durations' maximum"
     );
+    // FRAME_HANDLE_BYTES: the handle a queued frame is charged with is 8 bytes.
+    assert!(
+        help.contains("8-byte handle") && !help.contains("32-byte"),
+        "--help gives the wrong handle size"
+    );
 }
 
 /// `ringcast_command(args)` in a child where io_uring_setup fails with EPERM.
