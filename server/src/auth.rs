@@ -1,5 +1,5 @@
 //! Credentials: the `--publish-token` of `POST /publish/{room}` and the JWT checked at the
-//! WebSocket upgrade (`--jwt-secret`, `--jwt-public-key`).
+//! WebSocket upgrade (`--jwt-secret`, `--jwt-public-key`; `--jwt-audience`, `--jwt-issuer`).
 //!
 //! The JWT check runs in the HTTP phase before the subscriber is created or the room joined,
 //! so a rejected client costs no room state. Neither a token nor a secret is ever logged: the
@@ -10,7 +10,7 @@ use std::path::Path;
 
 use hyper::header::{HeaderMap, AUTHORIZATION};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use subtle::ConstantTimeEq;
 
 /// Clock skew tolerated on `exp` (and `nbf`): a token is accepted up to this many seconds after
@@ -55,11 +55,27 @@ pub enum Rejection {
     Forbidden,
 }
 
-/// The claims ringcast reads besides `exp`/`nbf` (which jsonwebtoken checks itself).
+/// The claims ringcast reads besides `exp`/`nbf`/`aud`/`iss` (which jsonwebtoken checks).
 #[derive(Deserialize)]
 struct Claims {
-    /// Rooms the holder may join; absent = every room.
+    /// Rooms the holder may join; absent = every room. Present, it must be an array of strings:
+    /// serde alone would read `null` as absent, and a `null` would open every room.
+    #[serde(default, deserialize_with = "present_rooms")]
     rooms: Option<Vec<String>>,
+}
+
+/// A `rooms` claim that is present: only an array of strings (`default` covers absence).
+fn present_rooms<'de, D: Deserializer<'de>>(claim: D) -> Result<Option<Vec<String>>, D::Error> {
+    Vec::deserialize(claim).map(Some)
+}
+
+/// `--jwt-audience` and `--jwt-issuer`: claims a token must carry, when set.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Expected<'a> {
+    /// The `aud` claim must be (or, as an array, contain) this.
+    pub audience: Option<&'a str>,
+    /// The `iss` claim must be this.
+    pub issuer: Option<&'a str>,
 }
 
 /// The keys JWTs are verified with: at most one per algorithm, chosen by the token header's
@@ -73,12 +89,26 @@ pub struct JwtAuth {
 
 impl JwtAuth {
     /// Verification with an HS256 `secret` and/or the RSA (RS256) or EC P-256 (ES256) public
-    /// key in PEM file `public_key`; None when neither is given. The error says what is wrong
-    /// (the caller names the flag).
+    /// key in PEM file `public_key`, requiring the `expected` claims; None when neither key is
+    /// given. The error names the flag and says what is wrong.
     pub fn new(
         secret: Option<&str>,
         public_key: Option<&Path>,
+        expected: Expected<'_>,
     ) -> Result<Option<JwtAuth>, (&'static str, String)> {
+        for (flag, value) in [
+            ("--jwt-audience", expected.audience),
+            ("--jwt-issuer", expected.issuer),
+        ] {
+            match value {
+                // Without a key no token is read: the check asked for would silently not exist.
+                Some(_) if secret.is_none() && public_key.is_none() => {
+                    return Err((flag, "needs --jwt-secret or --jwt-public-key".to_owned()));
+                }
+                Some("") => return Err((flag, "must not be empty".to_owned())),
+                _ => {}
+            }
+        }
         let mut keys = Vec::new();
         if let Some(secret) = secret {
             if secret.len() < MIN_JWT_SECRET {
@@ -91,7 +121,11 @@ impl JwtAuth {
             }
             let key = DecodingKey::from_secret(secret.as_bytes())
                 .map_err(|err| ("--jwt-secret", err.to_string()))?;
-            keys.push((Algorithm::HS256, key, validation(Algorithm::HS256)));
+            keys.push((
+                Algorithm::HS256,
+                key,
+                validation(Algorithm::HS256, expected),
+            ));
         }
         if let Some(path) = public_key {
             let pem = std::fs::read(path).map_err(|err| {
@@ -113,7 +147,7 @@ impl JwtAuth {
                     ),
                 ));
             };
-            keys.push((algorithm, key, validation(algorithm)));
+            keys.push((algorithm, key, validation(algorithm, expected)));
         }
         Ok((!keys.is_empty()).then_some(JwtAuth { keys }))
     }
@@ -154,12 +188,26 @@ impl fmt::Debug for JwtAuth {
 }
 
 /// What ringcast checks of a JWT signed with `algorithm`: signature, `exp` required, `nbf`
-/// when present, both with [`JWT_LEEWAY_SECS`]; no audience (ringcast has none to compare).
-fn validation(algorithm: Algorithm) -> Validation {
+/// when present, both with [`JWT_LEEWAY_SECS`]; `aud` and `iss` required and compared when
+/// `expected` names them, ignored otherwise.
+fn validation(algorithm: Algorithm, expected: Expected<'_>) -> Validation {
     let mut validation = Validation::new(algorithm);
     validation.leeway = JWT_LEEWAY_SECS;
     validation.validate_nbf = true;
-    validation.validate_aud = false;
+    // jsonwebtoken compares `aud`/`iss` only when the token has them: a token without them
+    // would pass, so they are required too.
+    let mut required = vec!["exp"];
+    if let Some(issuer) = expected.issuer {
+        validation.set_issuer(&[issuer]);
+        required.push("iss");
+    }
+    // Without an expected audience, validate_aud would refuse every token that has an `aud`.
+    validation.validate_aud = expected.audience.is_some();
+    if let Some(audience) = expected.audience {
+        validation.set_audience(&[audience]);
+        required.push("aud");
+    }
+    validation.set_required_spec_claims(&required);
     validation
 }
 
@@ -204,7 +252,9 @@ mod tests {
     }
 
     fn auth() -> JwtAuth {
-        JwtAuth::new(Some(SECRET), None).unwrap().unwrap()
+        JwtAuth::new(Some(SECRET), None, Expected::default())
+            .unwrap()
+            .unwrap()
     }
 
     #[test]
@@ -246,20 +296,81 @@ mod tests {
             SECRET,
         );
         assert_eq!(auth.check(Some(&bad_rooms), "a"), unauthorized);
+        for rooms in [
+            serde_json::json!(null),
+            serde_json::json!(["a", 1]),
+            serde_json::json!({ "a": true }),
+        ] {
+            let claims = serde_json::json!({ "exp": in_an_hour(), "rooms": rooms });
+            let bad_rooms = token(claims, SECRET);
+            assert_eq!(auth.check(Some(&bad_rooms), "a"), unauthorized, "{rooms}");
+        }
+    }
+
+    #[test]
+    fn audience_and_issuer_are_checked_only_when_set() {
+        let exp = in_an_hour();
+        let with_both = token(
+            serde_json::json!({ "exp": exp, "aud": "ringcast", "iss": "idp" }),
+            SECRET,
+        );
+        let with_neither = token(serde_json::json!({ "exp": exp }), SECRET);
+        let other_aud = token(
+            serde_json::json!({ "exp": exp, "aud": "billing", "iss": "idp" }),
+            SECRET,
+        );
+        let other_iss = token(
+            serde_json::json!({ "exp": exp, "aud": "ringcast", "iss": "elsewhere" }),
+            SECRET,
+        );
+        // Unset: whatever `aud`/`iss` a token has, or none, is accepted.
+        let lax = auth();
+        for token in [&with_both, &with_neither, &other_aud, &other_iss] {
+            assert_eq!(lax.check(Some(token), "r"), Ok(()));
+        }
+        let expected = Expected {
+            audience: Some("ringcast"),
+            issuer: Some("idp"),
+        };
+        let strict = JwtAuth::new(Some(SECRET), None, expected).unwrap().unwrap();
+        assert_eq!(strict.check(Some(&with_both), "r"), Ok(()));
+        for token in [&with_neither, &other_aud, &other_iss] {
+            assert_eq!(strict.check(Some(token), "r"), Err(Rejection::Unauthorized));
+        }
     }
 
     #[test]
     fn short_secrets_and_bad_key_files_are_refused() {
         assert_eq!(
-            JwtAuth::new(Some("short"), None).unwrap_err().0,
+            JwtAuth::new(Some("short"), None, Expected::default())
+                .unwrap_err()
+                .0,
             "--jwt-secret"
         );
         let missing = Path::new("/nonexistent/ringcast-key.pem");
         assert_eq!(
-            JwtAuth::new(None, Some(missing)).unwrap_err().0,
+            JwtAuth::new(None, Some(missing), Expected::default())
+                .unwrap_err()
+                .0,
             "--jwt-public-key"
         );
-        assert!(JwtAuth::new(None, None).unwrap().is_none());
+        assert!(JwtAuth::new(None, None, Expected::default())
+            .unwrap()
+            .is_none());
+        let audience = Expected {
+            audience: Some("ringcast"),
+            issuer: None,
+        };
+        let unused = JwtAuth::new(None, None, audience).unwrap_err();
+        assert_eq!(unused.0, "--jwt-audience");
+        let empty = Expected {
+            audience: None,
+            issuer: Some(""),
+        };
+        assert_eq!(
+            JwtAuth::new(Some(SECRET), None, empty).unwrap_err().0,
+            "--jwt-issuer"
+        );
         assert_eq!(format!("{:?}", Secret::new(SECRET.into())), "<redacted>");
         assert!(!format!("{:?}", auth()).contains(SECRET));
     }

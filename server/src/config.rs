@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use ringcast_units::{parse_duration, parse_size};
+use ringcast_units::parse_size;
 
-use crate::auth::{JwtAuth, Secret, MIN_PUBLISH_TOKEN};
+use crate::auth::{Expected, JwtAuth, Secret, MIN_PUBLISH_TOKEN};
 use crate::backend::IoChoice;
 use crate::budget::FRAME_HANDLE_BYTES;
 
@@ -30,6 +30,8 @@ const MIN_HEADER_SIZE: usize = 8 << 10;
 ///
 /// Every text or binary message a client sends on /ws/{room} (/ws = room "default") is
 /// delivered unchanged to every client of that room, the sender included.
+///
+/// Sizes take 64, 64KiB, 1MiB; durations 30s, 500ms, 2m or bare seconds, each at most 24h.
 #[derive(Debug, Parser)]
 #[command(name = "ringcast", version, about)]
 pub struct Cli {
@@ -51,7 +53,7 @@ pub struct Cli {
     pub max_message: usize,
 
     /// Outbound budget per connection: frames queued and frames in a write not yet completed,
-    /// each counted with its 32-byte handle. A client that would exceed it is a slow consumer
+    /// each counted with its 8-byte handle. A client that would exceed it is a slow consumer
     /// and is closed with 1008.
     #[arg(long, env = "RINGCAST_MAX_BACKLOG", default_value = "1MiB", value_parser = parse_size)]
     pub max_backlog: usize,
@@ -129,6 +131,15 @@ pub struct Cli {
     /// need a JWT signed by its private key (with --jwt-secret: either kind is accepted).
     #[arg(long, env = "RINGCAST_JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<PathBuf>,
+
+    /// With a JWT key: tokens need an `aud` claim that is (or, as an array, contains) this
+    /// [default: `aud` not checked].
+    #[arg(long, env = "RINGCAST_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// With a JWT key: tokens need an `iss` claim equal to this [default: `iss` not checked].
+    #[arg(long, env = "RINGCAST_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
 
     /// Redis URL (redis://[:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH): every node started
     /// with the same broker shares its rooms, across nodes at most once [default: no broker,
@@ -296,8 +307,16 @@ impl Config {
         {
             return Err(invalid("--publish-token", "must be at least 16 characters"));
         }
-        let jwt = JwtAuth::new(cli.jwt_secret.as_deref(), cli.jwt_public_key.as_deref())
-            .map_err(|(flag, reason)| ConfigError::Invalid { flag, reason })?;
+        let expected = Expected {
+            audience: cli.jwt_audience.as_deref(),
+            issuer: cli.jwt_issuer.as_deref(),
+        };
+        let jwt = JwtAuth::new(
+            cli.jwt_secret.as_deref(),
+            cli.jwt_public_key.as_deref(),
+            expected,
+        )
+        .map_err(|(flag, reason)| ConfigError::Invalid { flag, reason })?;
         let broker = match &cli.broker {
             Some(url) => Some(broker_config(url, cli.broker_prefix, cli.broker_queue)?),
             None => None,
@@ -325,6 +344,23 @@ impl Config {
             broker,
         })
     }
+}
+
+/// Longest value of any duration option. Deadlines are `Instant::now() + option`, which panics
+/// past what `Instant` holds (`--shutdown-grace 10000000000000000000s` took a core down at
+/// SIGTERM); a day is longer than any timeout or grace period a server needs.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The value parser of every duration option: `ringcast_units`' forms, at most
+/// [`MAX_DURATION`]. It shadows `ringcast_units::parse_duration` (not imported here) so an
+/// option added with `value_parser = parse_duration` is bounded too; clap names the flag in
+/// the error and exits with 2.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = ringcast_units::parse_duration(text)?;
+    if duration > MAX_DURATION {
+        return Err(format!("`{}` is longer than the maximum, 24h", text.trim()));
+    }
+    Ok(duration)
 }
 
 /// Checks `--broker` (the URL, not yet the server) and `--broker-queue`.
@@ -464,6 +500,31 @@ mod tests {
         assert!(missing.contains("--jwt-public-key"), "{missing}");
         let not_pem = error_text(&["--jwt-public-key", "Cargo.toml"]);
         assert!(not_pem.contains("not an RSA or EC public key"), "{not_pem}");
+    }
+
+    #[test]
+    fn durations_are_bounded_by_one_maximum() {
+        let durations = [
+            "--write-timeout",
+            "--publish-timeout",
+            "--ping-interval",
+            "--idle-timeout",
+            "--shutdown-grace",
+            "--header-timeout",
+        ];
+        for flag in durations {
+            for value in ["24h 1ms", "10000000000000000000s"] {
+                let text = error_text(&[flag, value]);
+                assert!(
+                    text.contains(flag) && text.contains("24h"),
+                    "{flag} {value}: {text}"
+                );
+            }
+        }
+        let longest = Config::from_args(["--idle-timeout", "24h", "--shutdown-grace", "86400"]);
+        let longest = longest.unwrap();
+        assert_eq!(longest.idle_timeout, MAX_DURATION);
+        assert_eq!(longest.shutdown_grace, MAX_DURATION);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::budget::wait_for_room;
+use crate::clock::deadline_after;
 use crate::fanout::Hub;
 use crate::input::Reader;
 use crate::output::WriteDriver;
@@ -15,7 +16,7 @@ const FINAL_DRAIN: Duration = Duration::from_millis(200);
 /// Closes every connection of `hub` with 1001 within `grace`, then shuts down the rest and
 /// lets `writer`'s writes in flight complete.
 pub async fn drain(hub: &Hub, reader: &Reader, writer: &WriteDriver, grace: Duration) {
-    let deadline = Instant::now() + grace;
+    let deadline = deadline_after(Instant::now(), grace);
     hub.for_each_subscriber(|subscriber| {
         subscriber.close_within(CloseCode::GoingAway, "server shutting down", grace);
     });

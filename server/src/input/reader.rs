@@ -30,6 +30,7 @@ use tokio::sync::Notify;
 use super::connection::{Connection, ReadContext, Step, UpgradeTicket};
 use crate::backend::{cvt, UpgradedIo};
 use crate::budget::BUDGET_POLL;
+use crate::clock::deadline_after;
 use crate::metrics::CoreMetrics;
 use crate::output::{ConnectionKey, Subscriber};
 use crate::state::ConnectionPermit;
@@ -242,7 +243,7 @@ impl Reader {
                 CoreMetrics::add(&self.cx.metrics.publish_pauses, 1);
                 entry.connection.subscriber().set_reading_paused(true);
                 entry.reading = Reading::Paused {
-                    deadline: Instant::now() + self.cx.publish_timeout,
+                    deadline: deadline_after(Instant::now(), self.cx.publish_timeout),
                 };
                 self.paused.borrow_mut().push(key);
             }

@@ -29,6 +29,7 @@ use super::queue::{OutboundQueue, MAX_IOV};
 use super::wake::LocalWake;
 use crate::backend::ConnSocket;
 use crate::budget::{CoreLedger, LocalFrame};
+use crate::clock::deadline_after;
 use crate::state::ConnectionPermit;
 use crate::ws::{encode_close, encode_close_echo, CloseCode, CloseState};
 
@@ -299,7 +300,8 @@ impl Subscriber {
 
     /// Queues `frame` as the last frame and sets the deadline (first close wins).
     fn close_with(self: &Rc<Self>, frame: bytes::Bytes, grace: Duration) {
-        if !self.update_close(|close| close.start(Instant::now() + grace)) {
+        let deadline = deadline_after(Instant::now(), grace);
+        if !self.update_close(|close| close.start(deadline)) {
             return;
         }
         self.queue.borrow_mut().push_final(Rc::new(frame));
@@ -630,6 +632,22 @@ mod tests {
             0,
             "dropping the connection releases the rest"
         );
+    }
+
+    #[test]
+    fn a_grace_longer_than_an_instant_holds_still_closes() {
+        let subscriber = Rc::new(Subscriber::new(
+            1 << 20,
+            None,
+            Rc::new(standalone_core_output()),
+            Instant::now(),
+        ));
+        // `Instant::now() + grace` panicked here, taking the core and its 1001s down.
+        subscriber.close_within(CloseCode::GoingAway, "bye", Duration::MAX);
+        assert!(subscriber.is_closing());
+        assert!(subscriber
+            .close_deadline()
+            .is_some_and(|d| d > Instant::now()));
     }
 
     #[test]

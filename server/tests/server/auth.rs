@@ -1,6 +1,8 @@
 //! JWT at the upgrade: a valid token from `?token=` and from `Authorization: Bearer`, the
-//! `rooms` claim (403 outside it), expired, badly signed, malformed and missing tokens (401),
-//! ES256 with `--jwt-public-key`, and the auth counters; without the flags nothing is asked.
+//! `rooms` claim (403 outside it; 401 when it is not an array of strings, `null` included),
+//! expired, badly signed, malformed and missing tokens (401), `--jwt-audience` and
+//! `--jwt-issuer`, ES256 with `--jwt-public-key`, and the auth counters; without the flags
+//! nothing is asked.
 
 use jsonwebtoken::{encode, get_current_timestamp, Algorithm, EncodingKey, Header};
 use serde_json::json;
@@ -67,6 +69,69 @@ async fn rooms_claim_limits_rooms() {
     assert_eq!(auth_count(&samples, "forbidden"), 1.0);
     // The refused client joined nothing: only the two accepted ones are connected.
     assert_eq!(metrics::total(&samples, metrics::CONNECTIONS_GAUGE), 2.0);
+}
+
+#[tokio::test]
+async fn rooms_claim_that_is_not_an_array_of_strings_is_401() {
+    let server = start_server(&["--jwt-secret", SECRET]);
+    // `null` once opened every room: it read as an absent claim.
+    let cases = [
+        ("null", json!(null)),
+        ("a string", json!("b")),
+        ("a number", json!(1)),
+        ("an object", json!({ "b": true })),
+        ("an array with a number", json!(["b", 1])),
+    ];
+    for (what, rooms) in &cases {
+        let token = hs256(json!({ "exp": in_an_hour(), "rooms": rooms }), SECRET);
+        let status = ws::refused_status(server.addr, &format!("/ws/b?token={token}"), None).await;
+        assert_eq!(status, 401, "rooms claim {what}");
+    }
+    let samples = metrics::scrape(server.addr).await;
+    assert_eq!(auth_count(&samples, "unauthorized"), cases.len() as f64);
+    assert_eq!(metrics::total(&samples, metrics::CONNECTIONS_GAUGE), 0.0);
+}
+
+#[tokio::test]
+async fn audience_and_issuer_are_required_when_set() {
+    let (aud, iss) = ("ringcast-test", "https://issuer.example");
+    let server = start_server(&[
+        "--jwt-secret",
+        SECRET,
+        "--jwt-audience",
+        aud,
+        "--jwt-issuer",
+        iss,
+    ]);
+    let exp = in_an_hour();
+    for (what, claims) in [
+        ("both", json!({ "exp": exp, "aud": aud, "iss": iss })),
+        (
+            "aud in a list",
+            json!({ "exp": exp, "aud": ["other", aud], "iss": iss }),
+        ),
+    ] {
+        let token = hs256(claims, SECRET);
+        let accepted = ws::try_connect(server.addr, &format!("/ws/r?token={token}"), None).await;
+        assert!(accepted.is_ok(), "{what}: {accepted:?}");
+    }
+    for (what, claims) in [
+        ("no aud", json!({ "exp": exp, "iss": iss })),
+        (
+            "another aud",
+            json!({ "exp": exp, "aud": "billing", "iss": iss }),
+        ),
+        ("no iss", json!({ "exp": exp, "aud": aud })),
+        (
+            "another iss",
+            json!({ "exp": exp, "aud": aud, "iss": "https://other.example" }),
+        ),
+        ("neither", json!({ "exp": exp })),
+    ] {
+        let token = hs256(claims, SECRET);
+        let status = ws::refused_status(server.addr, &format!("/ws/r?token={token}"), None).await;
+        assert_eq!(status, 401, "{what}");
+    }
 }
 
 #[tokio::test]

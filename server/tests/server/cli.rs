@@ -41,6 +41,58 @@ fn bad_option_values_are_refused_naming_the_flag() {
     }
 }
 
+/// Every duration option: a deadline is "now + the option", which panicked past what
+/// `Instant` holds (`--shutdown-grace 10000000000000000000s` took a core down at SIGTERM).
+const DURATION_FLAGS: [&str; 6] = [
+    "--write-timeout",
+    "--publish-timeout",
+    "--ping-interval",
+    "--idle-timeout",
+    "--shutdown-grace",
+    "--header-timeout",
+];
+
+#[test]
+fn durations_over_the_maximum_are_refused_with_exit_2() {
+    for flag in DURATION_FLAGS {
+        // Just past the documented maximum (24h), and the value that overflowed `Instant`.
+        for value in ["24h 1s", "10000000000000000000s"] {
+            let (status, stderr) =
+                run_to_exit(ringcast_command(&["--listen", "127.0.0.1:0", flag, value]));
+            assert_eq!(
+                status.code(),
+                Some(2),
+                "{flag} {value}: not refused with exit 2: {stderr}"
+            );
+            assert!(
+                stderr.contains(flag) && stderr.contains("24h"),
+                "{flag} {value}: message does not name the flag and the maximum: {stderr}"
+            );
+            assert!(
+                !stderr.contains("panicked"),
+                "{flag} {value}: panic: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn audience_or_issuer_without_a_jwt_key_is_refused() {
+    for flag in ["--jwt-audience", "--jwt-issuer"] {
+        let (status, stderr) =
+            run_to_exit(ringcast_command(&["--listen", "127.0.0.1:0", flag, "x"]));
+        assert_eq!(
+            status.code(),
+            Some(2),
+            "{flag} alone was not refused: {stderr}"
+        );
+        assert!(
+            stderr.contains(flag) && stderr.contains("needs --jwt-secret or --jwt-public-key"),
+            "{flag}: message does not say what is missing: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn env_variable_values_are_validated_too() {
     let mut command = ringcast_command(&["--listen", "127.0.0.1:0"]);
@@ -73,9 +125,20 @@ fn help_documents_every_option() {
         "--shutdown-grace",
         "--allowed-origin",
         "--header-timeout",
+        "--jwt-audience",
+        "--jwt-issuer",
     ] {
         assert!(help.contains(flag), "--help does not mention {flag}");
     }
+    assert!(
+        help.contains("at most 24h"),
+        "--help does not give the durations' maximum"
+    );
+    // FRAME_HANDLE_BYTES: the handle a queued frame is charged with is 8 bytes.
+    assert!(
+        help.contains("8-byte handle") && !help.contains("32-byte"),
+        "--help gives the wrong handle size"
+    );
 }
 
 /// `ringcast_command(args)` in a child where io_uring_setup fails with EPERM.
