@@ -95,7 +95,7 @@ const METRICS: &[MetricSpec] = &[
     MetricSpec {
         name: "ringcast_write_timeout_closes_total",
         kind: MetricType::Counter,
-        help: "Connections closed with 1008 after no write progress for --write-timeout.",
+        help: "Connections closed after no write progress for --write-timeout (WebSocket: close 1008; HTTP phase: closed).",
         read: |m| &m.write_timeout_closes,
     },
     MetricSpec {

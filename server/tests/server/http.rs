@@ -323,3 +323,59 @@ async fn a_frame_sent_with_the_upgrade_request_is_not_lost() {
         Next::Closed => panic!("closed instead of echoing the first frame"),
     }
 }
+
+/// Connects with a small receive buffer, sends `requests` pipelined `GET /` and never reads:
+/// the server's answers (8 KiB pages) soon fill every buffer between it and this client.
+async fn pipeline_and_never_read(addr: std::net::SocketAddr, requests: usize) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut stream = socket.connect(addr).await.expect("connect");
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".repeat(requests);
+    // The requests fit in the socket buffers; the server reads them only as it answers.
+    timeout(WAIT, stream.write_all(&request))
+        .await
+        .expect("the pipelined requests did not fit the socket buffers")
+        .expect("write requests");
+    stream
+}
+
+#[tokio::test]
+async fn pipelining_clients_that_never_read_lose_their_slots_after_the_write_timeout() {
+    let server = start_server(&[
+        "--max-connections",
+        "3",
+        "--header-timeout",
+        "2s",
+        "--write-timeout",
+        "2s",
+    ]);
+    let mut holders = Vec::new();
+    for _ in 0..3 {
+        holders.push(pipeline_and_never_read(server.addr, 1000).await);
+    }
+    // Accept order is not connect order across the listen queue: give the server a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let healthz = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let status = status_line_for(server.addr, healthz.to_vec()).await;
+    assert!(status.starts_with("HTTP/1.1 503"), "got {status:?}");
+    // No write progress for --write-timeout: the holders are closed and their slots free.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status = status_line_for(server.addr, healthz.to_vec()).await;
+        if status.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "clients that never read still hold every slot after {WAIT:?} ({status:?})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for mut holder in holders {
+        // Once closed, the holder reads what the kernel still had for it, then the end (or a
+        // reset for the requests the server left unread).
+        let mut sink = Vec::new();
+        let ended = timeout(WAIT, holder.read_to_end(&mut sink)).await;
+        assert!(ended.is_ok(), "a stalled pipelining client was not closed");
+    }
+}
