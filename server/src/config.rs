@@ -82,6 +82,12 @@ pub struct Cli {
     #[arg(long, env = "RINGCAST_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
+    /// Most connections from one client address, counted from accept like --max-connections;
+    /// connections beyond it get HTTP 429 and are closed. Behind a proxy every client has the
+    /// proxy's address [default: 0, no limit].
+    #[arg(long, env = "RINGCAST_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: u32,
+
     /// Largest HTTP request head (request line and headers); larger ones get 431.
     #[arg(long, env = "RINGCAST_MAX_HEADER_SIZE", default_value = "16KiB", value_parser = parse_size)]
     pub max_header_size: usize,
@@ -169,6 +175,9 @@ pub struct Config {
     pub max_inbound_rate: Option<u32>,
     /// Most concurrent connections, counted from accept (503 beyond).
     pub max_connections: usize,
+    /// Most concurrent connections per client address, counted from accept (429 beyond), if
+    /// limited.
+    pub max_connections_per_ip: Option<u32>,
     /// Largest HTTP request head in bytes (431 beyond).
     pub max_header_size: usize,
     /// Keepalive ping period for connections without inbound traffic.
@@ -313,6 +322,9 @@ impl Config {
             publish_timeout: cli.publish_timeout,
             max_inbound_rate: cli.max_inbound_rate,
             max_connections,
+            // 0 is the documented "no limit".
+            max_connections_per_ip: (cli.max_connections_per_ip > 0)
+                .then_some(cli.max_connections_per_ip),
             max_header_size: cli.max_header_size,
             ping_interval: cli.ping_interval,
             idle_timeout: cli.idle_timeout,
@@ -400,6 +412,7 @@ mod tests {
         assert_eq!(config.write_timeout, Duration::from_secs(10));
         assert_eq!(config.publish_timeout, Duration::from_secs(30));
         assert_eq!(config.max_inbound_rate, None);
+        assert_eq!(config.max_connections_per_ip, None);
         assert_eq!(config.max_header_size, 16 << 10);
         assert!(config.cores >= 1);
         assert!(config.max_connections >= 1);

@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 use std::io;
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{ready, Context, Poll};
@@ -105,10 +105,8 @@ fn shutdown(stream: &TcpStream, how: Shutdown) -> io::Result<()> {
 impl Listener for TcpListener {
     type Stream = TcpStream;
 
-    async fn accept(&self) -> io::Result<TcpStream> {
-        TcpListener::accept(self)
-            .await
-            .map(|(stream, _peer)| stream)
+    async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        TcpListener::accept(self).await
     }
 }
 

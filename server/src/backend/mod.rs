@@ -19,7 +19,7 @@ mod uring;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -103,8 +103,8 @@ pub trait CoreMain {
 pub trait Listener: AsRawFd + 'static {
     /// An accepted connection.
     type Stream: HttpSocket;
-    /// Waits for the next connection.
-    async fn accept(&self) -> io::Result<Self::Stream>;
+    /// Waits for the next connection; returns it with the client's address.
+    async fn accept(&self) -> io::Result<(Self::Stream, SocketAddr)>;
 }
 
 /// An accepted connection's socket as the HTTP phase uses it.

@@ -11,7 +11,7 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::io;
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{ready, Context, Poll};
@@ -219,10 +219,8 @@ async fn write_all(stream: Rc<TcpStream>, owned: Vec<u8>, writes: WriteSlot) -> 
 impl Listener for TcpListener {
     type Stream = TcpStream;
 
-    async fn accept(&self) -> io::Result<TcpStream> {
-        TcpListener::accept(self)
-            .await
-            .map(|(stream, _peer)| stream)
+    async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        TcpListener::accept(self).await
     }
 }
 

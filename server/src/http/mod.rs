@@ -40,7 +40,7 @@ use crate::backend::{HttpSocket, WriteSlot};
 use crate::fanout::Hub;
 use crate::input::{Reader, UpgradeTicket};
 use crate::metrics::CoreMetrics;
-use crate::state::{ConnectionPermit, ServerState};
+use crate::state::{ConnectionPermit, Refused, ServerState};
 
 /// Lingering close: how long, and how many bytes, the client's leftover request is discarded
 /// for after the last answer.
@@ -52,6 +52,12 @@ const LINGER_BUFFER: usize = 4096;
 const TOO_MANY_CONNECTIONS: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
 content-length: 21\r\nconnection: close\r\n\r\ntoo many connections\n";
+/// Answer to a connection accepted beyond --max-connections-per-ip, before it is closed: 429,
+/// not 503, because the server has room, this client's address has taken its share (a proxy
+/// or balancer reading 503 as "server full" would take the node out for everyone).
+const TOO_MANY_FROM_ADDRESS: &[u8] =
+    b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\n\
+content-length: 39\r\nconnection: close\r\n\r\ntoo many connections from this address\n";
 
 /// What one core's HTTP service answers with.
 #[derive(Debug)]
@@ -192,10 +198,15 @@ fn close_stalled(service: &HttpService, slot: &UpgradeSlot, stream: &impl HttpSo
     let _ = stream.shutdown(Shutdown::Both);
 }
 
-/// Answers a connection over --max-connections with 503 and closes it. Its request is not
-/// read: the answer goes out at once and the socket is shut down after it.
-pub async fn refuse(stream: impl HttpSocket) {
-    let _ = stream.write_all(TOO_MANY_CONNECTIONS).await;
+/// Answers a connection over --max-connections with 503, or over --max-connections-per-ip
+/// with 429, and closes it. Its request is not read: the answer goes out at once (it fits an
+/// empty send buffer) and the socket is shut down after it.
+pub async fn refuse(stream: impl HttpSocket, refused: Refused) {
+    let answer = match refused {
+        Refused::Full => TOO_MANY_CONNECTIONS,
+        Refused::PerIp => TOO_MANY_FROM_ADDRESS,
+    };
+    let _ = stream.write_all(answer).await;
     let _ = stream.shutdown(Shutdown::Both);
 }
 

@@ -105,6 +105,12 @@ const METRICS: &[MetricSpec] = &[
         read: |m| &m.rate_limit_closes,
     },
     MetricSpec {
+        name: "ringcast_connections_refused_per_ip_total",
+        kind: MetricType::Counter,
+        help: "Connections refused at accept with 429: --max-connections-per-ip from their address were open.",
+        read: |m| &m.connections_refused_per_ip,
+    },
+    MetricSpec {
         name: "ringcast_publish_pauses_total",
         kind: MetricType::Counter,
         help: "Times a publisher was not read because the fan-out budget was exhausted.",

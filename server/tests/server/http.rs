@@ -379,3 +379,69 @@ async fn pipelining_clients_that_never_read_lose_their_slots_after_the_write_tim
         assert!(ended.is_ok(), "a stalled pipelining client was not closed");
     }
 }
+
+/// The whole answer to `GET path` from a client bound to `source` (a loopback address).
+async fn get_from(source: [u8; 4], addr: std::net::SocketAddr, path: &str) -> String {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind((std::net::Ipv4Addr::from(source), 0).into())
+        .expect("bind the client to a loopback address");
+    let mut stream = socket.connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
+    let mut answer = Vec::new();
+    let read = timeout(WAIT, stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the server neither answered nor closed");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The status line `GET /healthz` gets from a client bound to `source`.
+async fn healthz_status_from(source: [u8; 4], addr: std::net::SocketAddr) -> String {
+    let answer = get_from(source, addr, "/healthz").await;
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn connections_beyond_max_connections_per_ip_get_429_while_other_addresses_get_in() {
+    let server = start_server(&["--max-connections-per-ip", "2"]);
+    let first = ws::connect(server.addr, "/ws/per-ip").await;
+    let _second = ws::connect(server.addr, "/ws/per-ip").await;
+    // A third from 127.0.0.1 is refused; one from 127.0.0.2 is another client.
+    let status = healthz_status_from([127, 0, 0, 1], server.addr).await;
+    assert!(status.starts_with("HTTP/1.1 429"), "got {status:?}");
+    let status = healthz_status_from([127, 0, 0, 2], server.addr).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "got {status:?}");
+
+    // Once a client leaves, its address has a slot again (the server learns of the close
+    // asynchronously, so retry for a bounded time).
+    let mut first = first;
+    futures_util::SinkExt::close(&mut first)
+        .await
+        .expect("close");
+    drop(first);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status = healthz_status_from([127, 0, 0, 1], server.addr).await;
+        if status.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slot of 127.0.0.1 not freed after its client closed ({status:?})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Scraped from 127.0.0.2: 127.0.0.1's last request may still hold its slot while its
+    // connection closes lingering.
+    let page = get_from([127, 0, 0, 2], server.addr, "/metrics").await;
+    let refused: f64 = page
+        .lines()
+        .filter(|line| line.starts_with("ringcast_connections_refused_per_ip_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    // At least the one above (the retries may have been refused too).
+    assert!(refused >= 1.0, "refusals not counted in {page}");
+}
