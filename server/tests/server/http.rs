@@ -445,3 +445,68 @@ async fn connections_beyond_max_connections_per_ip_get_429_while_other_addresses
     // At least the one above (the retries may have been refused too).
     assert!(refused >= 1.0, "refusals not counted in {page}");
 }
+
+/// Sends an upgrade request for `/ws/hs` (`version` is the HTTP version, the header lines
+/// follow the Upgrade and Connection ones) and returns the answer's head, lower-cased.
+async fn upgrade_answer_head(
+    addr: std::net::SocketAddr,
+    http_version: &str,
+    headers: &str,
+) -> String {
+    let request = format!(
+        "GET /ws/hs {http_version}\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         {headers}\r\n"
+    );
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
+    let mut answer = Vec::new();
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut chunk = [0u8; 1024];
+        let read = timeout(WAIT, stream.read(&mut chunk))
+            .await
+            .expect("no answer")
+            .expect("read answer");
+        assert!(read > 0, "closed without an answer");
+        answer.extend_from_slice(&chunk[..read]);
+    }
+    String::from_utf8_lossy(&answer).to_ascii_lowercase()
+}
+
+#[tokio::test]
+async fn handshakes_follow_rfc_6455_on_version_key_and_http_version() {
+    let server = start_server(&[]);
+    const KEY: &str = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    // An unknown version: 426 naming the version spoken (RFC 6455 4.2.2).
+    let head = upgrade_answer_head(
+        server.addr,
+        "HTTP/1.1",
+        &format!("{KEY}Sec-WebSocket-Version: 8\r\n"),
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 426"), "version 8: {head}");
+    assert!(
+        head.contains("\r\nsec-websocket-version: 13\r\n"),
+        "version 8: {head}"
+    );
+    // A key that is not base64 of 16 bytes: 400.
+    for key in [
+        "dGhlIHNhbXBsZSBub25jZQ",
+        "c2hvcnQ=",
+        "dGhlIHNhbXBsZSBub25jZSE=",
+        "not base64 at all!!!!!==",
+    ] {
+        let headers = format!("Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n");
+        let head = upgrade_answer_head(server.addr, "HTTP/1.1", &headers).await;
+        assert!(head.starts_with("http/1.1 400"), "key {key:?}: {head}");
+    }
+    // An HTTP/1.0 upgrade: 400.
+    let headers = format!("{KEY}Sec-WebSocket-Version: 13\r\n");
+    let head = upgrade_answer_head(server.addr, "HTTP/1.0", &headers).await;
+    assert!(head.contains(" 400 "), "HTTP/1.0: {head}");
+    // The same request over HTTP/1.1 is accepted.
+    let head = upgrade_answer_head(server.addr, "HTTP/1.1", &headers).await;
+    assert!(head.starts_with("http/1.1 101"), "valid upgrade: {head}");
+}
