@@ -63,7 +63,8 @@ pub struct Cli {
     pub fanout_budget: usize,
 
     /// A connection holding output that the kernel has not taken any byte of for this long is
-    /// stalled and is closed with 1008 (gorilla/websocket's write deadline).
+    /// stalled and is closed with 1008 (gorilla/websocket's write deadline); in the HTTP phase
+    /// (answers a client does not read) it is closed.
     #[arg(long, env = "RINGCAST_WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub write_timeout: Duration,
 
