@@ -65,7 +65,8 @@ pub struct Cli {
     pub fanout_budget: usize,
 
     /// A connection holding output that the kernel has not taken any byte of for this long is
-    /// stalled and is closed with 1008 (gorilla/websocket's write deadline).
+    /// stalled and is closed with 1008 (gorilla/websocket's write deadline); in the HTTP phase
+    /// (answers a client does not read) it is closed.
     #[arg(long, env = "RINGCAST_WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub write_timeout: Duration,
 
@@ -83,6 +84,12 @@ pub struct Cli {
     /// HTTP 503 and are closed [default: RLIMIT_NOFILE hard limit minus 128].
     #[arg(long, env = "RINGCAST_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+
+    /// Most connections from one client address, counted from accept like --max-connections;
+    /// connections beyond it get HTTP 429 and are closed. Behind a proxy every client has the
+    /// proxy's address [default: 0, no limit].
+    #[arg(long, env = "RINGCAST_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: u32,
 
     /// Largest HTTP request head (request line and headers); larger ones get 431.
     #[arg(long, env = "RINGCAST_MAX_HEADER_SIZE", default_value = "16KiB", value_parser = parse_size)]
@@ -180,6 +187,9 @@ pub struct Config {
     pub max_inbound_rate: Option<u32>,
     /// Most concurrent connections, counted from accept (503 beyond).
     pub max_connections: usize,
+    /// Most concurrent connections per client address, counted from accept (429 beyond), if
+    /// limited.
+    pub max_connections_per_ip: Option<u32>,
     /// Largest HTTP request head in bytes (431 beyond).
     pub max_header_size: usize,
     /// Keepalive ping period for connections without inbound traffic.
@@ -332,6 +342,9 @@ impl Config {
             publish_timeout: cli.publish_timeout,
             max_inbound_rate: cli.max_inbound_rate,
             max_connections,
+            // 0 is the documented "no limit".
+            max_connections_per_ip: (cli.max_connections_per_ip > 0)
+                .then_some(cli.max_connections_per_ip),
             max_header_size: cli.max_header_size,
             ping_interval: cli.ping_interval,
             idle_timeout: cli.idle_timeout,
@@ -436,6 +449,7 @@ mod tests {
         assert_eq!(config.write_timeout, Duration::from_secs(10));
         assert_eq!(config.publish_timeout, Duration::from_secs(30));
         assert_eq!(config.max_inbound_rate, None);
+        assert_eq!(config.max_connections_per_ip, None);
         assert_eq!(config.max_header_size, 16 << 10);
         assert!(config.cores >= 1);
         assert!(config.max_connections >= 1);

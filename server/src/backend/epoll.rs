@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 use std::io;
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{ready, Context, Poll};
@@ -39,6 +39,8 @@ pub struct EpollIo {
     stream: Rc<TcpStream>,
     /// Set when the upgrade was accepted: no more reads (see [`HttpSocket::http_io`]).
     upgraded: Rc<Cell<bool>>,
+    /// How long a write has waited for room in the send buffer.
+    writes: WriteSlot,
 }
 
 impl AsyncRead for EpollIo {
@@ -71,10 +73,16 @@ impl AsyncWrite for EpollIo {
     ) -> Poll<io::Result<usize>> {
         let stream = &self.stream;
         loop {
-            ready!(stream.poll_write_ready(cx))?;
+            if stream.poll_write_ready(cx)?.is_pending() {
+                self.writes.waiting();
+                return Poll::Pending;
+            }
             match stream.try_write(data) {
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                result => return Poll::Ready(result),
+                result => {
+                    self.writes.progressed(false);
+                    return Poll::Ready(result);
+                }
             }
         }
     }
@@ -97,10 +105,8 @@ fn shutdown(stream: &TcpStream, how: Shutdown) -> io::Result<()> {
 impl Listener for TcpListener {
     type Stream = TcpStream;
 
-    async fn accept(&self) -> io::Result<TcpStream> {
-        TcpListener::accept(self)
-            .await
-            .map(|(stream, _peer)| stream)
+    async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        TcpListener::accept(self).await
     }
 }
 
@@ -108,12 +114,14 @@ impl HttpSocket for TcpStream {
     type Io = EpollIo;
 
     fn http_io(socket: &Rc<Self>, upgraded: Rc<Cell<bool>>) -> (EpollIo, WriteSlot) {
-        // Writes complete before poll_write returns: the write slot stays empty.
+        // Writes complete before poll_write returns: no write is ever left pending.
+        let writes = WriteSlot::default();
         let io = EpollIo {
             stream: Rc::clone(socket),
             upgraded,
+            writes: Rc::clone(&writes),
         };
-        (io, WriteSlot::default())
+        (io, writes)
     }
 
     fn into_upgraded(io: EpollIo, socket: Rc<Self>) -> io::Result<UpgradedIo> {

@@ -19,10 +19,11 @@ mod uring;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io;
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -102,8 +103,8 @@ pub trait CoreMain {
 pub trait Listener: AsRawFd + 'static {
     /// An accepted connection.
     type Stream: HttpSocket;
-    /// Waits for the next connection.
-    async fn accept(&self) -> io::Result<Self::Stream>;
+    /// Waits for the next connection; returns it with the client's address.
+    async fn accept(&self) -> io::Result<(Self::Stream, SocketAddr)>;
 }
 
 /// An accepted connection's socket as the HTTP phase uses it.
@@ -112,9 +113,10 @@ pub trait HttpSocket: Sized + 'static {
     /// What hyper reads and writes through.
     type Io: AsyncRead + AsyncWrite + Unpin + 'static;
 
-    /// The adapter hyper is given, and the slot holding a write it may leave in flight when it
-    /// returns. Once `upgraded` is set the adapter reads no more: hyper only has the 101 to
-    /// flush, and the bytes after the request are the WebSocket reader's.
+    /// The adapter hyper is given, and its writes: the one it may leave in flight when hyper
+    /// returns, and how long a write has waited. Once `upgraded` is set the adapter reads no
+    /// more: hyper only has the 101 to flush, and the bytes after the request are the
+    /// WebSocket reader's.
     fn http_io(socket: &Rc<Self>, upgraded: Rc<Cell<bool>>) -> (Self::Io, WriteSlot);
 
     /// Ends the HTTP phase after the 101 response was flushed: the socket, for the WebSocket
@@ -145,16 +147,58 @@ pub struct UpgradedIo {
 /// An in-flight write of a whole buffer.
 type PendingWrite = Pin<Box<dyn Future<Output = io::Result<()>>>>;
 
-/// The HTTP adapter's in-flight write, shared with the HTTP phase's owner: hyper may finish
-/// with an error (a 400 or 431 it just queued) before the write completed, and the owner must
-/// let it complete before closing. (On epoll writes complete at once: the slot stays empty.)
-pub type WriteSlot = Rc<RefCell<Option<PendingWrite>>>;
+/// The HTTP adapter's writes, shared with the HTTP phase's owner (`http::serve`).
+#[derive(Default)]
+pub struct HttpWrites {
+    /// A write accepted from hyper and not yet completed: hyper may finish with an error (a
+    /// 400 or 431 it just queued) before the write completed, and the owner lets it complete
+    /// before closing. (On epoll writes complete at once: it stays empty.)
+    pending: RefCell<Option<PendingWrite>>,
+    /// Since when the adapter has been waiting for the kernel to take bytes, counted from the
+    /// last progress; None while nothing waits. A client that pipelines requests and never
+    /// reads would otherwise hold its connection (and its `--max-connections` slot) forever:
+    /// the owner closes the connection once this is older than `--write-timeout`.
+    waiting_since: Cell<Option<Instant>>,
+}
 
-/// Waits for a write hyper left in flight (its last answer) to complete.
-pub async fn finish_write(slot: &WriteSlot) {
-    let pending = slot.borrow_mut().take();
-    if let Some(write) = pending {
-        // A failed write means the client is gone; there is nothing left to deliver.
-        let _ = write.await;
+/// The [`HttpWrites`] of one connection, shared by its adapter and its owner.
+pub type WriteSlot = Rc<HttpWrites>;
+
+impl HttpWrites {
+    /// A write is waiting for the kernel (keeps the moment of the last progress if it was
+    /// already waiting).
+    fn waiting(&self) {
+        if self.waiting_since.get().is_none() {
+            self.waiting_since.set(Some(Instant::now()));
+        }
+    }
+
+    /// The kernel took bytes; `still_waiting`: the rest of the write waits from now on.
+    fn progressed(&self, still_waiting: bool) {
+        self.waiting_since.set(still_waiting.then(Instant::now));
+    }
+
+    /// Resolves once a write has waited `timeout` without progress (never while nothing
+    /// waits). One timer per connection, re-armed at most once per `timeout`.
+    pub async fn stalled(&self, timeout: Duration) {
+        loop {
+            let deadline = match self.waiting_since.get() {
+                Some(since) if since.elapsed() >= timeout => return,
+                Some(since) => since + timeout,
+                // A write that starts waiting during this sleep is judged at the next turn,
+                // `timeout` after it started waiting.
+                None => Instant::now() + timeout,
+            };
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    }
+
+    /// Waits for a write hyper left in flight (its last answer) to complete.
+    pub async fn finish(&self) {
+        let pending = self.pending.borrow_mut().take();
+        if let Some(write) = pending {
+            // A failed write means the client is gone; there is nothing left to deliver.
+            let _ = write.await;
+        }
     }
 }

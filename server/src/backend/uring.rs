@@ -11,12 +11,13 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::io;
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::{TcpListener, TcpStream};
 
 use super::{ConnSocket, CoreMain, HttpSocket, Listener, UpgradedIo, WriteSlot};
@@ -66,7 +67,7 @@ pub struct UringIo {
     stream: Rc<TcpStream>,
     /// Read side.
     read: ReadState,
-    /// A write accepted from hyper and not yet completed.
+    /// A write accepted from hyper and not yet completed, and how long it has waited.
     write: WriteSlot,
     /// Set once the service accepted an upgrade: a read started after it would outlive the
     /// HTTP phase and, on an idle connection, keep its buffer for the connection's life.
@@ -119,7 +120,7 @@ impl UringIo {
 
     /// Drives the pending write (if any) to completion.
     fn poll_pending_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut slot = self.write.borrow_mut();
+        let mut slot = self.write.pending.borrow_mut();
         if let Some(write) = slot.as_mut() {
             let result = ready!(write.as_mut().poll(cx));
             *slot = None;
@@ -175,11 +176,14 @@ impl AsyncWrite for UringIo {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         ready!(this.poll_pending_write(cx))?;
-        let stream = Rc::clone(&this.stream);
-        let owned = data.to_vec();
         // Accept the bytes now and complete the write in the background; errors surface on the
         // next write or flush. hyper flushes before handing the connection back.
-        *this.write.borrow_mut() = Some(Box::pin(async move { stream.write_all(owned).await.0 }));
+        let write = write_all(
+            Rc::clone(&this.stream),
+            data.to_vec(),
+            Rc::clone(&this.write),
+        );
+        *this.write.pending.borrow_mut() = Some(Box::pin(write));
         Poll::Ready(Ok(data.len()))
     }
 
@@ -194,13 +198,29 @@ impl AsyncWrite for UringIo {
     }
 }
 
+/// Writes all of `owned`, telling `writes` of every partial completion: a client that reads
+/// slowly keeps its connection as long as the kernel takes some bytes within
+/// `--write-timeout` (tokio-uring's own `write_all` would show no progress until the end).
+async fn write_all(stream: Rc<TcpStream>, owned: Vec<u8>, writes: WriteSlot) -> io::Result<()> {
+    writes.waiting();
+    let mut rest = owned.slice_full();
+    while rest.bytes_init() != 0 {
+        let (result, slice) = stream.write(rest).submit().await;
+        let written = result?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        rest = slice.slice(written..);
+        writes.progressed(rest.bytes_init() != 0);
+    }
+    Ok(())
+}
+
 impl Listener for TcpListener {
     type Stream = TcpStream;
 
-    async fn accept(&self) -> io::Result<TcpStream> {
-        TcpListener::accept(self)
-            .await
-            .map(|(stream, _peer)| stream)
+    async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        TcpListener::accept(self).await
     }
 }
 

@@ -1,5 +1,6 @@
-//! A core's listening socket and its accept loop: `--max-connections` is counted from accept,
-//! and every accepted connection goes to the HTTP phase.
+//! A core's listening socket and its accept loop: `--max-connections` and
+//! `--max-connections-per-ip` are counted from accept, and every accepted connection goes to
+//! the HTTP phase.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,7 +13,8 @@ use tokio::task::spawn_local;
 
 use crate::backend::{HttpSocket, Listener};
 use crate::http::{self, HttpService};
-use crate::state::ServerState;
+use crate::metrics::CoreMetrics;
+use crate::state::{Refused, ServerState};
 
 /// Pause after accept fails for lack of file descriptors, so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -38,24 +40,31 @@ pub fn bind_listener(addr: SocketAddr, backlog: u32) -> io::Result<std::net::Tcp
 }
 
 /// Accepts connections until shutdown and hands each to the HTTP phase (or, over
-/// --max-connections, answers 503).
+/// --max-connections or --max-connections-per-ip, answers 503 or 429).
 pub async fn accept_loop<L: Listener>(
     listener: Rc<L>,
     state: Arc<ServerState>,
     http: Rc<HttpService>,
+    metrics: Arc<CoreMetrics>,
 ) {
     // Log the first failure of a streak only (EMFILE under a connection flood repeats).
     let mut failing = false;
     loop {
         match listener.accept().await {
-            Ok(stream) => {
+            Ok((stream, peer)) => {
                 if http.is_shutting_down() {
                     return;
                 }
                 failing = false;
-                let Some(permit) = state.try_acquire_connection() else {
-                    spawn_local(http::refuse(stream));
-                    continue;
+                let permit = match state.try_acquire_connection(peer.ip()) {
+                    Ok(permit) => permit,
+                    Err(refused) => {
+                        if refused == Refused::PerIp {
+                            CoreMetrics::add(&metrics.connections_refused_per_ip, 1);
+                        }
+                        spawn_local(http::refuse(stream, refused));
+                        continue;
+                    }
                 };
                 let _ = stream.set_nodelay();
                 spawn_local(http::serve(Rc::clone(&http), stream, permit));

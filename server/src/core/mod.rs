@@ -197,6 +197,7 @@ impl CoreMain for Core {
             Rc::clone(&listener),
             Arc::clone(&state),
             Rc::clone(&http),
+            Arc::clone(&metrics),
         ));
         let schedule = keepalive::Schedule::of(config);
         spawn_local(keepalive::sweep_loop(

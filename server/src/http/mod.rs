@@ -8,8 +8,11 @@
 //!
 //! Limits of this phase: the connection holds a `--max-connections` slot from accept; hyper
 //! buffers at most `--max-header-size` of request head (431 beyond) and answers a malformed
-//! request with 400; the head must arrive within `--header-timeout`. A connection that ends
-//! here is closed lingering: the server stops sending, discards what the client still sends for
+//! request with 400; the head must arrive within `--header-timeout`; a write that makes no
+//! progress for `--write-timeout` closes the connection (as in the WebSocket phase), which with
+//! hyper's bounded buffers (it parses no next request while a response is unflushed past
+//! `max_buf_size`) bounds what a pipelining client that never reads can hold, in bytes and in
+//! time. A connection that ends here is closed lingering: the server stops sending, discards what the client still sends for
 //! a moment, then closes, so the answer is not lost to a reset.
 
 mod publish;
@@ -33,11 +36,11 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
-use crate::backend::{finish_write, HttpSocket};
+use crate::backend::{HttpSocket, WriteSlot};
 use crate::fanout::Hub;
 use crate::input::{Reader, UpgradeTicket};
 use crate::metrics::CoreMetrics;
-use crate::state::{ConnectionPermit, ServerState};
+use crate::state::{ConnectionPermit, Refused, ServerState};
 
 /// Lingering close: how long, and how many bytes, the client's leftover request is discarded
 /// for after the last answer.
@@ -49,6 +52,12 @@ const LINGER_BUFFER: usize = 4096;
 const TOO_MANY_CONNECTIONS: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
 content-length: 21\r\nconnection: close\r\n\r\ntoo many connections\n";
+/// Answer to a connection accepted beyond --max-connections-per-ip, before it is closed: 429,
+/// not 503, because the server has room, this client's address has taken its share (a proxy
+/// or balancer reading 503 as "server full" would take the node out for everyone).
+const TOO_MANY_FROM_ADDRESS: &[u8] =
+    b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\n\
+content-length: 39\r\nconnection: close\r\n\r\ntoo many connections from this address\n";
 
 /// What one core's HTTP service answers with.
 #[derive(Debug)]
@@ -113,7 +122,7 @@ pub async fn serve<S: HttpSocket>(service: Rc<HttpService>, stream: S, permit: C
         upgraded: Rc::new(Cell::new(false)),
     });
     let stream = Rc::new(stream);
-    let (io, last_write) = S::http_io(&stream, Rc::clone(&slot.upgraded));
+    let (io, writes) = S::http_io(&stream, Rc::clone(&slot.upgraded));
     let config = &service.state.config;
     let handler = {
         let service = Rc::clone(&service);
@@ -129,7 +138,11 @@ pub async fn serve<S: HttpSocket>(service: Rc<HttpService>, stream: S, permit: C
         .max_buf_size(config.max_header_size)
         .serve_connection(TokioIo::new(io), handler)
         .without_shutdown();
-    let result = connection.await;
+    // hyper has no write deadline: without this one a client that pipelines requests and
+    // never reads would keep the connection waiting on a full send buffer for good.
+    let Some(result) = within_write_timeout(&writes, config.write_timeout, connection).await else {
+        return close_stalled(&service, &slot, &*stream);
+    };
     let ticket = slot.ticket.borrow_mut().take();
     match (result, ticket) {
         (Ok(parts), Some(ticket)) => match S::into_upgraded(parts.io.into_inner(), stream) {
@@ -148,16 +161,52 @@ pub async fn serve<S: HttpSocket>(service: Rc<HttpService>, stream: S, permit: C
             if let Err(err) = result {
                 tracing::debug!(%err, "http connection ended");
             }
-            finish_write(&last_write).await;
+            if within_write_timeout(&writes, config.write_timeout, writes.finish())
+                .await
+                .is_none()
+            {
+                return close_stalled(&service, &slot, &*stream);
+            }
             linger(&*stream).await;
         }
     }
 }
 
-/// Answers a connection over --max-connections with 503 and closes it. Its request is not
-/// read: the answer goes out at once and the socket is shut down after it.
-pub async fn refuse(stream: impl HttpSocket) {
-    let _ = stream.write_all(TOO_MANY_CONNECTIONS).await;
+/// Runs `future` unless a write of `writes` makes no progress for `timeout` first (then None).
+async fn within_write_timeout<F: Future>(
+    writes: &WriteSlot,
+    timeout: Duration,
+    future: F,
+) -> Option<F::Output> {
+    tokio::select! {
+        output = future => Some(output),
+        () = writes.stalled(timeout) => None,
+    }
+}
+
+/// Closes a connection whose writes stalled past --write-timeout: no lingering close (there is
+/// no answer left that could still reach the client), so its slot is free at once. The
+/// shutdown also completes the adapter's read and write still in flight (io_uring), which
+/// releases the fd.
+fn close_stalled(service: &HttpService, slot: &UpgradeSlot, stream: &impl HttpSocket) {
+    tracing::debug!("http connection closed: no write progress for --write-timeout");
+    CoreMetrics::add(&service.metrics.write_timeout_closes, 1);
+    if let Some(ticket) = slot.ticket.borrow_mut().take() {
+        // The 101 never went out: undo the join.
+        service.reader.cancel(ticket);
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// Answers a connection over --max-connections with 503, or over --max-connections-per-ip
+/// with 429, and closes it. Its request is not read: the answer goes out at once (it fits an
+/// empty send buffer) and the socket is shut down after it.
+pub async fn refuse(stream: impl HttpSocket, refused: Refused) {
+    let answer = match refused {
+        Refused::Full => TOO_MANY_CONNECTIONS,
+        Refused::PerIp => TOO_MANY_FROM_ADDRESS,
+    };
+    let _ = stream.write_all(answer).await;
     let _ = stream.shutdown(Shutdown::Both);
 }
 

@@ -1,12 +1,14 @@
 //! The WebSocket upgrade of `/ws/{room}` (`/ws`: room `default`): the checks (GET with the
-//! upgrade headers, origin, no body, not shutting down, the JWT when one is required), then
+//! upgrade headers, HTTP/1.1 with a valid key and version 13, origin, no body, not shutting down, the JWT when one is required), then
 //! the admission into the room before the 101 goes out.
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Incoming};
-use hyper::header::{HeaderValue, HOST, ORIGIN, UPGRADE, WWW_AUTHENTICATE};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::header::{
+    HeaderValue, HOST, ORIGIN, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE, WWW_AUTHENTICATE,
+};
+use hyper::{Method, Request, Response, StatusCode, Version};
 
 use super::reply::text;
 use super::{HttpService, UpgradeSlot};
@@ -50,6 +52,9 @@ pub fn upgrade(
             .headers_mut()
             .insert(UPGRADE, HeaderValue::from_static("websocket"));
         return response;
+    }
+    if let Some(refused) = handshake_error(&request) {
+        return refused;
     }
     let config = &service.state.config;
     let headers = request.headers();
@@ -129,6 +134,62 @@ fn check_jwt(
     }
 }
 
+/// The checks of RFC 6455 4.2.1 and 4.2.2 that fastwebsockets leaves out: an upgrade needs
+/// HTTP/1.1, a `Sec-WebSocket-Key` that is base64 of 16 bytes, and version 13 (another version
+/// gets 426 with the version this server speaks, as 4.2.2 requires). Returns the refusal.
+fn handshake_error(request: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+    if request.version() != Version::HTTP_11 {
+        return Some(text(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "a WebSocket upgrade needs HTTP/1.1\n",
+        ));
+    }
+    let headers = request.headers();
+    match headers.get(SEC_WEBSOCKET_VERSION) {
+        Some(version) if version == "13" => {}
+        Some(_) => {
+            let mut response = text(
+                StatusCode::UPGRADE_REQUIRED,
+                "text/plain",
+                "this server speaks WebSocket version 13\n",
+            );
+            let response_headers = response.headers_mut();
+            response_headers.insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            response_headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+            return Some(response);
+        }
+        None => {
+            return Some(text(
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                "Sec-WebSocket-Version is missing\n",
+            ))
+        }
+    }
+    if !headers
+        .get(SEC_WEBSOCKET_KEY)
+        .is_some_and(|key| is_websocket_key(key.as_bytes()))
+    {
+        return Some(text(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "Sec-WebSocket-Key must be base64 of 16 bytes\n",
+        ));
+    }
+    None
+}
+
+/// True for the base64 of exactly 16 bytes (RFC 6455 4.1): 22 base64 characters, the last of
+/// which carries only 2 bits of data (so it is one of `A Q g w`), then `==`.
+fn is_websocket_key(key: &[u8]) -> bool {
+    let is_base64 = |c: &u8| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/';
+    key.len() == 24
+        && key.ends_with(b"==")
+        && key[..22].iter().all(is_base64)
+        && matches!(key[21], b'A' | b'Q' | b'g' | b'w')
+}
+
 /// gorilla/websocket's default policy plus an allow-list: no Origin header, an Origin whose
 /// host equals the Host header, an Origin listed in `allowed` (full origin or host), or `*`.
 pub fn origin_allowed(origin: Option<&str>, host: Option<&str>, allowed: &[String]) -> bool {
@@ -171,5 +232,24 @@ mod tests {
         ));
         let any = vec!["*".to_owned()];
         assert!(origin_allowed(Some("http://evil"), Some("h"), &any));
+    }
+
+    #[test]
+    fn keys_are_base64_of_16_bytes() {
+        // RFC 6455's sample key, and the extremes of the alphabet.
+        assert!(is_websocket_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(is_websocket_key(b"AAAAAAAAAAAAAAAAAAAAAA=="));
+        assert!(is_websocket_key(b"/////////////////////w=="));
+        for bad in [
+            &b""[..],
+            b"dGhlIHNhbXBsZSBub25jZQ",       // no padding
+            b"dGhlIHNhbXBsZSBub25jZR==",     // bits past the 16th byte
+            b"c2hvcnQ=",                     // 5 bytes
+            b"dGhlIHNhbXBsZSBub25jZSE=",     // 17 bytes
+            b"dGhlIHNhbXBsZSBub2-jZQ==",     // URL-safe alphabet
+            b"dGhlIHNhbXBsZSBub25jZQ==\x00", // trailing byte
+        ] {
+            assert!(!is_websocket_key(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 }

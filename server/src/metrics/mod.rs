@@ -55,10 +55,13 @@ pub struct CoreMetrics {
     pub slow_consumer_closes: AtomicU64,
     /// Connections closed because they stayed silent past --idle-timeout.
     pub idle_closes: AtomicU64,
-    /// Connections closed with 1008 because no write made progress for --write-timeout.
+    /// Connections closed because no write made progress for --write-timeout (WebSocket: with
+    /// 1008; HTTP phase: closed without an answer).
     pub write_timeout_closes: AtomicU64,
     /// Connections closed with 1008 for sending over --max-inbound-rate.
     pub rate_limit_closes: AtomicU64,
+    /// Connections refused at accept (429) for --max-connections-per-ip.
+    pub connections_refused_per_ip: AtomicU64,
     /// Times a publisher's reads were paused because the fan-out budget was exhausted.
     pub publish_pauses: AtomicU64,
     /// Publishers closed with 1013: heavy ones while the held bytes passed twice the fan-out

@@ -95,7 +95,7 @@ const METRICS: &[MetricSpec] = &[
     MetricSpec {
         name: "ringcast_write_timeout_closes_total",
         kind: MetricType::Counter,
-        help: "Connections closed with 1008 after no write progress for --write-timeout.",
+        help: "Connections closed after no write progress for --write-timeout (WebSocket: close 1008; HTTP phase: closed).",
         read: |m| &m.write_timeout_closes,
     },
     MetricSpec {
@@ -103,6 +103,12 @@ const METRICS: &[MetricSpec] = &[
         kind: MetricType::Counter,
         help: "Connections closed with 1008 for exceeding --max-inbound-rate.",
         read: |m| &m.rate_limit_closes,
+    },
+    MetricSpec {
+        name: "ringcast_connections_refused_per_ip_total",
+        kind: MetricType::Counter,
+        help: "Connections refused at accept with 429: --max-connections-per-ip from their address were open.",
+        read: |m| &m.connections_refused_per_ip,
     },
     MetricSpec {
         name: "ringcast_publish_pauses_total",

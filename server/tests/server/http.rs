@@ -323,3 +323,190 @@ async fn a_frame_sent_with_the_upgrade_request_is_not_lost() {
         Next::Closed => panic!("closed instead of echoing the first frame"),
     }
 }
+
+/// Connects with a small receive buffer, sends `requests` pipelined `GET /` and never reads:
+/// the server's answers (8 KiB pages) soon fill every buffer between it and this client.
+async fn pipeline_and_never_read(addr: std::net::SocketAddr, requests: usize) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut stream = socket.connect(addr).await.expect("connect");
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".repeat(requests);
+    // The requests fit in the socket buffers; the server reads them only as it answers.
+    timeout(WAIT, stream.write_all(&request))
+        .await
+        .expect("the pipelined requests did not fit the socket buffers")
+        .expect("write requests");
+    stream
+}
+
+#[tokio::test]
+async fn pipelining_clients_that_never_read_lose_their_slots_after_the_write_timeout() {
+    let server = start_server(&[
+        "--max-connections",
+        "3",
+        "--header-timeout",
+        "2s",
+        "--write-timeout",
+        "2s",
+    ]);
+    let mut holders = Vec::new();
+    for _ in 0..3 {
+        holders.push(pipeline_and_never_read(server.addr, 1000).await);
+    }
+    // Accept order is not connect order across the listen queue: give the server a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let healthz = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let status = status_line_for(server.addr, healthz.to_vec()).await;
+    assert!(status.starts_with("HTTP/1.1 503"), "got {status:?}");
+    // No write progress for --write-timeout: the holders are closed and their slots free.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status = status_line_for(server.addr, healthz.to_vec()).await;
+        if status.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "clients that never read still hold every slot after {WAIT:?} ({status:?})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for mut holder in holders {
+        // Once closed, the holder reads what the kernel still had for it, then the end (or a
+        // reset for the requests the server left unread).
+        let mut sink = Vec::new();
+        let ended = timeout(WAIT, holder.read_to_end(&mut sink)).await;
+        assert!(ended.is_ok(), "a stalled pipelining client was not closed");
+    }
+}
+
+/// The whole answer to `GET path` from a client bound to `source` (a loopback address).
+async fn get_from(source: [u8; 4], addr: std::net::SocketAddr, path: &str) -> String {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind((std::net::Ipv4Addr::from(source), 0).into())
+        .expect("bind the client to a loopback address");
+    let mut stream = socket.connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
+    let mut answer = Vec::new();
+    let read = timeout(WAIT, stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the server neither answered nor closed");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The status line `GET /healthz` gets from a client bound to `source`.
+async fn healthz_status_from(source: [u8; 4], addr: std::net::SocketAddr) -> String {
+    let answer = get_from(source, addr, "/healthz").await;
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn connections_beyond_max_connections_per_ip_get_429_while_other_addresses_get_in() {
+    let server = start_server(&["--max-connections-per-ip", "2"]);
+    let first = ws::connect(server.addr, "/ws/per-ip").await;
+    let _second = ws::connect(server.addr, "/ws/per-ip").await;
+    // A third from 127.0.0.1 is refused; one from 127.0.0.2 is another client.
+    let status = healthz_status_from([127, 0, 0, 1], server.addr).await;
+    assert!(status.starts_with("HTTP/1.1 429"), "got {status:?}");
+    let status = healthz_status_from([127, 0, 0, 2], server.addr).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "got {status:?}");
+
+    // Once a client leaves, its address has a slot again (the server learns of the close
+    // asynchronously, so retry for a bounded time).
+    let mut first = first;
+    futures_util::SinkExt::close(&mut first)
+        .await
+        .expect("close");
+    drop(first);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status = healthz_status_from([127, 0, 0, 1], server.addr).await;
+        if status.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slot of 127.0.0.1 not freed after its client closed ({status:?})"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Scraped from 127.0.0.2: 127.0.0.1's last request may still hold its slot while its
+    // connection closes lingering.
+    let page = get_from([127, 0, 0, 2], server.addr, "/metrics").await;
+    let refused: f64 = page
+        .lines()
+        .filter(|line| line.starts_with("ringcast_connections_refused_per_ip_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    // At least the one above (the retries may have been refused too).
+    assert!(refused >= 1.0, "refusals not counted in {page}");
+}
+
+/// Sends an upgrade request for `/ws/hs` (`version` is the HTTP version, the header lines
+/// follow the Upgrade and Connection ones) and returns the answer's head, lower-cased.
+async fn upgrade_answer_head(
+    addr: std::net::SocketAddr,
+    http_version: &str,
+    headers: &str,
+) -> String {
+    let request = format!(
+        "GET /ws/hs {http_version}\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         {headers}\r\n"
+    );
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
+    let mut answer = Vec::new();
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut chunk = [0u8; 1024];
+        let read = timeout(WAIT, stream.read(&mut chunk))
+            .await
+            .expect("no answer")
+            .expect("read answer");
+        assert!(read > 0, "closed without an answer");
+        answer.extend_from_slice(&chunk[..read]);
+    }
+    String::from_utf8_lossy(&answer).to_ascii_lowercase()
+}
+
+#[tokio::test]
+async fn handshakes_follow_rfc_6455_on_version_key_and_http_version() {
+    let server = start_server(&[]);
+    const KEY: &str = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    // An unknown version: 426 naming the version spoken (RFC 6455 4.2.2).
+    let head = upgrade_answer_head(
+        server.addr,
+        "HTTP/1.1",
+        &format!("{KEY}Sec-WebSocket-Version: 8\r\n"),
+    )
+    .await;
+    assert!(head.starts_with("http/1.1 426"), "version 8: {head}");
+    assert!(
+        head.contains("\r\nsec-websocket-version: 13\r\n"),
+        "version 8: {head}"
+    );
+    // A key that is not base64 of 16 bytes: 400.
+    for key in [
+        "dGhlIHNhbXBsZSBub25jZQ",
+        "c2hvcnQ=",
+        "dGhlIHNhbXBsZSBub25jZSE=",
+        "not base64 at all!!!!!==",
+    ] {
+        let headers = format!("Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n");
+        let head = upgrade_answer_head(server.addr, "HTTP/1.1", &headers).await;
+        assert!(head.starts_with("http/1.1 400"), "key {key:?}: {head}");
+    }
+    // An HTTP/1.0 upgrade: 400.
+    let headers = format!("{KEY}Sec-WebSocket-Version: 13\r\n");
+    let head = upgrade_answer_head(server.addr, "HTTP/1.0", &headers).await;
+    assert!(head.contains(" 400 "), "HTTP/1.0: {head}");
+    // The same request over HTTP/1.1 is accepted.
+    let head = upgrade_answer_head(server.addr, "HTTP/1.1", &headers).await;
+    assert!(head.starts_with("http/1.1 101"), "valid upgrade: {head}");
+}
