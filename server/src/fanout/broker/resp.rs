@@ -12,7 +12,7 @@
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{CONNECT_TIMEOUT, REPLY_TIMEOUT};
 
@@ -196,6 +196,8 @@ pub struct Wire {
     limit: usize,
     /// The socket's read timeout now (set only when it changes).
     read_timeout: Option<Duration>,
+    /// When the last bytes came.
+    last_read: Instant,
 }
 
 impl Wire {
@@ -212,19 +214,7 @@ impl Wire {
                 ))
             }
         };
-        match &stream {
-            Stream::Tcp(socket) => socket.set_write_timeout(Some(REPLY_TIMEOUT))?,
-            Stream::Unix(socket) => socket.set_write_timeout(Some(REPLY_TIMEOUT))?,
-        }
-        let mut wire = Wire {
-            stream,
-            buffer: vec![0; FIRST_BUFFER.min(limit)],
-            filled: 0,
-            used: 0,
-            discard: 0,
-            limit,
-            read_timeout: None,
-        };
+        let mut wire = Wire::new(stream, limit)?;
         let settings = info.redis_settings();
         if let Some(password) = settings.password() {
             match settings.username() {
@@ -239,6 +229,29 @@ impl Wire {
             }
         }
         Ok(wire)
+    }
+
+    /// A connection on `stream`; values may take at most `limit` bytes.
+    fn new(stream: Stream, limit: usize) -> io::Result<Wire> {
+        match &stream {
+            Stream::Tcp(socket) => socket.set_write_timeout(Some(REPLY_TIMEOUT))?,
+            Stream::Unix(socket) => socket.set_write_timeout(Some(REPLY_TIMEOUT))?,
+        }
+        Ok(Wire {
+            stream,
+            buffer: vec![0; FIRST_BUFFER.min(limit)],
+            filled: 0,
+            used: 0,
+            discard: 0,
+            limit,
+            read_timeout: None,
+            last_read: Instant::now(),
+        })
+    }
+
+    /// How long since bytes last came.
+    pub fn quiet_for(&self) -> Duration {
+        self.last_read.elapsed()
     }
 
     /// Sends one command.
@@ -325,6 +338,7 @@ impl Wire {
             )),
             Ok(read) => {
                 self.filled += read;
+                self.last_read = Instant::now();
                 Ok(true)
             }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(true),
@@ -442,6 +456,54 @@ mod tests {
             ])
         );
         assert_eq!(used + discard, bytes.len());
+    }
+
+    /// A wire on one end of a socket pair, and the other end (standing for Redis).
+    fn wire(limit: usize) -> (Wire, UnixStream) {
+        let (ours, redis) = UnixStream::pair().expect("socket pair");
+        (Wire::new(Stream::Unix(ours), limit).expect("wire"), redis)
+    }
+
+    #[test]
+    fn a_value_that_comes_in_pieces_across_timeouts_arrives_whole() {
+        let (mut wire, mut redis) = wire(1024);
+        let bytes = [message("ringcast:a", b"hello"), b"+PONG\r\n".to_vec()].concat();
+        let wait = Duration::from_millis(5);
+        for piece in bytes[..30].chunks(7) {
+            redis.write_all(piece).unwrap();
+            assert_eq!(wire.next(wait).unwrap(), None, "not whole yet");
+        }
+        redis.write_all(&bytes[30..]).unwrap();
+        let Some(Value::Array(items)) = wire.next(wait).unwrap() else {
+            panic!("the message");
+        };
+        assert_eq!(items[2], Value::Bulk(Some(b"hello")));
+        assert_eq!(wire.next(wait).unwrap(), Some(Value::Simple(b"PONG")));
+        assert_eq!(wire.next(wait).unwrap(), None);
+    }
+
+    #[test]
+    fn a_payload_over_the_limit_is_dropped_as_it_arrives() {
+        let limit = 64;
+        let (mut wire, mut redis) = wire(limit);
+        let big = message("c", &[7; 100_000]);
+        let writer = std::thread::spawn(move || {
+            redis.write_all(&big).unwrap();
+            redis.write_all(b"+PONG\r\n").unwrap();
+            redis
+        });
+        let wait = Duration::from_secs(5);
+        let Some(Value::Array(items)) = wire.next(wait).unwrap() else {
+            panic!("the message");
+        };
+        assert_eq!(items[2], Value::TooLong);
+        assert_eq!(wire.next(wait).unwrap(), Some(Value::Simple(b"PONG")));
+        assert!(
+            wire.buffer.len() <= limit,
+            "held {} bytes",
+            wire.buffer.len()
+        );
+        drop(writer.join());
     }
 
     #[test]

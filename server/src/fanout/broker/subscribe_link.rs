@@ -214,13 +214,21 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Waits for `count` replies to `command` (PING: one pong; else one per channel), up to
-    /// [`REPLY_TIMEOUT`] for each, handing on the messages Redis sent before them: they go
-    /// to the cores under the budget like any other, not into a queue.
+    /// Waits for `count` replies to `command` (PING: one pong; else one per channel) while
+    /// Redis sends something at least every [`REPLY_TIMEOUT`], handing on the messages it sent
+    /// before them: they go to the cores under the budget like any other, not into a queue.
+    /// Waits in [`POLL`] slices (a slice that ends mid-reply keeps what came) so that a stop
+    /// is not held up.
     fn await_replies(&mut self, command: &str, mut count: usize) -> io::Result<()> {
         while count > 0 {
-            let Some(value) = self.wire.next(REPLY_TIMEOUT)? else {
-                return Err(resp::late(command));
+            let Some(value) = self.wire.next(POLL)? else {
+                if self.broker.is_stopping() {
+                    return Ok(());
+                }
+                if self.wire.quiet_for() >= REPLY_TIMEOUT {
+                    return Err(resp::late(command));
+                }
+                continue;
             };
             self.last_heard = Instant::now();
             match (Pushed::of(&value), command) {
