@@ -220,17 +220,19 @@ impl<'a> Session<'a> {
     /// Waits in [`POLL`] slices (a slice that ends mid-reply keeps what came) so that a stop
     /// is not held up.
     fn await_replies(&mut self, command: &str, mut count: usize) -> io::Result<()> {
+        // Since the command was sent or the last value was handled: a wait for the budget
+        // while handing on a message is this node's, not Redis's.
+        let mut waiting = Instant::now();
         while count > 0 {
             let Some(value) = self.wire.next(POLL)? else {
                 if self.broker.is_stopping() {
                     return Ok(());
                 }
-                if self.wire.quiet_for() >= REPLY_TIMEOUT {
+                if self.wire.quiet_for().min(waiting.elapsed()) >= REPLY_TIMEOUT {
                     return Err(resp::late(command));
                 }
                 continue;
             };
-            self.last_heard = Instant::now();
             match (Pushed::of(&value), command) {
                 (Pushed::Message { channel, payload }, _) => {
                     deliver(self.broker, self.relay, &self.channels, channel, payload);
@@ -240,6 +242,8 @@ impl<'a> Session<'a> {
                 (Pushed::Refused(error), _) => return Err(resp::refused(command, error)),
                 _ => return Err(unexpected(command)),
             }
+            self.last_heard = Instant::now();
+            waiting = self.last_heard;
         }
         Ok(())
     }
