@@ -255,11 +255,13 @@ impl Server {
 
     /// Sends every core the shutdown mail and joins the threads (idempotent).
     fn stop(&mut self) {
-        if let Some(mut broker) = self.broker.take() {
-            broker.stop();
-        }
         for mailbox in self.mailboxes.drain(..) {
             let _ = mailbox.send(Mail::Shutdown);
+        }
+        // After the cores' shutdown mail: a link waiting on a stalled Redis (up to the
+        // broker's reply timeout) does not hold up their goodbyes to clients.
+        if let Some(mut broker) = self.broker.take() {
+            broker.stop();
         }
         for thread in self.threads.drain(..) {
             if thread.join().is_err() {

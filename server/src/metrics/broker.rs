@@ -32,6 +32,29 @@ impl DropReason {
     }
 }
 
+/// One of the two connections to the broker (`fanout/broker/`): each fails and reconnects on
+/// its own.
+#[derive(Debug, Clone, Copy)]
+pub enum BrokerLink {
+    /// Sends this node's messages.
+    Publish,
+    /// Receives the other nodes' messages.
+    Subscribe,
+}
+
+impl BrokerLink {
+    /// Both links, in metric order.
+    pub const ALL: [BrokerLink; 2] = [BrokerLink::Publish, BrokerLink::Subscribe];
+
+    /// The `link` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            BrokerLink::Publish => "publish",
+            BrokerLink::Subscribe => "subscribe",
+        }
+    }
+}
+
 /// What `/metrics` and `/readyz` show of the broker.
 #[derive(Debug, Default)]
 pub struct BrokerStats {
@@ -45,8 +68,8 @@ pub struct BrokerStats {
     pub received: AtomicU64,
     /// Messages dropped, by [`DropReason`].
     pub dropped: [AtomicU64; DropReason::ALL.len()],
-    /// Successful reconnections of either link after a failure.
-    pub reconnects: AtomicU64,
+    /// Successful reconnections after a failure, by [`BrokerLink`].
+    pub reconnects: [AtomicU64; BrokerLink::ALL.len()],
     /// Channels the subscribe link is subscribed to.
     pub subscriptions: AtomicU64,
 }
@@ -55,6 +78,14 @@ impl BrokerStats {
     /// Both links are up.
     pub fn is_up(&self) -> bool {
         self.publish_up.load(Ordering::Relaxed) && self.subscribe_up.load(Ordering::Relaxed)
+    }
+
+    /// The up flag of `link`.
+    pub fn link_up(&self, link: BrokerLink) -> &AtomicBool {
+        match link {
+            BrokerLink::Publish => &self.publish_up,
+            BrokerLink::Subscribe => &self.subscribe_up,
+        }
     }
 
     /// Counts `count` messages dropped for `reason`.

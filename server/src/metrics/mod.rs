@@ -15,7 +15,7 @@ mod prometheus;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use broker::{BrokerStats, DropReason};
+pub use broker::{BrokerLink, BrokerStats, DropReason};
 pub use histogram::{Log2Counts, Log2Histogram};
 pub use prometheus::{render, CONTENT_TYPE};
 

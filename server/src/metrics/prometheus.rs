@@ -18,7 +18,9 @@ use prometheus_client::registry::Registry;
 use super::process::{
     process_cpu_seconds, process_max_fds, process_open_fds, process_resident_bytes,
 };
-use super::{AuthOutcome, BrokerStats, CoreMetrics, DropReason, Log2Counts, PublishOutcome};
+use super::{
+    AuthOutcome, BrokerLink, BrokerStats, CoreMetrics, DropReason, Log2Counts, PublishOutcome,
+};
 use crate::budget::FanoutBudget;
 
 /// `Content-Type` of the `/metrics` answer.
@@ -293,12 +295,6 @@ fn encode_broker(
             "Messages of other nodes received from the broker and handed to the cores.",
             read(&stats.received),
         ),
-        (
-            "ringcast_broker_reconnects",
-            MetricType::Counter,
-            "Reconnections of a broker link after it failed.",
-            read(&stats.reconnects),
-        ),
     ];
     for (name, kind, help, value) in series {
         encode_value(
@@ -306,6 +302,17 @@ fn encode_broker(
             kind,
             value,
         )?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "ringcast_broker_reconnects",
+        "Reconnections of a broker link after it failed, by link (each link fails and reconnects on its own).",
+        None,
+        MetricType::Counter,
+    )?;
+    for link in BrokerLink::ALL {
+        let labels = [("link", link.label())];
+        let value = read(&stats.reconnects[link as usize]);
+        encode_value(family.encode_family(&labels)?, MetricType::Counter, value)?;
     }
     let mut family = encoder.encode_descriptor(
         "ringcast_broker_dropped",

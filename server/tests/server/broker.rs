@@ -1,15 +1,17 @@
 //! Several nodes through a real Redis (`--broker`): a message reaches the room's clients on
 //! every node, once, in each publisher's order; rooms stay apart across nodes; a Redis that
 //! dies leaves local rooms working and `/readyz` at 503, and cross-node delivery resumes by
-//! itself once Redis is back; what another publisher puts on a room's channel that is not a
-//! valid envelope reaches nobody; a node without `--broker` has none of it.
+//! itself once Redis is back; a Redis that answers late and in pieces is waited for, and a
+//! link that fails alone leaves the other connected; what another publisher puts on a room's
+//! channel that is not a valid envelope reaches nobody; a node without `--broker` has none of
+//! it.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::util::redis::Redis;
+use crate::util::redis::{Redis, SlowProxy};
 use crate::util::{http, metrics, start_server, ws, TestServer, WAIT};
 
 /// A node of a cluster on `redis`, with `extra` arguments.
@@ -184,6 +186,93 @@ async fn local_rooms_work_while_redis_is_down_and_nodes_reconnect_when_it_is_bac
     assert!(metrics::total(&samples, "ringcast_broker_dropped_total") >= 1.0);
 }
 
+/// The node's `ringcast_broker_reconnects_total` of `link`.
+async fn reconnects(addr: SocketAddr, link: &str) -> f64 {
+    let samples = metrics::scrape(addr).await;
+    let sample = samples
+        .iter()
+        .find(|s| s.name == "ringcast_broker_reconnects_total" && s.label("link") == Some(link));
+    sample.map_or_else(
+        || panic!("node {addr}: no reconnects of {link}"),
+        |s| s.value,
+    )
+}
+
+#[tokio::test]
+async fn nodes_behind_a_slow_redis_come_up_and_deliver_across_without_reconnecting() {
+    let redis = Redis::start();
+    // Every command reaches Redis 60 ms late and every reply arrives in two pieces 60 ms
+    // apart: longer than the links' 25 ms poll, so a wait ends in the middle of a reply.
+    let proxy = SlowProxy::start(&redis, Duration::from_millis(60));
+    let url = proxy.url();
+    let (a, b) = (
+        start_server(&["--broker", &url]),
+        start_server(&["--broker", &url]),
+    );
+    let mut on_a = ws::connect(a.addr, "/ws/slow").await;
+    let mut on_b = ws::connect(b.addr, "/ws/slow").await;
+    wait_subscribed(a.addr, 1.0).await;
+    wait_subscribed(b.addr, 1.0).await;
+    wait_ready_status(a.addr, 200).await;
+    wait_ready_status(b.addr, 200).await;
+
+    // Messages of several sizes, each read in pieces: every one arrives whole, in order.
+    let texts: Vec<String> = (0..8)
+        .map(|i| format!("{i}:{}", "x".repeat(i * 4000)))
+        .collect();
+    for text in &texts {
+        ws::send_text(&mut on_a, text).await;
+    }
+    for text in &texts {
+        assert_eq!(&ws::next_text(&mut on_b).await, text);
+        assert_eq!(&ws::next_text(&mut on_a).await, text, "local delivery");
+    }
+    ws::send_text(&mut on_b, "and back").await;
+    assert_eq!(ws::next_text(&mut on_a).await, "and back");
+    for node in [a.addr, b.addr] {
+        let samples = metrics::scrape(node).await;
+        assert_eq!(
+            metrics::total(&samples, "ringcast_broker_reconnects_total"),
+            0.0,
+            "node {node}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_subscribe_link_that_fails_alone_leaves_the_publish_link_connected() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis, &[]), node(&redis, &[]));
+    let mut on_a = ws::connect(a.addr, "/ws/chat").await;
+    let mut on_b = ws::connect(b.addr, "/ws/chat").await;
+    wait_subscribed(a.addr, 1.0).await;
+    wait_subscribed(b.addr, 1.0).await;
+
+    // Redis drops only the subscribers (as its pub/sub output buffer limit does).
+    let killed = redis.command(&[b"CLIENT", b"KILL", b"TYPE", b"pubsub"]);
+    assert_eq!(killed, b":2\r\n");
+    for node in [a.addr, b.addr] {
+        let deadline = Instant::now() + WAIT;
+        while reconnects(node, "subscribe").await < 1.0 {
+            assert!(
+                Instant::now() < deadline,
+                "node {node}: subscribe link not back"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        wait_subscribed(node, 1.0).await;
+    }
+    ws::send_text(&mut on_a, "after").await;
+    assert_eq!(ws::next_text(&mut on_b).await, "after");
+    ws::send_text(&mut on_b, "and back").await;
+    assert_eq!(ws::next_text(&mut on_a).await, "after");
+    assert_eq!(ws::next_text(&mut on_a).await, "and back");
+    for node in [a.addr, b.addr] {
+        assert_eq!(reconnects(node, "publish").await, 0.0, "node {node}");
+        assert_eq!(reconnects(node, "subscribe").await, 1.0, "node {node}");
+    }
+}
+
 #[tokio::test]
 async fn every_message_crosses_the_broker_or_is_counted_as_dropped() {
     let redis = Redis::start();
@@ -242,11 +331,14 @@ async fn what_is_not_a_valid_envelope_reaches_no_client() {
     let mut envelope = b"rc1\0\0\0\0\0\0\0\x01".to_vec();
     let bad_text = [0x81, 0x02, 0xff, 0xfe];
     let too_long = [[0x82, 17].as_slice(), &[0; 17]].concat();
-    let payloads: [&[u8]; 4] = [
+    // Far over --max-message: dropped as it arrives, never buffered whole.
+    let far_too_long = [&envelope[..], &[0x82, 126, 0x0f, 0xa0], &[0; 4000]].concat();
+    let payloads: [&[u8]; 5] = [
         b"hello",
         &[&envelope[..], &bad_text].concat(),
         &too_long,
         b"rc1",
+        &far_too_long,
     ];
     for payload in payloads {
         redis.command(&[b"PUBLISH", channel, payload]);
@@ -259,7 +351,11 @@ async fn what_is_not_a_valid_envelope_reaches_no_client() {
         .iter()
         .find(|s| s.name == "ringcast_broker_dropped_total" && s.label("reason") == Some("invalid"))
         .map(|s| s.value);
-    assert_eq!(invalid, Some(4.0));
+    assert_eq!(invalid, Some(5.0));
+    assert_eq!(
+        metrics::total(&samples, "ringcast_broker_reconnects_total"),
+        0.0
+    );
 }
 
 #[tokio::test]

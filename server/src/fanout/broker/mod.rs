@@ -23,21 +23,24 @@
 //!
 //! Why threads and not the cores' runtimes: a subscription per core would make Redis send, and
 //! each node copy, every message once per core instead of once per node; and the crate's async
-//! pub/sub reads the socket into an unbounded channel whatever the reader's pace, where the
-//! blocking one reads only when asked.
+//! pub/sub reads the socket into an unbounded channel whatever the reader's pace, where a
+//! blocking link reads only when asked.
 //!
 //! Faults: a link that fails logs once, reports down (`ringcast_broker_up` 0, `/readyz` 503),
-//! and reconnects with backoff (`reconnect.rs`: 100 ms doubling to 2 s); the subscribe link
-//! then subscribes to every room with local members again. Local rooms work throughout.
+//! and reconnects with backoff (`reconnect.rs`: 100 ms doubling to 2 s), on its own: the
+//! other link only checks its connection. The subscribe link then subscribes to every room
+//! with local members again. A reply (to PUBLISH, SUBSCRIBE, UNSUBSCRIBE, PING) is waited for
+//! up to [`REPLY_TIMEOUT`]; one that takes longer fails the link. Local rooms work throughout.
 
 mod envelope;
 mod publish_link;
 mod reconnect;
+mod resp;
 mod subscribe_link;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -52,8 +55,12 @@ use crate::metrics::{BrokerStats, DropReason};
 
 /// How long connecting to Redis may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often a link thread looks at the stop flag while it waits.
+/// How often a link thread looks at the stop flag (and the subscribe link at the rooms) while
+/// it waits for work; never a bound on a reply.
 const POLL: Duration = Duration::from_millis(25);
+/// The longest a link waits for Redis to answer a command (or, while a reply is due, for its
+/// next bytes): a remote Redis, or one busy with a slow command, answers late, not never.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// A link that has not heard from Redis for this long pings it, so a Redis that went away is
 /// noticed before a message is lost on a dead connection.
 const IDLE_PING: Duration = Duration::from_secs(1);
@@ -76,15 +83,15 @@ pub struct Broker {
     prefix: String,
     /// The publish link's queue.
     outbound: SyncSender<Outgoing>,
-    /// Rooms with local members: how many cores have members of each.
-    interest: Mutex<HashMap<Arc<str>, usize>>,
+    /// Rooms with local members, and which of them changed since the subscribe link looked.
+    interest: Mutex<Interest>,
     /// Set when `interest` changed since the subscribe link last looked.
     interest_changed: AtomicBool,
     /// Counters and link states (shared with `/metrics` and `/readyz`).
     stats: Arc<BrokerStats>,
-    /// Failures of either link so far: the publish link reconnects when the subscribe link
-    /// saw Redis go (a restarted Redis would drop its next batch otherwise).
-    link_failures: AtomicU64,
+    /// Set when the subscribe link lost its connection: the publish link pings before its next
+    /// batch (a restarted Redis would drop that batch on a dead connection otherwise).
+    publish_check: AtomicBool,
     /// Set when the server stops: the link threads end.
     stopping: AtomicBool,
 }
@@ -107,10 +114,10 @@ impl Broker {
                 .hash_one((std::process::id(), std::time::SystemTime::now())),
             prefix: config.prefix.clone(),
             outbound,
-            interest: Mutex::new(HashMap::new()),
-            interest_changed: AtomicBool::new(true),
+            interest: Mutex::new(Interest::default()),
+            interest_changed: AtomicBool::new(false),
             stats,
-            link_failures: AtomicU64::new(0),
+            publish_check: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
         });
         let publish = {
@@ -180,46 +187,131 @@ impl Broker {
     /// A core has its first member of `room`.
     pub fn room_opened(&self, room: &Arc<str>) {
         let mut interest = self.interest.lock().unwrap_or_else(PoisonError::into_inner);
-        *interest.entry(Arc::clone(room)).or_insert(0) += 1;
-        self.interest_changed.store(true, Ordering::Release);
+        if interest.opened(room) {
+            self.interest_changed.store(true, Ordering::Release);
+        }
     }
 
     /// A core's last member of `room` left.
     pub fn room_closed(&self, room: &str) {
         let mut interest = self.interest.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(cores) = interest.get_mut(room) {
-            *cores -= 1;
-            if *cores == 0 {
-                interest.remove(room);
-            }
+        if interest.closed(room) {
+            self.interest_changed.store(true, Ordering::Release);
         }
-        self.interest_changed.store(true, Ordering::Release);
     }
 
-    /// The rooms with local members, if they changed since the last call.
-    pub fn changed_interest(&self) -> Option<Vec<Arc<str>>> {
-        if !self.interest_changed.swap(false, Ordering::AcqRel) {
+    /// The rooms that gained their first local member or lost their last since the last call,
+    /// if any; with `all` (on a fresh connection), every room with local members.
+    pub fn take_interest(&self, all: bool) -> Option<InterestChange> {
+        if !self.interest_changed.swap(false, Ordering::AcqRel) && !all {
             return None;
         }
-        let interest = self.interest.lock().unwrap_or_else(PoisonError::into_inner);
-        Some(interest.keys().cloned().collect())
+        let mut interest = self.interest.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(interest.take(all))
     }
 
-    /// Makes the next [`changed_interest`](Broker::changed_interest) return every room (after
-    /// a reconnection, to subscribe again).
-    pub fn resubscribe_all(&self) {
-        self.interest_changed.store(true, Ordering::Release);
+    /// Makes the publish link ping before its next batch (the subscribe link lost Redis).
+    pub fn check_publish_link(&self) {
+        self.publish_check.store(true, Ordering::Release);
     }
 
-    /// How many times either link failed so far.
-    pub fn link_failures(&self) -> u64 {
-        self.link_failures.load(Ordering::Acquire)
+    /// True once after [`check_publish_link`](Broker::check_publish_link).
+    pub fn take_publish_check(&self) -> bool {
+        self.publish_check.swap(false, Ordering::AcqRel)
     }
 
     /// True once the server stops.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
     }
+}
+
+/// The rooms with local members, kept so that a join or leave costs O(1) under the lock the
+/// cores share, however many rooms there are.
+#[derive(Debug, Default)]
+struct Interest {
+    /// How many cores have members of each room.
+    cores: HashMap<Arc<str>, usize>,
+    /// Rooms that gained their first or lost their last local member since the subscribe link
+    /// looked.
+    changed: HashSet<Arc<str>>,
+    /// More changed than [`Interest::changed_limit`]: the link takes every room instead.
+    overflowed: bool,
+}
+
+impl Interest {
+    /// A core has its first member of `room`; true if the node has its first.
+    fn opened(&mut self, room: &Arc<str>) -> bool {
+        let cores = self.cores.entry(Arc::clone(room)).or_insert(0);
+        *cores += 1;
+        let first = *cores == 1;
+        if first {
+            self.changed(room);
+        }
+        first
+    }
+
+    /// A core's last member of `room` left; true if it was the node's last.
+    fn closed(&mut self, room: &str) -> bool {
+        let Some(cores) = self.cores.get_mut(room) else {
+            return false;
+        };
+        *cores -= 1;
+        if *cores > 0 {
+            return false;
+        }
+        match self.cores.remove_entry(room) {
+            Some((name, _)) => {
+                self.changed(&name);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// What changed since the last call: the changed rooms, or every room (with `all`, or
+    /// when too many changed). O(changes), except for every room.
+    fn take(&mut self, all: bool) -> InterestChange {
+        if all || std::mem::take(&mut self.overflowed) {
+            self.changed.clear();
+            return InterestChange::All(self.cores.keys().cloned().collect());
+        }
+        let rooms = (self.changed.drain())
+            .map(|room| {
+                let wanted = self.cores.contains_key(&room);
+                (room, wanted)
+            })
+            .collect();
+        InterestChange::Rooms(rooms)
+    }
+
+    /// Notes that `room` changed, keeping `changed` within [`Interest::changed_limit`].
+    fn changed(&mut self, room: &Arc<str>) {
+        if self.overflowed {
+            return;
+        }
+        if self.changed.len() >= self.changed_limit() {
+            self.changed.clear();
+            self.overflowed = true;
+            return;
+        }
+        self.changed.insert(Arc::clone(room));
+    }
+
+    /// The most changed rooms kept (while the subscribe link is down, say): beyond it the link
+    /// compares every room once, which costs no more per change than the changes it replaces.
+    fn changed_limit(&self) -> usize {
+        self.cores.len().max(1024)
+    }
+}
+
+/// What changed in the rooms with local members.
+#[derive(Debug, PartialEq)]
+pub enum InterestChange {
+    /// Every room with local members (subscribe to these, unsubscribe from the rest).
+    All(Vec<Arc<str>>),
+    /// Rooms that changed, each with whether it has local members now.
+    Rooms(Vec<(Arc<str>, bool)>),
 }
 
 /// The running link threads; stopping joins them.
@@ -237,7 +329,8 @@ impl BrokerThreads {
         &self.broker
     }
 
-    /// Ends both links (within [`POLL`] or a round trip) and joins their threads.
+    /// Ends both links (within [`POLL`], or [`REPLY_TIMEOUT`] while a reply is due) and joins
+    /// their threads.
     pub fn stop(&mut self) {
         self.broker.stopping.store(true, Ordering::Release);
         for thread in self.threads.drain(..) {
@@ -245,5 +338,79 @@ impl BrokerThreads {
                 tracing::error!("a broker link thread panicked");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `count` rooms named `prefix0`, `prefix1`, ...
+    fn rooms(prefix: &str, count: usize) -> Vec<Arc<str>> {
+        (0..count)
+            .map(|i| Arc::from(format!("{prefix}{i}")))
+            .collect()
+    }
+
+    #[test]
+    fn a_room_that_opens_or_closes_among_many_costs_the_link_one_change() {
+        let mut interest = Interest::default();
+        let many = rooms("big", 10_000);
+        for room in &many {
+            interest.opened(room);
+        }
+        // A fresh connection takes every room.
+        let InterestChange::All(all) = interest.take(true) else {
+            panic!("all asked for");
+        };
+        assert_eq!(all.len(), 10_000);
+        assert_eq!(interest.take(false), InterestChange::Rooms(Vec::new()));
+
+        // Then each change is one entry, however many rooms there are.
+        let new: Arc<str> = Arc::from("new");
+        assert!(interest.opened(&new));
+        assert!(!interest.opened(&new), "a second core's first member");
+        assert_eq!(
+            interest.take(false),
+            InterestChange::Rooms(vec![(Arc::clone(&new), true)])
+        );
+        assert!(!interest.closed("new"), "one core still has members");
+        assert!(interest.closed("new"));
+        assert!(interest.closed(&many[0]));
+        let InterestChange::Rooms(mut changed) = interest.take(false) else {
+            panic!("two changes fit the queue");
+        };
+        changed.sort();
+        assert_eq!(changed, vec![(Arc::clone(&many[0]), false), (new, false)]);
+        assert_eq!(interest.take(false), InterestChange::Rooms(Vec::new()));
+    }
+
+    #[test]
+    fn changes_past_the_limit_make_the_link_compare_every_room_once() {
+        let mut interest = Interest::default();
+        let kept: Arc<str> = Arc::from("kept");
+        interest.opened(&kept);
+        // Rooms that come and go while the link does not look (it is reconnecting, say).
+        for room in rooms("brief", 5_000) {
+            interest.opened(&room);
+            interest.closed(&room);
+        }
+        assert_eq!(interest.changed.len(), 0, "dropped for a full comparison");
+        assert_eq!(interest.take(false), InterestChange::All(vec![kept]));
+        assert_eq!(interest.take(false), InterestChange::Rooms(Vec::new()));
+    }
+
+    #[test]
+    fn a_room_that_opens_and_closes_between_two_looks_is_one_change() {
+        let mut interest = Interest::default();
+        let room: Arc<str> = Arc::from("brief");
+        for _ in 0..3 {
+            interest.opened(&room);
+            interest.closed("brief");
+        }
+        assert_eq!(
+            interest.take(false),
+            InterestChange::Rooms(vec![(room, false)])
+        );
     }
 }

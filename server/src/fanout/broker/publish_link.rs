@@ -5,54 +5,57 @@
 //! rather than by a round trip per message. One connection and one queue keep every
 //! publisher's order. When the connection fails, the batch in flight and whatever waits in the
 //! queue are dropped (and counted): delivery across nodes is at most once. The link pings
-//! Redis when idle, and reconnects when the subscribe link saw Redis go, so a Redis that
-//! restarted does not cost the next batch.
+//! Redis when idle, and also before its next batch when the subscribe link lost its connection
+//! (Redis may have restarted, and the next batch would be lost on a dead connection); the ping
+//! failing is this link's own failure, so a subscribe link that fails alone leaves this
+//! connection alone.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Instant;
 
 use super::reconnect::Reconnect;
-use super::{envelope, Broker, Outgoing, CONNECT_TIMEOUT, IDLE_PING, POLL};
-use crate::metrics::DropReason;
+use super::{envelope, Broker, Outgoing, CONNECT_TIMEOUT, IDLE_PING, POLL, REPLY_TIMEOUT};
+use crate::metrics::{BrokerLink, DropReason};
 
 /// Most messages in one pipeline.
 const MAX_BATCH: usize = 256;
-/// A round trip that takes longer fails the link.
-const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs the link until the server stops.
 pub fn run(broker: &Broker, client: &redis::Client, queue: &Receiver<Outgoing>) {
-    let mut reconnect = Reconnect::new("publish", |stats| &stats.publish_up);
+    let mut reconnect = Reconnect::new(BrokerLink::Publish);
     let mut envelope = Vec::new();
-    // The connection, and the link failures counted when it was made.
-    let mut link: Option<(redis::Connection, u64)> = None;
+    let mut link: Option<redis::Connection> = None;
     let mut last_heard = Instant::now();
     while !broker.is_stopping() {
-        let failures = broker.link_failures();
         let connection = match &mut link {
-            Some((connection, seen)) if *seen == failures => connection,
-            _ => match connect(client) {
+            Some(connection) => connection,
+            None => match connect(client) {
                 Ok(connection) => {
+                    // A check asked for before this connection was made is moot.
+                    broker.take_publish_check();
                     reconnect.connected(broker);
                     last_heard = Instant::now();
-                    &mut link.insert((connection, failures)).0
+                    link.insert(connection)
                 }
                 Err(error) => {
-                    link = None;
                     reconnect.failed(broker, &error);
                     drop_queued(broker, queue);
                     continue;
                 }
             },
         };
-        let sent = match queue.recv_timeout(POLL) {
-            Ok(first) => send_batch(broker, connection, first, queue, &mut envelope),
-            Err(RecvTimeoutError::Timeout) if last_heard.elapsed() >= IDLE_PING => {
-                redis::cmd("PING").exec(connection)
+        let sent = if broker.take_publish_check() {
+            redis::cmd("PING").exec(connection)
+        } else {
+            match queue.recv_timeout(POLL) {
+                Ok(first) => send_batch(broker, connection, first, queue, &mut envelope),
+                Err(RecvTimeoutError::Timeout) if last_heard.elapsed() >= IDLE_PING => {
+                    redis::cmd("PING").exec(connection)
+                }
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return,
             }
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return,
         };
         match sent {
             Ok(()) => last_heard = Instant::now(),
@@ -65,11 +68,12 @@ pub fn run(broker: &Broker, client: &redis::Client, queue: &Receiver<Outgoing>) 
     }
 }
 
-/// A connection whose round trips are bounded by [`IO_TIMEOUT`].
+/// A connection whose round trips are bounded by [`REPLY_TIMEOUT`] (a timed-out reply fails
+/// the link, so the connection is never used again with a reply half read).
 fn connect(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
     let connection = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-    connection.set_read_timeout(Some(IO_TIMEOUT))?;
-    connection.set_write_timeout(Some(IO_TIMEOUT))?;
+    connection.set_read_timeout(Some(REPLY_TIMEOUT))?;
+    connection.set_write_timeout(Some(REPLY_TIMEOUT))?;
     Ok(connection)
 }
 

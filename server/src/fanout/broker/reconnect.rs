@@ -1,10 +1,10 @@
 //! One broker link's reconnection: backoff, and the outage logged once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{Broker, POLL};
-use crate::metrics::BrokerStats;
+use crate::metrics::BrokerLink;
 
 /// First wait before reconnecting a failed link; doubled per failure up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -14,10 +14,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// One link's reconnection: backoff, and the outage logged once.
 #[derive(Debug)]
 pub struct Reconnect {
-    /// "publish" or "subscribe".
-    link: &'static str,
-    /// The link's up flag in [`BrokerStats`].
-    up: fn(&BrokerStats) -> &AtomicBool,
+    /// Which link.
+    link: BrokerLink,
     /// The next wait.
     delay: Duration,
     /// The current outage was logged.
@@ -27,11 +25,10 @@ pub struct Reconnect {
 }
 
 impl Reconnect {
-    /// The state of link `link`, whose up flag `up` reads.
-    pub fn new(link: &'static str, up: fn(&BrokerStats) -> &AtomicBool) -> Self {
+    /// The state of `link`.
+    pub fn new(link: BrokerLink) -> Self {
         Reconnect {
             link,
-            up,
             delay: FIRST_BACKOFF,
             outage_logged: false,
             was_up: false,
@@ -41,12 +38,15 @@ impl Reconnect {
     /// The link is up.
     pub fn connected(&mut self, broker: &Broker) {
         if self.was_up || self.outage_logged {
-            tracing::info!(link = self.link, "broker link up again");
+            tracing::info!(link = self.link.label(), "broker link up again");
         }
         if self.was_up {
-            broker.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            broker.stats.reconnects[self.link as usize].fetch_add(1, Ordering::Relaxed);
         }
-        (self.up)(&broker.stats).store(true, Ordering::Relaxed);
+        broker
+            .stats
+            .link_up(self.link)
+            .store(true, Ordering::Relaxed);
         self.was_up = true;
         self.outage_logged = false;
         self.delay = FIRST_BACKOFF;
@@ -54,12 +54,14 @@ impl Reconnect {
 
     /// The link failed (or could not connect): marks it down, logs the outage once, then waits
     /// before the next attempt (returns early if the server stops).
-    pub fn failed(&mut self, broker: &Broker, error: &redis::RedisError) {
-        (self.up)(&broker.stats).store(false, Ordering::Relaxed);
-        broker.link_failures.fetch_add(1, Ordering::AcqRel);
+    pub fn failed(&mut self, broker: &Broker, error: &dyn std::fmt::Display) {
+        broker
+            .stats
+            .link_up(self.link)
+            .store(false, Ordering::Relaxed);
         if !self.outage_logged {
             tracing::warn!(
-                link = self.link,
+                link = self.link.label(),
                 %error,
                 "broker unreachable: local rooms keep working, other nodes are not reached; \
                  reconnecting with backoff"

@@ -109,3 +109,69 @@ impl Drop for Redis {
         self.kill();
     }
 }
+
+/// A TCP proxy on a free loopback port in front of a Redis, standing for a slow or distant
+/// one: every chunk a client sends waits `delay` before it goes on, and every chunk Redis
+/// sends goes on in two halves `delay` apart, so a reply arrives late and in pieces. Its
+/// threads end with the test process.
+pub struct SlowProxy {
+    /// Where clients connect.
+    pub port: u16,
+}
+
+impl SlowProxy {
+    /// Starts one in front of `redis`.
+    pub fn start(redis: &Redis, delay: Duration) -> SlowProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let upstream = SocketAddr::from(([127, 0, 0, 1], redis.port));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let (Ok(client_reader), Ok(server_reader)) =
+                    (client.try_clone(), server.try_clone())
+                else {
+                    continue;
+                };
+                std::thread::spawn(move || relay(client_reader, server, delay, false));
+                std::thread::spawn(move || relay(server_reader, client, delay, true));
+            }
+        });
+        SlowProxy { port }
+    }
+
+    /// `redis://127.0.0.1:PORT` of the proxy.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Copies `from` to `to`, each chunk after `delay` (`split`: its first half at once, the rest
+/// after `delay`), until either side closes; then closes both.
+fn relay(mut from: TcpStream, mut to: TcpStream, delay: Duration, split: bool) {
+    let mut buffer = vec![0; 64 * 1024];
+    loop {
+        let read = match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        let chunk = &buffer[..read];
+        let (first, rest) = if split {
+            chunk.split_at(read / 2)
+        } else {
+            (&[][..], chunk)
+        };
+        let sent = to.write_all(first).is_ok() && {
+            std::thread::sleep(delay);
+            to.write_all(rest).is_ok()
+        };
+        if !sent {
+            break;
+        }
+    }
+    let _ = from.shutdown(std::net::Shutdown::Both);
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
