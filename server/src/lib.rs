@@ -193,18 +193,12 @@ impl Server {
         }
         let broker = server.broker.as_ref().map(|threads| threads.broker());
         for (index, (listener, mailbox)) in listeners.into_iter().zip(receivers).enumerate() {
-            let peers = mailboxes
-                .iter()
-                .enumerate()
-                .filter(|&(peer, _)| peer != index)
-                .map(|(_, sender)| sender.clone())
-                .collect();
             let setup = CoreSetup {
                 index,
                 cpu: (!cpus.is_empty()).then(|| cpus[index % cpus.len()]),
                 listener,
                 state: Arc::clone(&state),
-                peers,
+                cores: mailboxes.clone(),
                 mailbox,
                 broker: broker.cloned(),
                 ready: ReadyReport::new(index, ready_tx.clone()),
