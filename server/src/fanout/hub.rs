@@ -21,7 +21,7 @@ use super::broker::Broker;
 use super::mail::{Mail, Mailboxes, RecoverAnswer, RecoverRequest, MAIL_BYTES};
 use super::room::Room;
 use super::stream::{home_core, Answer, Since, Streams};
-use crate::budget::{FanoutBudget, LocalFrame};
+use crate::budget::{FanoutBudget, LocalFrame, FRAME_HANDLE_BYTES};
 use crate::metrics::{CoreMetrics, RecoveryOutcome, FANOUT_SAMPLE_EVERY};
 use crate::output::{CoreOutput, Subscriber};
 use crate::ws::{encode_frame_into, CloseCode, MessageKind};
@@ -133,21 +133,25 @@ impl Hub {
     /// room `name`'s order, to its subscribers on every core and node.
     pub fn publish_named(&self, name: &str, kind: MessageKind, payload: &[u8]) {
         let frame = self.encode(kind, payload);
-        let local = self
-            .rooms
-            .borrow()
-            .get(name)
-            .map(|room| Arc::clone(room.shared_name()));
-        let name = local.unwrap_or_else(|| Arc::from(name));
+        let local = self.rooms.borrow().get(name).cloned();
+        let members = local.as_ref().map_or(0, |room| room.member_count());
+        let name = local.map_or_else(|| Arc::from(name), |room| Arc::clone(room.shared_name()));
         self.send_to_nodes(&name, &frame);
-        self.order(&name, frame);
+        self.order(&name, frame, members);
     }
 
     /// Publishes an encoded frame from a local client: to the other nodes, and to the room's
     /// home core to be put in order (this core, or one mail away).
     pub fn publish_frame(&self, room: &Room, frame: Bytes) {
         self.send_to_nodes(room.shared_name(), &frame);
-        self.order(room.shared_name(), frame);
+        self.order(room.shared_name(), frame, room.member_count());
+    }
+
+    /// The handles a message of a room with `local_members` on this core will cost on every
+    /// core: this core's count stands for each core's (connections spread evenly over the
+    /// cores' listeners).
+    pub fn fanout_estimate(&self, local_members: usize) -> usize {
+        local_members * self.cores.cores() * FRAME_HANDLE_BYTES
     }
 
     /// With a broker, sends a frame published on this node to the other nodes.
@@ -157,12 +161,14 @@ impl Hub {
         }
     }
 
-    /// Puts `frame` in `room`'s order: here if this is its home core, else by mail to it.
-    fn order(&self, room: &Arc<str>, frame: Bytes) {
+    /// Puts `frame` in `room`'s order: here if this is its home core, else by mail to it
+    /// (charged with the fan-out a room with `local_members` here is about to cost).
+    fn order(&self, room: &Arc<str>, frame: Bytes, local_members: usize) {
         if home_core(room, self.cores.cores()) == self.index {
             self.sequence(room, frame);
         } else {
-            self.cores.publish(room, &frame);
+            let reserved = self.fanout_estimate(local_members);
+            self.cores.publish(room, &frame, reserved);
         }
     }
 
@@ -191,7 +197,14 @@ impl Hub {
     pub fn take(&self, mail: Mail) {
         self.budget.mail_taken(MAIL_BYTES);
         match mail {
-            Mail::Publish { room, frame } => self.sequence(&room, frame),
+            Mail::Publish {
+                room,
+                frame,
+                reserved,
+            } => {
+                self.budget.mail_taken(reserved);
+                self.sequence(&room, frame);
+            }
             Mail::Broadcast { room, frame } => {
                 let target = self.rooms.borrow().get(&room).cloned();
                 if let Some(target) = target {

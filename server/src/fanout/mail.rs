@@ -31,6 +31,9 @@ pub enum Mail {
         room: Arc<str>,
         /// The encoded frame, shared with the publishing core.
         frame: Bytes,
+        /// What the mail is charged besides its slot until the home core takes it: the
+        /// fan-out it is about to cause (see [`Mailboxes::publish`]).
+        reserved: usize,
     },
     /// A message put in order by its room's home core, for this core's subscribers of `room`.
     Broadcast {
@@ -92,23 +95,33 @@ impl Mailboxes {
 
     /// Sends `mail` to core `core`.
     pub fn send(&self, core: usize, mail: Mail) {
+        self.send_charged(core, mail, MAIL_BYTES);
+    }
+
+    /// Sends `mail` to core `core`, charged `charge` until that core takes it.
+    fn send_charged(&self, core: usize, mail: Mail, charge: usize) {
         let Some(sender) = self.senders.get(core) else {
             return;
         };
-        self.budget.mail_sent(MAIL_BYTES);
+        self.budget.mail_sent(charge);
         // A closed mailbox means that core is shutting down; its clients get nothing more.
         if sender.send(mail).is_err() {
-            self.budget.mail_taken(MAIL_BYTES);
+            self.budget.mail_taken(charge);
         }
     }
 
-    /// Sends `frame`, a message of `room`, to the room's home core to be put in order.
-    pub fn publish(&self, room: &Arc<str>, frame: &Bytes) {
+    /// Sends `frame`, a message of `room`, to the room's home core to be put in order,
+    /// charged until it gets there with `reserved` besides its slot: the handles it is about
+    /// to cost on every core (the caller's estimate). Without it a publisher whose room is
+    /// homed elsewhere would see only frames and slots while its messages are on their way,
+    /// and run past the budget by their whole fan-out before it is paused.
+    pub fn publish(&self, room: &Arc<str>, frame: &Bytes, reserved: usize) {
         let mail = Mail::Publish {
             room: Arc::clone(room),
             frame: frame.clone(),
+            reserved,
         };
-        self.send(home_core(room, self.cores()), mail);
+        self.send_charged(home_core(room, self.cores()), mail, MAIL_BYTES + reserved);
     }
 
     /// Sends one clone of `frame` (a reference-count increment) to every core but `except`
