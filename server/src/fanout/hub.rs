@@ -20,7 +20,7 @@ use bytes::Bytes;
 use super::broker::Broker;
 use super::mail::{Mail, Mailboxes, RecoverAnswer, RecoverRequest, MAIL_BYTES};
 use super::room::Room;
-use super::stream::{home_core, Answer, Since, Streams};
+use super::stream::{home_core, Answer, Continuity, Since, Streams};
 use crate::budget::{FanoutBudget, LocalFrame, FRAME_HANDLE_BYTES};
 use crate::metrics::{CoreMetrics, RecoveryOutcome, FANOUT_SAMPLE_EVERY};
 use crate::output::{CoreOutput, Subscriber};
@@ -178,7 +178,7 @@ impl Hub {
     fn sequence(&self, room: &Arc<str>, frame: Bytes) {
         self.streams
             .borrow_mut()
-            .sequence(room, &frame, Instant::now());
+            .sequence(room, &frame, Instant::now(), self.continuity());
         let local = self.rooms.borrow().get(room).cloned();
         if let Some(local) = local {
             self.deliver_locally(&local, Rc::new(frame.clone()));
@@ -218,10 +218,12 @@ impl Hub {
                     core,
                     ticket,
                 } = *request;
-                let answer = self
-                    .streams
-                    .borrow_mut()
-                    .answer(&room, &since, Instant::now());
+                let answer = self.streams.borrow_mut().answer(
+                    &room,
+                    &since,
+                    Instant::now(),
+                    self.continuity(),
+                );
                 let answer = RecoverAnswer { ticket, answer };
                 self.cores.send(core, Mail::Answer(Box::new(answer)));
             }
@@ -262,10 +264,10 @@ impl Hub {
     fn ask(&self, room: &Arc<str>, subscriber: &Rc<Subscriber>, since: Since) {
         let home = home_core(room, self.cores.cores());
         if home == self.index {
-            let answer = self
-                .streams
-                .borrow_mut()
-                .answer(room, &since, Instant::now());
+            let answer =
+                self.streams
+                    .borrow_mut()
+                    .answer(room, &since, Instant::now(), self.continuity());
             self.answered(subscriber, answer);
             return;
         }
@@ -305,6 +307,13 @@ impl Hub {
         };
         CoreMetrics::add(&self.metrics.replayed_messages, answer.replay.len() as u64);
         subscriber.recovery_answered(first, answer.epoch, answer.offset, answer.replay);
+    }
+
+    /// The node's continuity with the other nodes (always unbroken without a broker).
+    fn continuity(&self) -> Continuity {
+        self.broker
+            .as_ref()
+            .map_or(Some(0), |broker| broker.continuity())
     }
 
     /// Drops kept messages past `--history-ttl` (the keepalive sweep calls it each tick).

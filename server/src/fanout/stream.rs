@@ -36,6 +36,11 @@ pub fn home_core(name: &str, cores: usize) -> usize {
     (hash % cores.max(1) as u64) as usize
 }
 
+/// The node's continuity with the other nodes, `Broker::continuity`: None while it is cut
+/// off, else a generation that changes whenever it may have missed their messages (always
+/// `Some(0)` without a broker).
+pub type Continuity = Option<u64>;
+
 /// What a client asked for when it connected (`?since=`, `?history=`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Since {
@@ -95,6 +100,8 @@ struct RoomStream {
     snapshot: Option<Arc<[Bytes]>>,
     /// When the last message was sequenced (or the stream made).
     active: Instant,
+    /// The node's continuity with the other nodes when the stream was made (`--broker`).
+    generation: u64,
 }
 
 impl RoomStream {
@@ -166,9 +173,16 @@ impl Streams {
     }
 
     /// Gives `frame`, a message of `room`, the room's next offset and keeps a copy of it.
-    pub fn sequence(&mut self, room: &Arc<str>, frame: &Bytes, now: Instant) -> u64 {
+    /// `continuity` is the node's with the other nodes (see [`Continuity`]).
+    pub fn sequence(
+        &mut self,
+        room: &Arc<str>,
+        frame: &Bytes,
+        now: Instant,
+        continuity: Continuity,
+    ) -> u64 {
         let offset = {
-            let stream = self.stream(room, now);
+            let stream = self.stream(room, now, continuity);
             stream.last += 1;
             stream.active = now;
             stream.last
@@ -194,9 +208,18 @@ impl Streams {
         offset
     }
 
-    /// Answers a client of `room` that asked `since`.
-    pub fn answer(&mut self, room: &Arc<str>, since: &Since, now: Instant) -> Answer {
-        let stream = self.stream(room, now);
+    /// Answers a client of `room` that asked `since`. While the node is cut off from the
+    /// other nodes a position is not continued (`reset`): what they publish meanwhile is
+    /// missing here.
+    pub fn answer(
+        &mut self,
+        room: &Arc<str>,
+        since: &Since,
+        now: Instant,
+        continuity: Continuity,
+    ) -> Answer {
+        let cut_off = continuity.is_none();
+        let stream = self.stream(room, now, continuity);
         let epoch = Arc::clone(&stream.epoch);
         let last = stream.last;
         let first_kept = stream.first_kept();
@@ -213,7 +236,7 @@ impl Streams {
             Since::After {
                 epoch: asked,
                 offset,
-            } if **asked == *epoch && *offset <= last && *offset + 1 >= first_kept => (
+            } if !cut_off && **asked == *epoch && *offset <= last && *offset + 1 >= first_kept => (
                 RecoveryOutcome::Recovered,
                 *offset,
                 stream.replay_after(*offset),
@@ -259,8 +282,23 @@ impl Streams {
         self.compact_order();
     }
 
-    /// The stream of `room`, made (a new epoch at offset 0) if it has none.
-    fn stream(&mut self, room: &Arc<str>, now: Instant) -> &mut RoomStream {
+    /// The stream of `room`, made (a new epoch at offset 0) if it has none, or made anew if
+    /// the node lost messages of the other nodes since it was made.
+    fn stream(&mut self, room: &Arc<str>, now: Instant, continuity: Continuity) -> &mut RoomStream {
+        let stale = match (self.rooms.get(room), continuity) {
+            (Some(stream), Some(generation)) => stream.generation != generation,
+            _ => false,
+        };
+        if stale {
+            while self
+                .rooms
+                .get(room)
+                .is_some_and(|stream| !stream.kept.is_empty())
+            {
+                self.evict_oldest_of(room);
+            }
+            self.rooms.remove(room);
+        }
         if !self.rooms.contains_key(room) {
             self.made += 1;
             let epoch = format!(
@@ -275,6 +313,7 @@ impl Streams {
                     kept: VecDeque::new(),
                     snapshot: None,
                     active: now,
+                    generation: continuity.unwrap_or(0),
                 },
             );
         }
@@ -330,6 +369,9 @@ impl Streams {
 mod tests {
     use super::*;
 
+    /// A node without a broker.
+    const ALONE: Continuity = Some(0);
+
     fn streams(per_room: usize, budget: usize) -> Streams {
         Streams::new(
             0,
@@ -364,17 +406,20 @@ mod tests {
         let mut streams = streams(10, 1 << 20);
         let room: Arc<str> = Arc::from("r");
         let now = Instant::now();
-        let position = streams.answer(&room, &Since::Nothing, now);
+        let position = streams.answer(&room, &Since::Nothing, now, ALONE);
         assert_eq!(position.outcome, RecoveryOutcome::Position);
         assert_eq!(position.offset, 0);
         for i in 1..=5 {
-            assert_eq!(streams.sequence(&room, &frame(&format!("m{i}")), now), i);
+            assert_eq!(
+                streams.sequence(&room, &frame(&format!("m{i}")), now, ALONE),
+                i
+            );
         }
         let since = Since::After {
             epoch: position.epoch.to_string(),
             offset: 2,
         };
-        let answer = streams.answer(&room, &since, now);
+        let answer = streams.answer(&room, &since, now, ALONE);
         assert_eq!(answer.outcome, RecoveryOutcome::Recovered);
         assert_eq!(answer.offset, 2);
         assert_eq!(
@@ -385,13 +430,13 @@ mod tests {
             epoch: position.epoch.to_string(),
             offset: 5,
         };
-        let answer = streams.answer(&room, &up_to_date, now);
+        let answer = streams.answer(&room, &up_to_date, now, ALONE);
         assert_eq!(
             (answer.outcome, answer.offset),
             (RecoveryOutcome::Recovered, 5)
         );
         assert!(answer.replay.is_empty());
-        let last_two = streams.answer(&room, &Since::Last(2), now);
+        let last_two = streams.answer(&room, &Since::Last(2), now, ALONE);
         assert_eq!(last_two.offset, 3);
         assert_eq!(drain(last_two.replay), vec![frame("m4"), frame("m5")]);
     }
@@ -402,10 +447,10 @@ mod tests {
         let room: Arc<str> = Arc::from("r");
         let now = Instant::now();
         for i in 1..=10 {
-            streams.sequence(&room, &frame(&format!("m{i}")), now);
+            streams.sequence(&room, &frame(&format!("m{i}")), now, ALONE);
         }
         let epoch = streams
-            .answer(&room, &Since::Nothing, now)
+            .answer(&room, &Since::Nothing, now, ALONE)
             .epoch
             .to_string();
         for (asked_epoch, offset) in [("other", 9), (epoch.as_str(), 6), (epoch.as_str(), 11)] {
@@ -413,7 +458,7 @@ mod tests {
                 epoch: asked_epoch.to_owned(),
                 offset,
             };
-            let answer = streams.answer(&room, &since, now);
+            let answer = streams.answer(&room, &since, now, ALONE);
             assert_eq!(
                 answer.outcome,
                 RecoveryOutcome::Reset,
@@ -423,7 +468,7 @@ mod tests {
             assert!(answer.replay.is_empty());
         }
         let oldest_kept = Since::After { epoch, offset: 7 };
-        let answer = streams.answer(&room, &oldest_kept, now);
+        let answer = streams.answer(&room, &oldest_kept, now, ALONE);
         assert_eq!(drain(answer.replay).len(), 3, "offsets 8-10 are kept");
     }
 
@@ -434,14 +479,53 @@ mod tests {
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
         let now = Instant::now();
         let payload = "x".repeat(100);
-        streams.sequence(&a, &frame(&payload), now);
-        streams.sequence(&b, &frame(&payload), now);
-        streams.sequence(&b, &frame(&payload), now);
-        streams.sequence(&b, &frame(&payload), now);
+        streams.sequence(&a, &frame(&payload), now, ALONE);
+        streams.sequence(&b, &frame(&payload), now, ALONE);
+        streams.sequence(&b, &frame(&payload), now, ALONE);
+        streams.sequence(&b, &frame(&payload), now, ALONE);
         assert_eq!(streams.held, 3 * one);
-        let a_all = streams.answer(&a, &Since::Last(10), now);
+        let a_all = streams.answer(&a, &Since::Last(10), now, ALONE);
         assert!(a_all.replay.is_empty(), "a's message was the oldest");
-        assert_eq!(streams.answer(&b, &Since::Last(10), now).replay.len(), 3);
+        assert_eq!(
+            streams
+                .answer(&b, &Since::Last(10), now, ALONE)
+                .replay
+                .len(),
+            3
+        );
+    }
+
+    #[test]
+    fn a_node_cut_off_from_the_others_resets_and_a_hole_starts_a_new_epoch() {
+        let mut streams = streams(10, 1 << 20);
+        let room: Arc<str> = Arc::from("r");
+        let now = Instant::now();
+        for i in 1..=3 {
+            streams.sequence(&room, &frame(&format!("m{i}")), now, Some(4));
+        }
+        let epoch = streams.answer(&room, &Since::Nothing, now, Some(4)).epoch;
+        let since = Since::After {
+            epoch: epoch.to_string(),
+            offset: 1,
+        };
+        let cut_off = streams.answer(&room, &since, now, None);
+        assert_eq!(
+            cut_off.outcome,
+            RecoveryOutcome::Reset,
+            "while the link is down"
+        );
+        assert_eq!(
+            streams.answer(&room, &since, now, Some(4)).outcome,
+            RecoveryOutcome::Recovered
+        );
+        let after_hole = streams.answer(&room, &since, now, Some(5));
+        assert_eq!(
+            after_hole.outcome,
+            RecoveryOutcome::Reset,
+            "back after a hole"
+        );
+        assert_ne!(after_hole.epoch, epoch, "a new epoch");
+        assert_eq!((after_hole.offset, streams.held), (0, 0));
     }
 
     #[test]
@@ -449,11 +533,16 @@ mod tests {
         let mut streams = streams(10, 1 << 20);
         let room: Arc<str> = Arc::from("r");
         let start = Instant::now();
-        streams.sequence(&room, &frame("m1"), start);
-        let epoch = streams.answer(&room, &Since::Nothing, start).epoch;
+        streams.sequence(&room, &frame("m1"), start, ALONE);
+        let epoch = streams.answer(&room, &Since::Nothing, start, ALONE).epoch;
         streams.expire(start + Duration::from_secs(61));
         assert_eq!(streams.held, 0);
-        let later = streams.answer(&room, &Since::Nothing, start + Duration::from_secs(61));
+        let later = streams.answer(
+            &room,
+            &Since::Nothing,
+            start + Duration::from_secs(61),
+            ALONE,
+        );
         assert_ne!(later.epoch, epoch, "forgotten after the TTL: a new epoch");
         assert_eq!(later.offset, 0);
     }
