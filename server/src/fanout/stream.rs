@@ -132,6 +132,8 @@ pub struct Streams {
     order: VecDeque<(Arc<str>, u64)>,
     /// Bytes charged for the kept messages.
     held: usize,
+    /// Kept messages, all rooms.
+    kept: usize,
     /// This core's share of `--history-budget`.
     share: usize,
     /// `--history`.
@@ -163,6 +165,7 @@ impl Streams {
             rooms: HashMap::new(),
             order: VecDeque::new(),
             held: 0,
+            kept: 0,
             share: budget / cores.max(1),
             per_room,
             ttl,
@@ -198,6 +201,7 @@ impl Streams {
             stream.snapshot = None;
             self.order.push_back((Arc::clone(room), offset));
             self.held += charged;
+            self.kept += 1;
             CoreMetrics::add(&self.metrics.history_messages, 1);
             CoreMetrics::add(&self.metrics.history_bytes, charged as u64);
             if stream.kept.len() > self.per_room {
@@ -343,6 +347,7 @@ impl Streams {
         if let Some(kept) = stream.kept.pop_front() {
             stream.snapshot = None;
             self.held -= kept.charged;
+            self.kept -= 1;
             CoreMetrics::sub(&self.metrics.history_messages, 1);
             CoreMetrics::sub(&self.metrics.history_bytes, kept.charged as u64);
         }
@@ -352,8 +357,7 @@ impl Streams {
     /// Drops the eviction order's entries of messages evicted by count or age once they are
     /// half of it, so it stays within twice the kept messages.
     fn compact_order(&mut self) {
-        let kept: usize = self.rooms.values().map(|stream| stream.kept.len()).sum();
-        if self.order.len() <= 2 * kept + 64 {
+        if self.order.len() <= 2 * self.kept + 64 {
             return;
         }
         let rooms = &self.rooms;

@@ -97,13 +97,13 @@ impl CatchingUp {
 /// Where a recovering client stands: it asked `?since=` or `?history=`, and live messages are
 /// not queued for it until the replay has caught up with them (the replay covers them).
 #[derive(Debug)]
-pub struct Recovery {
+struct Recovery {
     /// The room (asked again if the replay runs out before the client caught up).
-    pub room: Arc<str>,
+    room: Arc<str>,
     /// The room's epoch, once the first answer told it.
-    pub epoch: Option<Arc<str>>,
+    epoch: Option<Arc<str>>,
     /// The offset of the last message queued for the client.
-    pub offset: u64,
+    offset: u64,
     /// Kept messages still to queue.
     replay: Replay,
 }

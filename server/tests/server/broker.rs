@@ -404,7 +404,10 @@ async fn recovery_across_nodes_never_serves_a_gap() {
     assert_eq!(ws::next_text(&mut watcher).await, "from b 1");
     drop(watcher);
     let mut back = ws::connect(a.addr, &format!("/ws/rec?since={epoch}:1")).await;
-    assert_eq!(first_notice(&mut back).await, ("recovered".into(), epoch.clone(), 1));
+    assert_eq!(
+        first_notice(&mut back).await,
+        ("recovered".into(), epoch.clone(), 1)
+    );
     assert_eq!(ws::next_text(&mut back).await, "from b 2");
     assert_eq!(ws::next_text(&mut back).await, "from b 3");
 
