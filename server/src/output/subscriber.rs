@@ -35,6 +35,13 @@ use crate::clock::deadline_after;
 use crate::state::ConnectionPermit;
 use crate::ws::{encode_close, encode_close_echo, CloseCode, CloseState};
 
+/// Most frames a recovering connection's queue holds while it replays. A replayed frame is
+/// shared with the room's kept copy, but each queued one has a core-local `Rc` box of its own
+/// (~64 B) that `--max-backlog` does not see (it charges the length and the handle): queued a
+/// chunk at a time, as writes drain it, 5,000 clients recovering 1,000 small messages each hold
+/// 5,000 x 64 boxes, not 5 million.
+const REPLAY_CHUNK: usize = 64;
+
 /// How long a connection we close may take to answer our close frame (or, for a slow consumer,
 /// to take it at all) before its socket is shut down.
 pub const CLOSE_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(2);
@@ -369,8 +376,8 @@ impl Subscriber {
         }
     }
 
-    /// Queues replayed frames while the queue holds less than half the backlog (at least one
-    /// into an empty queue).
+    /// Queues replayed frames while the queue holds less than half the backlog and fewer
+    /// than [`REPLAY_CHUNK`] frames (at least one into an empty queue).
     fn queue_replay(self: &Rc<Self>) {
         loop {
             let frame = {
@@ -383,7 +390,9 @@ impl Subscriber {
                 };
                 let queue = self.queue.borrow();
                 let room = queue.max_backlog() / 2;
-                if !queue.is_empty() && queue.charged_bytes() + next.len() > room {
+                let full = queue.charged_bytes() + next.len() > room
+                    || queue.held_frames() >= REPLAY_CHUNK;
+                if full && !queue.is_empty() {
                     return;
                 }
                 drop(queue);
