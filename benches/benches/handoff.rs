@@ -1,7 +1,8 @@
 //! `handoff/<n>`: messages published on one core's hub reaching `n` subscribers of another
 //! core's hub through the mailbox between them, on two real threads (the cross-core part of a
-//! broadcast: one `Bytes` clone and one mail per message per core, then the receiving core's
-//! local fan-out). Elements/s = messages handed over per second. The receiving queues are
+//! broadcast: the room's home core, the publisher's here, puts it in order and keeps a copy,
+//! then one `Bytes` clone and one mail per message per core, then the receiving core's local
+//! fan-out). Elements/s = messages handed over per second. The receiving queues are
 //! drained with `ringcast::testing::drain` (the output path with the IO stubbed) every 256
 //! messages.
 
@@ -12,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ringcast::testing::{
-    detached, drain, encode_message, FanoutBudget, Mail, MessageKind, Room, Subscriber, TestCore,
+    detached, drain, encode_message, home_core, FanoutBudget, Mail, MessageKind, Room, Subscriber,
+    TestCore,
 };
 use ringcast_benches::{criterion_config, payload};
 
@@ -21,18 +23,28 @@ const SUBSCRIBERS: [usize; 2] = [1, 100];
 /// Messages between two drains of the receiving queues.
 const PER_DRAIN: u64 = 256;
 
-/// Core `core` of two, with `subscribers` socket-less subscribers in room "bench".
+/// A room whose home is core 0 of two (the publishing core).
+fn room_homed_on_the_publisher() -> String {
+    (0..)
+        .map(|i| format!("bench{i}"))
+        .find(|name| home_core(name, 2) == 0)
+        .expect("some name lands on core 0")
+}
+
+/// Core `core` of two (`cores`: both mailboxes), with `subscribers` socket-less subscribers in
+/// the bench's room.
 fn core_with_room(
     core: usize,
-    peers: Vec<tokio::sync::mpsc::UnboundedSender<Mail>>,
+    cores: Vec<tokio::sync::mpsc::UnboundedSender<Mail>>,
     budget: Arc<FanoutBudget>,
     subscribers: usize,
 ) -> (TestCore, Rc<Room>, Vec<Rc<Subscriber>>) {
-    let core = TestCore::new(core, peers, budget);
+    let core = TestCore::new(core, cores, budget);
+    let name = room_homed_on_the_publisher();
     let queues: Vec<_> = (0..subscribers).map(|_| detached(1 << 30)).collect();
     let room = queues
         .iter()
-        .map(|subscriber| core.hub.join("bench", Rc::clone(subscriber)))
+        .map(|subscriber| core.hub.join(&name, Rc::clone(subscriber)))
         .last()
         .expect("at least one subscriber");
     (core, room, queues)
@@ -41,17 +53,21 @@ fn core_with_room(
 /// Publishes `messages` on core 0 and returns when core 1 has delivered them all.
 fn hand_over(messages: u64, subscribers: usize) -> Duration {
     let budget = FanoutBudget::new(2, usize::MAX);
+    // Core 0's own mailbox gets nothing: the room is homed on it.
+    let (own, _own_inbox) = tokio::sync::mpsc::unbounded_channel();
     let (mailbox, mut inbox) = tokio::sync::mpsc::unbounded_channel();
+    let cores = vec![own, mailbox];
+    let receiver_cores = cores.clone();
     let receiver_budget = Arc::clone(&budget);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let receiver = thread::spawn(move || {
-        let (core, _room, queues) = core_with_room(1, Vec::new(), receiver_budget, subscribers);
+        let (core, _room, queues) = core_with_room(1, receiver_cores, receiver_budget, subscribers);
         ready_tx.send(()).expect("bench thread alive");
         let mut delivered = 0;
         while delivered < messages {
             match inbox.blocking_recv() {
-                Some(Mail::Broadcast { room, frame }) => core.hub.deliver_from_peer(&room, frame),
                 Some(Mail::Shutdown) | None => break,
+                Some(mail) => core.hub.take(mail),
             }
             delivered += 1;
             if delivered % PER_DRAIN == 0 || delivered == messages {
@@ -62,7 +78,7 @@ fn hand_over(messages: u64, subscribers: usize) -> Duration {
         }
         delivered
     });
-    let (core, room, local) = core_with_room(0, vec![mailbox], budget, 1);
+    let (core, room, local) = core_with_room(0, cores, budget, 1);
     ready_rx.recv().expect("receiver started");
     let frame = encode_message(MessageKind::Binary, &payload(64));
     let start = Instant::now();

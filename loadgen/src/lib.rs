@@ -7,16 +7,19 @@
 //!           (role, room, URL: connections.rs)
 //! client/   the preflight main.rs runs; then per connection: target, socket, RFC 6455
 //!           upgrade (failure.rs classifies), masked frames out (writer.rs), server frames
-//!           in (frames.rs), the stamp every payload starts with (stamp.rs)
+//!           in (frames.rs), the stamp every payload starts with (stamp.rs), the since= query
+//!           and the server's first message (position.rs)
 //! run/      the main thread: start the workers, walk the phases second by second
 //!           (phases.rs: connect, warm-up, measure, drain; per_second.rs, live.rs, probe.rs)
 //! worker/   one current-thread tokio runtime per thread (thread.rs, context.rs):
 //!           connections in a ramp (connection.rs); publishers hand their socket to a
 //!           receiving worker (handover.rs) and send on the open-loop schedule, woken by
 //!           the pacer thread (publisher.rs, schedule.rs, pacer.rs, window.rs); receivers
-//!           walk frames into accounting (receive_loop.rs, receiver.rs, sequence.rs)
+//!           walk frames into accounting (receive_loop.rs, receiver.rs); subscribers leave
+//!           and come back under --churn (churn.rs, connection.rs)
 //! stats/    what workers record without locks: per second (interval.rs, handed over once
-//!           a second) and for the measured window (totals.rs, nodes.rs)
+//!           a second) and for the measured window (totals.rs, nodes.rs, sequence.rs: the
+//!           sequences each receiver got, from which loss is counted)
 //! run/      once the workers stopped, their totals -> results: expected deliveries,
 //!           validity, thresholds (results.rs)
 //! report/   report.json (mod.rs), metric values and thresholds judged (metrics.rs), the

@@ -23,6 +23,8 @@ const MAX_DERIVED_CONNECTIONS: u64 = 1 << 20;
 /// Largest server frame header: a message of `--max-message` bytes needs this much more room in
 /// the outbound budget (plus its handle, [`FRAME_HANDLE_BYTES`]).
 const MAX_FRAME_HEADER: usize = 10;
+/// Most messages `--history` may keep per room.
+const MAX_HISTORY: i64 = 1_000_000;
 /// hyper's smallest accepted read buffer (`http1::Builder::max_buf_size` panics below it).
 const MIN_HEADER_SIZE: usize = 8 << 10;
 
@@ -90,6 +92,21 @@ pub struct Cli {
     /// proxy's address [default: 0, no limit].
     #[arg(long, env = "RINGCAST_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
     pub max_connections_per_ip: u32,
+
+    /// Messages each room keeps for clients that reconnect with ?since= or join with
+    /// ?history= (0: none kept; positions are still told).
+    #[arg(long, env = "RINGCAST_HISTORY", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=MAX_HISTORY))]
+    pub history: u32,
+
+    /// A room's kept messages expire this long after they were published; a room that kept
+    /// none and had no message for this long forgets its offsets (its epoch changes).
+    #[arg(long, env = "RINGCAST_HISTORY_TTL", default_value = "5m", value_parser = parse_duration)]
+    pub history_ttl: Duration,
+
+    /// Memory all rooms' kept messages may hold (each counted at what it holds); beyond it
+    /// the oldest are dropped first.
+    #[arg(long, env = "RINGCAST_HISTORY_BUDGET", default_value = "64MiB", value_parser = parse_size)]
+    pub history_budget: usize,
 
     /// Largest HTTP request head (request line and headers); larger ones get 431.
     #[arg(long, env = "RINGCAST_MAX_HEADER_SIZE", default_value = "16KiB", value_parser = parse_size)]
@@ -190,6 +207,12 @@ pub struct Config {
     /// Most concurrent connections per client address, counted from accept (429 beyond), if
     /// limited.
     pub max_connections_per_ip: Option<u32>,
+    /// Messages kept per room for recovery (`--history`).
+    pub history: usize,
+    /// How long a kept message lives (`--history-ttl`).
+    pub history_ttl: Duration,
+    /// Memory all kept messages may hold (`--history-budget`).
+    pub history_budget: usize,
     /// Largest HTTP request head in bytes (431 beyond).
     pub max_header_size: usize,
     /// Keepalive ping period for connections without inbound traffic.
@@ -288,6 +311,9 @@ impl Config {
                 "must be at least 1 (leave it unset for no limit)",
             ));
         }
+        if cli.history_ttl.is_zero() {
+            return Err(invalid("--history-ttl", "must be greater than zero"));
+        }
         if cli.max_header_size < MIN_HEADER_SIZE {
             return Err(invalid("--max-header-size", "must be at least 8KiB"));
         }
@@ -345,6 +371,9 @@ impl Config {
             // 0 is the documented "no limit".
             max_connections_per_ip: (cli.max_connections_per_ip > 0)
                 .then_some(cli.max_connections_per_ip),
+            history: cli.history as usize,
+            history_ttl: cli.history_ttl,
+            history_budget: cli.history_budget,
             max_header_size: cli.max_header_size,
             ping_interval: cli.ping_interval,
             idle_timeout: cli.idle_timeout,

@@ -13,8 +13,8 @@
 //! http/     HTTP/1.1 (hyper): routes, /metrics, POST /publish, the upgrade         v
 //! input/    the core's reader: admission, one epoll set and one scratch buffer,  input
 //!           decoding, publishing, pauses, the end of a connection                  |
-//! fanout/   rooms and the hub (encode once, fan out), mail between cores,        fanout
-//!           the broker between nodes (--broker)                                    |
+//! fanout/   rooms and the hub (encode once, fan out), each room's one order and  fanout
+//!           kept messages on its home core, mail between cores, the broker         |
 //! output/   a connection's write half (queue, close handshake), the flush list,  output
 //!           the write drivers (io_uring ring, epoll sendmsg)                       |
 //! ws/       RFC 6455 without sockets: encode, decode, close state                 ws
@@ -23,9 +23,10 @@
 //! ```
 //!
 //! A message's path: `input/reader.rs` reads a ready socket into the core's scratch buffer ->
-//! `input/connection.rs` decodes it (`ws/decode.rs`) -> `fanout/hub.rs` encodes it once and
-//! pushes a handle into every local subscriber's queue (`output/subscriber.rs`), mails one to
-//! each other core (`fanout/mail.rs`) and the broker -> the write driver (`output/uring.rs` or
+//! `input/connection.rs` decodes it (`ws/decode.rs`) -> `fanout/hub.rs` encodes it once, sends
+//! one to the broker and has the room's home core order it (`fanout/stream.rs`), which pushes
+//! a handle into every local subscriber's queue (`output/subscriber.rs`) and mails one to each
+//! other core (`fanout/mail.rs`), which does the same -> the write driver (`output/uring.rs` or
 //! `output/epoll.rs`) writes each listed connection's queue in one write.
 //!
 //! Where a connection closes: `output/subscriber.rs` (the close handshake: who starts it, the
@@ -193,18 +194,12 @@ impl Server {
         }
         let broker = server.broker.as_ref().map(|threads| threads.broker());
         for (index, (listener, mailbox)) in listeners.into_iter().zip(receivers).enumerate() {
-            let peers = mailboxes
-                .iter()
-                .enumerate()
-                .filter(|&(peer, _)| peer != index)
-                .map(|(_, sender)| sender.clone())
-                .collect();
             let setup = CoreSetup {
                 index,
                 cpu: (!cpus.is_empty()).then(|| cpus[index % cpus.len()]),
                 listener,
                 state: Arc::clone(&state),
-                peers,
+                cores: mailboxes.clone(),
                 mailbox,
                 broker: broker.cloned(),
                 ready: ReadyReport::new(index, ready_tx.clone()),

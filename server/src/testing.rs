@@ -5,7 +5,7 @@
 
 pub use crate::budget::{FanoutBudget, LocalFrame, FRAME_HANDLE_BYTES};
 pub use crate::fanout::testing::TestCore;
-pub use crate::fanout::{Hub, Mail, Room};
+pub use crate::fanout::{home_core, Hub, Mail, Room};
 pub use crate::metrics::CoreMetrics;
 pub use crate::output::testing::{
     attach_stub, detached, drain, held_handles, standalone_core_output,

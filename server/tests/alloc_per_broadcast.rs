@@ -108,9 +108,10 @@ fn allocations_per_broadcast_do_not_grow_with_subscribers() {
     let ten_thousand = allocations_per_broadcast(10_000);
     assert_eq!(one, hundred, "1 vs 100 subscribers");
     assert_eq!(one, ten_thousand, "1 vs 10,000 subscribers");
-    // The frame's buffer, its shared header (on the first clone), and this core's one `Rc`
-    // handle of it.
-    assert!(one <= 3, "{one} allocations per broadcast");
+    // The frame's buffer, its shared header (on the first clone), this core's one `Rc`
+    // handle of it, and the copy the room's home core keeps for recovery (its queues grow
+    // now and then, amortized).
+    assert!(one <= 4, "{one} allocations per broadcast");
 }
 
 #[test]

@@ -1,10 +1,11 @@
 //! One WebSocket client connection: opening it, writing its frames, parsing the server's, the
-//! stamp its messages carry.
+//! stamp its messages carry, the recovery query and the server's first message.
 
 mod connect;
 mod failure;
 mod frames;
 mod handshake;
+mod position;
 mod preflight;
 mod stamp;
 mod target;
@@ -13,6 +14,7 @@ mod writer;
 pub use connect::open_with_timeout;
 pub use failure::ConnectFailure;
 pub use frames::{parse_frame, Parsed, StreamError, MAX_SERVER_MESSAGE};
+pub use position::{with_since, FirstMessage, Position};
 pub use preflight::{preflight, raise_fd_limit};
 pub use stamp::{Stamp, STAMP_LEN};
 pub use target::{parse_source_pool, Target};

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use super::units::{parse_duration, parse_size};
+use super::units::{parse_churn, parse_duration, parse_size, Churn};
 
 /// Exit codes, documented here and in REPORT.md.
 pub const EXIT_CODES_HELP: &str =
@@ -73,8 +73,10 @@ pub struct RunOpt {
     pub out: Option<PathBuf>,
     /// Pass/fail rule, e.g. 'p99<5ms', 'lost==0' (repeatable; exit 99 when one fails).
     /// Metrics: p50 p90 p99 p999 p9999 max mean (latency), send_lag_p99 send_lag_max,
-    /// connect_p99, lost duplicated reordered sent delivered expected delivered_per_sec
-    /// connect_failed loadgen_cpu_percent server_cpu_us_per_delivery; with several --url:
+    /// connect_p99, lost duplicated reordered (or out_of_order) delivery_rate sent delivered
+    /// expected delivered_per_sec connect_failed loadgen_cpu_percent server_cpu_us_per_delivery;
+    /// with --churn or --recover: left reconnect_failed recovered reset first_replay_p50
+    /// first_replay_p99 first_replay_max; with several --url:
     /// same_node_ and cross_node_ + p50 p90 p99 p999 max delivered lost.
     #[arg(long = "threshold")]
     pub thresholds: Vec<String>,
@@ -113,6 +115,19 @@ pub struct RunOpt {
     /// A send-lag p99 above this marks the run invalid (publishers fell behind).
     #[arg(long = "max-send-lag", default_value = "5ms", value_parser = parse_duration)]
     pub max_send_lag: Duration,
+    /// Subscriber churn, EVERY:DOWNTIME (15s:2s): each subscriber, at its own random phase in
+    /// [0, EVERY) from the start of the measured window, disconnects every EVERY, stays away
+    /// DOWNTIME and reconnects (with several --url, to the next one). Publishers stay. A
+    /// subscriber leaves only when it is back before the window ends. Messages sent while it
+    /// is away still count as expected: without recovery they are `lost`.
+    #[arg(long, value_name = "EVERY:DOWNTIME", value_parser = parse_churn)]
+    pub churn: Option<Churn>,
+    /// Subscribers ask ringcast for their position (`?since=`) and reconnect with
+    /// `?since=EPOCH:OFFSET` of the last message they got; the server's first message (position,
+    /// recovered or reset) is counted. A server without recovery sends no such message: counted
+    /// as `none`, the stream read as usual.
+    #[arg(long)]
+    pub recover: bool,
     /// No live lines on stderr.
     #[arg(long)]
     pub quiet: bool,

@@ -56,6 +56,22 @@ pub struct Scenario {
     pub max_send_lag_s: f64,
     /// Threshold expressions as given.
     pub thresholds: Vec<String>,
+    /// `--churn`: subscribers leave and come back; absent (not written) without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub churn: Option<ChurnScenario>,
+    /// `--recover`: subscribers ask for their position and reconnect with `since=`; absent
+    /// (not written) without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recover: bool,
+}
+
+/// `--churn EVERY:DOWNTIME` as recorded, in seconds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct ChurnScenario {
+    /// Period of each subscriber's departures.
+    pub every_s: f64,
+    /// Time away before reconnecting.
+    pub downtime_s: f64,
 }
 
 /// Serde default of `Scenario::publisher_threads`.
@@ -121,6 +137,11 @@ impl Scenario {
             },
             max_send_lag_s: opt.max_send_lag.as_secs_f64(),
             thresholds: opt.thresholds.clone(),
+            churn: opt.churn.map(|churn| ChurnScenario {
+                every_s: churn.every.as_secs_f64(),
+                downtime_s: churn.downtime.as_secs_f64(),
+            }),
+            recover: opt.recover,
         }
     }
 }
@@ -200,6 +221,10 @@ fn check_load(opt: &RunOpt) -> anyhow::Result<()> {
     );
     ensure!(!opt.duration.is_zero(), "--duration must be positive");
     ensure!(
+        opt.churn.is_none() || opt.subscribers > 0,
+        "--churn disconnects subscribers, and there are none (--subscribers 0)"
+    );
+    ensure!(
         !opt.connect_timeout.is_zero(),
         "--connect-timeout must be positive"
     );
@@ -264,5 +289,27 @@ mod tests {
         assert_eq!(comma.server_pids, two.server_pids);
         assert!(plan(&["--server-pid", &me, "--server-pid", &me]).is_err());
         assert!(plan(&[]).unwrap().scenario.watched_pids().is_empty());
+    }
+
+    #[test]
+    fn churn_and_recover_are_recorded_only_when_given() {
+        let url = ["--url", "ws://127.0.0.1:9/ws"];
+        let plan = |extra: &[&str]| Plan::from_run_args(&[&url[..], extra].concat());
+        let plain = plan(&[]).unwrap().scenario;
+        let json = serde_json::to_value(&plain).unwrap();
+        assert!(json.get("churn").is_none() && json.get("recover").is_none());
+        let churned = plan(&["--churn", "15s:2s", "--recover"]).unwrap().scenario;
+        assert_eq!(
+            churned.churn,
+            Some(ChurnScenario {
+                every_s: 15.0,
+                downtime_s: 2.0
+            })
+        );
+        assert!(churned.recover);
+        let json = serde_json::to_string(&churned).unwrap();
+        assert_eq!(serde_json::from_str::<Scenario>(&json).unwrap(), churned);
+        assert!(plan(&["--churn", "2s:2s"]).is_err());
+        assert!(plan(&["--churn", "1s:100ms", "--subscribers", "0"]).is_err());
     }
 }

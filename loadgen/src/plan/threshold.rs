@@ -24,6 +24,15 @@ pub const METRICS: &[(&str, &str, bool)] = &[
     ("lost", "lost deliveries", true),
     ("duplicated", "duplicated deliveries", true),
     ("reordered", "reordered deliveries", true),
+    ("delivery_rate", "delivered / expected", false),
+    // --churn / --recover only (`results.churn`).
+    ("left", "subscriber departures (churn)", false),
+    ("reconnect_failed", "failed reconnects", true),
+    ("recovered", "reconnects answered `recovered`", false),
+    ("reset", "reconnects answered `reset`", true),
+    ("first_replay_p50", "reconnect to first replayed p50", true),
+    ("first_replay_p99", "reconnect to first replayed p99", true),
+    ("first_replay_max", "reconnect to first replayed max", true),
     ("connect_failed", "failed connections", true),
     ("loadgen_cpu_percent", "loadgen CPU % of a core", true),
     (
@@ -53,6 +62,10 @@ pub const METRICS: &[(&str, &str, bool)] = &[
     ("cross_node_lost", "cross-node lost deliveries", true),
 ];
 
+/// Other names a rule may use for a metric: `out_of_order` is issue 19's word for what the
+/// report has always called `reordered` (a first copy below one already received).
+const ALIASES: &[(&str, &str)] = &[("out_of_order", "reordered")];
+
 /// Whether a metric is a time in ns (thresholds accept ns/us/ms/s suffixes).
 pub fn is_time(name: &str) -> bool {
     matches!(
@@ -67,6 +80,9 @@ pub fn is_time(name: &str) -> bool {
             | "send_lag_p99"
             | "send_lag_max"
             | "connect_p99"
+            | "first_replay_p50"
+            | "first_replay_p99"
+            | "first_replay_max"
     ) || ["same_node_", "cross_node_"].iter().any(|prefix| {
         name.strip_prefix(prefix)
             .is_some_and(|figure| figure.starts_with('p') || figure == "max")
@@ -109,6 +125,10 @@ impl Threshold {
             .find(['<', '>', '='])
             .ok_or_else(|| anyhow!("threshold `{text}`: expected METRIC<VALUE, <=, >, >= or =="))?;
         let (metric, rest) = compact.split_at(at);
+        let metric = ALIASES
+            .iter()
+            .find_map(|(alias, name)| (*alias == metric).then_some(*name))
+            .unwrap_or(metric);
         let (operator, value) = [
             ("<=", Operator::LessOrEqual),
             (">=", Operator::GreaterOrEqual),
@@ -187,5 +207,13 @@ mod tests {
         assert_eq!(lost.bound, 0.0);
         assert!(Threshold::parse("cross_node_lost==1ms").is_err());
         assert!(Threshold::parse("cross_node_p42<1ms").is_err());
+        let order = Threshold::parse("out_of_order==0").unwrap();
+        assert_eq!(
+            (order.metric(), order.expression.as_str()),
+            ("reordered", "out_of_order==0")
+        );
+        let rate = Threshold::parse("delivery_rate>=0.99").unwrap();
+        assert_eq!(rate.bound, 0.99);
+        assert_eq!(Threshold::parse("first_replay_p99<2s").unwrap().bound, 2e9);
     }
 }

@@ -1,7 +1,39 @@
 //! Nanoseconds printed for people; the CLI's sizes and durations are parsed by
 //! `ringcast-units`, shared with the server so both tools accept the same forms.
 
+use std::time::Duration;
+
 pub use ringcast_units::{parse_duration, parse_size};
+
+/// `--churn EVERY:DOWNTIME`: how often each subscriber leaves and how long it stays away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Churn {
+    /// Period of a subscriber's departures.
+    pub every: Duration,
+    /// Time away before reconnecting.
+    pub downtime: Duration,
+}
+
+/// Parses `--churn EVERY:DOWNTIME` (`15s:2s`): both positive, the downtime shorter than the
+/// period (a subscriber away for the whole period would never be connected).
+pub fn parse_churn(text: &str) -> Result<Churn, String> {
+    let (every, downtime) = text
+        .split_once(':')
+        .ok_or_else(|| format!("`{text}` is not EVERY:DOWNTIME (e.g. 15s:2s)"))?;
+    let every = parse_duration(every).map_err(|e| format!("EVERY `{every}`: {e}"))?;
+    let downtime = parse_duration(downtime).map_err(|e| format!("DOWNTIME `{downtime}`: {e}"))?;
+    if every.is_zero() || downtime.is_zero() {
+        return Err(format!(
+            "`{text}`: EVERY and DOWNTIME must both be positive"
+        ));
+    }
+    if downtime >= every {
+        return Err(format!(
+            "`{text}`: DOWNTIME must be shorter than EVERY (a subscriber away for the whole period is never connected)"
+        ));
+    }
+    Ok(Churn { every, downtime })
+}
 
 /// Formats nanoseconds for people with 3 significant digits: `812ns`, `45.2µs`, `3.10ms`,
 /// `1.25s`. Reports keep exact nanoseconds; this is for tables, summaries and live lines.
@@ -37,6 +69,24 @@ fn round_to_significant(value: f64, digits: i32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn churn_takes_a_period_and_a_shorter_downtime() {
+        let churn = parse_churn("15s:2s").unwrap();
+        assert_eq!(
+            (churn.every, churn.downtime),
+            (Duration::from_secs(15), Duration::from_secs(2))
+        );
+        assert_eq!(
+            parse_churn("500ms:100ms").unwrap().downtime,
+            Duration::from_millis(100)
+        );
+        for bad in [
+            "15s", "15s:", ":2s", "0s:0s", "1s:0s", "2s:2s", "1s:5s", "x:1s", "1s:y",
+        ] {
+            assert!(parse_churn(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn nanoseconds_print_with_three_significant_digits() {

@@ -190,6 +190,47 @@ pub struct NodeResults {
     pub cross_node: NodeClassResults,
 }
 
+/// How often each kind of first message came (`--recover`): the server's answer to `since=`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+pub struct FirstMessageCounts {
+    /// `position`: live from the given offset (a first connection's answer).
+    pub position: u64,
+    /// `recovered`: what was missed followed.
+    pub recovered: u64,
+    /// `reset`: the position asked for was gone; nothing replayed.
+    pub reset: u64,
+    /// No first message: the stream began with data (a server without recovery).
+    pub none: u64,
+    /// A `{"ringcast":...}` first message that broke the contract.
+    pub malformed: u64,
+}
+
+/// Subscribers leaving and coming back (`--churn`) and the server's answers (`--recover`).
+/// Absent without both options.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ChurnResults {
+    /// Departures: connections subscribers closed on their churn schedule.
+    pub left: u64,
+    /// Reconnects that completed the handshake.
+    pub reconnected: u64,
+    /// Reconnects that failed (the subscriber tried again a downtime later).
+    pub reconnect_failed: u64,
+    /// Those failures by reason: refused, timeout, status_NNN, addr_exhausted, other.
+    pub reconnect_failures: BTreeMap<String, u64>,
+    /// First messages by kind, over every connection of the subscribers (`--recover`; all 0
+    /// without it).
+    pub first_messages: FirstMessageCounts,
+    /// The first malformed first message, if one came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malformed_example: Option<String>,
+    /// After a `recovered`: the reconnect's TCP connect start to the arrival of the first
+    /// replayed message (the first one sent before that connect began).
+    pub first_replay_ns: HistogramSummary,
+}
+
+/// Name in `Results::histograms` of `ChurnResults::first_replay_ns` (with the churn section).
+pub const FIRST_REPLAY_HISTOGRAM: &str = "first_replay";
+
 /// Names in `Results::histograms` of the same-node and cross-node latency (several URLs only).
 pub const NODE_HISTOGRAMS: [&str; 2] = ["latency_same_node", "latency_cross_node"];
 
@@ -222,12 +263,16 @@ pub struct Results {
     pub expected: u64,
     /// Measured messages delivered (first copies at non-stalled receivers).
     pub delivered: u64,
-    /// expected - delivered.
+    /// Expected deliveries never received: per receiver and publisher, the measured sequences
+    /// it did not get (counted from what it got, so delivered + lost = expected checks it).
     pub lost: u64,
-    /// Measured messages received more than once.
+    /// Extra copies of measured messages (a message received three times counts two).
     pub duplicated: u64,
-    /// Measured messages received after a later one of the same publisher.
+    /// Measured messages received after a later one of the same publisher (out of order).
     pub reordered: u64,
+    /// delivered / expected; null with nothing expected (and in reports made before it).
+    #[serde(default)]
+    pub delivery_rate: Option<f64>,
     /// Frames without this run's stamp.
     pub foreign: u64,
     /// delivered / measured window seconds.
@@ -263,11 +308,16 @@ pub struct Results {
     /// latency; absent (not written) with one URL and in reports made before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nodes: Option<NodeResults>,
+    /// With `--churn` or `--recover`: departures, reconnects, first messages, time to the first
+    /// replayed message; absent (not written) otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub churn: Option<ChurnResults>,
     /// Threshold outcomes.
     pub thresholds: Vec<ThresholdOutcome>,
     /// Histograms as base64 of HdrHistogram's compressed V2 encoding (`HISTFAAA...`, as in
     /// .hlog files): latency, latency_uncorrected, connect, send_lag; with several URLs also
-    /// latency_same_node and latency_cross_node (`NODE_HISTOGRAMS`).
+    /// latency_same_node and latency_cross_node (`NODE_HISTOGRAMS`); with the churn section
+    /// also first_replay.
     pub histograms: BTreeMap<String, String>,
 }
 

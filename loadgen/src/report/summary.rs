@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::plan::format_ns;
-use crate::report::{HistogramSummary, NodeResults, Report, Results, ServerResults};
+use crate::report::{ChurnResults, HistogramSummary, NodeResults, Report, Results, ServerResults};
 
 /// A time in human units, or "-" when undefined (nothing recorded).
 fn time(ns: Option<u64>) -> String {
@@ -71,6 +71,28 @@ each room on part of the URLs)",
             "cross-node"
         );
     }
+}
+
+/// Departures, reconnects and the server's first messages (`--churn`, `--recover`).
+fn render_churn(out: &mut String, churn: &ChurnResults) {
+    let first = &churn.first_messages;
+    let _ = writeln!(
+        out,
+        "churn                  left {}  reconnected {}  reconnect failed {}  first messages: position {}  recovered {}  reset {}  none {}  malformed {}",
+        churn.left,
+        churn.reconnected,
+        churn.reconnect_failed,
+        first.position,
+        first.recovered,
+        first.reset,
+        first.none,
+        first.malformed
+    );
+    let _ = writeln!(
+        out,
+        "{}",
+        percentiles("first replayed", &churn.first_replay_ns)
+    );
 }
 
 /// The server's CPU and memory (`--server-pid`), and each process's share with several.
@@ -162,8 +184,16 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(out, "{}", percentiles("connect time", &r.connect_ns));
     let _ = writeln!(
         out,
-        "messages               sent {} (measured {})  delivered {} of expected {}  lost {}  duplicated {}  reordered {}",
-        r.sent, r.sent_measured, r.delivered, r.expected, r.lost, r.duplicated, r.reordered
+        "messages               sent {} (measured {})  delivered {} of expected {} ({})  lost {}  duplicated {}  reordered {}",
+        r.sent,
+        r.sent_measured,
+        r.delivered,
+        r.expected,
+        r.delivery_rate
+            .map_or_else(|| "n/a".to_string(), |rate| format!("{:.4}%", rate * 100.0)),
+        r.lost,
+        r.duplicated,
+        r.reordered
     );
     let _ = writeln!(
         out,
@@ -179,6 +209,9 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(out, "{}", percentiles("send lag", &r.send_lag_ns));
     if let Some(nodes) = &r.nodes {
         render_nodes(&mut out, nodes);
+    }
+    if let Some(churn) = &r.churn {
+        render_churn(&mut out, churn);
     }
     if r.stalled.connections > 0 {
         let _ = writeln!(

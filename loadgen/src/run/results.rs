@@ -11,7 +11,7 @@ use crate::plan::{format_ns, url_of_connection, ConnectionSpec, Plan, Scenario};
 use crate::report::{
     self, check_thresholds, encode_histogram, HistogramSummary, PublisherLoss, Results,
 };
-use crate::stats::{expected_by_class, ClassTotals, RunTotals};
+use crate::stats::{expected_by_class, ChurnTotals, ClassTotals, RunTotals};
 
 /// Who connected, counted from the connections' indices.
 pub struct ConnectedCounts {
@@ -151,6 +151,18 @@ fn invalid_reasons(
             totals.disconnected
         ));
     }
+    let reconnect_failed = totals.churn.reconnect_failed();
+    if reconnect_failed > 0 {
+        reasons.push(format!(
+            "{reconnect_failed} reconnects failed (subscribers stayed away longer than --churn said)"
+        ));
+    }
+    if let Some(example) = &totals.churn.malformed_example {
+        reasons.push(format!(
+            "{} first messages broke the recovery contract; the first: {example}",
+            totals.churn.first_messages.malformed
+        ));
+    }
     if let Some(example) = &totals.protocol_error_example {
         reasons.push(format!(
             "{} protocol errors; the first: {example}",
@@ -195,8 +207,32 @@ fn abort_reason(scenario: &Scenario, totals: &RunTotals) -> String {
     )
 }
 
-/// The run's histograms, encoded for report.json (the node classes' with several URLs).
-fn encoded_histograms(totals: &RunTotals) -> anyhow::Result<BTreeMap<String, String>> {
+/// The report's `churn` section from the workers' counts.
+fn churn_results(churn: &ChurnTotals) -> report::ChurnResults {
+    let first = churn.first_messages;
+    report::ChurnResults {
+        left: churn.left,
+        reconnected: churn.reconnected,
+        reconnect_failed: churn.reconnect_failed(),
+        reconnect_failures: churn.reconnect_failures.clone(),
+        first_messages: report::FirstMessageCounts {
+            position: first.position,
+            recovered: first.recovered,
+            reset: first.reset,
+            none: first.none,
+            malformed: first.malformed,
+        },
+        malformed_example: churn.malformed_example.clone(),
+        first_replay_ns: HistogramSummary::of(&churn.first_replay),
+    }
+}
+
+/// The run's histograms, encoded for report.json (the node classes' with several URLs, the
+/// first replay's with `churned`).
+fn encoded_histograms(
+    totals: &RunTotals,
+    churned: bool,
+) -> anyhow::Result<BTreeMap<String, String>> {
     let mut histograms = BTreeMap::new();
     for (name, histogram) in [
         ("latency", &totals.latency),
@@ -213,6 +249,12 @@ fn encoded_histograms(totals: &RunTotals) -> anyhow::Result<BTreeMap<String, Str
         {
             histograms.insert(name.to_string(), encode_histogram(&class.latency)?);
         }
+    }
+    if churned {
+        histograms.insert(
+            report::FIRST_REPLAY_HISTOGRAM.to_string(),
+            encode_histogram(&totals.churn.first_replay)?,
+        );
     }
     Ok(histograms)
 }
@@ -241,6 +283,7 @@ pub fn results_of(
     };
     let send_lag = HistogramSummary::of(&totals.send_lag);
     let invalid_reasons = invalid_reasons(scenario, totals, phases.aborted, &send_lag);
+    let churned = scenario.churn.is_some() || scenario.recover;
     let mut results = Results {
         valid: invalid_reasons.is_empty(),
         invalid_reasons,
@@ -255,9 +298,10 @@ pub fn results_of(
         sent_measured: totals.sent_measured(),
         expected,
         delivered,
-        lost: expected.saturating_sub(delivered),
+        lost: totals.lost(scenario.rooms),
         duplicated: totals.duplicated,
         reordered: totals.reordered,
+        delivery_rate: (expected > 0).then(|| delivered as f64 / expected as f64),
         foreign: totals.foreign,
         delivered_per_sec: delivered as f64 / measured_seconds,
         delivered_mb_per_sec: totals.delivered_bytes as f64 / 1e6 / measured_seconds,
@@ -282,8 +326,9 @@ pub fn results_of(
         server: phases.server.results(totals.connected, delivered),
         servers: Vec::new(),
         nodes: node_results(scenario, totals, connected),
+        churn: churned.then(|| churn_results(&totals.churn)),
         thresholds: Vec::new(),
-        histograms: encoded_histograms(totals)?,
+        histograms: encoded_histograms(totals, churned)?,
     };
     results.thresholds = check_thresholds(&plan.thresholds, &results);
     Ok(results)

@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use super::histogram::{add_histogram, new_histogram};
 use super::interval::IntervalStats;
 use super::nodes::NodeTotals;
+use super::sequence::SequenceSet;
 
 /// Whole-run figures of the measured window (messages whose intended send time falls in
 /// [all connected + warm-up, + duration)), plus connection outcomes.
@@ -25,11 +26,18 @@ pub struct RunTotals {
     pub sent: u64,
     /// Measured messages sent, per publisher id (expected = this x receivers of its room).
     pub sent_measured_by_publisher: Vec<u64>,
+    /// Sequence of each publisher's first measured message, once it sent one: its measured
+    /// messages are exactly the sequences `[first, first + sent_measured)` (a publisher's
+    /// sequences count up from 0 with intended times in order, and it skips none).
+    pub first_measured_seq_by_publisher: Vec<Option<u64>>,
     /// Measured messages delivered once to non-stalled receivers, per publisher id.
     pub delivered_by_publisher: Vec<u64>,
+    /// Every non-stalled receiver's sequences, booked when it is done (over all its
+    /// connections): `lost` is counted from them against the publishers' measured ranges.
+    pub received: Vec<ReceivedSets>,
     /// Payload bytes of measured deliveries.
     pub delivered_bytes: u64,
-    /// Measured messages a receiver saw again.
+    /// Extra copies of measured messages (a message received three times counts two).
     pub duplicated: u64,
     /// Measured messages that arrived after a later one of the same publisher.
     pub reordered: u64,
@@ -54,6 +62,101 @@ pub struct RunTotals {
     /// With several URLs: the measured deliveries (and their latency) split into same-node
     /// and cross-node; `None` with one URL.
     pub nodes: Option<NodeTotals>,
+    /// Subscribers leaving and coming back (`--churn`), the server's first messages
+    /// (`--recover`).
+    pub churn: ChurnTotals,
+}
+
+/// One receiver's sequences, per publisher of its room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedSets {
+    /// The receiver's room.
+    pub room: u64,
+    /// Slot s holds publisher `s * rooms + room` (the room's publishers, in order).
+    pub by_slot: Vec<SequenceSet>,
+}
+
+/// How often each kind of first message came (`--recover`; without it, nothing is counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FirstMessages {
+    /// `{"ringcast":"position",...}`: live from the given offset.
+    pub position: u64,
+    /// `{"ringcast":"recovered",...}`: what was missed follows.
+    pub recovered: u64,
+    /// `{"ringcast":"reset",...}`: the position asked for is gone; nothing replayed.
+    pub reset: u64,
+    /// No such message: the first message was data (a server without recovery).
+    pub none: u64,
+    /// A `{"ringcast":...}` message that does not keep to the contract.
+    pub malformed: u64,
+}
+
+impl FirstMessages {
+    /// Adds another worker's counts.
+    fn merge(&mut self, other: &FirstMessages) {
+        self.position += other.position;
+        self.recovered += other.recovered;
+        self.reset += other.reset;
+        self.none += other.none;
+        self.malformed += other.malformed;
+    }
+}
+
+/// Subscribers' departures and returns under `--churn`, and the first messages of `--recover`.
+#[derive(Clone)]
+pub struct ChurnTotals {
+    /// Departures: connections a subscriber closed on its churn schedule.
+    pub left: u64,
+    /// Reconnects that completed the handshake.
+    pub reconnected: u64,
+    /// Reconnects that failed, by reason key (as `connect_failures`).
+    pub reconnect_failures: BTreeMap<String, u64>,
+    /// First messages by kind, over every connection of a subscriber (first ones included).
+    pub first_messages: FirstMessages,
+    /// What the first malformed first message was (for the summary).
+    pub malformed_example: Option<String>,
+    /// After a `recovered`: from the reconnect's TCP connect start to the first data message
+    /// that was sent while the subscriber was away (the first replayed one), ns.
+    pub first_replay: Histogram<u64>,
+}
+
+impl ChurnTotals {
+    /// Nothing counted.
+    pub fn new() -> ChurnTotals {
+        ChurnTotals {
+            left: 0,
+            reconnected: 0,
+            reconnect_failures: BTreeMap::new(),
+            first_messages: FirstMessages::default(),
+            malformed_example: None,
+            first_replay: new_histogram(),
+        }
+    }
+
+    /// Failed reconnects, every reason.
+    pub fn reconnect_failed(&self) -> u64 {
+        self.reconnect_failures.values().sum()
+    }
+
+    /// Adds another worker's figures.
+    fn merge(&mut self, other: &ChurnTotals) {
+        self.left += other.left;
+        self.reconnected += other.reconnected;
+        for (key, count) in &other.reconnect_failures {
+            *self.reconnect_failures.entry(key.clone()).or_default() += count;
+        }
+        self.first_messages.merge(&other.first_messages);
+        if self.malformed_example.is_none() {
+            self.malformed_example = other.malformed_example.clone();
+        }
+        add_histogram(&mut self.first_replay, &other.first_replay);
+    }
+}
+
+impl Default for ChurnTotals {
+    fn default() -> Self {
+        ChurnTotals::new()
+    }
 }
 
 impl RunTotals {
@@ -66,7 +169,9 @@ impl RunTotals {
             connect: new_histogram(),
             sent: 0,
             sent_measured_by_publisher: vec![0; publishers],
+            first_measured_seq_by_publisher: vec![None; publishers],
             delivered_by_publisher: vec![0; publishers],
+            received: Vec::new(),
             delivered_bytes: 0,
             duplicated: 0,
             reordered: 0,
@@ -80,6 +185,7 @@ impl RunTotals {
             stalled_connected: 0,
             stalled_closed_by_server: 0,
             nodes: None,
+            churn: ChurnTotals::new(),
         }
     }
 
@@ -104,10 +210,27 @@ impl RunTotals {
             &mut self.sent_measured_by_publisher,
             &other.sent_measured_by_publisher,
         );
+        if self.first_measured_seq_by_publisher.len() < other.first_measured_seq_by_publisher.len()
+        {
+            self.first_measured_seq_by_publisher
+                .resize(other.first_measured_seq_by_publisher.len(), None);
+        }
+        for (first, other) in self
+            .first_measured_seq_by_publisher
+            .iter_mut()
+            .zip(&other.first_measured_seq_by_publisher)
+        {
+            // One publisher is on one worker; `min` also keeps the merge order-free.
+            *first = match (*first, *other) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
         add_vectors(
             &mut self.delivered_by_publisher,
             &other.delivered_by_publisher,
         );
+        self.received.extend(other.received.iter().cloned());
         self.delivered_bytes += other.delivered_bytes;
         self.duplicated += other.duplicated;
         self.reordered += other.reordered;
@@ -131,6 +254,31 @@ impl RunTotals {
         if let Some(nodes) = &other.nodes {
             self.nodes.get_or_insert_with(NodeTotals::new).merge(nodes);
         }
+        self.churn.merge(&other.churn);
+    }
+
+    /// Measured deliveries missing at the receivers, counted from what each one got against
+    /// each publisher's measured sequences (not as expected - delivered, so the two can be
+    /// checked against each other): per receiver and publisher of its room, the sequences of
+    /// `[first measured, first measured + sent measured)` it never received.
+    pub fn lost(&self, rooms: u64) -> u64 {
+        let rooms = rooms.max(1);
+        let mut lost = 0;
+        for receiver in &self.received {
+            for (slot, set) in receiver.by_slot.iter().enumerate() {
+                let publisher = (slot as u64 * rooms + receiver.room) as usize;
+                let sent = self
+                    .sent_measured_by_publisher
+                    .get(publisher)
+                    .copied()
+                    .unwrap_or(0);
+                let Some(Some(first)) = self.first_measured_seq_by_publisher.get(publisher) else {
+                    continue;
+                };
+                lost += sent - set.count_in(*first, first + sent);
+            }
+        }
+        lost
     }
 }
 
@@ -174,5 +322,37 @@ mod tests {
         assert!(a.latency.value_at_quantile(0.5) <= 101_000);
         assert_eq!(a.delivered_by_publisher, vec![5, 7]);
         assert_eq!(a.connect_failures["refused"], 3);
+    }
+
+    #[test]
+    fn loss_is_what_receivers_missed_of_the_measured_range() {
+        // Two rooms; publisher 0 in room 0 (measured 10..20), publisher 1 in room 1 (0..5).
+        let mut totals = RunTotals::new(2);
+        totals.sent_measured_by_publisher = vec![10, 5];
+        totals.first_measured_seq_by_publisher = vec![Some(10), Some(0)];
+        let set = |seqs: &[u64]| {
+            let mut set = SequenceSet::default();
+            for &seq in seqs {
+                set.observe(seq);
+            }
+            set
+        };
+        // Room 0: one receiver got 8..18 (warm-up 8, 9 not counted; 18, 19 missing).
+        totals.received.push(ReceivedSets {
+            room: 0,
+            by_slot: vec![set(&(8..18).collect::<Vec<_>>())],
+        });
+        // Room 1: one got everything, one got 0, 2 and 4.
+        let mut other = RunTotals::new(2);
+        other.received.push(ReceivedSets {
+            room: 1,
+            by_slot: vec![set(&[0, 1, 2, 3, 4])],
+        });
+        other.received.push(ReceivedSets {
+            room: 1,
+            by_slot: vec![set(&[4, 2, 0])],
+        });
+        totals.merge(&other);
+        assert_eq!(totals.lost(2), 2 + 2);
     }
 }

@@ -17,8 +17,8 @@ use crate::plan::MergeOpt;
 use crate::report::csv::TimelineRow;
 use crate::report::hlog::HlogBuffer;
 use crate::report::{
-    decode_histogram, encode_histogram, recheck_thresholds, HistogramSummary, NodeResults, Report,
-    NODE_HISTOGRAMS,
+    decode_histogram, encode_histogram, recheck_thresholds, ChurnResults, HistogramSummary,
+    NodeResults, Report, FIRST_REPLAY_HISTOGRAM, NODE_HISTOGRAMS,
 };
 use crate::stats::{add_histogram, new_histogram};
 
@@ -51,8 +51,8 @@ pub fn merge(parts: &[Report]) -> anyhow::Result<Report> {
     results.server = combined_server(parts, results.delivered);
     let mut histograms = BTreeMap::new();
     for name in first.results.histograms.keys() {
-        if NODE_HISTOGRAMS.contains(&name.as_str()) {
-            // Added by `merge_nodes`, only when every part has them.
+        if NODE_HISTOGRAMS.contains(&name.as_str()) || name == FIRST_REPLAY_HISTOGRAM {
+            // Added by `merge_nodes` / `merge_churn`, only when every part has them.
             continue;
         }
         histograms.insert(name.clone(), sum_histogram(parts, name)?);
@@ -68,6 +68,9 @@ pub fn merge(parts: &[Report]) -> anyhow::Result<Report> {
     results.connect_ns = summary("connect");
     results.send_lag_ns = summary("send_lag");
     results.nodes = merge_nodes(parts, &mut histograms)?;
+    results.churn = merge_churn(parts, &mut histograms)?;
+    results.delivery_rate =
+        (results.expected > 0).then(|| results.delivered as f64 / results.expected as f64);
     results.histograms = histograms
         .iter()
         .map(|(name, h)| Ok((name.clone(), encode_histogram(h)?)))
@@ -181,6 +184,44 @@ fn merge_nodes(
         class.latency_ns = HistogramSummary::of(&sum);
         histograms.insert(name.to_string(), sum);
     }
+    Ok(Some(merged))
+}
+
+/// The merged `churn` section, when every part has one: counters summed, the first-replay
+/// histograms added into `histograms`. A part without it ran without churn or recovery, so
+/// the merged run has no single figure and no section.
+fn merge_churn(
+    parts: &[Report],
+    histograms: &mut BTreeMap<String, Histogram<u64>>,
+) -> anyhow::Result<Option<ChurnResults>> {
+    let Some(sections) = parts
+        .iter()
+        .map(|part| part.results.churn.as_ref())
+        .collect::<Option<Vec<_>>>()
+    else {
+        return Ok(None);
+    };
+    let mut merged = ChurnResults::default();
+    for section in sections {
+        merged.left += section.left;
+        merged.reconnected += section.reconnected;
+        merged.reconnect_failed += section.reconnect_failed;
+        for (key, count) in &section.reconnect_failures {
+            *merged.reconnect_failures.entry(key.clone()).or_default() += count;
+        }
+        let (sum, first) = (&mut merged.first_messages, &section.first_messages);
+        sum.position += first.position;
+        sum.recovered += first.recovered;
+        sum.reset += first.reset;
+        sum.none += first.none;
+        sum.malformed += first.malformed;
+        if merged.malformed_example.is_none() {
+            merged.malformed_example = section.malformed_example.clone();
+        }
+    }
+    let sum = sum_histogram(parts, FIRST_REPLAY_HISTOGRAM)?;
+    merged.first_replay_ns = HistogramSummary::of(&sum);
+    histograms.insert(FIRST_REPLAY_HISTOGRAM.to_string(), sum);
     Ok(Some(merged))
 }
 

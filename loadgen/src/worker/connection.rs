@@ -1,6 +1,6 @@
 //! One connection's life on its worker: wait for its slot in the connect ramp, connect, book
-//! the outcome, then receive (a subscriber) or hand its socket over and publish (a publisher)
-//! until the run stops.
+//! the outcome, then receive (a subscriber, leaving and coming back under `--churn`) or hand
+//! its socket over and publish (a publisher) until the run stops.
 
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -11,12 +11,13 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
+use super::churn::ChurnPlan;
 use super::context::{Shared, WorkerContext};
 use super::handover::hand_over;
 use super::publisher::publish;
-use super::receive_loop::receive;
+use super::receive_loop::{receive, Ending};
 use super::receiver::Receiver;
-use crate::client::{open_with_timeout, ConnectFailure, Writer};
+use crate::client::{open_with_timeout, with_since, ConnectFailure, Writer};
 use crate::clock::{monotonic_ns, tokio_instant_at};
 use crate::plan::{url_of_connection, ConnectionSpec};
 
@@ -32,10 +33,20 @@ pub async fn run_connection(
         let offset = Duration::from_secs_f64(spec.index as f64 / scenario.connect_rate);
         tokio::time::sleep_until(tokio_instant_at(shared.started_ns) + offset).await;
     }
+    let url = url_of_connection(spec.index, shared.targets.len());
+    // A subscriber asking for recovery learns its position from the start (an empty `since=`).
+    let recovering = scenario.recover && spec.publisher.is_none();
     let Ok(permit) = handshakes.acquire().await else {
         return;
     };
-    let (outcome, begun) = connect(&shared, spec).await;
+    let (outcome, begun) = connect(&shared, spec, url, |path| {
+        if recovering {
+            with_since(path, None)
+        } else {
+            path.to_string()
+        }
+    })
+    .await;
     drop(permit);
     let (stream, leftover) = match outcome {
         Ok(opened) => opened,
@@ -47,25 +58,102 @@ pub async fn run_connection(
     count_connected(&context, spec, begun);
     match spec.publisher {
         None => {
-            let (read_half, write_half) = stream.into_split();
-            let writer = Arc::new(Writer::new(write_half));
-            let receiver = Receiver::new(spec, scenario, leftover);
-            receive(context.clone(), receiver, read_half, writer).await;
+            let mut receiver = Receiver::new(spec, scenario, leftover);
+            receiver.set_connect_begun(begun);
+            subscribe(&context, &mut receiver, spec, stream, &handshakes).await;
+            receiver.book(&mut context.stats.borrow_mut());
         }
-        Some(id) => publish_on(&context, spec, id, stream, leftover).await,
+        Some(id) => {
+            publish_on(&context, spec, id, stream, leftover).await;
+            shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+        }
     }
-    shared.open_connections.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// Opens connection `spec`: its URL, its room's path and its source address, under the connect
-/// timeout. Returns the outcome and when the attempt began (monotonic ns).
+/// A subscriber from its first connection (`stream`) on: receive; under `--churn`, leave on
+/// schedule, stay away, reconnect (to the next URL) and receive again, until the run stops or
+/// the server ends a connection.
+async fn subscribe(
+    context: &Rc<WorkerContext>,
+    receiver: &mut Receiver,
+    spec: ConnectionSpec,
+    mut stream: TcpStream,
+    handshakes: &Semaphore,
+) {
+    let shared = &context.shared;
+    let churn = ChurnPlan::of(&shared.scenario, spec, shared.run_id);
+    let mut url = url_of_connection(spec.index, shared.targets.len());
+    loop {
+        let (read_half, write_half) = stream.into_split();
+        let writer = Arc::new(Writer::new(write_half));
+        let ending = receive(context.clone(), receiver, read_half, writer, churn).await;
+        shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+        let (Ending::Left(left_ns), Some(plan)) = (ending, churn) else {
+            return;
+        };
+        context.stats.borrow_mut().totals.churn.left += 1;
+        // With several URLs the subscriber comes back through the next one, as a client does
+        // when its node goes away.
+        url = (url + 1) % shared.targets.len().max(1);
+        let mut back_ns = left_ns + plan.downtime_ns;
+        stream = loop {
+            if !away_until(context, back_ns).await {
+                return;
+            }
+            let Ok(permit) = handshakes.acquire().await else {
+                return;
+            };
+            let (outcome, begun) =
+                connect(shared, spec, url, |path| receiver.request_path(path)).await;
+            drop(permit);
+            match outcome {
+                Ok((stream, leftover)) => {
+                    receiver.reconnected(leftover, begun);
+                    context.stats.borrow_mut().totals.churn.reconnected += 1;
+                    shared.open_connections.fetch_add(1, Ordering::Relaxed);
+                    break stream;
+                }
+                Err(failure) => {
+                    // Counted apart from the first connections (which decide `expected`); the
+                    // subscriber tries again after another downtime.
+                    let mut stats = context.stats.borrow_mut();
+                    *stats
+                        .totals
+                        .churn
+                        .reconnect_failures
+                        .entry(failure.key())
+                        .or_default() += 1;
+                    stats.interval.errors += 1;
+                    back_ns = monotonic_ns() + plan.downtime_ns;
+                }
+            }
+        };
+    }
+}
+
+/// Waits until monotonic `ns`; false when the run stops first.
+async fn away_until(context: &WorkerContext, ns: u64) -> bool {
+    if context.stopping.get() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep_until(tokio_instant_at(ns)) => !context.stopping.get(),
+        _ = context.stop_signal.notified() => false,
+    }
+}
+
+/// Opens connection `spec` to URL `url`: its room's path (`request_path` adds the recovery
+/// query) and its source address, under the connect timeout. Returns the outcome and when the
+/// attempt began (monotonic ns).
 async fn connect(
     shared: &Shared,
     spec: ConnectionSpec,
+    url: usize,
+    request_path: impl FnOnce(&str) -> String,
 ) -> (Result<(TcpStream, Vec<u8>), ConnectFailure>, u64) {
     let scenario = &shared.scenario;
-    let target = &shared.targets[url_of_connection(spec.index, shared.targets.len())];
-    let path = target.path_for_room(spec.room as usize, scenario.rooms as usize);
+    let target = &shared.targets[url];
+    let path = request_path(&target.path_for_room(spec.room as usize, scenario.rooms as usize));
     let source: Option<IpAddr> = (!scenario.src.is_empty())
         .then(|| scenario.src[(spec.index % scenario.src.len() as u64) as usize]);
     let key_seed = key_seed(spec.index);

@@ -81,7 +81,16 @@ async fn read_publisher(context: Rc<WorkerContext>, side: ReadSide) {
     if writer.send(shared_writer.clone()).is_err() {
         return;
     }
-    let receiver = Receiver::new(spec, &context.shared.scenario, leftover);
-    receive(context.clone(), receiver, read_half, shared_writer).await;
+    let mut receiver = Receiver::new(spec, &context.shared.scenario, leftover);
+    // Publishers do not churn.
+    receive(
+        context.clone(),
+        &mut receiver,
+        read_half,
+        shared_writer,
+        None,
+    )
+    .await;
+    receiver.book(&mut context.stats.borrow_mut());
     drop(done);
 }

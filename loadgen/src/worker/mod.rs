@@ -1,6 +1,7 @@
 //! The worker threads: their connections, the publishers' open-loop schedule and pacer, the
 //! receivers' accounting.
 
+mod churn;
 mod connection;
 mod context;
 mod handover;
@@ -9,7 +10,6 @@ mod publisher;
 mod receive_loop;
 mod receiver;
 mod schedule;
-mod sequence;
 mod thread;
 mod window;
 

@@ -68,6 +68,13 @@ pub async fn publish(context: Rc<WorkerContext>, id: u32, writer: Arc<Writer>) {
                     {
                         *count += 1;
                     }
+                    if let Some(first) = stats
+                        .totals
+                        .first_measured_seq_by_publisher
+                        .get_mut(id as usize)
+                    {
+                        first.get_or_insert(seq);
+                    }
                 }
                 seq += 1;
             }

@@ -1,17 +1,20 @@
-//! One connection's receive state, without IO: the bytes of each read walked frame by frame,
-//! fragmented messages reassembled, each message's stamp accounted (latency, sequence, node
-//! class), pings answered, the server's close noted.
+//! One receiver's state, without IO: the bytes of each read walked frame by frame, fragmented
+//! messages reassembled, each message's stamp accounted (latency, sequence, node class), pings
+//! answered, the server's close noted. With `--churn` one `Receiver` lives through all of a
+//! subscriber's connections (its sequences must, or a replayed duplicate would look new);
+//! with `--recover` it reads the server's first message and counts offsets from it.
 //!
 //! Frames are parsed in place in the read buffer; only a frame that straddles two reads is
 //! copied (into `carry`), and only its own bytes.
 
 use ringcast_proto::{opcode, Header, MAX_HEADER_LEN};
 
-use super::sequence::{Arrival, SequenceWindow};
 use super::window::Window;
-use crate::client::{parse_frame, Parsed, Stamp, StreamError, MAX_SERVER_MESSAGE};
+use crate::client::{
+    parse_frame, FirstMessage, Parsed, Position, Stamp, StreamError, MAX_SERVER_MESSAGE,
+};
 use crate::plan::{ConnectionSpec, Scenario};
-use crate::stats::{Classifier, WorkerStats};
+use crate::stats::{Arrival, Classifier, ReceivedSets, SequenceSet, WorkerStats};
 
 /// Per-connection receive state.
 pub struct Receiver {
@@ -23,8 +26,21 @@ pub struct Receiver {
     run_id: u32,
     /// With several URLs: tells same-node from cross-node deliveries.
     nodes: Option<Classifier>,
-    /// Sequence state per publisher of this room.
-    sequences: Vec<SequenceWindow>,
+    /// Every sequence received, per publisher of this room.
+    sequences: Vec<SequenceSet>,
+    /// Asks for recovery (`--recover`, subscribers): the first message of each connection may
+    /// be the server's JSON answer.
+    recover: bool,
+    /// The current connection's first message is still to come (`--recover`).
+    expect_first: bool,
+    /// Epoch and offset of the last message received, once the server told where the stream
+    /// stands; `None` without recovery (no first message, or a malformed one).
+    position: Option<Position>,
+    /// When the current connection's TCP connect started (monotonic ns).
+    connect_begun_ns: u64,
+    /// After a `recovered` answer, until this run's first message on that connection: the
+    /// connect start, from which the first replayed message is timed.
+    replay_origin: Option<u64>,
     /// Bytes of an incomplete frame left from the previous read.
     carry: Vec<u8>,
     /// The fragments so far of a fragmented message, while one is in progress.
@@ -47,7 +63,12 @@ impl Receiver {
             rooms,
             run_id: 0,
             nodes: Classifier::of(scenario, spec.index),
-            sequences: vec![SequenceWindow::default(); publishers_here],
+            sequences: vec![SequenceSet::default(); publishers_here],
+            recover: scenario.recover && spec.publisher.is_none(),
+            expect_first: scenario.recover && spec.publisher.is_none(),
+            position: None,
+            connect_begun_ns: 0,
+            replay_origin: None,
             carry: leftover,
             fragments: None,
             replies: Vec::new(),
@@ -86,6 +107,45 @@ impl Receiver {
         let leftover = std::mem::take(&mut self.carry);
         let counting = !self.spec.stalled;
         self.take_bytes(&leftover, now_ns, window, stats, counting);
+    }
+
+    /// The request path of a connection to `path`: with `--recover`, `since=` the last
+    /// position known (or an empty `since=` to learn it).
+    pub fn request_path(&self, path: &str) -> String {
+        if self.recover {
+            crate::client::with_since(path, self.position.as_ref())
+        } else {
+            path.to_string()
+        }
+    }
+
+    /// Notes when the current connection's TCP connect started (monotonic ns).
+    pub fn set_connect_begun(&mut self, ns: u64) {
+        self.connect_begun_ns = ns;
+    }
+
+    /// A new connection of the same subscriber (begun at monotonic `begun_ns`, `leftover` read
+    /// past its handshake): the frame state starts over, the sequences and the position stay.
+    pub fn reconnected(&mut self, leftover: Vec<u8>, begun_ns: u64) {
+        self.carry = leftover;
+        self.fragments = None;
+        self.replies.clear();
+        self.server_close = None;
+        self.error = None;
+        self.expect_first = self.recover;
+        self.replay_origin = None;
+        self.connect_begun_ns = begun_ns;
+    }
+
+    /// Hands this receiver's sequences to the run's loss count once it is done (a stalled one
+    /// is not expected to receive, so it is left out, as from `expected`).
+    pub fn book(&mut self, stats: &mut WorkerStats) {
+        if !self.spec.stalled {
+            stats.totals.received.push(ReceivedSets {
+                room: self.spec.room,
+                by_slot: std::mem::take(&mut self.sequences),
+            });
+        }
     }
 
     /// Whether nothing more is read: the server closed, or its frames broke the protocol.
@@ -197,9 +257,7 @@ impl Receiver {
             }
             // A whole message in one frame: read in place.
             opcode::TEXT | opcode::BINARY if header.fin => {
-                if counting {
-                    self.on_message(payload, now_ns, window, stats);
-                }
+                self.on_data(payload, now_ns, window, stats, counting);
             }
             // A fragment (the first one, or a continuation: `check` allowed only these).
             _ => {
@@ -211,12 +269,65 @@ impl Receiver {
                 message.extend_from_slice(payload);
                 if !header.fin {
                     self.fragments = Some(message);
-                } else if counting {
-                    self.on_message(&message, now_ns, window, stats);
+                } else {
+                    self.on_data(&message, now_ns, window, stats, counting);
                 }
             }
         }
         Ok(())
+    }
+
+    /// One whole data message: the server's first message (`--recover`), or a message of the
+    /// room, which moves the offset on (every one counts, stamped or not: offsets number the
+    /// room's messages) and is accounted when `counting`.
+    fn on_data(
+        &mut self,
+        payload: &[u8],
+        now_ns: u64,
+        window: Option<&Window>,
+        stats: &mut WorkerStats,
+        counting: bool,
+    ) {
+        if self.expect_first {
+            self.expect_first = false;
+            let counts = &mut stats.totals.churn.first_messages;
+            match FirstMessage::parse(payload) {
+                FirstMessage::Position(position) => {
+                    counts.position += 1;
+                    self.position = Some(position);
+                    return;
+                }
+                FirstMessage::Recovered(position) => {
+                    counts.recovered += 1;
+                    self.position = Some(position);
+                    self.replay_origin = Some(self.connect_begun_ns);
+                    return;
+                }
+                FirstMessage::Reset(position) => {
+                    counts.reset += 1;
+                    self.position = Some(position);
+                    return;
+                }
+                FirstMessage::Malformed(why) => {
+                    // Carry on without a position: the next reconnect asks for one afresh.
+                    counts.malformed += 1;
+                    stats.totals.churn.malformed_example.get_or_insert(why);
+                    self.position = None;
+                    return;
+                }
+                // A server without recovery: this is already the room's first message.
+                FirstMessage::None => {
+                    counts.none += 1;
+                    self.position = None;
+                }
+            }
+        }
+        if let Some(position) = self.position.as_mut() {
+            position.offset += 1;
+        }
+        if counting {
+            self.on_message(payload, now_ns, window, stats);
+        }
     }
 
     /// Accounts one data message received at `now_ns`.
@@ -241,6 +352,16 @@ impl Receiver {
         };
         let arrival = sequence.observe(stamp.seq);
         let measured = window.is_some_and(|w| w.measures(stamp.intended_ns));
+        if let Some(origin) = self.replay_origin.take() {
+            // Sent before this connection began: missed while away, so replayed.
+            if stamp.intended_ns < origin {
+                stats
+                    .totals
+                    .churn
+                    .first_replay
+                    .saturating_record(now_ns.saturating_sub(origin).max(1));
+            }
+        }
         if arrival == Arrival::Duplicate {
             stats.totals.duplicated += u64::from(measured);
             return;

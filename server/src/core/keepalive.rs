@@ -117,6 +117,7 @@ pub async fn sweep_loop(
         ticker.tick().await;
         let now = Instant::now();
         clock.set(now);
+        hub.expire_history(now);
         let mut charged_bytes = 0u64;
         let (mut slow, mut idle, mut stalled) = (0u64, 0u64, 0u64);
         hub.for_each_subscriber(|subscriber| {

@@ -22,7 +22,7 @@ pub use accept::{bind_listener, ensure_port_free};
 use crate::backend::{CoreMain, Listener};
 use crate::budget::CoreLedger;
 use crate::clock::CoarseClock;
-use crate::fanout::{Broker, Hub, Mail, Mailboxes};
+use crate::fanout::{Broker, Hub, Mail, Mailboxes, Streams};
 use crate::http::HttpService;
 use crate::input::{read_loop, ReadContext, Reader};
 use crate::output::{CoreOutput, WriteDriver};
@@ -38,8 +38,8 @@ pub struct CoreSetup {
     pub listener: std::net::TcpListener,
     /// Shared state.
     pub state: Arc<ServerState>,
-    /// Other cores' mailboxes.
-    pub peers: Vec<UnboundedSender<Mail>>,
+    /// Every core's mailbox, this one's included, by index.
+    pub cores: Vec<UnboundedSender<Mail>>,
     /// This core's mailbox.
     pub mailbox: UnboundedReceiver<Mail>,
     /// The other nodes, with `--broker`.
@@ -98,7 +98,7 @@ pub fn run_core(setup: CoreSetup) {
         cpu,
         listener,
         state,
-        peers,
+        cores,
         mailbox,
         broker,
         ready,
@@ -115,7 +115,7 @@ pub fn run_core(setup: CoreSetup) {
     let core = Core {
         index,
         state,
-        peers,
+        cores,
         mailbox,
         broker,
         ready,
@@ -129,8 +129,8 @@ struct Core {
     index: usize,
     /// Shared state.
     state: Arc<ServerState>,
-    /// Other cores' mailboxes.
-    peers: Vec<UnboundedSender<Mail>>,
+    /// Every core's mailbox, by index.
+    cores: Vec<UnboundedSender<Mail>>,
     /// This core's mailbox.
     mailbox: UnboundedReceiver<Mail>,
     /// The other nodes, with `--broker`.
@@ -146,7 +146,7 @@ impl CoreMain for Core {
         let Core {
             index,
             state,
-            peers,
+            cores,
             mut mailbox,
             broker,
             mut ready,
@@ -155,14 +155,24 @@ impl CoreMain for Core {
         let metrics = Arc::clone(&state.metrics[index]);
         let clock = Rc::new(CoarseClock::new());
         let core_output = Rc::new(CoreOutput::new(CoreLedger::new(index, Arc::clone(budget))));
+        let config = &state.config;
+        let streams = Streams::new(
+            index,
+            config.cores,
+            config.history,
+            config.history_ttl,
+            config.history_budget,
+            Arc::clone(&metrics),
+        );
         let hub = Rc::new(Hub::new(
+            index,
             Rc::clone(&core_output),
-            Mailboxes::new(peers, Arc::clone(budget)),
+            Mailboxes::new(cores, Arc::clone(budget)),
+            streams,
             broker,
             Arc::clone(&metrics),
             Arc::clone(budget),
         ));
-        let config = &state.config;
         let read_context = ReadContext {
             hub: Rc::clone(&hub),
             core_output: Rc::clone(&core_output),
@@ -208,16 +218,15 @@ impl CoreMain for Core {
         ));
         spawn_local(read_loop(Rc::clone(&reader)));
         ready.send(Ok(()));
+        spawn_local(catch_up_loop(Rc::clone(&hub), Rc::clone(&core_output)));
         while let Some(mail) = mailbox.recv().await {
-            match mail {
-                Mail::Broadcast { room, frame } => {
-                    // Taken at once, whatever this core's queues hold: a core that waited for
-                    // its stalled readers to drain would hold back its healthy ones too. The
-                    // publishers' pause at the budget bounds what mail can add.
-                    hub.deliver_from_peer(&room, frame);
-                }
-                Mail::Shutdown => break,
+            if matches!(mail, Mail::Shutdown) {
+                break;
             }
+            // Taken at once, whatever this core's queues hold: a core that waited for its
+            // stalled readers to drain would hold back its healthy ones too. The publishers'
+            // pause at the budget bounds what mail can add.
+            hub.take(mail);
         }
         http.shut_down();
         // SAFETY: the fd belongs to `listener`, which this function keeps alive; shutdown(2) on
@@ -229,5 +238,15 @@ impl CoreMain for Core {
 
     fn runtime_failed(mut self, error: io::Error) {
         self.ready.send(Err(error));
+    }
+}
+
+/// Recovering clients whose replay ran out while the room went on ask its home core again.
+async fn catch_up_loop(hub: Rc<Hub>, core_output: Rc<CoreOutput>) {
+    loop {
+        core_output.catching_up.listed().await;
+        for subscriber in core_output.catching_up.take() {
+            hub.catch_up(&subscriber);
+        }
     }
 }

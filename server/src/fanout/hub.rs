@@ -2,10 +2,11 @@
 //!
 //! A message is encoded once into a `Bytes` as the core's reader decodes it from its publisher
 //! ([`Hub::publish`]), its bytes counted in the fan-out budget until its last handle drops.
-//! [`Hub::publish_frame`] pushes one core-local handle of it into the queue of every local
-//! subscriber of the room (the room is found once per message: the publisher holds it, then
-//! its subscriber list is iterated), sends one clone to each other core's mailbox (`mail.rs`)
-//! and, with `--broker`, one to the other nodes (`broker/`).
+//! [`Hub::publish_frame`] sends one clone to the other nodes (`broker/`, with `--broker`) and
+//! has the room's home core put it in the room's order (`stream.rs`): the home core pushes one
+//! core-local handle of it into the queue of every local subscriber of the room and sends one
+//! clone to each other core's mailbox (`mail.rs`), which does the same for its subscribers.
+//! A recovering client's questions go to the home core the same way ([`Hub::recover`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -17,20 +18,40 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::broker::Broker;
-use super::mail::{Mailboxes, MAIL_BYTES};
+use super::mail::{Mail, Mailboxes, RecoverAnswer, RecoverRequest, MAIL_BYTES};
 use super::room::Room;
-use crate::budget::{FanoutBudget, LocalFrame};
-use crate::metrics::{CoreMetrics, FANOUT_SAMPLE_EVERY};
+use super::stream::{home_core, Answer, Continuity, Since, Streams};
+use crate::budget::{FanoutBudget, LocalFrame, FRAME_HANDLE_BYTES};
+use crate::metrics::{CoreMetrics, RecoveryOutcome, FANOUT_SAMPLE_EVERY};
 use crate::output::{CoreOutput, Subscriber};
-use crate::ws::{encode_frame_into, MessageKind};
+use crate::ws::{encode_frame_into, CloseCode, MessageKind};
 
-/// The rooms of one core, the mailboxes of the others, and the other nodes.
+/// The first message a recovering client gets: where it stands in the room's order.
+fn notice(answer: &Answer) -> String {
+    format!(
+        r#"{{"ringcast":"{}","epoch":"{}","offset":{}}}"#,
+        answer.outcome.label(),
+        answer.epoch,
+        answer.offset
+    )
+}
+
+/// The rooms of one core, the streams of the rooms homed on it, every core's mailbox, and the
+/// other nodes.
 #[derive(Debug)]
 pub struct Hub {
+    /// This core's index.
+    index: usize,
     /// Rooms with at least one local subscriber.
     rooms: RefCell<HashMap<Arc<str>, Rc<Room>>>,
-    /// Mailboxes of the other cores (not this one).
-    peers: Mailboxes,
+    /// Order and kept messages of the rooms homed on this core.
+    streams: RefCell<Streams>,
+    /// Every core's mailbox, by index.
+    cores: Mailboxes,
+    /// Recovering clients of this core waiting for their room's home core, by ticket.
+    asking: RefCell<HashMap<u64, Rc<Subscriber>>>,
+    /// The last ticket given.
+    tickets: Cell<u64>,
     /// The other nodes, with `--broker`.
     broker: Option<Arc<Broker>>,
     /// This core's frame-handle ledger (and flush list), shared with its subscribers.
@@ -44,19 +65,25 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// The hub of a core whose subscribers report to `core_output`: it forwards to `peers`
-    /// (the other cores) and `broker` (the other nodes), counts into `metrics` and charges
-    /// what it encodes to `budget`.
+    /// The hub of core `index`, whose subscribers report to `core_output`: it orders the rooms
+    /// homed here in `streams`, mails `cores` (every core, by index) and `broker` (the other
+    /// nodes), counts into `metrics` and charges what it encodes to `budget`.
     pub fn new(
+        index: usize,
         core_output: Rc<CoreOutput>,
-        peers: Mailboxes,
+        cores: Mailboxes,
+        streams: Streams,
         broker: Option<Arc<Broker>>,
         metrics: Arc<CoreMetrics>,
         budget: Arc<FanoutBudget>,
     ) -> Self {
         Hub {
+            index,
             rooms: RefCell::new(HashMap::new()),
-            peers,
+            streams: RefCell::new(streams),
+            cores,
+            asking: RefCell::new(HashMap::new()),
+            tickets: Cell::new(0),
             broker,
             core_output,
             metrics,
@@ -102,31 +129,61 @@ impl Hub {
         self.publish_frame(room, self.encode(kind, payload));
     }
 
-    /// Publishes a message from outside any room (`POST /publish`) like [`Hub::publish`]: to
-    /// this core's subscribers of room `name` if it has any, and to every other core (which
-    /// drops it if it has none) and node.
+    /// Publishes a message from outside any room (`POST /publish`) like [`Hub::publish`]: in
+    /// room `name`'s order, to its subscribers on every core and node.
     pub fn publish_named(&self, name: &str, kind: MessageKind, payload: &[u8]) {
         let frame = self.encode(kind, payload);
         let local = self.rooms.borrow().get(name).cloned();
-        match local {
-            Some(room) => self.publish_frame(&room, frame),
-            None => self.forward(&Arc::from(name), &frame),
-        }
+        let members = local.as_ref().map_or(0, |room| room.member_count());
+        let name = local.map_or_else(|| Arc::from(name), |room| Arc::clone(room.shared_name()));
+        self.send_to_nodes(&name, &frame);
+        self.order(&name, frame, members);
     }
 
-    /// Publishes an encoded frame from a local client: every local subscriber of `room`, then
-    /// one clone per other core and one to the broker.
+    /// Publishes an encoded frame from a local client: to the other nodes, and to the room's
+    /// home core to be put in order (this core, or one mail away).
     pub fn publish_frame(&self, room: &Room, frame: Bytes) {
-        self.deliver_locally(room, Rc::new(frame.clone()));
-        self.forward(room.shared_name(), &frame);
+        self.send_to_nodes(room.shared_name(), &frame);
+        self.order(room.shared_name(), frame, room.member_count());
     }
 
-    /// Sends a frame published on this node to the other cores and, with a broker, nodes.
-    fn forward(&self, room: &Arc<str>, frame: &Bytes) {
-        self.peers.broadcast(room, frame);
+    /// The handles a message of a room with `local_members` on this core will cost on every
+    /// core: this core's count stands for each core's (connections spread evenly over the
+    /// cores' listeners).
+    pub fn fanout_estimate(&self, local_members: usize) -> usize {
+        local_members * self.cores.cores() * FRAME_HANDLE_BYTES
+    }
+
+    /// With a broker, sends a frame published on this node to the other nodes.
+    fn send_to_nodes(&self, room: &Arc<str>, frame: &Bytes) {
         if let Some(broker) = &self.broker {
             broker.forward(room, frame);
         }
+    }
+
+    /// Puts `frame` in `room`'s order: here if this is its home core, else by mail to it
+    /// (charged with the fan-out a room with `local_members` here is about to cost).
+    fn order(&self, room: &Arc<str>, frame: Bytes, local_members: usize) {
+        if home_core(room, self.cores.cores()) == self.index {
+            self.sequence(room, frame);
+        } else {
+            let reserved = self.fanout_estimate(local_members);
+            self.cores.publish(room, &frame, reserved);
+        }
+    }
+
+    /// On the room's home core: gives `frame` the room's next offset (keeping a copy for
+    /// recovery), delivers it to this core's subscribers and mails it to the other cores, in
+    /// that order for every message of the room.
+    fn sequence(&self, room: &Arc<str>, frame: Bytes) {
+        self.streams
+            .borrow_mut()
+            .sequence(room, &frame, Instant::now(), self.continuity());
+        let local = self.rooms.borrow().get(room).cloned();
+        if let Some(local) = local {
+            self.deliver_locally(&local, Rc::new(frame.clone()));
+        }
+        self.cores.broadcast(self.index, room, &frame);
     }
 
     /// Encodes one frame, its bytes counted in the fan-out budget until the last handle drops.
@@ -136,13 +193,132 @@ impl Hub {
         self.budget.track(encoded)
     }
 
-    /// Delivers a frame another core (or node) published to this core's subscribers of `room`.
-    pub fn deliver_from_peer(&self, room: &str, frame: Bytes) {
+    /// Takes a mail from another core (or the broker).
+    pub fn take(&self, mail: Mail) {
         self.budget.mail_taken(MAIL_BYTES);
-        let target = self.rooms.borrow().get(room).cloned();
-        if let Some(target) = target {
-            self.deliver_locally(&target, Rc::new(frame));
+        match mail {
+            Mail::Publish {
+                room,
+                frame,
+                reserved,
+            } => {
+                self.budget.mail_taken(reserved);
+                self.sequence(&room, frame);
+            }
+            Mail::Broadcast { room, frame } => {
+                let target = self.rooms.borrow().get(&room).cloned();
+                if let Some(target) = target {
+                    self.deliver_locally(&target, Rc::new(frame));
+                }
+            }
+            Mail::Recover(request) => {
+                let RecoverRequest {
+                    room,
+                    since,
+                    core,
+                    ticket,
+                } = *request;
+                let answer = self.streams.borrow_mut().answer(
+                    &room,
+                    &since,
+                    Instant::now(),
+                    self.continuity(),
+                );
+                let answer = RecoverAnswer { ticket, answer };
+                self.cores.send(core, Mail::Answer(Box::new(answer)));
+            }
+            Mail::Answer(answer) => {
+                let asking = self.asking.borrow_mut().remove(&answer.ticket);
+                if let Some(subscriber) = asking {
+                    self.answered(&subscriber, answer.answer);
+                }
+            }
+            Mail::Shutdown => {}
         }
+    }
+
+    /// A client that joined `room` asked where it stands (`?since=`, `?history=`): live
+    /// messages wait until the room's home core answers.
+    pub fn recover(&self, room: &Room, subscriber: &Rc<Subscriber>, since: Since) {
+        subscriber.begin_recovery(Arc::clone(room.shared_name()));
+        self.ask(room.shared_name(), subscriber, since);
+    }
+
+    /// A recovering client queued all it was answered but the room went on meanwhile: asks the
+    /// home core for what followed.
+    pub fn catch_up(&self, subscriber: &Rc<Subscriber>) {
+        if subscriber.is_closing() {
+            return;
+        }
+        if let Some((room, Some(epoch), offset)) = subscriber.recovery_position() {
+            let since = Since::After {
+                epoch: epoch.to_string(),
+                offset,
+            };
+            self.ask(&room, subscriber, since);
+        }
+    }
+
+    /// Asks `room`'s home core about `since` for `subscriber`: answered at once here if this
+    /// is the home core, else by mail (the answer comes after every message it covers).
+    fn ask(&self, room: &Arc<str>, subscriber: &Rc<Subscriber>, since: Since) {
+        let home = home_core(room, self.cores.cores());
+        if home == self.index {
+            let answer =
+                self.streams
+                    .borrow_mut()
+                    .answer(room, &since, Instant::now(), self.continuity());
+            self.answered(subscriber, answer);
+            return;
+        }
+        let ticket = self.tickets.get() + 1;
+        self.tickets.set(ticket);
+        self.asking
+            .borrow_mut()
+            .insert(ticket, Rc::clone(subscriber));
+        let request = RecoverRequest {
+            room: Arc::clone(room),
+            since,
+            core: self.index,
+            ticket,
+        };
+        self.cores.send(home, Mail::Recover(Box::new(request)));
+    }
+
+    /// Gives a recovering client its answer: the first one is told to the client (a JSON text
+    /// message) and counted; a later one (catching up) must continue where it stands, or the
+    /// client could not know what it missed: it is closed with 1013 to reconnect.
+    fn answered(&self, subscriber: &Rc<Subscriber>, answer: Answer) {
+        let Some((_, told, _)) = subscriber.recovery_position() else {
+            return;
+        };
+        let first = if told.is_none() {
+            self.metrics.count_recovery(answer.outcome);
+            let notice = notice(&answer);
+            Some(Rc::new(self.encode(MessageKind::Text, notice.as_bytes())))
+        } else if answer.outcome != RecoveryOutcome::Recovered {
+            subscriber.close(
+                CloseCode::TryAgainLater,
+                "fell behind the room's history while recovering",
+            );
+            return;
+        } else {
+            None
+        };
+        CoreMetrics::add(&self.metrics.replayed_messages, answer.replay.len() as u64);
+        subscriber.recovery_answered(first, answer.epoch, answer.offset, answer.replay);
+    }
+
+    /// The node's continuity with the other nodes (always unbroken without a broker).
+    fn continuity(&self) -> Continuity {
+        self.broker
+            .as_ref()
+            .map_or(Some(0), |broker| broker.continuity())
+    }
+
+    /// Drops kept messages past `--history-ttl` (the keepalive sweep calls it each tick).
+    pub fn expire_history(&self, now: Instant) {
+        self.streams.borrow_mut().expire(now);
     }
 
     /// Queues `frame` (this core's one handle of it) for every subscriber of `room` on this
@@ -189,13 +365,14 @@ impl Hub {
 pub mod testing {
     use std::rc::Rc;
     use std::sync::Arc;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     use tokio::sync::mpsc::UnboundedSender;
 
     use super::Hub;
     use crate::budget::{CoreLedger, FanoutBudget};
     use crate::fanout::mail::{Mail, Mailboxes};
+    use crate::fanout::stream::Streams;
     use crate::metrics::CoreMetrics;
     use crate::output::testing::attach_stub;
     use crate::output::{CoreOutput, Subscriber};
@@ -214,18 +391,29 @@ pub mod testing {
     }
 
     impl TestCore {
-        /// Core `index`, mailing to `peers`, charging `budget` (made for at least `index + 1`
-        /// cores).
+        /// Core `index` of `cores.len()` (every core's mailbox, this one's included, by index),
+        /// charging `budget` (made for at least `cores.len()` cores), keeping 1000 messages
+        /// per room for recovery.
         pub fn new(
             index: usize,
-            peers: Vec<UnboundedSender<Mail>>,
+            cores: Vec<UnboundedSender<Mail>>,
             budget: Arc<FanoutBudget>,
         ) -> Self {
             let core_output = Rc::new(CoreOutput::new(CoreLedger::new(index, Arc::clone(&budget))));
             let metrics = Arc::new(CoreMetrics::default());
+            let streams = Streams::new(
+                index,
+                cores.len(),
+                1000,
+                Duration::from_secs(300),
+                usize::MAX,
+                Arc::clone(&metrics),
+            );
             let hub = Hub::new(
+                index,
                 Rc::clone(&core_output),
-                Mailboxes::new(peers, Arc::clone(&budget)),
+                Mailboxes::new(cores, Arc::clone(&budget)),
+                streams,
                 None,
                 Arc::clone(&metrics),
                 Arc::clone(&budget),
@@ -238,9 +426,10 @@ pub mod testing {
             }
         }
 
-        /// A single core without peers under an unbounded budget.
+        /// A single core under an unbounded budget.
         pub fn standalone() -> Self {
-            TestCore::new(0, Vec::new(), FanoutBudget::new(1, usize::MAX))
+            let (own, _) = tokio::sync::mpsc::unbounded_channel();
+            TestCore::new(0, vec![own], FanoutBudget::new(1, usize::MAX))
         }
 
         /// A subscriber of this core without a socket: frames only queue up.
@@ -265,9 +454,10 @@ pub mod testing {
 
 #[cfg(test)]
 mod tests {
+    use tokio::sync::mpsc::UnboundedReceiver;
+
     use super::testing::TestCore;
     use super::*;
-    use crate::fanout::Mail;
     use crate::output::testing::{detached, drain};
     use crate::ws::encode_message;
 
@@ -289,30 +479,184 @@ mod tests {
         assert_eq!(core.metrics.rooms.load(Ordering::Relaxed), 2);
     }
 
+    /// A room name whose home is core `core` of `cores`.
+    fn homed_on(core: usize, cores: usize) -> String {
+        (0..)
+            .map(|i| format!("room{i}"))
+            .find(|name| home_core(name, cores) == core)
+            .expect("some name lands on every core")
+    }
+
+    /// Two cores' hubs on this thread, with their inboxes.
+    fn two_cores() -> ([TestCore; 2], [UnboundedReceiver<Mail>; 2]) {
+        let budget = FanoutBudget::new(2, usize::MAX);
+        let (tx0, rx0) = tokio::sync::mpsc::unbounded_channel();
+        let (tx1, rx1) = tokio::sync::mpsc::unbounded_channel();
+        let cores = [
+            TestCore::new(0, vec![tx0.clone(), tx1.clone()], Arc::clone(&budget)),
+            TestCore::new(1, vec![tx0, tx1], budget),
+        ];
+        (cores, [rx0, rx1])
+    }
+
+    /// Hands every waiting mail to its core until none is left.
+    fn exchange(cores: &[TestCore; 2], inboxes: &mut [UnboundedReceiver<Mail>; 2]) {
+        loop {
+            let mut moved = false;
+            for (core, inbox) in cores.iter().zip(inboxes.iter_mut()) {
+                while let Ok(mail) = inbox.try_recv() {
+                    core.hub.take(mail);
+                    moved = true;
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
     #[test]
-    fn publish_named_reaches_local_room_and_peers() {
-        let (peer_tx, mut peer_rx) = tokio::sync::mpsc::unbounded_channel();
-        let core = TestCore::new(0, vec![peer_tx], FanoutBudget::new(1, usize::MAX));
-        let hub = &core.hub;
+    fn publish_named_goes_to_the_room_s_home_core_then_everywhere() {
+        let (cores, mut inboxes) = two_cores();
+        let remote_home = homed_on(1, 2);
         let member = detached(1 << 20);
-        hub.join("here", Rc::clone(&member));
-        hub.publish_named("here", MessageKind::Text, b"hi");
-        assert_eq!(drain(&member), b"\x81\x02hi");
-        // No local room: still mailed to the other core, which may have members.
-        hub.publish_named("elsewhere", MessageKind::Binary, b"x");
-        let rooms: Vec<_> = std::iter::from_fn(|| peer_rx.try_recv().ok())
-            .map(|mail| match mail {
-                Mail::Broadcast { room, frame } => (room.to_string(), frame.to_vec()),
-                Mail::Shutdown => panic!("unexpected shutdown mail"),
-            })
-            .collect();
-        assert_eq!(
-            rooms,
-            [
-                ("here".to_owned(), b"\x81\x02hi".to_vec()),
-                ("elsewhere".to_owned(), vec![0x82, 1, b'x'])
-            ]
+        cores[0].hub.join(&remote_home, Rc::clone(&member));
+        cores[0]
+            .hub
+            .publish_named(&remote_home, MessageKind::Text, b"hi");
+        assert!(
+            drain(&member).is_empty(),
+            "not before its home core ordered it"
         );
+        assert!(matches!(
+            inboxes[1].try_recv(),
+            Ok(Mail::Publish { ref room, .. }) if **room == *remote_home
+        ));
+        cores[1]
+            .hub
+            .publish_named(&remote_home, MessageKind::Text, b"hi");
+        exchange(&cores, &mut inboxes);
+        assert_eq!(drain(&member), b"\x81\x02hi");
+    }
+
+    #[test]
+    fn every_core_sees_a_room_s_messages_in_one_order() {
+        let (cores, mut inboxes) = two_cores();
+        for home in 0..2 {
+            let name = homed_on(home, 2);
+            let members: Vec<_> = (0..2)
+                .map(|core| {
+                    let member = detached(1 << 20);
+                    let room = cores[core].hub.join(&name, Rc::clone(&member));
+                    (room, member)
+                })
+                .collect();
+            // Both cores publish before any mail moves: each core's own message must not
+            // overtake the other's on one core and not on the other.
+            for round in 0..3u8 {
+                for (core, (room, _)) in members.iter().enumerate() {
+                    let text = [b'a' + core as u8, b'0' + round];
+                    cores[core].hub.publish(room, MessageKind::Text, &text);
+                }
+            }
+            exchange(&cores, &mut inboxes);
+            let seen: Vec<Vec<u8>> = members.iter().map(|(_, member)| drain(member)).collect();
+            assert_eq!(seen[0].len(), 6 * 4, "six messages on core 0");
+            assert_eq!(
+                seen[0], seen[1],
+                "one order for the room homed on core {home}"
+            );
+            for core in 0..2u8 {
+                let own: Vec<u8> = seen[0]
+                    .chunks(4)
+                    .filter(|frame| frame[2] == b'a' + core)
+                    .map(|frame| frame[3])
+                    .collect();
+                assert_eq!(own, b"012", "core {core}'s messages keep their order");
+            }
+        }
+    }
+
+    #[test]
+    fn a_client_recovers_what_it_missed_from_the_home_core_without_gap_or_duplicate() {
+        let (cores, mut inboxes) = two_cores();
+        let name = homed_on(0, 2);
+        let publisher = detached(1 << 20);
+        let room = cores[0].hub.join(&name, Rc::clone(&publisher));
+        let first = detached(1 << 20);
+        let remote_room = cores[1].hub.join(&name, Rc::clone(&first));
+        cores[1].hub.recover(&remote_room, &first, Since::Nothing);
+        exchange(&cores, &mut inboxes);
+        let told = String::from_utf8(drain(&first)[2..].to_vec()).expect("JSON");
+        assert!(
+            told.starts_with(r#"{"ringcast":"position","epoch":""#),
+            "{told}"
+        );
+        assert!(told.ends_with(r#","offset":0}"#), "{told}");
+        let epoch = told.split('"').nth(7).expect("epoch").to_owned();
+        for i in 1..=5u8 {
+            cores[0].hub.publish(&room, MessageKind::Binary, &[i]);
+        }
+        // A client on core 1 that got offsets 1 and 2 comes back while 3..5 are in the mail
+        // to core 1 and 6 is published after it asked.
+        let back = detached(1 << 20);
+        cores[1].hub.join(&name, Rc::clone(&back));
+        let since = Since::After { epoch, offset: 2 };
+        cores[1].hub.recover(&remote_room, &back, since);
+        cores[0].hub.publish(&room, MessageKind::Binary, &[6]);
+        exchange(&cores, &mut inboxes);
+        let got = drain(&back);
+        let notice_len = usize::from(got[1]) + 2;
+        let notice = String::from_utf8(got[2..notice_len].to_vec()).expect("JSON");
+        assert!(notice.starts_with(r#"{"ringcast":"recovered""#), "{notice}");
+        assert!(notice.ends_with(r#","offset":2}"#), "{notice}");
+        let frames: Vec<u8> = got[notice_len..].chunks(3).map(|frame| frame[2]).collect();
+        assert_eq!(frames, [3, 4, 5, 6], "3..5 replayed, 6 live, nothing twice");
+        assert_eq!(
+            cores[1].metrics.recoveries[RecoveryOutcome::Recovered as usize]
+                .load(Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[test]
+    fn a_replay_larger_than_the_backlog_is_queued_as_the_client_drains() {
+        let core = TestCore::standalone();
+        let name = "big";
+        let publisher = core.subscriber(1 << 20);
+        let room = core.hub.join(name, Rc::clone(&publisher));
+        for i in 0..100u8 {
+            core.hub.publish(&room, MessageKind::Binary, &[i; 100]);
+        }
+        // A backlog of ~10 such frames: the 100 kept ones go out a few at a time.
+        let client = core.subscriber(1100);
+        core.hub.join(name, Rc::clone(&client));
+        core.hub.recover(&room, &client, Since::Last(100));
+        assert!(
+            client.held_frames() < 10,
+            "{} queued at once",
+            client.held_frames()
+        );
+        let mut got = Vec::new();
+        loop {
+            let chunk = drain(&client);
+            for frame in core.core_output.catching_up.take() {
+                core.hub.catch_up(&frame);
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            got.extend(chunk);
+        }
+        assert!(!client.is_closing(), "not a slow consumer");
+        let notice_len = usize::from(got[1]) + 2;
+        let replayed: Vec<u8> = got[notice_len..]
+            .chunks(102)
+            .map(|frame| frame[2])
+            .collect();
+        assert_eq!(replayed, (0..100).collect::<Vec<u8>>());
+        core.hub.publish(&room, MessageKind::Binary, &[7; 100]);
+        assert_eq!(drain(&client).len(), 102, "live once caught up");
     }
 
     #[test]

@@ -43,7 +43,7 @@ impl Room {
         let subscribers = self.subscribers.borrow();
         let mut slow = 0;
         for subscriber in subscribers.iter() {
-            slow += u64::from(subscriber.offer(frame));
+            slow += u64::from(subscriber.deliver(frame));
         }
         slow
     }

@@ -13,7 +13,7 @@ use hyper::{Method, Request, Response, StatusCode, Version};
 use super::reply::text;
 use super::{HttpService, UpgradeSlot};
 use crate::auth::{bearer_token, query_token, Rejection};
-use crate::fanout::{is_valid_room, DEFAULT_ROOM};
+use crate::fanout::{is_valid_room, Since, DEFAULT_ROOM};
 use crate::metrics::AuthOutcome;
 
 /// The room a WebSocket path names: None for a path that is not a WebSocket endpoint, Err for
@@ -81,17 +81,80 @@ pub fn upgrade(
     if let Some(refused) = check_jwt(service, &request, &room) {
         return refused;
     }
+    let since = match recovery_asked(request.uri().query()) {
+        Ok(since) => since,
+        Err(problem) => return text(StatusCode::BAD_REQUEST, "text/plain", problem),
+    };
     match fastwebsockets::upgrade::upgrade(&mut request) {
         Ok((switching, _upgrade_future)) => {
             // The future is for hyper's `with_upgrades` path; `without_shutdown` is used instead.
             let permit = slot.permit.borrow_mut().take();
-            *slot.ticket.borrow_mut() = Some(service.reader.admit(&room, permit));
+            *slot.ticket.borrow_mut() = Some(service.reader.admit(&room, permit, since));
             slot.upgraded.set(true);
             let (head, _) = switching.into_parts();
             Response::from_parts(head, Full::new(Bytes::new()))
         }
         Err(err) => text(StatusCode::BAD_REQUEST, "text/plain", format!("{err}\n")),
     }
+}
+
+/// Longest epoch a client may name (the server's are 16 hex digits).
+const MAX_EPOCH_LEN: usize = 64;
+/// Most messages `?history=` may ask for.
+const MAX_HISTORY_ASKED: usize = 1_000_000;
+
+/// What the upgrade's query asks of the room's history: `?since=` (the room's position),
+/// `?since=EPOCH:OFFSET` (what followed OFFSET), `?history=N` (the last N messages), or none.
+/// A malformed value is a 400 with the reason; a well-formed one the server cannot serve
+/// (unknown epoch, an offset gone or still to come) is answered `reset` after the upgrade.
+pub fn recovery_asked(query: Option<&str>) -> Result<Option<Since>, &'static str> {
+    let mut asked = None;
+    for pair in query.unwrap_or("").split('&') {
+        let since = if let Some(value) = pair.strip_prefix("since=") {
+            since_value(value)?
+        } else if let Some(value) = pair.strip_prefix("history=") {
+            let count = parse_digits(value)
+                .filter(|&count| count <= MAX_HISTORY_ASKED as u64)
+                .ok_or("history= takes a count of messages, 0 to 1000000\n")?;
+            Since::Last(count as usize)
+        } else {
+            continue;
+        };
+        if asked.replace(since).is_some() {
+            return Err("ask for one of since= and history=, once\n");
+        }
+    }
+    Ok(asked)
+}
+
+/// The value of `since=`: empty, or `EPOCH:OFFSET` (the colon may be percent-encoded).
+fn since_value(value: &str) -> Result<Since, &'static str> {
+    if value.is_empty() {
+        return Ok(Since::Nothing);
+    }
+    const MALFORMED: &str = "since= takes EPOCH:OFFSET (as the server told it) or nothing\n";
+    let (epoch, offset) = value
+        .split_once(':')
+        .or_else(|| value.split_once("%3A"))
+        .or_else(|| value.split_once("%3a"))
+        .ok_or(MALFORMED)?;
+    let epoch_ok = (1..=MAX_EPOCH_LEN).contains(&epoch.len())
+        && epoch
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+    let offset = parse_digits(offset).filter(|_| epoch_ok).ok_or(MALFORMED)?;
+    Ok(Since::After {
+        epoch: epoch.to_owned(),
+        offset,
+    })
+}
+
+/// A decimal number of 1-20 digits that fits a u64 (no sign, no spaces).
+fn parse_digits(text: &str) -> Option<u64> {
+    if text.is_empty() || text.len() > 20 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
 }
 
 /// With `--jwt-secret`/`--jwt-public-key`: the upgrade's token (`?token=`, else

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::rate::{FairShare, InboundRate};
-use crate::budget::{FanoutBudget, FRAME_HANDLE_BYTES};
+use crate::budget::FanoutBudget;
 use crate::clock::CoarseClock;
 use crate::fanout::{Hub, Room};
 use crate::metrics::CoreMetrics;
@@ -297,9 +297,9 @@ fn handle(
             CoreMetrics::add(&metrics.messages_in, 1);
             CoreMetrics::add(&metrics.bytes_in, payload.len() as u64);
             // The share counts what the message makes the server hold, not its payload alone:
-            // an empty message still costs a frame and a handle per subscriber.
+            // an empty message still costs a frame and a handle per subscriber (on every core).
             let cost = cx.budget.frame_cost(encoded_len(payload.len()))
-                + room.member_count() * FRAME_HANDLE_BYTES;
+                + cx.hub.fanout_estimate(room.member_count());
             share.published(cost, now);
             cx.hub.publish(room, kind, payload);
             if cx.budget.must_pause(share.is_heavy()) {

@@ -31,6 +31,7 @@ use super::connection::{Connection, ReadContext, Step, UpgradeTicket};
 use crate::backend::{cvt, UpgradedIo};
 use crate::budget::BUDGET_POLL;
 use crate::clock::deadline_after;
+use crate::fanout::Since;
 use crate::metrics::CoreMetrics;
 use crate::output::{ConnectionKey, Subscriber};
 use crate::state::ConnectionPermit;
@@ -112,8 +113,14 @@ impl Reader {
     }
 
     /// Admits an upgrade to `room`, counted under `permit`: the new subscriber joins the room
-    /// now, before the 101 goes out, and waits for its socket ([`Reader::start`]).
-    pub fn admit(&self, room: &str, permit: Option<ConnectionPermit>) -> UpgradeTicket {
+    /// now, before the 101 goes out, and waits for its socket ([`Reader::start`]). With
+    /// `since`, it asks where it stands first (its first message tells it).
+    pub fn admit(
+        &self,
+        room: &str,
+        permit: Option<ConnectionPermit>,
+        since: Option<Since>,
+    ) -> UpgradeTicket {
         let cx = &self.cx;
         let subscriber = Rc::new(Subscriber::new(
             cx.max_backlog,
@@ -122,6 +129,9 @@ impl Reader {
             cx.clock.now(),
         ));
         let room = cx.hub.join(room, Rc::clone(&subscriber));
+        if let Some(since) = since {
+            cx.hub.recover(&room, &subscriber, since);
+        }
         UpgradeTicket { room, subscriber }
     }
 

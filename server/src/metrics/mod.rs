@@ -70,6 +70,14 @@ pub struct CoreMetrics {
     /// Bytes charged to outbound budgets (queued and in flight, handles included) at the last
     /// keepalive sweep (gauge).
     pub queued_bytes: AtomicU64,
+    /// Bytes the rooms homed on this core keep for recovery, counted at what they hold (gauge).
+    pub history_bytes: AtomicU64,
+    /// Messages the rooms homed on this core keep for recovery (gauge).
+    pub history_messages: AtomicU64,
+    /// Clients that asked for their position or missed messages, by [`RecoveryOutcome`].
+    pub recoveries: [AtomicU64; RecoveryOutcome::ALL.len()],
+    /// Messages replayed to recovering clients.
+    pub replayed_messages: AtomicU64,
     /// Time to queue one message for this core's subscribers of its room, in nanoseconds (one
     /// message in [`FANOUT_SAMPLE_EVERY`]).
     pub fanout_nanos: Log2Histogram<FANOUT_BUCKETS, NANOS_PER_MICRO>,
@@ -111,6 +119,11 @@ impl CoreMetrics {
         CoreMetrics::add(&self.auth[outcome as usize], 1);
     }
 
+    /// Counts one client told `outcome` first.
+    pub fn count_recovery(&self, outcome: RecoveryOutcome) {
+        CoreMetrics::add(&self.recoveries[outcome as usize], 1);
+    }
+
     /// Counts one `POST /publish` request (and its payload when it was published).
     pub fn count_publish(&self, outcome: PublishOutcome, payload_bytes: usize) {
         CoreMetrics::add(&self.http_publish[outcome as usize], 1);
@@ -143,6 +156,36 @@ impl AuthOutcome {
             AuthOutcome::Accepted => "accepted",
             AuthOutcome::Unauthorized => "unauthorized",
             AuthOutcome::Forbidden => "forbidden",
+        }
+    }
+}
+
+/// What a client that asked `?since=` or `?history=` was told first
+/// (`ringcast_recoveries_total{result}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryOutcome {
+    /// `?since=` with no position: told the room's position.
+    Position,
+    /// The missed (or asked for) messages are replayed.
+    Recovered,
+    /// The position asked for is gone (another epoch, older than the history, in the future).
+    Reset,
+}
+
+impl RecoveryOutcome {
+    /// Every outcome, in index order.
+    pub const ALL: [RecoveryOutcome; 3] = [
+        RecoveryOutcome::Position,
+        RecoveryOutcome::Recovered,
+        RecoveryOutcome::Reset,
+    ];
+
+    /// The `result` label, also the first message's `ringcast` field.
+    pub fn label(self) -> &'static str {
+        match self {
+            RecoveryOutcome::Position => "position",
+            RecoveryOutcome::Recovered => "recovered",
+            RecoveryOutcome::Reset => "reset",
         }
     }
 }

@@ -20,6 +20,7 @@ use super::process::{
 };
 use super::{
     AuthOutcome, BrokerLink, BrokerStats, CoreMetrics, DropReason, Log2Counts, PublishOutcome,
+    RecoveryOutcome,
 };
 use crate::budget::FanoutBudget;
 
@@ -125,6 +126,24 @@ const METRICS: &[MetricSpec] = &[
         read: |m| &m.overload_closes,
     },
     MetricSpec {
+        name: "ringcast_history_bytes",
+        kind: MetricType::Gauge,
+        help: "Bytes the rooms keep for recovery (--history-budget), counted at what they hold.",
+        read: |m| &m.history_bytes,
+    },
+    MetricSpec {
+        name: "ringcast_history_messages",
+        kind: MetricType::Gauge,
+        help: "Messages the rooms keep for recovery.",
+        read: |m| &m.history_messages,
+    },
+    MetricSpec {
+        name: "ringcast_replayed_messages_total",
+        kind: MetricType::Counter,
+        help: "Messages replayed to recovering clients.",
+        read: |m| &m.replayed_messages,
+    },
+    MetricSpec {
         name: "ringcast_queued_bytes",
         kind: MetricType::Gauge,
         help: "Bytes charged to outbound budgets (queued and in-flight frames with handles) at the last keepalive sweep.",
@@ -185,6 +204,12 @@ impl Collector for Scrape {
                 "WebSocket upgrades checked for a JWT, by result (accepted, unauthorized 401, forbidden 403).",
                 AuthOutcome::ALL.map(AuthOutcome::label).to_vec(),
                 (|m, i| &m.auth[i]) as fn(&CoreMetrics, usize) -> &AtomicU64,
+            ),
+            (
+                "ringcast_recoveries",
+                "Clients that asked ?since= or ?history=, by what they were told first (position, recovered, reset).",
+                RecoveryOutcome::ALL.map(RecoveryOutcome::label).to_vec(),
+                |m, i| &m.recoveries[i],
             ),
             (
                 "ringcast_http_publish",

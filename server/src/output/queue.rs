@@ -184,6 +184,11 @@ impl OutboundQueue {
         self.frames.iter()
     }
 
+    /// The most bytes that may be charged (`--max-backlog`).
+    pub fn max_backlog(&self) -> usize {
+        self.max_backlog_bytes
+    }
+
     /// True when nothing is held at all.
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()

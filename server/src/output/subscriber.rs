@@ -23,9 +23,11 @@ use std::io;
 use std::net::Shutdown;
 use std::os::unix::io::RawFd;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::queue::{OutboundQueue, MAX_IOV};
+use super::replay::Replay;
 use super::wake::LocalWake;
 use crate::backend::ConnSocket;
 use crate::budget::{CoreLedger, LocalFrame};
@@ -33,12 +35,20 @@ use crate::clock::deadline_after;
 use crate::state::ConnectionPermit;
 use crate::ws::{encode_close, encode_close_echo, CloseCode, CloseState};
 
+/// Most frames a recovering connection's queue holds while it replays. A replayed frame is
+/// shared with the room's kept copy, but each queued one has a core-local `Rc` box of its own
+/// (~64 B) that `--max-backlog` does not see (it charges the length and the handle): queued a
+/// chunk at a time, as writes drain it, 5,000 clients recovering 1,000 small messages each hold
+/// 5,000 x 64 boxes, not 5 million.
+const REPLAY_CHUNK: usize = 64;
+
 /// How long a connection we close may take to answer our close frame (or, for a slow consumer,
 /// to take it at all) before its socket is shut down.
 pub const CLOSE_HANDSHAKE_DEADLINE: Duration = Duration::from_secs(2);
 
-/// The core-wide parts a connection reports to: its handle count, its flush list and the
-/// reader's list of connections whose socket was shut down.
+/// The core-wide parts a connection reports to: its handle count, its flush list, the
+/// reader's list of connections whose socket was shut down, and the recovering connections
+/// that sent all they were answered and must ask their room's home core again.
 #[derive(Debug)]
 pub struct CoreOutput {
     /// Frame handles held by this core's connections.
@@ -47,6 +57,8 @@ pub struct CoreOutput {
     pub flush: FlushList,
     /// Connections the core's reader is to drop (their socket was shut down).
     pub ended: EndedConnections,
+    /// Recovering connections whose replay ran out before they caught up.
+    pub catching_up: CatchingUp,
 }
 
 impl CoreOutput {
@@ -56,8 +68,51 @@ impl CoreOutput {
             ledger,
             flush: FlushList::default(),
             ended: EndedConnections::default(),
+            catching_up: CatchingUp::default(),
         }
     }
+}
+
+/// Recovering connections that queued their whole replay while they were still behind (the
+/// room went on meanwhile): the hub asks the room's home core for what followed.
+#[derive(Debug, Default)]
+pub struct CatchingUp {
+    /// Connections listed since the hub last looked.
+    pending: RefCell<Vec<Rc<Subscriber>>>,
+    /// Wakes the core's task that asks again.
+    wake: LocalWake,
+}
+
+impl CatchingUp {
+    /// Lists a connection.
+    fn push(&self, subscriber: Rc<Subscriber>) {
+        self.pending.borrow_mut().push(subscriber);
+        self.wake.wake();
+    }
+
+    /// The connections listed since the last call.
+    pub fn take(&self) -> Vec<Rc<Subscriber>> {
+        std::mem::take(&mut *self.pending.borrow_mut())
+    }
+
+    /// Waits until a connection is listed (at once if one was since the last wait).
+    pub async fn listed(&self) {
+        self.wake.wait().await;
+    }
+}
+
+/// Where a recovering client stands: it asked `?since=` or `?history=`, and live messages are
+/// not queued for it until the replay has caught up with them (the replay covers them).
+#[derive(Debug)]
+struct Recovery {
+    /// The room (asked again if the replay runs out before the client caught up).
+    room: Arc<str>,
+    /// The room's epoch, once the first answer told it.
+    epoch: Option<Arc<str>>,
+    /// The offset of the last message queued for the client.
+    offset: u64,
+    /// Kept messages still to queue.
+    replay: Replay,
 }
 
 /// Connections waiting for the next flush step.
@@ -182,6 +237,8 @@ pub struct Subscriber {
     /// This connection's key in the core's reader, which drops it once the socket is shut
     /// down (none for a subscriber that is not read, or not yet).
     key: Cell<Option<ConnectionKey>>,
+    /// While the client catches up after `?since=`/`?history=` (None for every other client).
+    recovery: RefCell<Option<Box<Recovery>>>,
     /// Holds this connection's place under --max-connections until the subscriber is dropped.
     _permit: Option<ConnectionPermit>,
 }
@@ -226,6 +283,7 @@ impl Subscriber {
             room_slot: Cell::new(0),
             endpoint: OnceCell::new(),
             key: Cell::new(None),
+            recovery: RefCell::new(None),
             _permit: permit,
         }
     }
@@ -249,6 +307,124 @@ impl Subscriber {
         self.core_output.ledger.release_handles(dropped);
         self.close(CloseCode::SlowConsumer, "slow consumer");
         true
+    }
+
+    /// Queues a frame of the room's live stream, unless the client is still catching up (its
+    /// replay covers the frame). Returns true if this push made it a slow consumer.
+    pub fn deliver(self: &Rc<Self>, frame: &LocalFrame) -> bool {
+        if self.recovery.borrow().is_some() {
+            return false;
+        }
+        self.offer(frame)
+    }
+
+    /// The client asked to recover in `room`: live frames wait for the answer.
+    pub fn begin_recovery(&self, room: Arc<str>) {
+        *self.recovery.borrow_mut() = Some(Box::new(Recovery {
+            room,
+            epoch: None,
+            offset: 0,
+            replay: Replay::default(),
+        }));
+    }
+
+    /// Where a recovering client stands: (room, epoch, offset of its last queued message).
+    pub fn recovery_position(&self) -> Option<(Arc<str>, Option<Arc<str>>, u64)> {
+        let recovery = self.recovery.borrow();
+        let recovery = recovery.as_ref()?;
+        Some((
+            Arc::clone(&recovery.room),
+            recovery.epoch.clone(),
+            recovery.offset,
+        ))
+    }
+
+    /// The room's home core answered: queues `first` (the message that tells the client where
+    /// it stands, on the first answer), then as much of `replay` (messages `offset + 1`...) as
+    /// half its backlog takes. If that was all, the client has caught up: live frames are
+    /// queued from now on (the answer came after every message it covers and before every
+    /// later one). Otherwise the rest is queued as writes drain the queue.
+    pub fn recovery_answered(
+        self: &Rc<Self>,
+        first: Option<LocalFrame>,
+        epoch: Arc<str>,
+        offset: u64,
+        replay: Replay,
+    ) {
+        {
+            let mut recovery = self.recovery.borrow_mut();
+            let Some(recovery) = recovery.as_mut() else {
+                return;
+            };
+            recovery.epoch = Some(epoch);
+            recovery.offset = offset;
+            recovery.replay = replay;
+        }
+        if let Some(first) = first {
+            if self.offer(&first) {
+                return;
+            }
+        }
+        self.queue_replay();
+        let caught_up = self
+            .recovery
+            .borrow()
+            .as_ref()
+            .is_some_and(|recovery| recovery.replay.is_empty());
+        if caught_up {
+            *self.recovery.borrow_mut() = None;
+        }
+    }
+
+    /// Queues replayed frames while the queue holds less than half the backlog and fewer
+    /// than [`REPLAY_CHUNK`] frames (at least one into an empty queue).
+    fn queue_replay(self: &Rc<Self>) {
+        loop {
+            let frame = {
+                let mut recovery = self.recovery.borrow_mut();
+                let Some(recovery) = recovery.as_mut() else {
+                    return;
+                };
+                let Some(next) = recovery.replay.peek() else {
+                    return;
+                };
+                let queue = self.queue.borrow();
+                let room = queue.max_backlog() / 2;
+                let full = queue.charged_bytes() + next.len() > room
+                    || queue.held_frames() >= REPLAY_CHUNK;
+                if full && !queue.is_empty() {
+                    return;
+                }
+                drop(queue);
+                recovery.offset += 1;
+                recovery.replay.pop()
+            };
+            let Some(frame) = frame else { return };
+            if self.is_closing() || self.offer(&Rc::new(frame)) {
+                return;
+            }
+        }
+    }
+
+    /// After a write: a recovering client gets more of its replay; one whose replay ran out
+    /// while it is still behind is listed to ask its room's home core again.
+    fn continue_recovery(self: &Rc<Self>) {
+        let had_replay = match self.recovery.borrow().as_ref() {
+            Some(recovery) => !recovery.replay.is_empty(),
+            None => return,
+        };
+        if !had_replay {
+            return;
+        }
+        self.queue_replay();
+        let ran_out = self
+            .recovery
+            .borrow()
+            .as_ref()
+            .is_some_and(|recovery| recovery.replay.is_empty());
+        if ran_out && !self.is_closing() {
+            self.core_output.catching_up.push(Rc::clone(self));
+        }
     }
 
     /// Puts the connection on the core's flush list if it has unsent frames, a socket, no
@@ -426,6 +602,7 @@ impl Subscriber {
         let frames = self.queue.borrow_mut().finish_write(written);
         self.core_output.ledger.release_handles(frames);
         self.last_write_progress.set(now);
+        self.continue_recovery();
         if self.queue.borrow().is_empty() && self.is_closing() {
             self.close_frame_written();
         } else {

@@ -20,4 +20,5 @@ mod lifecycle;
 mod metrics;
 mod protocol;
 mod publish;
+mod recovery;
 mod slow_consumer;

@@ -51,7 +51,7 @@ use bytes::Bytes;
 use super::mail::Mailboxes;
 use crate::budget::FanoutBudget;
 use crate::config::BrokerConfig;
-use crate::metrics::{BrokerStats, DropReason};
+use crate::metrics::{BrokerLink, BrokerStats, DropReason};
 
 /// How long connecting to Redis may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -218,6 +218,18 @@ impl Broker {
     /// True once after [`check_publish_link`](Broker::check_publish_link).
     pub fn take_publish_check(&self) -> bool {
         self.publish_check.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether this node still sees every message of the other nodes: None while the
+    /// subscribe link is down (what they publish meanwhile never reaches this node), else how
+    /// many times it came back so far. A change means messages may have been missed: the
+    /// rooms' epochs change (`stream.rs`), so no client is told it recovered across the hole.
+    pub fn continuity(&self) -> Option<u64> {
+        let link = BrokerLink::Subscribe;
+        self.stats
+            .link_up(link)
+            .load(Ordering::Relaxed)
+            .then(|| self.stats.reconnects[link as usize].load(Ordering::Relaxed))
     }
 
     /// True once the server stops.

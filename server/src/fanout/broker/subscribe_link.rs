@@ -302,5 +302,7 @@ fn deliver(
     let frame = relay.budget.track(frame.to_vec());
     // Counted before the hand-off, so a client never has a message /metrics does not.
     stats.received.fetch_add(1, Ordering::Relaxed);
-    relay.cores.broadcast(room, &frame);
+    // To the room's home core, which puts it in the room's order with this node's messages
+    // (nothing reserved: this link waits for the budget before each message anyway).
+    relay.cores.publish(room, &frame, 0);
 }
