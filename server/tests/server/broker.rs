@@ -372,18 +372,6 @@ async fn a_node_without_a_broker_has_no_broker() {
     );
 }
 
-/// The first message of a recovering client: (what it says, epoch, offset).
-async fn first_notice(client: &mut ws::Client) -> (String, String, u64) {
-    let text = ws::next_text(client).await;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
-    (
-        value["ringcast"].as_str().expect("ringcast").to_owned(),
-        value["epoch"].as_str().expect("epoch").to_owned(),
-        value["offset"].as_u64().expect("offset"),
-    )
-}
-
 /// Recovery with several nodes: a client recovers on the node it left, other nodes' messages
 /// included in the one order; another node's epoch is not this node's (reset, never a gap);
 /// while the node is cut off from Redis, and after it came back (what the other nodes sent
@@ -396,7 +384,7 @@ async fn recovery_across_nodes_never_serves_a_gap() {
     let mut on_b = ws::connect(b.addr, "/ws/rec").await;
     wait_subscribed(a.addr, 1.0).await;
     wait_subscribed(b.addr, 1.0).await;
-    let (said, epoch, offset) = first_notice(&mut watcher).await;
+    let (said, epoch, offset) = ws::first_notice(&mut watcher).await;
     assert_eq!((said.as_str(), offset), ("position", 0));
     for i in 1..=3 {
         ws::send_text(&mut on_b, &format!("from b {i}")).await;
@@ -405,7 +393,7 @@ async fn recovery_across_nodes_never_serves_a_gap() {
     drop(watcher);
     let mut back = ws::connect(a.addr, &format!("/ws/rec?since={epoch}:1")).await;
     assert_eq!(
-        first_notice(&mut back).await,
+        ws::first_notice(&mut back).await,
         ("recovered".into(), epoch.clone(), 1)
     );
     assert_eq!(ws::next_text(&mut back).await, "from b 2");
@@ -413,16 +401,20 @@ async fn recovery_across_nodes_never_serves_a_gap() {
 
     // a's position means nothing on b.
     let mut elsewhere = ws::connect(b.addr, &format!("/ws/rec?since={epoch}:3")).await;
-    assert_eq!(first_notice(&mut elsewhere).await.0, "reset");
+    assert_eq!(ws::first_notice(&mut elsewhere).await.0, "reset");
 
     redis.kill();
     wait_ready_status(a.addr, 503).await;
     let mut cut_off = ws::connect(a.addr, &format!("/ws/rec?since={epoch}:3")).await;
-    assert_eq!(first_notice(&mut cut_off).await.0, "reset", "while cut off");
+    assert_eq!(
+        ws::first_notice(&mut cut_off).await.0,
+        "reset",
+        "while cut off"
+    );
     redis.restart();
     wait_subscribed(a.addr, 1.0).await;
     let mut after = ws::connect(a.addr, &format!("/ws/rec?since={epoch}:3")).await;
-    let (said, new_epoch, _) = first_notice(&mut after).await;
+    let (said, new_epoch, _) = ws::first_notice(&mut after).await;
     assert_eq!(said, "reset", "after the outage");
     assert_ne!(new_epoch, epoch, "the outage started a new epoch");
 }

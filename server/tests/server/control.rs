@@ -6,19 +6,9 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use crate::util::process::spawn_server;
+use crate::util::process::{rss_kib, spawn_server};
 use crate::util::raw::{FrameSpec, Next, RawClient, CLOSE, PING, PONG};
 use crate::util::{metrics, start_server, BASE_ARGS};
-
-/// Resident set of process `pid` in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
 
 /// Four clients that send 95,000 empty pings each and never read (small receive buffers, so
 /// the kernel absorbs few pongs): each pong is charged what it holds (its boxes and buffer,

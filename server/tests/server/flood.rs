@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::process::spawn_server;
+use crate::util::process::{rss_kib, spawn_server};
 use crate::util::raw::{FrameSpec, RawClient, BINARY, TEXT};
 use crate::util::{metrics, raise_fd_limit, BASE_ARGS};
 
@@ -31,16 +31,6 @@ const MAX_GROWTH_KIB: u64 = 128 << 10;
 /// this debug build (a release build exhausts the default 64 MiB the same way: see the flood
 /// figures in the README).
 const BUDGET: &str = "256KiB";
-
-/// Resident set of process `pid` in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
 
 /// A reader that pauses for [`HICCUP`], then drains its socket as fast as it can, counting
 /// bytes, noting a close.

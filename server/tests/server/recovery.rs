@@ -11,21 +11,6 @@ use tokio::sync::Barrier;
 use crate::util::process::spawn_server;
 use crate::util::{metrics, start_server, ws, BASE_ARGS};
 
-/// The first message of a recovering client: (what it says, epoch, offset).
-async fn first_notice(client: &mut ws::Client) -> (String, String, u64) {
-    let text = ws::next_text(client).await;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
-    (
-        value["ringcast"]
-            .as_str()
-            .expect("ringcast field")
-            .to_owned(),
-        value["epoch"].as_str().expect("epoch field").to_owned(),
-        value["offset"].as_u64().expect("offset field"),
-    )
-}
-
 /// Reads `count` text messages.
 async fn texts(client: &mut ws::Client, count: usize) -> Vec<String> {
     let mut got = Vec::with_capacity(count);
@@ -86,7 +71,7 @@ async fn since_and_history_are_answered_position_recovered_or_reset() {
     let server = start_server(&[]);
     let mut publisher = ws::connect(server.addr, "/ws/rec").await;
     let mut watcher = ws::connect(server.addr, "/ws/rec?since=").await;
-    let (said, epoch, offset) = first_notice(&mut watcher).await;
+    let (said, epoch, offset) = ws::first_notice(&mut watcher).await;
     assert_eq!((said.as_str(), offset), ("position", 0));
     for i in 1..=3 {
         ws::send_text(&mut publisher, &format!("m{i}")).await;
@@ -105,7 +90,7 @@ async fn since_and_history_are_answered_position_recovered_or_reset() {
     // Back after offset 3: 4 and 5 replayed, then live, nothing twice.
     let mut back = ws::connect(server.addr, &format!("/ws/rec?since={epoch}:3")).await;
     assert_eq!(
-        first_notice(&mut back).await,
+        ws::first_notice(&mut back).await,
         ("recovered".into(), epoch.clone(), 3)
     );
     ws::send_text(&mut publisher, "m6").await;
@@ -114,7 +99,7 @@ async fn since_and_history_are_answered_position_recovered_or_reset() {
     // The colon percent-encoded, as encodeURIComponent writes it.
     let mut encoded = ws::connect(server.addr, &format!("/ws/rec?since={epoch}%3A5")).await;
     assert_eq!(
-        first_notice(&mut encoded).await,
+        ws::first_notice(&mut encoded).await,
         ("recovered".into(), epoch.clone(), 5)
     );
     assert_eq!(texts(&mut encoded, 1).await, ["m6"]);
@@ -122,7 +107,7 @@ async fn since_and_history_are_answered_position_recovered_or_reset() {
     // The last two kept messages first.
     let mut joiner = ws::connect(server.addr, "/ws/rec?history=2").await;
     assert_eq!(
-        first_notice(&mut joiner).await,
+        ws::first_notice(&mut joiner).await,
         ("recovered".into(), epoch.clone(), 4)
     );
     assert_eq!(texts(&mut joiner, 2).await, ["m5", "m6"]);
@@ -134,7 +119,7 @@ async fn since_and_history_are_answered_position_recovered_or_reset() {
     ] {
         let mut reset = ws::connect(server.addr, &format!("/ws/rec?since={gone}")).await;
         assert_eq!(
-            first_notice(&mut reset).await,
+            ws::first_notice(&mut reset).await,
             ("reset".into(), epoch.clone(), last)
         );
         ws::send_text(&mut publisher, "live").await;
@@ -199,7 +184,7 @@ async fn a_replay_bigger_than_the_backlog_arrives_whole_as_the_client_reads() {
             .starts_with(&format!("{i:04}")));
     }
     let mut late = ws::connect(server.addr, "/ws/big?history=300").await;
-    let (said, _, offset) = first_notice(&mut late).await;
+    let (said, _, offset) = ws::first_notice(&mut late).await;
     assert_eq!((said.as_str(), offset), ("recovered", 0));
     for i in 0..300 {
         let text = ws::next_text(&mut late).await;
@@ -228,12 +213,12 @@ async fn history_is_bounded_by_count_and_a_restart_starts_a_new_epoch() {
     }
     assert_eq!(texts(&mut publisher, 5).await.len(), 5);
     let mut joiner = ws::connect(server.addr, "/ws/kept?history=10").await;
-    let (said, epoch, offset) = first_notice(&mut joiner).await;
+    let (said, epoch, offset) = ws::first_notice(&mut joiner).await;
     assert_eq!((said.as_str(), offset), ("recovered", 2), "only 3..5 kept");
     assert_eq!(texts(&mut joiner, 3).await, ["m3", "m4", "m5"]);
     let mut too_old = ws::connect(server.addr, &format!("/ws/kept?since={epoch}:1")).await;
     assert_eq!(
-        first_notice(&mut too_old).await,
+        ws::first_notice(&mut too_old).await,
         ("reset".into(), epoch.clone(), 5)
     );
     drop((publisher, joiner, too_old));
@@ -241,7 +226,7 @@ async fn history_is_bounded_by_count_and_a_restart_starts_a_new_epoch() {
 
     let restarted = spawn_server(&args);
     let mut back = ws::connect(restarted.addr, &format!("/ws/kept?since={epoch}:5")).await;
-    let (said, new_epoch, offset) = first_notice(&mut back).await;
+    let (said, new_epoch, offset) = ws::first_notice(&mut back).await;
     assert_eq!((said.as_str(), offset), ("reset", 0));
     assert_ne!(new_epoch, epoch, "a restart loses the history: a new epoch");
 }

@@ -160,3 +160,13 @@ pub fn run_to_exit(mut command: Command) -> (ExitStatus, String) {
     let text = reader.join().expect("stderr reader");
     (status, strip_ansi(&text))
 }
+
+/// Resident set of process `pid` in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}

@@ -132,3 +132,19 @@ pub async fn expect_close_code(client: &mut Client) -> u16 {
         .expect("close frame without a status code");
     u16::from(frame.code)
 }
+
+/// The first message of a client that asked `?since=` or `?history=`: (what it says, epoch,
+/// offset).
+pub async fn first_notice(client: &mut Client) -> (String, String, u64) {
+    let text = next_text(client).await;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+    (
+        value["ringcast"]
+            .as_str()
+            .expect("ringcast field")
+            .to_owned(),
+        value["epoch"].as_str().expect("epoch field").to_owned(),
+        value["offset"].as_u64().expect("offset field"),
+    )
+}
