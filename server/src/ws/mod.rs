@@ -1,10 +1,15 @@
 //! The WebSocket protocol as the server speaks it (RFC 6455), without sockets: frames encoded
-//! once for every client (`encode.rs`), client frames decoded and validated (`decode.rs`), and
-//! where a connection's close handshake stands (`close.rs`). The wire format itself (headers,
+//! once for every client (`encode.rs`), client frames decoded and validated (`decode.rs`),
+//! where a connection's close handshake stands (`close.rs`), and permessage-deflate
+//! (`deflate.rs`, RFC 7692). The wire format itself (headers,
 //! opcodes, masking) is `ringcast-proto`'s, shared with the load generator.
 
 mod close;
 mod decode;
+// Only its tests call it until the upgrade, the decoder and the hub are wired to it (issue 20,
+// in progress); `expect` fails the build once they are, so this goes with the wiring.
+#[cfg_attr(not(test), expect(dead_code, reason = "issue 20: awaits wiring"))]
+mod deflate;
 mod encode;
 
 pub use close::CloseState;
