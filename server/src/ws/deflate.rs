@@ -1,5 +1,6 @@
 //! permessage-deflate (RFC 7692), without sockets: the negotiation of the upgrade
-//! ([`negotiate`]).
+//! ([`negotiate`]) and a client's compressed message inflated under the size limit
+//! ([`Inflater`]).
 //!
 //! Both directions always run without context takeover (the server adds
 //! `server_no_context_takeover; client_no_context_takeover` to every acceptance, as 7.1.1
@@ -9,6 +10,10 @@
 //!
 //! Work in progress (issue 20): nothing outside this module's tests calls it yet; the upgrade,
 //! the decoder and the hub are wired to it next.
+
+use flate2::{Decompress, FlushDecompress, Status};
+
+use super::CloseCode;
 
 /// The extension's name in `Sec-WebSocket-Extensions`.
 const EXTENSION: &[u8] = b"permessage-deflate";
@@ -251,8 +256,128 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// The end of a sync flush (an empty stored block), which 7.2.1 has the sender strip.
+const SYNC_FLUSH_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// What ends every compressed message the inflater reads: the empty stored block a sender
+/// strips (7.2.2 has the receiver append it), then an empty stored block with BFINAL set. The
+/// second is the server's own: a well-formed message ends on a block boundary, so the inflater
+/// then reaches the stream's end; a truncated one swallows these bytes as data and does not,
+/// which is how truncation is told from a message that simply ends (raw deflate has no length
+/// or checksum of its own).
+const INFLATE_TAIL: [u8; 9] = [0x00, 0x00, 0xff, 0xff, 0x01, 0x00, 0x00, 0xff, 0xff];
+
+/// Output the inflater adds to the caller's buffer at a time, at most: the buffer grows by
+/// doubling from this, so a message that inflates to n bytes costs a few reallocations, and a
+/// bomb is stopped with at most the limit allocated.
+const INFLATE_FIRST_STEP: usize = 4096;
+
+/// Why a client's compressed message was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InflateError {
+    /// It inflates to more than the message limit (the inflater stopped at the limit).
+    TooBig,
+    /// Not valid raw deflate data, or truncated.
+    Invalid,
+}
+
+impl InflateError {
+    /// The close code that fails the connection: 1009 past the limit, as for a plain message;
+    /// 1007 for data that does not inflate (RFC 7692 8 names no code; the payload is the
+    /// message's data and it is inconsistent, which is what 1007 says).
+    pub fn close_code(self) -> CloseCode {
+        match self {
+            InflateError::TooBig => CloseCode::TooBig,
+            InflateError::Invalid => CloseCode::InvalidPayload,
+        }
+    }
+}
+
+/// Inflates clients' compressed messages: one per core, reset before every message (the
+/// client agreed to `client_no_context_takeover`, so no message needs an earlier one's window).
+pub struct Inflater {
+    /// Raw deflate (no zlib header), as 7.2.2 sends it.
+    state: Decompress,
+}
+
+impl Default for Inflater {
+    fn default() -> Self {
+        Inflater {
+            state: Decompress::new(false),
+        }
+    }
+}
+
+impl Inflater {
+    /// Appends the inflated `compressed` (one whole message's payload, as its frames carried
+    /// it) to `out`. Stops with [`InflateError::TooBig`] as soon as the output would pass
+    /// `max_message` bytes; `out` then grew by at most `max_message` bytes of capacity and of
+    /// length, whatever the input. On an error `out` holds a partial message the caller drops.
+    pub fn inflate(
+        &mut self,
+        compressed: &[u8],
+        out: &mut Vec<u8>,
+        max_message: usize,
+    ) -> Result<(), InflateError> {
+        self.state.reset(false);
+        let start = out.len();
+        let mut inputs = [compressed, &INFLATE_TAIL[..]];
+        let mut current = 0;
+        let mut step = INFLATE_FIRST_STEP.max(compressed.len().saturating_mul(2));
+        loop {
+            while inputs[current].is_empty() {
+                current += 1;
+                if current == inputs.len() {
+                    // Everything read and the stream did not end: truncated.
+                    return Err(InflateError::Invalid);
+                }
+            }
+            let written = out.len() - start;
+            let room = max_message - written;
+            // At the limit, a one-byte probe tells a message that ends exactly there from one
+            // that goes on; the probe is not kept.
+            let mut probe = [0u8; 1];
+            let window: &mut [u8] = if room == 0 {
+                &mut probe
+            } else {
+                let grow = room.min(step);
+                step = step.saturating_mul(2);
+                // Exactly: `reserve` could round the capacity past the limit.
+                out.reserve_exact(grow);
+                out.resize(out.len() + grow, 0);
+                &mut out[start + written..]
+            };
+            let (before_in, before_out) = (self.state.total_in(), self.state.total_out());
+            let status = self
+                .state
+                .decompress(inputs[current], window, FlushDecompress::None);
+            let consumed = (self.state.total_in() - before_in) as usize;
+            let produced = (self.state.total_out() - before_out) as usize;
+            if room > 0 {
+                out.truncate(start + written + produced);
+            } else if produced > 0 {
+                return Err(InflateError::TooBig);
+            }
+            inputs[current] = &inputs[current][consumed..];
+            match status.map_err(|_| InflateError::Invalid)? {
+                // The stream ended: with the server's tail, or with the client's own final
+                // block (7.2.3.4 allows one); bytes of the message after it are not deflate.
+                Status::StreamEnd if inputs[0].is_empty() => return Ok(()),
+                Status::StreamEnd => return Err(InflateError::Invalid),
+                // No progress with input left and room to write (the probe's, at the limit)
+                // cannot happen on valid data; refusing it keeps the loop finite whatever the
+                // backend does.
+                _ if consumed == 0 && produced == 0 => return Err(InflateError::Invalid),
+                _ => {}
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use flate2::{Compress, Compression, FlushCompress};
+
     use super::*;
 
     /// What `negotiate` answers to one header value.
@@ -419,5 +544,152 @@ mod tests {
         assert_eq!(answer(&header), Some(PLAIN));
         let quotes = format!("x; a=\"{}", "\\\"".repeat(50_000));
         assert_eq!(answer(&quotes), None);
+    }
+
+    /// Inflates with a fresh inflater into a fresh buffer.
+    fn inflate(compressed: &[u8], max_message: usize) -> Result<Vec<u8>, InflateError> {
+        let mut out = Vec::new();
+        Inflater::default().inflate(compressed, &mut out, max_message)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn rfc_7692_examples_inflate() {
+        // 7.2.3.1 (compressed), 7.2.3.3 (a stored block), 7.2.3.4 (BFINAL set).
+        for compressed in [
+            &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00][..],
+            &[
+                0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+            ],
+            &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+        ] {
+            assert_eq!(inflate(compressed, 1024).unwrap(), b"Hello");
+        }
+    }
+
+    /// A chat line and what Python's zlib made of it (`compressobj(6, DEFLATED, -15)`, a sync
+    /// flush, its tail stripped): the inflater reads another implementation's output.
+    const CHAT: &[u8] =
+        br#"{"user":"ada","text":"hello hello hello hello hello hello world","ts":1733486400}"#;
+    const CHAT_BY_PYTHON: &str = "aa562a2d4e2d52b2524a4c4954d2512a49ad28017232527372f215f093e5f9\
+                                  453929202dc54a5686e6c6c6261666260606b50000";
+
+    fn unhex(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn pythons_output_inflates() {
+        assert_eq!(inflate(&unhex(CHAT_BY_PYTHON), 1024).unwrap(), CHAT);
+        // At exactly the limit, and one byte under it.
+        assert_eq!(inflate(&unhex(CHAT_BY_PYTHON), CHAT.len()).unwrap(), CHAT);
+        assert_eq!(
+            inflate(&unhex(CHAT_BY_PYTHON), CHAT.len() - 1),
+            Err(InflateError::TooBig)
+        );
+    }
+
+    /// Raw deflate of `data` with its sync-flush tail stripped, as a client sends it.
+    fn client_compress(data: &[u8]) -> Vec<u8> {
+        let mut compress = Compress::new(Compression::best(), false);
+        let mut out = Vec::with_capacity(data.len() / 100 + 1024);
+        let mut input = data;
+        loop {
+            let before = compress.total_in();
+            compress
+                .compress_vec(input, &mut out, FlushCompress::Sync)
+                .unwrap();
+            input = &input[(compress.total_in() - before) as usize..];
+            if input.is_empty() && out.len() < out.capacity() {
+                break;
+            }
+            out.reserve(out.capacity());
+        }
+        assert!(out.ends_with(&SYNC_FLUSH_TAIL));
+        out.truncate(out.len() - SYNC_FLUSH_TAIL.len());
+        out
+    }
+
+    #[test]
+    fn a_bomb_stops_at_the_limit_without_allocating_past_it() {
+        let bomb = client_compress(&vec![0u8; 100 << 20]);
+        assert!(bomb.len() <= 110 << 10, "{} bytes", bomb.len());
+        let max_message = 1 << 20;
+        let mut out = Vec::new();
+        let result = Inflater::default().inflate(&bomb, &mut out, max_message);
+        assert_eq!(result, Err(InflateError::TooBig));
+        assert!(out.len() <= max_message);
+        assert!(out.capacity() <= max_message, "{}", out.capacity());
+    }
+
+    #[test]
+    fn a_one_kib_bomb_stops_at_the_limit() {
+        // Deflate's best ratio is about 1032:1, so 1 KiB inflates to 1 MiB at most (the 100 MiB
+        // one above takes ~100 KiB); against a 64 KiB limit it stops at the limit all the same.
+        let bomb = client_compress(&vec![0u8; 1 << 20]);
+        assert!(bomb.len() <= 1100, "{} bytes", bomb.len());
+        assert_eq!(inflate(&bomb, 1 << 20).unwrap().len(), 1 << 20);
+        let max_message = 64 << 10;
+        let mut out = Vec::new();
+        let result = Inflater::default().inflate(&bomb, &mut out, max_message);
+        assert_eq!(result, Err(InflateError::TooBig));
+        assert!(out.capacity() <= max_message);
+    }
+
+    #[test]
+    fn garbage_and_truncated_data_are_invalid() {
+        let whole = client_compress(&CHAT.repeat(20));
+        assert_eq!(inflate(&whole, 1 << 20).unwrap(), CHAT.repeat(20));
+        for cut in [1, 2, 5, whole.len() / 2, whole.len() - 3] {
+            assert_eq!(
+                inflate(&whole[..cut], 1 << 20),
+                Err(InflateError::Invalid),
+                "cut at {cut}"
+            );
+        }
+        for garbage in [
+            &[][..],
+            &[0xff; 64],
+            &[0x07],
+            // A stored block whose length and its complement disagree.
+            &[0x00, 0x05, 0x00, 0x00, 0x00, b'H'],
+            // Bytes after the client's own final block.
+            &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x42],
+        ] {
+            assert_eq!(
+                inflate(garbage, 1 << 20),
+                Err(InflateError::Invalid),
+                "{garbage:?}"
+            );
+        }
+        assert_eq!(
+            InflateError::Invalid.close_code(),
+            CloseCode::InvalidPayload
+        );
+        assert_eq!(InflateError::TooBig.close_code(), CloseCode::TooBig);
+    }
+
+    #[test]
+    fn an_inflater_serves_message_after_message() {
+        let mut inflater = Inflater::default();
+        let mut out = Vec::new();
+        assert!(inflater.inflate(&[0xff; 8], &mut out, 1024).is_err());
+        for message in [CHAT, b"Hello", &CHAT.repeat(100)] {
+            out.clear();
+            inflater
+                .inflate(&client_compress(message), &mut out, 1 << 20)
+                .unwrap();
+            assert_eq!(out, message);
+        }
+        // It appends, and the limit counts only what it appends.
+        let mut out = b"kept".to_vec();
+        inflater
+            .inflate(&client_compress(CHAT), &mut out, CHAT.len())
+            .unwrap();
+        assert_eq!(out[..4], *b"kept");
+        assert_eq!(out[4..], *CHAT);
     }
 }
