@@ -1,6 +1,7 @@
 //! permessage-deflate (RFC 7692), without sockets: the negotiation of the upgrade
-//! ([`negotiate`]) and a client's compressed message inflated under the size limit
-//! ([`Inflater`]).
+//! ([`negotiate`]), a client's compressed message inflated under the size limit
+//! ([`Inflater`]), and a message compressed once into the frame every deflate subscriber shares
+//! ([`Compressor`]).
 //!
 //! Both directions always run without context takeover (the server adds
 //! `server_no_context_takeover; client_no_context_takeover` to every acceptance, as 7.1.1
@@ -11,9 +12,10 @@
 //! Work in progress (issue 20): nothing outside this module's tests calls it yet; the upgrade,
 //! the decoder and the hub are wired to it next.
 
-use flate2::{Decompress, FlushDecompress, Status};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use ringcast_proto::Frame;
 
-use super::CloseCode;
+use super::{CloseCode, MessageKind};
 
 /// The extension's name in `Sec-WebSocket-Extensions`.
 const EXTENSION: &[u8] = b"permessage-deflate";
@@ -374,10 +376,92 @@ impl Inflater {
     }
 }
 
+/// Messages shorter than this go out plain (RSV1 is set per message, RFC 7692 6): a
+/// short chat line barely shrinks, if at all, and compressing it would cost more CPU than the
+/// bytes it saves on the wire. Well under the 2 KiB the issue bounds it by; the option
+/// `--deflate-min-size` will set it.
+pub const DEFLATE_MIN_SIZE: usize = 256;
+
+/// Compresses a message once into the frame every deflate subscriber shares: one per core,
+/// reset before every message (`server_no_context_takeover` is always agreed, so a frame never
+/// depends on an earlier message and is the same bytes for every connection).
+pub struct Compressor {
+    /// Raw deflate at the configured level.
+    state: Compress,
+    /// The compressed payload before it is framed; kept so a message costs one allocation,
+    /// the frame's own.
+    scratch: Vec<u8>,
+}
+
+impl Compressor {
+    /// A compressor at zlib `level` (0-9; out of range is clamped to 9 by flate2's backend).
+    pub fn new(level: u32) -> Self {
+        Compressor {
+            state: Compress::new(Compression::new(level), false),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The whole compressed frame (FIN, RSV1, `kind`'s opcode) of `payload`, allocated at its
+    /// exact size; None when the message stays plain: under `min_size`, or not smaller
+    /// compressed (random or already compressed data), so RSV1 is only ever set where it pays.
+    pub fn compressed_frame(
+        &mut self,
+        kind: MessageKind,
+        payload: &[u8],
+        min_size: usize,
+    ) -> Option<Vec<u8>> {
+        if payload.len() < min_size {
+            return None;
+        }
+        let frame = self.compress(kind, payload);
+        // Bound the scratch buffer by what a normal message needs, not the largest one seen.
+        if self.scratch.capacity() > SCRATCH_KEPT {
+            self.scratch = Vec::new();
+        }
+        frame
+    }
+
+    /// [`Self::compressed_frame`] past the size check.
+    fn compress(&mut self, kind: MessageKind, payload: &[u8]) -> Option<Vec<u8>> {
+        self.state.reset();
+        self.scratch.clear();
+        // Room for the compressed data plus the flush's empty block: a result that does not
+        // fit is not smaller than the payload, so it is given up rather than grown.
+        self.scratch.reserve(payload.len() + SYNC_FLUSH_TAIL.len());
+        let status = self
+            .state
+            .compress_vec(payload, &mut self.scratch, FlushCompress::Sync);
+        let complete = status.is_ok()
+            && self.state.total_in() == payload.len() as u64
+            && self.scratch.len() < self.scratch.capacity()
+            && self.scratch.ends_with(&SYNC_FLUSH_TAIL);
+        if !complete {
+            return None;
+        }
+        let compressed = &self.scratch[..self.scratch.len() - SYNC_FLUSH_TAIL.len()];
+        if compressed.len() >= payload.len() {
+            return None;
+        }
+        let frame = Frame {
+            rsv: RSV1,
+            ..Frame::new(kind.opcode(), compressed)
+        };
+        let mut out = Vec::new();
+        out.reserve_exact(frame.encoded_len());
+        frame.encode(&mut out);
+        Some(out)
+    }
+}
+
+/// RSV1 in `Frame::rsv`'s numbering (RSV1-3 as the low three bits): "compressed" (7.2.3.1).
+const RSV1: u8 = 0b100;
+
+/// Largest scratch buffer a compressor keeps between messages.
+const SCRATCH_KEPT: usize = 64 * 1024;
+
 #[cfg(test)]
 mod tests {
-    use flate2::{Compress, Compression, FlushCompress};
-
     use super::*;
 
     /// What `negotiate` answers to one header value.
@@ -691,5 +775,83 @@ mod tests {
             .unwrap();
         assert_eq!(out[..4], *b"kept");
         assert_eq!(out[4..], *CHAT);
+    }
+
+    #[test]
+    fn a_compressed_frame_round_trips() {
+        let mut compressor = Compressor::new(6);
+        let message = CHAT.repeat(10);
+        let frame = compressor
+            .compressed_frame(MessageKind::Text, &message, DEFLATE_MIN_SIZE)
+            .unwrap();
+        // FIN, RSV1, text; a 7-bit length, no mask.
+        assert_eq!(frame[0], 0x80 | 0x40 | 0x01);
+        let len = usize::from(frame[1]);
+        assert!(len < 126 && frame.len() == 2 + len && len < message.len() / 4);
+        assert_eq!(frame.capacity(), frame.len());
+        let payload = &frame[2..];
+        // What a client does (7.2.2): append the tail and inflate; Python's zlib the same.
+        let mut with_tail = payload.to_vec();
+        with_tail.extend_from_slice(&SYNC_FLUSH_TAIL);
+        let mut check = Decompress::new(false);
+        let mut plain = Vec::with_capacity(message.len() + 1);
+        check
+            .decompress_vec(&with_tail, &mut plain, FlushDecompress::Sync)
+            .unwrap();
+        assert_eq!(plain, message);
+        assert_eq!(inflate(payload, 1 << 20).unwrap(), message);
+        // No context takeover: the same message compresses to the same bytes every time.
+        let again = compressor.compressed_frame(MessageKind::Text, &message, DEFLATE_MIN_SIZE);
+        assert_eq!(again.as_deref(), Some(&frame[..]));
+        let binary = compressor
+            .compressed_frame(MessageKind::Binary, &message, DEFLATE_MIN_SIZE)
+            .unwrap();
+        assert_eq!(binary[0], 0x80 | 0x40 | 0x02);
+        assert_eq!(binary[1..], frame[1..]);
+    }
+
+    #[test]
+    fn short_or_incompressible_messages_stay_plain() {
+        let mut compressor = Compressor::new(6);
+        let short = vec![b'a'; DEFLATE_MIN_SIZE - 1];
+        assert_eq!(
+            compressor.compressed_frame(MessageKind::Text, &short, DEFLATE_MIN_SIZE),
+            None
+        );
+        let at_threshold = vec![b'a'; DEFLATE_MIN_SIZE];
+        assert!(compressor
+            .compressed_frame(MessageKind::Text, &at_threshold, DEFLATE_MIN_SIZE)
+            .is_some());
+        // xorshift bytes do not compress.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let random: Vec<u8> = (0..4096)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        assert_eq!(
+            compressor.compressed_frame(MessageKind::Binary, &random, DEFLATE_MIN_SIZE),
+            None
+        );
+        // And the compressor still works after giving up.
+        assert!(compressor
+            .compressed_frame(MessageKind::Text, &CHAT.repeat(4), DEFLATE_MIN_SIZE)
+            .is_some());
+    }
+
+    #[test]
+    fn a_large_message_compresses_and_the_scratch_is_not_kept() {
+        let mut compressor = Compressor::new(1);
+        let message = CHAT.repeat(20_000);
+        let frame = compressor
+            .compressed_frame(MessageKind::Text, &message, DEFLATE_MIN_SIZE)
+            .unwrap();
+        assert!(compressor.scratch.capacity() <= SCRATCH_KEPT);
+        // 8-byte length form: the payload starts after 10 header bytes.
+        let header = if frame[1] == 127 { 10 } else { 4 };
+        assert_eq!(inflate(&frame[header..], message.len()).unwrap(), message);
     }
 }

@@ -1,7 +1,7 @@
 //! The WebSocket protocol as the server speaks it (RFC 6455), without sockets: frames encoded
 //! once for every client (`encode.rs`), client frames decoded and validated (`decode.rs`),
-//! where a connection's close handshake stands (`close.rs`), and permessage-deflate
-//! (`deflate.rs`, RFC 7692). The wire format itself (headers,
+//! where a connection's close handshake stands (`close.rs`), and permessage-deflate's
+//! negotiation, bounded inflating and compress-once (`deflate.rs`, RFC 7692). The wire format itself (headers,
 //! opcodes, masking) is `ringcast-proto`'s, shared with the load generator.
 
 mod close;
