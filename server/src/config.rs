@@ -179,6 +179,21 @@ pub struct Cli {
     /// node's clients but not the other nodes' (counted as dropped).
     #[arg(long, env = "RINGCAST_BROKER_QUEUE", default_value_t = 4096)]
     pub broker_queue: usize,
+
+    /// permessage-deflate (RFC 7692): on accepts a client's offer, without context takeover
+    /// either way, and inflates what it sends. Off until the compressed fan-out is built and
+    /// measured (issue 20): on, frames to clients are still sent plain.
+    #[arg(long, env = "RINGCAST_DEFLATE", value_enum, default_value = "off")]
+    pub deflate: Switch,
+}
+
+/// An option that is on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 /// Validated server settings; see [`Cli`] for what each one means.
@@ -192,6 +207,8 @@ pub struct Config {
     pub io: IoChoice,
     /// Largest reassembled inbound message in bytes (1009 beyond).
     pub max_message: usize,
+    /// `--deflate on`: permessage-deflate is negotiated with clients that offer it.
+    pub deflate: bool,
     /// Outbound byte budget per connection, in-flight frames and handles included (1008 beyond).
     pub max_backlog: usize,
     /// Process-wide bytes held for delivery before publishers stop being read.
@@ -362,6 +379,7 @@ impl Config {
             cores,
             io: cli.io,
             max_message: cli.max_message,
+            deflate: cli.deflate == Switch::On,
             max_backlog: cli.max_backlog,
             fanout_budget: cli.fanout_budget,
             write_timeout: cli.write_timeout,

@@ -64,6 +64,8 @@ pub struct UpgradeTicket {
     pub room: Rc<Room>,
     /// The new connection's queue and close state (holds its --max-connections permit).
     pub subscriber: Rc<Subscriber>,
+    /// permessage-deflate was negotiated: the client may send compressed messages.
+    pub deflate: bool,
 }
 
 /// One connection's reading state, kept by the core's reader.
@@ -100,12 +102,16 @@ impl Connection {
     /// The reading state of a subscriber whose socket was just attached; `held` is what was
     /// read past the upgrade request (decoded first).
     pub fn new(ticket: UpgradeTicket, held: Vec<u8>, cx: &ReadContext) -> Self {
-        let UpgradeTicket { room, subscriber } = ticket;
+        let UpgradeTicket {
+            room,
+            subscriber,
+            deflate,
+        } = ticket;
         let now = cx.clock.now();
         Connection {
             room,
             subscriber,
-            decoder: FrameDecoder::new(cx.max_message),
+            decoder: FrameDecoder::new(cx.max_message).with_deflate(deflate),
             rate: cx.max_inbound_rate.map(|rate| InboundRate::new(rate, now)),
             share: FairShare::new(now),
             tail: held,

@@ -120,6 +120,7 @@ impl Reader {
         room: &str,
         permit: Option<ConnectionPermit>,
         since: Option<Since>,
+        deflate: bool,
     ) -> UpgradeTicket {
         let cx = &self.cx;
         let subscriber = Rc::new(Subscriber::new(
@@ -132,7 +133,11 @@ impl Reader {
         if let Some(since) = since {
             cx.hub.recover(&room, &subscriber, since);
         }
-        UpgradeTicket { room, subscriber }
+        UpgradeTicket {
+            room,
+            subscriber,
+            deflate,
+        }
     }
 
     /// An admitted upgrade whose 101 never completed: leaves the room (which drops the

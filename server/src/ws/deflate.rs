@@ -9,8 +9,11 @@
 //! lets one inflater and one compressor per core serve every connection: no connection keeps a
 //! window or any zlib state (the issue's 10,000 idle connections must cost what plain ones do).
 //!
-//! Work in progress (issue 20): nothing outside this module's tests calls it yet; the upgrade,
-//! the decoder and the hub are wired to it next.
+//! Work in progress (issue 20): the upgrade negotiates with [`negotiate`] (`--deflate on`) and
+//! the decoder inflates with [`inflate_message`]; the [`Compressor`] awaits the hub's
+//! compressed fan-out, so frames to clients are still plain (which the extension allows).
+
+use std::cell::RefCell;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use ringcast_proto::Frame;
@@ -293,6 +296,23 @@ impl InflateError {
             InflateError::Invalid => CloseCode::InvalidPayload,
         }
     }
+}
+
+thread_local! {
+    /// The core's inflater: each core is one thread, and a decoder runs on its connection's
+    /// core, so this is one inflater per core, made when the core first inflates.
+    static INFLATER: RefCell<Inflater> = RefCell::new(Inflater::default());
+}
+
+/// Appends the inflated `compressed` message to `out` with the core's inflater; see
+/// [`Inflater::inflate`].
+pub fn inflate_message(
+    compressed: &[u8],
+    out: &mut Vec<u8>,
+    max_message: usize,
+) -> Result<(), InflateError> {
+    // The inflater never calls out while borrowed, so the borrow cannot be taken twice.
+    INFLATER.with(|inflater| inflater.borrow_mut().inflate(compressed, out, max_message))
 }
 
 /// Inflates clients' compressed messages: one per core, reset before every message (the

@@ -6,14 +6,15 @@
 
 mod close;
 mod decode;
-// Only its tests call it until the upgrade, the decoder and the hub are wired to it (issue 20,
-// in progress); `expect` fails the build once they are, so this goes with the wiring.
+// The compressor is called only by its tests until the hub's compressed fan-out is built
+// (issue 20, in progress); `expect` fails the build once it is, so this goes with that wiring.
 #[cfg_attr(not(test), expect(dead_code, reason = "issue 20: awaits wiring"))]
 mod deflate;
 mod encode;
 
 pub use close::CloseState;
 pub use decode::{ClientEvent, Decoded, FrameDecoder};
+pub use deflate::negotiate as negotiate_deflate;
 #[cfg(any(test, feature = "testing"))]
 pub use encode::encode_message;
 pub use encode::{

@@ -102,14 +102,25 @@ impl RawClient {
     /// Connects and performs the opening handshake on `path`.
     pub async fn connect(addr: SocketAddr, path: &str) -> RawClient {
         let stream = TcpStream::connect(addr).await.expect("TCP connect");
-        Self::handshake(stream, addr, path, &[]).await
+        Self::handshake(stream, addr, path, "", &[]).await.0
+    }
+
+    /// Like `connect`, with `headers` (each line ending in CRLF) added to the upgrade request;
+    /// also returns the response head, lowercased.
+    pub async fn connect_with_headers(
+        addr: SocketAddr,
+        path: &str,
+        headers: &str,
+    ) -> (RawClient, String) {
+        let stream = TcpStream::connect(addr).await.expect("TCP connect");
+        Self::handshake(stream, addr, path, headers, &[]).await
     }
 
     /// Like `connect`, with `first` (e.g. an encoded frame) sent in the same write as the
     /// upgrade request, before the 101 can have come back.
     pub async fn connect_sending(addr: SocketAddr, path: &str, first: &[u8]) -> RawClient {
         let stream = TcpStream::connect(addr).await.expect("TCP connect");
-        Self::handshake(stream, addr, path, first).await
+        Self::handshake(stream, addr, path, "", first).await.0
     }
 
     /// Like `connect`, with a small receive buffer so a client that never reads stalls the
@@ -118,18 +129,19 @@ impl RawClient {
         let socket = TcpSocket::new_v4().expect("socket");
         socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
         let stream = socket.connect(addr).await.expect("TCP connect");
-        Self::handshake(stream, addr, path, &[]).await
+        Self::handshake(stream, addr, path, "", &[]).await.0
     }
 
     async fn handshake(
         mut stream: TcpStream,
         addr: SocketAddr,
         path: &str,
+        headers: &str,
         first: &[u8],
-    ) -> RawClient {
+    ) -> (RawClient, String) {
         let mut request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
         )
         .into_bytes();
         request.extend_from_slice(first);
@@ -147,19 +159,18 @@ impl RawClient {
             assert!(n > 0, "connection closed during the handshake");
             buffered.extend_from_slice(&chunk[..n]);
         };
-        let head = String::from_utf8_lossy(&buffered[..head_end]).into_owned();
+        let head = String::from_utf8_lossy(&buffered[..head_end]).to_ascii_lowercase();
         assert!(
-            head.starts_with("HTTP/1.1 101"),
+            head.starts_with("http/1.1 101"),
             "handshake refused: {head}"
         );
         // RFC 6455 4.2.2: the accept value for the sample key above.
         assert!(
-            head.to_ascii_lowercase()
-                .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+            head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
             "wrong or missing Sec-WebSocket-Accept: {head}"
         );
         buffered.drain(..head_end);
-        RawClient { stream, buffered }
+        (RawClient { stream, buffered }, head)
     }
 
     /// The TCP stream and the bytes already read past the handshake, for a client that reads
