@@ -147,7 +147,7 @@ impl FrameDecoder {
             opcode: op,
             ..
         } = header;
-        // RFC 7692 6.1: RSV1 belongs on a data message's first frame only.
+        // RFC 7692 6: RSV1 belongs on a data message's first frame only.
         if rsv1 && (opcode::is_control(op) || op == opcode::CONTINUATION) {
             return Err(fail(
                 CloseCode::Protocol,
