@@ -874,4 +874,38 @@ mod tests {
         let header = if frame[1] == 127 { 10 } else { 4 };
         assert_eq!(inflate(&frame[header..], message.len()).unwrap(), message);
     }
+
+    /// A deterministic byte stream (xorshift64).
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut state = seed | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn arbitrary_input_never_passes_the_limit_or_panics() {
+        let mut inflater = Inflater::default();
+        let alphabet = b"permessage-deflate;,= \t\"\\client_max_window_bits15server";
+        for seed in 0..2000u64 {
+            let bytes = noise(seed, (seed % 300) as usize);
+            let mut out = Vec::new();
+            let _ = inflater.inflate(&bytes, &mut out, 512);
+            assert!(out.len() <= 512 && out.capacity() <= 512);
+            // Headers made of the grammar's own characters reach the deep paths.
+            let header: Vec<u8> = bytes
+                .iter()
+                .map(|b| alphabet[usize::from(*b) % alphabet.len()])
+                .collect();
+            if let Some(agreement) = negotiate([&header[..]]) {
+                assert!(agreement.response().starts_with("permessage-deflate;"));
+            }
+            let _ = negotiate([&bytes[..]]);
+        }
+    }
 }
