@@ -22,23 +22,12 @@ import subprocess
 import sys
 import time
 
-KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
-
+from ws_client import connect, frame, read_frame
 
 def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def frame(opcode, payload=b""):
-    """A masked client frame (mask 0: the payload goes as is)."""
-    head = bytes([0x80 | opcode])
-    if len(payload) < 126:
-        head += bytes([0x80 | len(payload)])
-    else:
-        head += bytes([0x80 | 126]) + struct.pack("!H", len(payload))
-    return head + b"\0\0\0\0" + payload
 
 
 class Server:
@@ -82,38 +71,12 @@ class Server:
         self.process.wait(timeout=10)
 
 
-async def connect(port, room, rcvbuf=None):
-    sock = socket.socket()
-    if rcvbuf:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-    reader, writer = await asyncio.open_connection(sock=sock)
-    writer.write(
-        f"GET /ws/{room} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {KEY.decode()}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    head = await reader.readuntil(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return reader, writer
-
-
-async def read_frame(reader):
-    b0, b1 = await reader.readexactly(2)
-    length = b1 & 0x7F
-    if length == 126:
-        (length,) = struct.unpack("!H", await reader.readexactly(2))
-    elif length == 127:
-        (length,) = struct.unpack("!Q", await reader.readexactly(8))
-    return b0 & 0x0F, await reader.readexactly(length)
-
-
 async def ping_flood(binary):
     server = Server(binary, ["--cores", "1"])
     try:
         baseline = server.rss_kib()
         burst = frame(0x9) * 95_000
-        clients = [await connect(server.port, "pings", rcvbuf=4096) for _ in range(4)]
+        clients = [await connect(server.port, "/ws/pings", rcvbuf=4096) for _ in range(4)]
         for _, writer in clients:
             writer.write(burst)
         await asyncio.sleep(3)
@@ -131,8 +94,8 @@ async def ping_flood(binary):
 async def empty_flood(binary):
     server = Server(binary, ["--cores", "1", "--fanout-budget", "1MiB"])
     try:
-        stalled = [await connect(server.port, "a", rcvbuf=4096) for _ in range(4)]
-        _, flooder = await connect(server.port, "a")
+        stalled = [await connect(server.port, "/ws/a", rcvbuf=4096) for _ in range(4)]
+        _, flooder = await connect(server.port, "/ws/a")
         burst = frame(0x2) * 10_000
         stop = asyncio.Event()
 
@@ -143,7 +106,7 @@ async def empty_flood(binary):
 
         flooding = asyncio.create_task(flood())
         await asyncio.sleep(1)
-        reader, writer = await connect(server.port, "b")
+        reader, writer = await connect(server.port, "/ws/b")
         latencies = []
 
         async def receive():
@@ -185,7 +148,7 @@ async def control_rate(binary):
     server = Server(binary, ["--cores", "1", "--max-inbound-rate", "10"])
     try:
         for opcode, count in ((0x9, 200_000), (0xA, 20_000)):
-            reader, writer = await connect(server.port, "rate")
+            reader, writer = await connect(server.port, "/ws/rate")
             sent_at = time.monotonic()
             writer.write(frame(opcode, b"x") * count)
             pongs, code = 0, None

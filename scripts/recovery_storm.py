@@ -16,43 +16,10 @@ import asyncio
 import json
 import resource
 import socket
-import struct
 import subprocess
 import time
 
-KEY = "dGhlIHNhbXBsZSBub25jZQ=="
-
-
-def frame(opcode, payload):
-    head = bytes([0x80 | opcode])
-    if len(payload) < 126:
-        head += bytes([0x80 | len(payload)])
-    else:
-        head += bytes([0x80 | 126]) + struct.pack("!H", len(payload))
-    return head + b"\0\0\0\0" + payload
-
-
-async def read_frame(reader):
-    b0, b1 = await reader.readexactly(2)
-    length = b1 & 0x7F
-    if length == 126:
-        (length,) = struct.unpack("!H", await reader.readexactly(2))
-    elif length == 127:
-        (length,) = struct.unpack("!Q", await reader.readexactly(8))
-    return b0 & 0x0F, await reader.readexactly(length)
-
-
-async def connect(port, path):
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
-    writer.write(
-        f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    head = await reader.readuntil(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise RuntimeError(head[:40])
-    return reader, writer
-
+from ws_client import connect, frame, read_frame
 
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as status:

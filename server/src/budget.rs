@@ -243,6 +243,11 @@ impl CoreLedger {
         self.mirror();
     }
 
+    /// The process-wide view this ledger mirrors into.
+    pub fn budget(&self) -> &Arc<FanoutBudget> {
+        &self.budget
+    }
+
     /// Makes this core's count visible to the other cores (a plain store, not a read-modify-
     /// write: only this core writes it). Charges are mirrored once per fan-out.
     pub fn mirror(&self) {

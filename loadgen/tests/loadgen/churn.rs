@@ -15,18 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
-use crate::util::scratch_dir;
-
-/// Runs `loadgen run --url URL ARGS... --quiet --max-send-lag 1s --out OUT`.
-fn loadgen_run(url: &str, args: &[&str], out: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["run", "--url", url, "--quiet", "--max-send-lag", "1s"])
-        .args(args)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .expect("loadgen runs")
-}
+use crate::util::{loadgen_run, scratch_dir};
 
 /// 20 subscribers and one publisher at 50 msg/s for 3 s; each subscriber leaves every second
 /// for 300 ms.

@@ -5,25 +5,13 @@ use std::process::Command;
 
 use loadgen::report::Report;
 
-use crate::util::scratch_dir;
+use crate::util::{loadgen_run, scratch_dir};
 
 /// Starts ringcast on an OS-picked port, with `extra` options.
 fn start_server(extra: &[&str]) -> ringcast::Server {
     let args = ["--listen", "127.0.0.1:0", "--cores", "2"];
     let config = ringcast::Config::from_args(args.iter().chain(extra)).expect("valid config");
     ringcast::Server::start(config).expect("server starts")
-}
-
-/// Runs `loadgen run --url URL ARGS... --quiet --max-send-lag 1s` (send lag is not what these
-/// tests check, and test machines are busy), writing its files to `out`.
-fn loadgen_run(url: &str, args: &[&str], out: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["run", "--url", url, "--quiet", "--max-send-lag", "1s"])
-        .args(args)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .expect("loadgen runs")
 }
 
 #[test]

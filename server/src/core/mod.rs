@@ -171,7 +171,7 @@ impl CoreMain for Core {
             streams,
             broker,
             Arc::clone(&metrics),
-            Arc::clone(budget),
+            Rc::clone(&clock),
         ));
         let read_context = ReadContext {
             hub: Rc::clone(&hub),

@@ -22,6 +22,7 @@ use super::mail::{Mail, Mailboxes, RecoverAnswer, RecoverRequest, MAIL_BYTES};
 use super::room::Room;
 use super::stream::{home_core, Answer, Continuity, Since, Streams};
 use crate::budget::{FanoutBudget, LocalFrame, FRAME_HANDLE_BYTES};
+use crate::clock::CoarseClock;
 use crate::metrics::{CoreMetrics, RecoveryOutcome, FANOUT_SAMPLE_EVERY};
 use crate::output::{CoreOutput, Subscriber};
 use crate::ws::{encode_frame_into, CloseCode, MessageKind};
@@ -60,6 +61,9 @@ pub struct Hub {
     metrics: Arc<CoreMetrics>,
     /// The process-wide fan-out budget, charged for every frame encoded here.
     budget: Arc<FanoutBudget>,
+    /// This core's coarse clock (what kept messages are stamped with: no clock read per
+    /// message).
+    clock: Rc<CoarseClock>,
     /// Messages fanned out on this core; every [`FANOUT_SAMPLE_EVERY`]-th is timed.
     fanned_out: Cell<u32>,
 }
@@ -67,7 +71,8 @@ pub struct Hub {
 impl Hub {
     /// The hub of core `index`, whose subscribers report to `core_output`: it orders the rooms
     /// homed here in `streams`, mails `cores` (every core, by index) and `broker` (the other
-    /// nodes), counts into `metrics` and charges what it encodes to `budget`.
+    /// nodes), counts into `metrics`, charges what it encodes to the fan-out budget (its
+    /// ledger's) and reads the time from `clock`.
     pub fn new(
         index: usize,
         core_output: Rc<CoreOutput>,
@@ -75,8 +80,9 @@ impl Hub {
         streams: Streams,
         broker: Option<Arc<Broker>>,
         metrics: Arc<CoreMetrics>,
-        budget: Arc<FanoutBudget>,
+        clock: Rc<CoarseClock>,
     ) -> Self {
+        let budget = Arc::clone(core_output.ledger.budget());
         Hub {
             index,
             rooms: RefCell::new(HashMap::new()),
@@ -88,6 +94,7 @@ impl Hub {
             core_output,
             metrics,
             budget,
+            clock,
             fanned_out: Cell::new(0),
         }
     }
@@ -178,7 +185,7 @@ impl Hub {
     fn sequence(&self, room: &Arc<str>, frame: Bytes) {
         self.streams
             .borrow_mut()
-            .sequence(room, &frame, Instant::now(), self.continuity());
+            .sequence(room, &frame, self.clock.now(), self.continuity());
         let local = self.rooms.borrow().get(room).cloned();
         if let Some(local) = local {
             self.deliver_locally(&local, Rc::new(frame.clone()));
@@ -221,7 +228,7 @@ impl Hub {
                 let answer = self.streams.borrow_mut().answer(
                     &room,
                     &since,
-                    Instant::now(),
+                    self.clock.now(),
                     self.continuity(),
                 );
                 let answer = RecoverAnswer { ticket, answer };
@@ -267,7 +274,7 @@ impl Hub {
             let answer =
                 self.streams
                     .borrow_mut()
-                    .answer(room, &since, Instant::now(), self.continuity());
+                    .answer(room, &since, self.clock.now(), self.continuity());
             self.answered(subscriber, answer);
             return;
         }
@@ -416,7 +423,7 @@ pub mod testing {
                 streams,
                 None,
                 Arc::clone(&metrics),
-                Arc::clone(&budget),
+                Rc::default(),
             );
             TestCore {
                 hub,

@@ -141,3 +141,15 @@ pub fn with_nodes(
     }
     report
 }
+
+/// Runs `loadgen run --url URL ARGS... --quiet --max-send-lag 1s` (send lag is not what these
+/// tests check, and test machines are busy), writing its files to `out`.
+pub fn loadgen_run(url: &str, args: &[&str], out: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", "--url", url, "--quiet", "--max-send-lag", "1s"])
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("loadgen runs")
+}
