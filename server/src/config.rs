@@ -181,10 +181,20 @@ pub struct Cli {
     pub broker_queue: usize,
 
     /// permessage-deflate (RFC 7692): on accepts a client's offer, without context takeover
-    /// either way, and inflates what it sends. Off until the compressed fan-out is built and
-    /// measured (issue 20): on, frames to clients are still sent plain.
+    /// either way; a room's message is compressed once for all its deflate subscribers, and
+    /// what clients send compressed is inflated under --max-message.
     #[arg(long, env = "RINGCAST_DEFLATE", value_enum, default_value = "off")]
     pub deflate: Switch,
+
+    /// Messages shorter than this go to deflate clients uncompressed (SIZE, e.g. 256B). A
+    /// short chat line barely shrinks and compressing it costs more than the bytes it saves.
+    #[arg(long, env = "RINGCAST_DEFLATE_MIN_SIZE", default_value = "256B", value_parser = parse_size)]
+    pub deflate_min_size: usize,
+
+    /// zlib compression level, 0 (stored) to 9 (smallest, slowest). Chat-like text shrinks
+    /// nearly as much at 1 as at 6 for a fraction of the time (results/deflate-backends-*).
+    #[arg(long, env = "RINGCAST_DEFLATE_LEVEL", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub deflate_level: u32,
 }
 
 /// An option that is on or off.
@@ -194,6 +204,15 @@ pub enum Switch {
     On,
     /// Disabled.
     Off,
+}
+
+/// `--deflate-level` and `--deflate-min-size`, with `--deflate on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeflateConfig {
+    /// zlib level 0-9.
+    pub level: u32,
+    /// Shorter messages stay plain.
+    pub min_size: usize,
 }
 
 /// Validated server settings; see [`Cli`] for what each one means.
@@ -207,8 +226,9 @@ pub struct Config {
     pub io: IoChoice,
     /// Largest reassembled inbound message in bytes (1009 beyond).
     pub max_message: usize,
-    /// `--deflate on`: permessage-deflate is negotiated with clients that offer it.
-    pub deflate: bool,
+    /// With `--deflate on`, how messages are compressed for clients that negotiated
+    /// permessage-deflate; None: the extension is declined.
+    pub deflate: Option<DeflateConfig>,
     /// Outbound byte budget per connection, in-flight frames and handles included (1008 beyond).
     pub max_backlog: usize,
     /// Process-wide bytes held for delivery before publishers stop being read.
@@ -379,7 +399,10 @@ impl Config {
             cores,
             io: cli.io,
             max_message: cli.max_message,
-            deflate: cli.deflate == Switch::On,
+            deflate: (cli.deflate == Switch::On).then_some(DeflateConfig {
+                level: cli.deflate_level,
+                min_size: cli.deflate_min_size,
+            }),
             max_backlog: cli.max_backlog,
             fanout_budget: cli.fanout_budget,
             write_timeout: cli.write_timeout,

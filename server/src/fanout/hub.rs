@@ -19,13 +19,13 @@ use bytes::Bytes;
 
 use super::broker::Broker;
 use super::mail::{Mail, Mailboxes, RecoverAnswer, RecoverRequest, MAIL_BYTES};
-use super::room::Room;
+use super::room::{Frames, Room, DEFLATE_WINDOWS};
 use super::stream::{home_core, Answer, Continuity, Since, Streams};
-use crate::budget::{FanoutBudget, LocalFrame, FRAME_HANDLE_BYTES};
+use crate::budget::{FanoutBudget, FRAME_HANDLE_BYTES};
 use crate::clock::CoarseClock;
 use crate::metrics::{CoreMetrics, RecoveryOutcome, FANOUT_SAMPLE_EVERY};
 use crate::output::{CoreOutput, Subscriber};
-use crate::ws::{encode_frame_into, CloseCode, MessageKind};
+use crate::ws::{encode_frame_into, CloseCode, Compressors, MessageKind, MIN_COMPRESS_WINDOW};
 
 /// The first message a recovering client gets: where it stands in the room's order.
 fn notice(answer: &Answer) -> String {
@@ -66,13 +66,26 @@ pub struct Hub {
     clock: Rc<CoarseClock>,
     /// Messages fanned out on this core; every [`FANOUT_SAMPLE_EVERY`]-th is timed.
     fanned_out: Cell<u32>,
+    /// With `--deflate on`: what compresses the messages of the rooms homed here, once each.
+    compressors: Option<RefCell<Compressors>>,
+    /// For the rooms homed here: how many cores have subscribers taking compressed frames of
+    /// each window (9-15 bits). A room's messages are compressed for the smallest window in
+    /// use, which every deflate subscriber with that window or a larger one can inflate.
+    deflate_interest: RefCell<HashMap<Arc<str>, [u16; DEFLATE_WINDOWS]>>,
+    /// Messages compressed on this core; every [`FANOUT_SAMPLE_EVERY`]-th is timed.
+    compressed: Cell<u32>,
 }
 
 impl Hub {
     /// The hub of core `index`, whose subscribers report to `core_output`: it orders the rooms
     /// homed here in `streams`, mails `cores` (every core, by index) and `broker` (the other
     /// nodes), counts into `metrics`, charges what it encodes to the fan-out budget (its
-    /// ledger's) and reads the time from `clock`.
+    /// ledger's), reads the time from `clock` and compresses with `compressors`
+    /// (`--deflate on`).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one per thing a core's hub is built from"
+    )]
     pub fn new(
         index: usize,
         core_output: Rc<CoreOutput>,
@@ -81,6 +94,7 @@ impl Hub {
         broker: Option<Arc<Broker>>,
         metrics: Arc<CoreMetrics>,
         clock: Rc<CoarseClock>,
+        compressors: Option<Compressors>,
     ) -> Self {
         let budget = Arc::clone(core_output.ledger.budget());
         Hub {
@@ -96,6 +110,9 @@ impl Hub {
             budget,
             clock,
             fanned_out: Cell::new(0),
+            compressors: compressors.map(RefCell::new),
+            deflate_interest: RefCell::new(HashMap::new()),
+            compressed: Cell::new(0),
         }
     }
 
@@ -115,13 +132,19 @@ impl Hub {
                 created
             }
         };
-        room.add(subscriber);
+        drop(rooms);
+        if let Some(window) = room.add(subscriber) {
+            self.tell_deflate_interest(room.shared_name(), window, true);
+        }
         room
     }
 
     /// Removes `subscriber` from `room`, dropping the room when it becomes empty.
     pub fn leave(&self, room: &Rc<Room>, subscriber: &Rc<Subscriber>) {
-        let now_empty = room.remove(subscriber);
+        let (now_empty, window) = room.remove(subscriber);
+        if let Some(window) = window {
+            self.tell_deflate_interest(room.shared_name(), window, false);
+        }
         if now_empty && self.rooms.borrow_mut().remove(room.name()).is_some() {
             CoreMetrics::sub(&self.metrics.rooms, 1);
             if let Some(broker) = &self.broker {
@@ -161,6 +184,76 @@ impl Hub {
         local_members * self.cores.cores() * FRAME_HANDLE_BYTES
     }
 
+    /// Tells `room`'s home core that this core's first subscriber taking compressed frames of
+    /// `window` bits joined (`joined`) or its last one left. Messages sequenced before the
+    /// home core knows go plain to the new subscriber (RSV1 is per message), and a few may be
+    /// compressed for nobody after the last one left: neither is wrong, and a core's mail
+    /// keeps its own joins and leaves in order, so the counts never drift.
+    fn tell_deflate_interest(&self, room: &Arc<str>, window: u8, joined: bool) {
+        if self.compressors.is_none() {
+            return;
+        }
+        let home = home_core(room, self.cores.cores());
+        if home == self.index {
+            self.deflate_interest_changed(room, window, joined);
+        } else {
+            let mail = Mail::DeflateInterest {
+                room: Arc::clone(room),
+                window,
+                joined,
+            };
+            self.cores.send(home, mail);
+        }
+    }
+
+    /// On the room's home core: counts a core's interest in compressed frames of `window`.
+    fn deflate_interest_changed(&self, room: &Arc<str>, window: u8, joined: bool) {
+        let mut interest = self.deflate_interest.borrow_mut();
+        let Some(index) = window
+            .checked_sub(MIN_COMPRESS_WINDOW)
+            .map(usize::from)
+            .filter(|&index| index < DEFLATE_WINDOWS)
+        else {
+            return;
+        };
+        let counts = interest
+            .entry(Arc::clone(room))
+            .or_insert([0; DEFLATE_WINDOWS]);
+        counts[index] = if joined {
+            counts[index].saturating_add(1)
+        } else {
+            counts[index].saturating_sub(1)
+        };
+        if counts.iter().all(|&count| count == 0) {
+            interest.remove(room);
+        }
+    }
+
+    /// On the room's home core: `frame` compressed once for the smallest window any core's
+    /// subscribers of `room` take, charged to the fan-out budget like the plain frame; None
+    /// when no subscriber takes compressed frames or the message stays plain (short or
+    /// incompressible). One compression in [`FANOUT_SAMPLE_EVERY`] is timed
+    /// (`ringcast_deflate_seconds`).
+    fn compress(&self, room: &Arc<str>, frame: &Bytes) -> Option<(u8, Bytes)> {
+        let compressors = self.compressors.as_ref()?;
+        let window = {
+            let interest = self.deflate_interest.borrow();
+            let counts = interest.get(room)?;
+            let smallest = counts.iter().position(|&count| count > 0)?;
+            MIN_COMPRESS_WINDOW + smallest as u8
+        };
+        let count = self.compressed.get();
+        self.compressed.set(count.wrapping_add(1));
+        let started = count.is_multiple_of(FANOUT_SAMPLE_EVERY).then(Instant::now);
+        let compressed = compressors.borrow_mut().compressed_frame(frame, window);
+        if let Some(started) = started {
+            self.metrics.record_deflate(started.elapsed());
+        }
+        let compressed = compressed?;
+        self.metrics.count_compressed(frame.len(), compressed.len());
+        Some((window, self.budget.track(compressed)))
+    }
+
     /// With a broker, sends a frame published on this node to the other nodes.
     fn send_to_nodes(&self, room: &Arc<str>, frame: &Bytes) {
         if let Some(broker) = &self.broker {
@@ -186,11 +279,13 @@ impl Hub {
         self.streams
             .borrow_mut()
             .sequence(room, &frame, self.clock.now(), self.continuity());
+        let deflated = self.compress(room, &frame);
         let local = self.rooms.borrow().get(room).cloned();
         if let Some(local) = local {
-            self.deliver_locally(&local, Rc::new(frame.clone()));
+            self.deliver_locally(&local, &frame, deflated.as_ref());
         }
-        self.cores.broadcast(self.index, room, &frame);
+        self.cores
+            .broadcast(self.index, room, &frame, deflated.as_ref());
     }
 
     /// Encodes one frame, its bytes counted in the fan-out budget until the last handle drops.
@@ -212,12 +307,21 @@ impl Hub {
                 self.budget.mail_taken(reserved);
                 self.sequence(&room, frame);
             }
-            Mail::Broadcast { room, frame } => {
+            Mail::Broadcast {
+                room,
+                frame,
+                deflated,
+            } => {
                 let target = self.rooms.borrow().get(&room).cloned();
                 if let Some(target) = target {
-                    self.deliver_locally(&target, Rc::new(frame));
+                    self.deliver_locally(&target, &frame, deflated.as_ref());
                 }
             }
+            Mail::DeflateInterest {
+                room,
+                window,
+                joined,
+            } => self.deflate_interest_changed(&room, window, joined),
             Mail::Recover(request) => {
                 let RecoverRequest {
                     room,
@@ -328,21 +432,28 @@ impl Hub {
         self.streams.borrow_mut().expire(now);
     }
 
-    /// Queues `frame` (this core's one handle of it) for every subscriber of `room` on this
-    /// core, then makes the core's new handle count visible to the others (once per message,
-    /// not per delivery). One message in [`FANOUT_SAMPLE_EVERY`] is timed
-    /// (`ringcast_fanout_seconds`): two clock reads cost as much as the rest of a one-member
-    /// fan-out (measured with the `fanout/1` bench).
-    fn deliver_locally(&self, room: &Room, frame: LocalFrame) {
+    /// Queues `frame` or its compressed form `deflated` (this core's one handle of each) for
+    /// every subscriber of `room` on this core, then makes the core's new handle count visible
+    /// to the others (once per message, not per delivery). One message in
+    /// [`FANOUT_SAMPLE_EVERY`] is timed (`ringcast_fanout_seconds`): two clock reads cost as
+    /// much as the rest of a one-member fan-out (measured with the `fanout/1` bench).
+    fn deliver_locally(&self, room: &Room, frame: &Bytes, deflated: Option<&(u8, Bytes)>) {
         let count = self.fanned_out.get();
         self.fanned_out.set(count.wrapping_add(1));
         let started = count.is_multiple_of(FANOUT_SAMPLE_EVERY).then(Instant::now);
-        let slow = room.deliver(&frame);
+        let frames = Frames {
+            plain: Rc::new(frame.clone()),
+            deflated: deflated.map(|(window, deflated)| (*window, Rc::new(deflated.clone()))),
+        };
+        let delivered = room.deliver(&frames);
         self.core_output.ledger.mirror();
-        if slow > 0 {
+        if delivered.slow > 0 {
             self.metrics
                 .slow_consumer_closes
-                .fetch_add(slow, Ordering::Relaxed);
+                .fetch_add(delivered.slow, Ordering::Relaxed);
+        }
+        if delivered.compressed > 0 {
+            CoreMetrics::add(&self.metrics.deflate_deliveries, delivered.compressed);
         }
         if let Some(started) = started {
             self.metrics.record_fanout(started.elapsed());
@@ -383,6 +494,7 @@ pub mod testing {
     use crate::metrics::CoreMetrics;
     use crate::output::testing::attach_stub;
     use crate::output::{CoreOutput, Subscriber};
+    use crate::ws::Compressors;
 
     /// One core's fan-out without sockets or runtime: its hub and what the hub reports to.
     #[derive(Debug)]
@@ -424,6 +536,9 @@ pub mod testing {
                 None,
                 Arc::clone(&metrics),
                 Rc::default(),
+                // What `--deflate on` makes by default; idle unless a subscriber takes
+                // compressed frames.
+                Some(Compressors::new(1, 256)),
             );
             TestCore {
                 hub,
@@ -465,7 +580,7 @@ mod tests {
 
     use super::testing::TestCore;
     use super::*;
-    use crate::output::testing::{detached, drain};
+    use crate::output::testing::{detached, drain, held_handles, standalone_core_output};
     use crate::ws::encode_message;
 
     #[test]
@@ -664,6 +779,146 @@ mod tests {
         assert_eq!(replayed, (0..100).collect::<Vec<u8>>());
         core.hub.publish(&room, MessageKind::Binary, &[7; 100]);
         assert_eq!(drain(&client).len(), 102, "live once caught up");
+    }
+
+    /// A socket-less subscriber that negotiated permessage-deflate with a window of `window`.
+    fn deflating(window: u8) -> Rc<Subscriber> {
+        let subscriber = Subscriber::new(
+            1 << 20,
+            None,
+            Rc::new(standalone_core_output()),
+            Instant::now(),
+        );
+        Rc::new(subscriber.deflating(window))
+    }
+
+    /// The one frame `subscriber` holds.
+    fn only_frame(subscriber: &Subscriber) -> Bytes {
+        let held = held_handles(subscriber);
+        assert_eq!(held.len(), 1);
+        Bytes::clone(&held[0])
+    }
+
+    #[test]
+    fn a_mixed_room_gets_each_message_compressed_once_and_encoded_plain_once() {
+        let (cores, mut inboxes) = two_cores();
+        let chat_line = br#"{"user":"ada","text":"the quick brown fox jumps over the lazy dog","ts":"2026-12-06T13:40:55Z"}"#;
+        let payload = chat_line.repeat(8);
+        for home in 0..2 {
+            let name = homed_on(home, 2);
+            // On each core: a plain client, a deflate client with the full window, one that
+            // asked for 12 bits, one that asked for 8 (zlib cannot make 8-bit streams).
+            let members: Vec<[Rc<Subscriber>; 4]> = (0..2)
+                .map(|core| {
+                    let members = [
+                        detached(1 << 20),
+                        deflating(15),
+                        deflating(12),
+                        deflating(8),
+                    ];
+                    for member in &members {
+                        cores[core].hub.join(&name, Rc::clone(member));
+                    }
+                    members
+                })
+                .collect();
+            exchange(&cores, &mut inboxes);
+            let home_metrics = &cores[home].metrics;
+            let compressed_before = home_metrics.deflate_out_plain_bytes.load(Ordering::Relaxed);
+            // Published on the other core: compressed by the home core, once.
+            let room = cores[1 - home]
+                .hub
+                .rooms
+                .borrow()
+                .get(name.as_str())
+                .cloned()
+                .unwrap();
+            cores[1 - home]
+                .hub
+                .publish(&room, MessageKind::Text, &payload);
+            exchange(&cores, &mut inboxes);
+            let plain = only_frame(&members[0][0]);
+            let compressed = only_frame(&members[0][1]);
+            assert_eq!(plain[0], 0x81, "plain text frame");
+            assert_eq!(compressed[0], 0xC1, "FIN, RSV1, text");
+            assert!(
+                compressed.len() * 3 < plain.len(),
+                "{} bytes",
+                compressed.len()
+            );
+            for core in &members {
+                for (member, expected) in
+                    core.iter().zip([&plain, &compressed, &compressed, &plain])
+                {
+                    let got = only_frame(member);
+                    assert_eq!(
+                        got.as_ptr(),
+                        expected.as_ptr(),
+                        "one shared frame of each kind"
+                    );
+                }
+            }
+            assert_eq!(
+                home_metrics.deflate_out_plain_bytes.load(Ordering::Relaxed) - compressed_before,
+                plain.len() as u64,
+                "compressed once"
+            );
+            // Made for the smallest window in use (12): it inflates within 12 bits.
+            let header = ringcast_proto::Header::decode_with(
+                &compressed,
+                ringcast_proto::Role::Server,
+                0x40,
+            )
+            .unwrap()
+            .unwrap();
+            let mut with_tail = compressed[header.header_len..].to_vec();
+            with_tail.extend_from_slice(&[0, 0, 0xff, 0xff]);
+            let mut inflated = Vec::with_capacity(payload.len());
+            flate2::Decompress::new_with_window_bits(false, 12)
+                .decompress_vec(&with_tail, &mut inflated, flate2::FlushDecompress::Sync)
+                .unwrap();
+            assert_eq!(inflated, payload);
+            for core in &members {
+                for member in core {
+                    drain(member);
+                }
+            }
+            // A short message goes plain to everyone.
+            cores[home].hub.publish(&room, MessageKind::Text, b"hi");
+            exchange(&cores, &mut inboxes);
+            for core in &members {
+                for member in core {
+                    assert_eq!(drain(member), b"\x81\x02hi");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_room_without_deflate_clients_compresses_nothing() {
+        let (cores, mut inboxes) = two_cores();
+        let name = homed_on(1, 2);
+        let plain = detached(1 << 20);
+        let room = cores[0].hub.join(&name, Rc::clone(&plain));
+        let leaving = deflating(15);
+        let remote = cores[0].hub.join(&name, Rc::clone(&leaving));
+        cores[0].hub.leave(&remote, &leaving);
+        exchange(&cores, &mut inboxes);
+        cores[0]
+            .hub
+            .publish(&room, MessageKind::Text, &[b'a'; 1000]);
+        exchange(&cores, &mut inboxes);
+        assert_eq!(only_frame(&plain)[0], 0x81);
+        for core in &cores {
+            assert_eq!(
+                core.metrics.deflate_out_plain_bytes.load(Ordering::Relaxed),
+                0
+            );
+        }
+        assert!(
+            cores[1].hub.deflate_interest.borrow().is_empty(),
+            "the leave was counted"
+        );
     }
 
     #[test]

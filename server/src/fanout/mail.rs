@@ -4,7 +4,8 @@
 //! Each core has one FIFO mailbox (an unbounded channel): a message goes to its room's home
 //! core ([`Mail::Publish`]), which puts it in the room's order and sends it to every other core
 //! ([`Mail::Broadcast`]); the FIFO keeps that order, so every core delivers a room's messages
-//! in the same order. A recovering client's question and its answer ([`Mail::Recover`],
+//! in the same order. Which windows of compressed frames a core's subscribers of a room take
+//! ([`Mail::DeflateInterest`]) reaches the home core the same way. A recovering client's question and its answer ([`Mail::Recover`],
 //! [`Mail::Answer`]) travel the same channels, so an answer arrives after every message it
 //! covers and before every later one. The mailboxes are bounded by the fan-out budget, not by a
 //! length: every mail is charged while it waits ([`MAIL_BYTES`] for its slot; the frame is
@@ -41,6 +42,20 @@ pub enum Mail {
         room: Arc<str>,
         /// The encoded frame, shared with every core.
         frame: Bytes,
+        /// The frame compressed once by the home core, and its window bits (when the room
+        /// has permessage-deflate subscribers and the message is worth compressing).
+        deflated: Option<(u8, Bytes)>,
+    },
+    /// A core's first subscriber of `room` that takes compressed frames of `window` bits
+    /// joined (`joined`), or its last one left: for the room's home core, which compresses
+    /// for the smallest window any core needs.
+    DeflateInterest {
+        /// Room name.
+        room: Arc<str>,
+        /// Window bits (9-15).
+        window: u8,
+        /// Joined (else left).
+        joined: bool,
     },
     /// A client on core `core` asks the room's home core where it stands (`?since=`).
     Recover(Box<RecoverRequest>),
@@ -124,13 +139,20 @@ impl Mailboxes {
         self.send_charged(home_core(room, self.cores()), mail, MAIL_BYTES + reserved);
     }
 
-    /// Sends one clone of `frame` (a reference-count increment) to every core but `except`
-    /// (the home core, which delivered it itself).
-    pub fn broadcast(&self, except: usize, room: &Arc<str>, frame: &Bytes) {
+    /// Sends one clone of `frame` and of its compressed form `deflated` (reference-count
+    /// increments) to every core but `except` (the home core, which delivered it itself).
+    pub fn broadcast(
+        &self,
+        except: usize,
+        room: &Arc<str>,
+        frame: &Bytes,
+        deflated: Option<&(u8, Bytes)>,
+    ) {
         for core in (0..self.cores()).filter(|&core| core != except) {
             let mail = Mail::Broadcast {
                 room: Arc::clone(room),
                 frame: frame.clone(),
+                deflated: deflated.cloned(),
             };
             self.send(core, mail);
         }

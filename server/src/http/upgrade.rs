@@ -90,26 +90,25 @@ pub fn upgrade(
     // An offer that cannot be accepted declines the extension, never the upgrade (RFC 7692 5).
     let deflate = config
         .deflate
-        .then(|| {
+        .and_then(|_| {
             let offers = request.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
             negotiate_deflate(offers.iter().map(HeaderValue::as_bytes))
         })
-        .flatten();
+        .and_then(|agreement| {
+            let response = HeaderValue::try_from(agreement.response()).ok()?;
+            Some((agreement, response))
+        });
     match fastwebsockets::upgrade::upgrade(&mut request) {
         Ok((switching, _upgrade_future)) => {
             // The future is for hyper's `with_upgrades` path; `without_shutdown` is used instead.
             let permit = slot.permit.borrow_mut().take();
-            let ticket = service
-                .reader
-                .admit(&room, permit, since, deflate.is_some());
+            let agreement = deflate.as_ref().map(|(agreement, _)| *agreement);
+            let ticket = service.reader.admit(&room, permit, since, agreement);
             *slot.ticket.borrow_mut() = Some(ticket);
             slot.upgraded.set(true);
             let (mut head, _) = switching.into_parts();
-            if let Some(agreement) = deflate {
-                head.headers.insert(
-                    SEC_WEBSOCKET_EXTENSIONS,
-                    HeaderValue::from_static(agreement.response()),
-                );
+            if let Some((_, response)) = deflate {
+                head.headers.insert(SEC_WEBSOCKET_EXTENSIONS, response);
             }
             Response::from_parts(head, Full::new(Bytes::new()))
         }

@@ -295,13 +295,20 @@ fn handle(
         }
     }
     match event {
-        ClientEvent::Message { kind, payload } => {
+        ClientEvent::Message {
+            kind,
+            payload,
+            compressed_len,
+        } => {
             // After our close frame only the client's close matters (RFC 6455 5.5.1).
             if closing {
                 return None;
             }
             CoreMetrics::add(&metrics.messages_in, 1);
             CoreMetrics::add(&metrics.bytes_in, payload.len() as u64);
+            if compressed_len > 0 {
+                metrics.count_inflated(compressed_len, payload.len());
+            }
             // The share counts what the message makes the server hold, not its payload alone:
             // an empty message still costs a frame and a handle per subscriber (on every core).
             let cost = cx.budget.frame_cost(encoded_len(payload.len()))

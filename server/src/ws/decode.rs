@@ -26,8 +26,11 @@ pub enum ClientEvent<'a> {
     Message {
         /// Text or binary, as the client sent it.
         kind: MessageKind,
-        /// Unmasked payload; valid UTF-8 when `kind` is Text.
+        /// Unmasked payload (inflated if it came compressed); valid UTF-8 when `kind` is Text.
         payload: &'a [u8],
+        /// The compressed payload's length when the message came compressed
+        /// (permessage-deflate), else 0.
+        compressed_len: usize,
     },
     /// A ping to answer with a pong carrying the same payload.
     Ping(&'a [u8]),
@@ -216,7 +219,11 @@ impl FrameDecoder {
             if kind == MessageKind::Text && std::str::from_utf8(payload).is_err() {
                 return Err(fail(CloseCode::InvalidPayload, "invalid UTF-8"));
             }
-            let event = ClientEvent::Message { kind, payload };
+            let event = ClientEvent::Message {
+                kind,
+                payload,
+                compressed_len: 0,
+            };
             return Ok(Decoded::Event { event, consumed });
         }
         let fragments = self.fragments.get_or_insert_with(|| Fragments {
@@ -242,6 +249,7 @@ impl FrameDecoder {
         let event = ClientEvent::Message {
             kind: fragments.kind,
             payload: &fragments.data,
+            compressed_len: 0,
         };
         Ok(Decoded::Event { event, consumed })
     }
@@ -266,7 +274,11 @@ fn inflated<'a>(
     if kind == MessageKind::Text && std::str::from_utf8(out).is_err() {
         return Err(fail(CloseCode::InvalidPayload, "invalid UTF-8"));
     }
-    let event = ClientEvent::Message { kind, payload: out };
+    let event = ClientEvent::Message {
+        kind,
+        payload: out,
+        compressed_len: compressed.len(),
+    };
     Ok(Decoded::Event { event, consumed })
 }
 
@@ -338,6 +350,7 @@ mod tests {
         let expected = ClientEvent::Message {
             kind: MessageKind::Text,
             payload: b"hello",
+            compressed_len: 0,
         };
         assert_eq!(
             decoded,
@@ -384,7 +397,7 @@ mod tests {
         let mut last = client_frame(0x80, &euro[1..]);
         match decoder.decode(&mut last).unwrap() {
             Decoded::Event {
-                event: ClientEvent::Message { kind, payload },
+                event: ClientEvent::Message { kind, payload, .. },
                 ..
             } => {
                 assert_eq!(kind, MessageKind::Text);

@@ -1,52 +1,59 @@
 //! permessage-deflate (RFC 7692), without sockets: the negotiation of the upgrade
 //! ([`negotiate`]), a client's compressed message inflated under the size limit
 //! ([`Inflater`]), and a message compressed once into the frame every deflate subscriber shares
-//! ([`Compressor`]).
+//! ([`Compressors`]).
 //!
 //! Both directions always run without context takeover (the server adds
 //! `server_no_context_takeover; client_no_context_takeover` to every acceptance, as 7.1.1
 //! allows). That is what lets one compressed frame serve every subscriber of a room, and what
 //! lets one inflater and one compressor per core serve every connection: no connection keeps a
 //! window or any zlib state (the issue's 10,000 idle connections must cost what plain ones do).
-//!
-//! Work in progress (issue 20): the upgrade negotiates with [`negotiate`] (`--deflate on`) and
-//! the decoder inflates with [`inflate_message`]; the [`Compressor`] awaits the hub's
-//! compressed fan-out, so frames to clients are still plain (which the extension allows).
 
 use std::cell::RefCell;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
-use ringcast_proto::Frame;
+use ringcast_proto::{Frame, Header, Role};
 
-use super::{CloseCode, MessageKind};
+use super::CloseCode;
 
 /// The extension's name in `Sec-WebSocket-Extensions`.
 const EXTENSION: &[u8] = b"permessage-deflate";
 
-/// The window the compressor uses. flate2's default backend (miniz_oxide) always compresses
-/// with a 32 KiB window (15 bits) and cannot be asked for a smaller one, so an offer that
-/// demands `server_max_window_bits` below 15 is declined (see [`negotiate`]).
-const SERVER_WINDOW_BITS: u8 = 15;
+/// The smallest window a compressed frame is made with. zlib (and zlib-rs, which follows it)
+/// refuses an 8-bit window for raw deflate, so a client that asks `server_max_window_bits=8` is
+/// agreed to and then sent plain frames only: RSV1 is per message (RFC 7692 6), and an agreed
+/// window is a bound the server may stay under by not compressing at all.
+pub const MIN_COMPRESS_WINDOW: u8 = 9;
+
+/// The largest window (32 KiB), what a client that does not name `server_max_window_bits`
+/// takes.
+pub const MAX_WINDOW: u8 = 15;
 
 /// What the server agreed to on one connection; the response header value is [`Self::response`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Agreement {
-    /// The accepted offer named `server_max_window_bits` (necessarily 15): the acceptance
-    /// repeats it (7.1.2.1: a server accepts the parameter by including it).
-    server_window_named: bool,
+    /// The `server_max_window_bits` the accepted offer named, if it named one: the acceptance
+    /// repeats it (7.1.2.1: a server accepts the parameter by including it, with the same or a
+    /// smaller value; the same is what lets a frame made for the room's smallest window serve).
+    server_window: Option<u8>,
 }
 
 impl Agreement {
     /// The `Sec-WebSocket-Extensions` value of the 101. `client_max_window_bits` is never
     /// included, which 7.1.2.2 allows whether or not the client offered it: the inflater takes
     /// any window up to 15 bits, so there is nothing to limit.
-    pub fn response(self) -> &'static str {
-        if self.server_window_named {
-            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
-             server_max_window_bits=15"
-        } else {
-            "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+    pub fn response(self) -> String {
+        let base = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+        match self.server_window {
+            Some(bits) => format!("{base}; server_max_window_bits={bits}"),
+            None => base.to_owned(),
         }
+    }
+
+    /// The largest window a frame sent to this client may use (LZ77 distances up to
+    /// 2^bits): 15 unless the client asked for less.
+    pub fn window_bits(self) -> u8 {
+        self.server_window.unwrap_or(MAX_WINDOW)
     }
 }
 
@@ -59,7 +66,7 @@ impl Agreement {
 ///
 /// An offer is not acceptable (7.1: the server declines it and may accept a later one) when it
 /// has an unknown parameter, a parameter twice, a value where none belongs, a window size that
-/// is not 8-15 without leading zeroes, or `server_max_window_bits` below 15. Names compare
+/// is not 8-15 without leading zeroes. Names compare
 /// ASCII case-insensitively; quoted values are unescaped (9.1: they must then be tokens).
 pub fn negotiate<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Option<Agreement> {
     let mut chosen = None;
@@ -86,17 +93,15 @@ impl Offer<'_> {
     /// The agreement this permessage-deflate offer allows, if it is acceptable.
     fn accept(&self) -> Option<Agreement> {
         let mut seen = [false; 4];
-        let mut server_window_named = false;
+        let mut server_window = None;
         let mut params = ListParser { rest: self.params };
         while let Some((name, value)) = params.next_param().ok()? {
             let (index, valid) = match name.to_ascii_lowercase().as_slice() {
                 b"server_no_context_takeover" => (0, value.is_none()),
                 b"client_no_context_takeover" => (1, value.is_none()),
                 b"server_max_window_bits" => {
-                    server_window_named = true;
-                    // Only the window the compressor uses (see SERVER_WINDOW_BITS).
-                    let bits = value.and_then(window_bits);
-                    (2, bits == Some(SERVER_WINDOW_BITS))
+                    server_window = value.and_then(window_bits);
+                    (2, server_window.is_some())
                 }
                 // Without a value the client only says it could take a limit (7.1.2.2).
                 b"client_max_window_bits" => (3, value.is_none_or(|v| window_bits(v).is_some())),
@@ -106,9 +111,7 @@ impl Offer<'_> {
                 return None;
             }
         }
-        Some(Agreement {
-            server_window_named,
-        })
+        Some(Agreement { server_window })
     }
 }
 
@@ -396,17 +399,60 @@ impl Inflater {
     }
 }
 
-/// Messages shorter than this go out plain (RSV1 is set per message, RFC 7692 6): a
-/// short chat line barely shrinks, if at all, and compressing it would cost more CPU than the
-/// bytes it saves on the wire. Well under the 2 KiB the issue bounds it by; the option
-/// `--deflate-min-size` will set it.
-pub const DEFLATE_MIN_SIZE: usize = 256;
+/// How a core compresses messages once for every deflate subscriber: `--deflate-level` and
+/// `--deflate-min-size`, and one compressor per window size in use, made on first use.
+pub struct Compressors {
+    /// zlib level 0-9.
+    level: u32,
+    /// Messages with a shorter payload stay plain.
+    min_size: usize,
+    /// By window bits, from [`MIN_COMPRESS_WINDOW`] to [`MAX_WINDOW`].
+    by_window: [Option<Compressor>; (MAX_WINDOW - MIN_COMPRESS_WINDOW + 1) as usize],
+}
 
-/// Compresses a message once into the frame every deflate subscriber shares: one per core,
-/// reset before every message (`server_no_context_takeover` is always agreed, so a frame never
-/// depends on an earlier message and is the same bytes for every connection).
-pub struct Compressor {
-    /// Raw deflate at the configured level.
+impl std::fmt::Debug for Compressors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compressors")
+            .field("level", &self.level)
+            .field("min_size", &self.min_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Compressors {
+    /// Compressors at zlib `level` (0-9) for messages of at least `min_size` bytes.
+    pub fn new(level: u32, min_size: usize) -> Self {
+        Compressors {
+            level,
+            min_size,
+            by_window: Default::default(),
+        }
+    }
+
+    /// The compressed frame of `plain` (a whole unfragmented text or binary frame as the
+    /// server encodes it) made with a window of `window_bits` (at least
+    /// [`MIN_COMPRESS_WINDOW`]), or None when the message stays plain: under the minimum size,
+    /// or not smaller compressed (random or already compressed data), so RSV1 is only ever set
+    /// where it pays.
+    pub fn compressed_frame(&mut self, plain: &[u8], window_bits: u8) -> Option<Vec<u8>> {
+        let header = Header::decode(plain, Role::Server).ok()??;
+        let payload = plain.get(header.header_len..)?;
+        if payload.len() < self.min_size || !header.fin {
+            return None;
+        }
+        let bits = window_bits.clamp(MIN_COMPRESS_WINDOW, MAX_WINDOW);
+        let level = self.level;
+        self.by_window[usize::from(bits - MIN_COMPRESS_WINDOW)]
+            .get_or_insert_with(|| Compressor::new(level, bits))
+            .compressed_frame(header.opcode, payload)
+    }
+}
+
+/// One raw deflate stream with a fixed window, reset before every message
+/// (`server_no_context_takeover` is always agreed, so a frame never depends on an earlier
+/// message and is the same bytes for every connection).
+struct Compressor {
+    /// Raw deflate at the configured level and window.
     state: Compress,
     /// The compressed payload before it is framed; kept so a message costs one allocation,
     /// the frame's own.
@@ -414,27 +460,18 @@ pub struct Compressor {
 }
 
 impl Compressor {
-    /// A compressor at zlib `level` (0-9; out of range is clamped to 9 by flate2's backend).
-    pub fn new(level: u32) -> Self {
+    /// A compressor at zlib `level` (0-9) with a window of `window_bits` (9-15).
+    fn new(level: u32, window_bits: u8) -> Self {
         Compressor {
-            state: Compress::new(Compression::new(level), false),
+            state: Compress::new_with_window_bits(Compression::new(level), false, window_bits),
             scratch: Vec::new(),
         }
     }
 
-    /// The whole compressed frame (FIN, RSV1, `kind`'s opcode) of `payload`, allocated at its
-    /// exact size; None when the message stays plain: under `min_size`, or not smaller
-    /// compressed (random or already compressed data), so RSV1 is only ever set where it pays.
-    pub fn compressed_frame(
-        &mut self,
-        kind: MessageKind,
-        payload: &[u8],
-        min_size: usize,
-    ) -> Option<Vec<u8>> {
-        if payload.len() < min_size {
-            return None;
-        }
-        let frame = self.compress(kind, payload);
+    /// The whole compressed frame (FIN, RSV1, `opcode`) of `payload`, allocated at its exact
+    /// size, or None when it would not be smaller.
+    fn compressed_frame(&mut self, opcode: u8, payload: &[u8]) -> Option<Vec<u8>> {
+        let frame = self.compress(opcode, payload);
         // Bound the scratch buffer by what a normal message needs, not the largest one seen.
         if self.scratch.capacity() > SCRATCH_KEPT {
             self.scratch = Vec::new();
@@ -442,8 +479,8 @@ impl Compressor {
         frame
     }
 
-    /// [`Self::compressed_frame`] past the size check.
-    fn compress(&mut self, kind: MessageKind, payload: &[u8]) -> Option<Vec<u8>> {
+    /// [`Self::compressed_frame`] without the scratch trim.
+    fn compress(&mut self, opcode: u8, payload: &[u8]) -> Option<Vec<u8>> {
         self.state.reset();
         self.scratch.clear();
         // Room for the compressed data plus the flush's empty block: a result that does not
@@ -465,7 +502,7 @@ impl Compressor {
         }
         let frame = Frame {
             rsv: RSV1,
-            ..Frame::new(kind.opcode(), compressed)
+            ..Frame::new(opcode, compressed)
         };
         let mut out = Vec::new();
         out.reserve_exact(frame.encoded_len());
@@ -483,36 +520,43 @@ const SCRATCH_KEPT: usize = 64 * 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ws::MessageKind;
+
+    /// `--deflate-min-size`'s default.
+    const DEFLATE_MIN_SIZE: usize = 256;
 
     /// What `negotiate` answers to one header value.
-    fn answer(value: &str) -> Option<&'static str> {
+    fn answer(value: &str) -> Option<String> {
         negotiate([value.as_bytes()]).map(Agreement::response)
+    }
+
+    /// The acceptance of an offer that named `server_max_window_bits=bits`.
+    fn with_window(bits: u8) -> Option<String> {
+        Some(format!("{PLAIN}; server_max_window_bits={bits}"))
     }
 
     const PLAIN: &str =
         "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
-    const WITH_WINDOW: &str = "permessage-deflate; server_no_context_takeover; \
-                               client_no_context_takeover; server_max_window_bits=15";
 
     #[test]
     fn browsers_offers_are_accepted_without_context_takeover() {
         // Chrome and Safari.
         assert_eq!(
             answer("permessage-deflate; client_max_window_bits"),
-            Some(PLAIN)
+            Some(PLAIN.to_owned())
         );
         // Firefox.
-        assert_eq!(answer("permessage-deflate"), Some(PLAIN));
+        assert_eq!(answer("permessage-deflate"), Some(PLAIN.to_owned()));
         // Python websockets' default offer.
         assert_eq!(
             answer("permessage-deflate; server_max_window_bits=12; client_max_window_bits=12, permessage-deflate; client_max_window_bits"),
-            Some(PLAIN),
-            "the first offer asks a 12-bit window, the second is taken"
+            with_window(12),
+            "the first offer is taken, its window repeated"
         );
         // npm ws.
         assert_eq!(
             answer("permessage-deflate; client_max_window_bits"),
-            Some(PLAIN)
+            Some(PLAIN.to_owned())
         );
     }
 
@@ -523,31 +567,35 @@ mod tests {
                 "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
                  server_max_window_bits=15; client_max_window_bits=9"
             ),
-            Some(WITH_WINDOW)
+            with_window(15)
         );
         for bits in 8..=15 {
             let offer = format!("permessage-deflate; client_max_window_bits={bits}");
-            assert_eq!(answer(&offer), Some(PLAIN), "{offer}");
+            assert_eq!(answer(&offer), Some(PLAIN.to_owned()), "{offer}");
         }
     }
 
     #[test]
-    fn a_smaller_server_window_is_declined() {
-        for bits in 8..=14 {
+    fn a_smaller_server_window_is_agreed_to() {
+        for bits in 8..=15 {
             let offer = format!("permessage-deflate; server_max_window_bits={bits}");
-            assert_eq!(answer(&offer), None, "{offer}");
+            let agreed = negotiate([offer.as_bytes()]).unwrap();
+            assert_eq!(Some(agreed.response()), with_window(bits), "{offer}");
+            assert_eq!(agreed.window_bits(), bits);
         }
+        let agreed = negotiate([&b"permessage-deflate; client_max_window_bits"[..]]).unwrap();
+        assert_eq!(agreed.window_bits(), 15);
     }
 
     #[test]
     fn the_first_acceptable_offer_wins() {
         assert_eq!(
-            answer("x-webkit-deflate-frame, permessage-deflate; server_max_window_bits=10, permessage-deflate; server_max_window_bits=15, permessage-deflate"),
-            Some(WITH_WINDOW)
+            answer("x-webkit-deflate-frame, permessage-deflate; server_max_window_bits=16, permessage-deflate; server_max_window_bits=10, permessage-deflate"),
+            with_window(10)
         );
         assert_eq!(
             answer("permessage-deflate; unknown=1, permessage-deflate"),
-            Some(PLAIN)
+            Some(PLAIN.to_owned())
         );
         assert_eq!(answer("x-other; a=1; b, foo"), None);
     }
@@ -555,10 +603,10 @@ mod tests {
     #[test]
     fn several_header_lines_are_one_list() {
         let lines: [&[u8]; 2] = [
-            b"permessage-deflate; server_max_window_bits=9",
+            b"permessage-deflate; server_max_window_bits=x",
             b"permessage-deflate; server_max_window_bits=15",
         ];
-        assert_eq!(negotiate(lines).map(Agreement::response), Some(WITH_WINDOW));
+        assert_eq!(negotiate(lines).map(Agreement::response), with_window(15));
         assert_eq!(negotiate([] as [&[u8]; 0]), None);
         // A malformed line makes the whole list untrusted.
         let lines: [&[u8]; 2] = [b"permessage-deflate", b"permessage-deflate; ;"];
@@ -576,11 +624,11 @@ mod tests {
             "permessage-deflate; client_max_window_bits=\"1\\0\"",
             "x-foo; a=\"b\", permessage-deflate",
         ] {
-            assert_eq!(answer(offer), Some(PLAIN), "{offer:?}");
+            assert_eq!(answer(offer), Some(PLAIN.to_owned()), "{offer:?}");
         }
         assert_eq!(
             answer("permessage-deflate; server_max_window_bits=\"15\""),
-            Some(WITH_WINDOW)
+            with_window(15)
         );
     }
 
@@ -645,7 +693,7 @@ mod tests {
     fn a_long_header_parses_in_linear_time() {
         let mut header = "x-ext; a=1, ".repeat(20_000);
         header.push_str("permessage-deflate");
-        assert_eq!(answer(&header), Some(PLAIN));
+        assert_eq!(answer(&header), Some(PLAIN.to_owned()));
         let quotes = format!("x; a=\"{}", "\\\"".repeat(50_000));
         assert_eq!(answer(&quotes), None);
     }
@@ -797,82 +845,116 @@ mod tests {
         assert_eq!(out[4..], *CHAT);
     }
 
+    /// The plain frame the hub encodes for a message.
+    fn plain(kind: MessageKind, payload: &[u8]) -> Vec<u8> {
+        let mut frame = Vec::new();
+        super::super::encode_frame_into(&mut frame, kind.opcode(), payload);
+        frame
+    }
+
+    /// Inflates a compressed frame's payload as a client does (7.2.2: append the tail), with
+    /// flate2 at `window_bits`: a frame made for a window must inflate within it.
+    fn client_inflate(frame: &[u8], window_bits: u8, max: usize) -> Vec<u8> {
+        let header = Header::decode_with(frame, Role::Server, 0x40)
+            .unwrap()
+            .unwrap();
+        assert!(header.rsv1 && header.fin);
+        let mut with_tail = frame[header.header_len..].to_vec();
+        with_tail.extend_from_slice(&SYNC_FLUSH_TAIL);
+        let mut check = Decompress::new_with_window_bits(false, window_bits);
+        let mut out = Vec::with_capacity(max + 1);
+        check
+            .decompress_vec(&with_tail, &mut out, FlushDecompress::Sync)
+            .unwrap();
+        out
+    }
+
     #[test]
     fn a_compressed_frame_round_trips() {
-        let mut compressor = Compressor::new(6);
+        let mut compressors = Compressors::new(6, DEFLATE_MIN_SIZE);
         let message = CHAT.repeat(10);
-        let frame = compressor
-            .compressed_frame(MessageKind::Text, &message, DEFLATE_MIN_SIZE)
+        let frame = compressors
+            .compressed_frame(&plain(MessageKind::Text, &message), 15)
             .unwrap();
         // FIN, RSV1, text; a 7-bit length, no mask.
         assert_eq!(frame[0], 0x80 | 0x40 | 0x01);
         let len = usize::from(frame[1]);
         assert!(len < 126 && frame.len() == 2 + len && len < message.len() / 4);
         assert_eq!(frame.capacity(), frame.len());
-        let payload = &frame[2..];
-        // What a client does (7.2.2): append the tail and inflate; Python's zlib the same.
-        let mut with_tail = payload.to_vec();
-        with_tail.extend_from_slice(&SYNC_FLUSH_TAIL);
-        let mut check = Decompress::new(false);
-        let mut plain = Vec::with_capacity(message.len() + 1);
-        check
-            .decompress_vec(&with_tail, &mut plain, FlushDecompress::Sync)
-            .unwrap();
-        assert_eq!(plain, message);
-        assert_eq!(inflate(payload, 1 << 20).unwrap(), message);
+        assert_eq!(client_inflate(&frame, 15, message.len()), message);
+        assert_eq!(inflate(&frame[2..], 1 << 20).unwrap(), message);
         // No context takeover: the same message compresses to the same bytes every time.
-        let again = compressor.compressed_frame(MessageKind::Text, &message, DEFLATE_MIN_SIZE);
+        let again = compressors.compressed_frame(&plain(MessageKind::Text, &message), 15);
         assert_eq!(again.as_deref(), Some(&frame[..]));
-        let binary = compressor
-            .compressed_frame(MessageKind::Binary, &message, DEFLATE_MIN_SIZE)
+        let binary = compressors
+            .compressed_frame(&plain(MessageKind::Binary, &message), 15)
             .unwrap();
         assert_eq!(binary[0], 0x80 | 0x40 | 0x02);
         assert_eq!(binary[1..], frame[1..]);
     }
 
     #[test]
+    fn a_frame_made_for_a_small_window_inflates_within_it() {
+        let mut compressors = Compressors::new(6, DEFLATE_MIN_SIZE);
+        // Repeats 600 bytes apart: only a window past 512 bytes can refer back to them.
+        let message: Vec<u8> = noise(7, 600).repeat(20);
+        for bits in MIN_COMPRESS_WINDOW..=MAX_WINDOW {
+            let frame = compressors
+                .compressed_frame(&plain(MessageKind::Binary, &message), bits)
+                .expect("repeated data compresses");
+            assert_eq!(
+                client_inflate(&frame, bits, message.len()),
+                message,
+                "{bits}"
+            );
+        }
+        // 8 bits is compressed with 9 (zlib's smallest raw window) only by a caller that
+        // ignores the agreement; the hub never does (a window-8 client gets plain frames).
+        let nine = compressors.compressed_frame(&plain(MessageKind::Binary, &message), 9);
+        let eight = compressors.compressed_frame(&plain(MessageKind::Binary, &message), 8);
+        assert_eq!(nine, eight);
+    }
+
+    #[test]
     fn short_or_incompressible_messages_stay_plain() {
-        let mut compressor = Compressor::new(6);
+        let mut compressors = Compressors::new(6, DEFLATE_MIN_SIZE);
         let short = vec![b'a'; DEFLATE_MIN_SIZE - 1];
         assert_eq!(
-            compressor.compressed_frame(MessageKind::Text, &short, DEFLATE_MIN_SIZE),
+            compressors.compressed_frame(&plain(MessageKind::Text, &short), 15),
             None
         );
         let at_threshold = vec![b'a'; DEFLATE_MIN_SIZE];
-        assert!(compressor
-            .compressed_frame(MessageKind::Text, &at_threshold, DEFLATE_MIN_SIZE)
+        assert!(compressors
+            .compressed_frame(&plain(MessageKind::Text, &at_threshold), 15)
             .is_some());
-        // xorshift bytes do not compress.
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        let random: Vec<u8> = (0..4096)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
+        let random = noise(0x2545_f491_4f6c_dd1d, 4096);
         assert_eq!(
-            compressor.compressed_frame(MessageKind::Binary, &random, DEFLATE_MIN_SIZE),
+            compressors.compressed_frame(&plain(MessageKind::Binary, &random), 15),
             None
         );
         // And the compressor still works after giving up.
-        assert!(compressor
-            .compressed_frame(MessageKind::Text, &CHAT.repeat(4), DEFLATE_MIN_SIZE)
+        assert!(compressors
+            .compressed_frame(&plain(MessageKind::Text, &CHAT.repeat(4)), 15)
+            .is_some());
+        // The threshold is the option's.
+        let mut eager = Compressors::new(6, 16);
+        assert!(eager
+            .compressed_frame(&plain(MessageKind::Text, &[b'a'; 64]), 15)
             .is_some());
     }
 
     #[test]
     fn a_large_message_compresses_and_the_scratch_is_not_kept() {
-        let mut compressor = Compressor::new(1);
+        let mut compressors = Compressors::new(1, DEFLATE_MIN_SIZE);
         let message = CHAT.repeat(20_000);
-        let frame = compressor
-            .compressed_frame(MessageKind::Text, &message, DEFLATE_MIN_SIZE)
+        let frame = compressors
+            .compressed_frame(&plain(MessageKind::Text, &message), 15)
             .unwrap();
-        assert!(compressor.scratch.capacity() <= SCRATCH_KEPT);
-        // 8-byte length form: the payload starts after 10 header bytes.
-        let header = if frame[1] == 127 { 10 } else { 4 };
-        assert_eq!(inflate(&frame[header..], message.len()).unwrap(), message);
+        let kept = compressors.by_window[usize::from(MAX_WINDOW - MIN_COMPRESS_WINDOW)]
+            .as_ref()
+            .unwrap();
+        assert!(kept.scratch.capacity() <= SCRATCH_KEPT);
+        assert_eq!(client_inflate(&frame, 15, message.len()), message);
     }
 
     /// A deterministic byte stream (xorshift64).

@@ -6,15 +6,14 @@
 
 mod close;
 mod decode;
-// The compressor is called only by its tests until the hub's compressed fan-out is built
-// (issue 20, in progress); `expect` fails the build once it is, so this goes with that wiring.
-#[cfg_attr(not(test), expect(dead_code, reason = "issue 20: awaits wiring"))]
 mod deflate;
 mod encode;
 
 pub use close::CloseState;
 pub use decode::{ClientEvent, Decoded, FrameDecoder};
-pub use deflate::negotiate as negotiate_deflate;
+pub use deflate::{
+    negotiate as negotiate_deflate, Agreement as DeflateAgreement, Compressors, MIN_COMPRESS_WINDOW,
+};
 #[cfg(any(test, feature = "testing"))]
 pub use encode::encode_message;
 pub use encode::{

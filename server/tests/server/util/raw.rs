@@ -68,6 +68,8 @@ impl<'a> FrameSpec<'a> {
 pub struct ServerFrame {
     /// FIN bit.
     pub fin: bool,
+    /// RSV1: a compressed message (only from a server that agreed to permessage-deflate).
+    pub rsv1: bool,
     /// Opcode.
     pub opcode: u8,
     /// Payload.
@@ -96,6 +98,8 @@ pub struct RawClient {
     stream: TcpStream,
     /// Bytes read but not yet parsed into frames.
     buffered: Vec<u8>,
+    /// The server agreed to permessage-deflate: RSV1 may be set on its data frames.
+    deflate: bool,
 }
 
 impl RawClient {
@@ -170,7 +174,13 @@ impl RawClient {
             "wrong or missing Sec-WebSocket-Accept: {head}"
         );
         buffered.drain(..head_end);
-        (RawClient { stream, buffered }, head)
+        let deflate = head.contains("sec-websocket-extensions: permessage-deflate");
+        let client = RawClient {
+            stream,
+            buffered,
+            deflate,
+        };
+        (client, head)
     }
 
     /// The TCP stream and the bytes already read past the handshake, for a client that reads
@@ -223,15 +233,18 @@ impl RawClient {
     }
 
     /// Removes one complete frame from the front of `buffered`, if there is one. Fails the
-    /// test on a frame no server may send (masked, reserved bits, a bad length).
+    /// test on a frame no server may send (masked, reserved bits but RSV1 of a negotiated
+    /// permessage-deflate, a bad length).
     fn parse_buffered(&mut self) -> Option<ServerFrame> {
-        let header = Header::decode(&self.buffered, Role::Server)
+        let allowed = if self.deflate { 0x40 } else { 0 };
+        let header = Header::decode_with(&self.buffered, Role::Server, allowed)
             .unwrap_or_else(|error| panic!("the server sent a bad frame: {error}"))?;
         let frame_len = header.frame_len().expect("frame length fits usize");
         let payload = self.buffered.get(header.header_len..frame_len)?.to_vec();
         self.buffered.drain(..frame_len);
         Some(ServerFrame {
             fin: header.fin,
+            rsv1: header.rsv1,
             opcode: header.opcode,
             payload,
         })
