@@ -3,6 +3,8 @@
 //! on a receiving worker). Every client frame is masked with a fresh key (RFC 6455 5.3).
 
 use ringcast_proto::{opcode, Frame};
+
+use super::{Deflater, MIN_COMPRESSED};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Mutex;
@@ -18,6 +20,9 @@ pub struct WriteSide {
     masks: MaskSource,
     /// Reused encode buffer: a batch of frames goes out in one write.
     buffer: Vec<u8>,
+    /// With permessage-deflate negotiated on a publisher's connection: the deflater and its
+    /// output buffer, reused for every message.
+    deflater: Option<(Deflater, Vec<u8>)>,
 }
 
 impl WriteSide {
@@ -27,6 +32,23 @@ impl WriteSide {
         Frame::new(opcode, payload)
             .masked(mask)
             .encode(&mut self.buffer);
+    }
+
+    /// Appends one data message: compressed (RSV1 set) when the connection negotiated
+    /// permessage-deflate and it is at least `MIN_COMPRESSED` bytes, else as it is.
+    pub fn push_message(&mut self, opcode: u8, payload: &[u8]) {
+        match &mut self.deflater {
+            Some((deflater, compressed)) if payload.len() >= MIN_COMPRESSED => {
+                deflater.deflate(payload, compressed);
+                Frame {
+                    rsv: 0b100,
+                    ..Frame::new(opcode, compressed)
+                }
+                .masked(self.masks.next_mask())
+                .encode(&mut self.buffer);
+            }
+            _ => self.push_frame(opcode, payload),
+        }
     }
 
     /// Writes the pending batch in one go and clears it.
@@ -46,13 +68,15 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Wraps a write half.
-    pub fn new(half: OwnedWriteHalf) -> Writer {
+    /// Wraps a write half; `compress`: data messages go out compressed (a publisher whose
+    /// connection negotiated permessage-deflate).
+    pub fn new(half: OwnedWriteHalf, compress: bool) -> Writer {
         Writer {
             side: Mutex::new(WriteSide {
                 half,
                 masks: MaskSource::new(),
                 buffer: Vec::with_capacity(4096),
+                deflater: compress.then(|| (Deflater::new(), Vec::new())),
             }),
         }
     }

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::cli::{Cli, Command, RunOpt};
 use super::threshold::Threshold;
-use crate::client::STAMP_LEN;
 use crate::client::{parse_source_pool, Target};
+use crate::client::{PayloadKind, MIN_JSON_SIZE, STAMP_LEN};
 
 /// Every option of a run, in report units (seconds as f64, bytes).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -25,6 +25,12 @@ pub struct Scenario {
     pub rate: f64,
     /// Payload bytes per message.
     pub size: usize,
+    /// `--payload`: what publishers send; absent (not written) for the default, `padded`.
+    #[serde(default, skip_serializing_if = "PayloadKind::is_padded")]
+    pub payload: PayloadKind,
+    /// `--deflate`: permessage-deflate offered; absent (not written) without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deflate: bool,
     /// Measured window, seconds.
     pub duration_s: f64,
     /// Warm-up, seconds.
@@ -119,6 +125,8 @@ impl Scenario {
             publishers: opt.publishers,
             rate: opt.rate,
             size: opt.size,
+            payload: opt.payload,
+            deflate: opt.deflate,
             duration_s: opt.duration.as_secs_f64(),
             warmup_s: opt.warmup.as_secs_f64(),
             rooms: opt.rooms,
@@ -194,6 +202,11 @@ fn check_load(opt: &RunOpt) -> anyhow::Result<()> {
     ensure!(
         opt.size >= STAMP_LEN,
         "--size {} is smaller than the {STAMP_LEN}-byte stamp (publisher, sequence, send times) every payload carries",
+        opt.size
+    );
+    ensure!(
+        opt.payload != PayloadKind::Json || opt.size >= MIN_JSON_SIZE,
+        "--size {} is too small for --payload json: its stamp field and one chat field take {MIN_JSON_SIZE} bytes",
         opt.size
     );
     ensure!(

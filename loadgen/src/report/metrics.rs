@@ -136,6 +136,7 @@ mod tests {
             servers: Vec::new(),
             nodes: None,
             churn: None,
+            wire: None,
             thresholds: Vec::new(),
             histograms: Default::default(),
         };
