@@ -225,10 +225,10 @@ pub fn render(report: &Report) -> String {
         "throughput             {:.0} deliveries/s  {:.2} MB/s",
         r.delivered_per_sec, r.delivered_mb_per_sec
     );
-    let _ = writeln!(out, "{}", percentiles("latency", &r.latency_ns));
     if let Some(wire) = &r.wire {
         render_wire(&mut out, wire, r.connections.ok);
     }
+    let _ = writeln!(out, "{}", percentiles("latency", &r.latency_ns));
     let _ = writeln!(
         out,
         "{}",

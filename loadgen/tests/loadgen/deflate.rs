@@ -206,6 +206,10 @@ fn a_server_that_declines_is_run_plain_and_the_report_says_so() {
             "500ms",
             "--threshold",
             "lost==0",
+            "--threshold",
+            "compression_ratio<1",
+            "--threshold",
+            "wire_bytes_per_delivery==1028",
         ],
         &out,
     );
