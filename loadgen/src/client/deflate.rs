@@ -82,8 +82,8 @@ pub fn accepted(values: &[&str]) -> Result<bool, String> {
     Ok(true)
 }
 
-/// Inflates whole messages; one per receiving worker would do, one per connection keeps the
-/// receiver free of shared state (about 40 KiB each, only on connections that negotiated).
+/// Inflates whole messages. Nothing carries over between messages (no context takeover), so
+/// receivers share one per worker thread rather than hold a window each.
 pub struct Inflater {
     /// Raw deflate (no zlib header), reset before every message.
     stream: Decompress,
