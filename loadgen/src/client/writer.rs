@@ -2,9 +2,19 @@
 //! answers pings and closes), which may run on different threads (a publisher's receiver runs
 //! on a receiving worker). Every client frame is masked with a fresh key (RFC 6455 5.3).
 
+use std::cell::RefCell;
+
 use ringcast_proto::{opcode, Frame};
 
 use super::{Deflater, MIN_COMPRESSED};
+
+thread_local! {
+    /// One deflater and output buffer per publisher thread, not per connection: with no
+    /// context takeover nothing carries over between messages, and a level 6 deflate stream
+    /// holds a few hundred KiB (thousands of publishers, as in the chat scenario, would hold
+    /// gigabytes).
+    static DEFLATE: RefCell<(Deflater, Vec<u8>)> = RefCell::new((Deflater::new(), Vec::new()));
+}
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Mutex;
@@ -20,9 +30,9 @@ pub struct WriteSide {
     masks: MaskSource,
     /// Reused encode buffer: a batch of frames goes out in one write.
     buffer: Vec<u8>,
-    /// With permessage-deflate negotiated on a publisher's connection: the deflater and its
-    /// output buffer, reused for every message.
-    deflater: Option<(Deflater, Vec<u8>)>,
+    /// Data messages go out compressed: permessage-deflate was negotiated on a publisher's
+    /// connection.
+    compress: bool,
 }
 
 impl WriteSide {
@@ -37,18 +47,19 @@ impl WriteSide {
     /// Appends one data message: compressed (RSV1 set) when the connection negotiated
     /// permessage-deflate and it is at least `MIN_COMPRESSED` bytes, else as it is.
     pub fn push_message(&mut self, opcode: u8, payload: &[u8]) {
-        match &mut self.deflater {
-            Some((deflater, compressed)) if payload.len() >= MIN_COMPRESSED => {
-                deflater.deflate(payload, compressed);
-                Frame {
-                    rsv: 0b100,
-                    ..Frame::new(opcode, compressed)
-                }
-                .masked(self.masks.next_mask())
-                .encode(&mut self.buffer);
-            }
-            _ => self.push_frame(opcode, payload),
+        if !self.compress || payload.len() < MIN_COMPRESSED {
+            self.push_frame(opcode, payload);
+            return;
         }
+        DEFLATE.with_borrow_mut(|(deflater, compressed)| {
+            deflater.deflate(payload, compressed);
+            Frame {
+                rsv: 0b100,
+                ..Frame::new(opcode, compressed)
+            }
+            .masked(self.masks.next_mask())
+            .encode(&mut self.buffer);
+        });
     }
 
     /// Writes the pending batch in one go and clears it.
@@ -76,7 +87,7 @@ impl Writer {
                 half,
                 masks: MaskSource::new(),
                 buffer: Vec::with_capacity(4096),
-                deflater: compress.then(|| (Deflater::new(), Vec::new())),
+                compress,
             }),
         }
     }
