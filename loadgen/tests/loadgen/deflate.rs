@@ -1,7 +1,9 @@
 //! permessage-deflate (`--deflate`) and the chat-like payload (`--payload json`): the offer and
-//! how loadgen judges the answers, inflating what an independent compressor produced, the JSON
-//! payload's size, compressibility and determinism, and a run against a server that declines
-//! the extension (ringcast today), which goes on plain and says so.
+//! how loadgen judges the answers (also through a whole run against a server answering badly),
+//! inflating what an independent compressor produced, the JSON payload's size, compressibility
+//! and determinism, and a run against a server that declines the extension (ringcast today),
+//! which goes on plain and says so. A run against a server that compresses (Python
+//! `websockets`) is `scripts/check-loadgen-deflate.sh`: it needs a venv.
 
 use flate2::{Compress, Compression, FlushCompress};
 use loadgen::report::Report;
@@ -232,5 +234,114 @@ fn a_server_that_declines_is_run_plain_and_the_report_says_so() {
     assert_eq!(wire.wire_bytes_per_delivery, Some(1028.0));
     let ratio = wire.compression_ratio.expect("delivered");
     assert!((ratio - 1024.0 / 1028.0).abs() < 1e-9, "{ratio}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A server that completes the upgrade with `extensions` as its Sec-WebSocket-Extensions
+/// answer, then holds the connection; returns its address and the request heads it read.
+fn answering_server(
+    extensions: &'static str,
+) -> (std::net::SocketAddr, std::sync::mpsc::Receiver<String>) {
+    use base64::Engine;
+    use sha1::{Digest, Sha1};
+    use std::io::{Read, Write};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let addr = listener.local_addr().expect("address");
+    let (heads, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_string();
+            let key = head
+                .lines()
+                .find_map(|line| line.strip_prefix("Sec-WebSocket-Key: "))
+                .unwrap_or_default()
+                .to_string();
+            let mut sha = Sha1::new();
+            sha.update(key.as_bytes());
+            sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+            let accept = base64::engine::general_purpose::STANDARD.encode(sha.finalize());
+            let _ = write!(
+                stream,
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Extensions: {extensions}\r\n\r\n"
+            );
+            let _ = heads.send(head);
+            held.push(stream);
+        }
+    });
+    (addr, received)
+}
+
+#[test]
+fn a_malformed_answer_fails_the_connections_with_the_reason() {
+    let (addr, heads) = answering_server("permessage-deflate; client_max_window_bits=12");
+    let out = scratch_dir("deflate-malformed");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", "--url", &format!("ws://{addr}/ws"), "--deflate"])
+        .args([
+            "--subscribers",
+            "3",
+            "--publishers",
+            "0",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .expect("loadgen runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // No connection can succeed: the run stops at once, saying why.
+    assert_eq!(output.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains(
+            "bad Sec-WebSocket-Extensions: client_max_window_bits answered, loadgen did not offer it"
+        ),
+        "{stdout}"
+    );
+    let report = Report::read(&out.join("report.json")).expect("report written");
+    assert_eq!(report.results.connections.failures.get("other"), Some(&3));
+    let head = heads.recv().expect("a request");
+    assert!(
+        head.contains(&format!("Sec-WebSocket-Extensions: {OFFER}\r\n")),
+        "{head}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn an_extension_answered_without_the_offer_fails_the_connections() {
+    let (addr, heads) = answering_server("permessage-deflate; server_no_context_takeover");
+    let out = scratch_dir("deflate-unoffered");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", "--url", &format!("ws://{addr}/ws")])
+        .args([
+            "--subscribers",
+            "2",
+            "--publishers",
+            "0",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .expect("loadgen runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("Sec-WebSocket-Extensions answered, none offered"),
+        "{stdout}"
+    );
+    assert!(!heads
+        .recv()
+        .expect("a request")
+        .contains("Sec-WebSocket-Extensions"));
     let _ = std::fs::remove_dir_all(&out);
 }
