@@ -90,7 +90,7 @@ pub async fn upgrade(
 
 /// Checks the status line (101) and Sec-WebSocket-Accept of a response head; returns whether
 /// it accepted permessage-deflate (see `deflate::accepted`).
-pub fn check_response(head: &[u8], accept: &str) -> Result<bool, ConnectFailure> {
+fn check_response(head: &[u8], accept: &str) -> Result<bool, ConnectFailure> {
     let text = String::from_utf8_lossy(head);
     let mut lines = text.split("\r\n");
     let status_line = lines.next().unwrap_or_default();

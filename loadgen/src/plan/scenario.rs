@@ -206,7 +206,7 @@ fn check_load(opt: &RunOpt) -> anyhow::Result<()> {
     );
     ensure!(
         opt.payload != PayloadKind::Json || opt.size >= MIN_JSON_SIZE,
-        "--size {} is too small for --payload json: its stamp field and one chat field take {MIN_JSON_SIZE} bytes",
+        "--size {} is too small for --payload json: the stamp field and a chat line take {MIN_JSON_SIZE} bytes",
         opt.size
     );
     ensure!(
@@ -324,5 +324,27 @@ mod tests {
         assert_eq!(serde_json::from_str::<Scenario>(&json).unwrap(), churned);
         assert!(plan(&["--churn", "2s:2s"]).is_err());
         assert!(plan(&["--churn", "1s:100ms", "--subscribers", "0"]).is_err());
+    }
+
+    #[test]
+    fn payload_and_deflate_are_recorded_only_when_given() {
+        let url = ["--url", "ws://127.0.0.1:9/ws"];
+        let plan = |extra: &[&str]| Plan::from_run_args(&[&url[..], extra].concat());
+        let json = serde_json::to_value(plan(&[]).unwrap().scenario).unwrap();
+        assert!(json.get("payload").is_none() && json.get("deflate").is_none());
+        let chat = plan(&["--payload", "json", "--size", "1KiB", "--deflate"])
+            .unwrap()
+            .scenario;
+        assert_eq!((chat.payload, chat.deflate), (PayloadKind::Json, true));
+        let json = serde_json::to_value(&chat).unwrap();
+        assert_eq!(
+            (&json["payload"], &json["deflate"]),
+            (&"json".into(), &true.into())
+        );
+        let error = plan(&["--payload", "json"]).err().unwrap().to_string();
+        assert!(
+            error.contains("--size 64 is too small for --payload json"),
+            "{error}"
+        );
     }
 }
