@@ -363,7 +363,7 @@ for scenario in "${selected_scenarios[@]}"; do
       124|137) log "  loadgen timed out after ${limit}s" ;;
       *) log "  loadgen exited $status: see $run_dir/loadgen.stderr" ;;
     esac
-    grep -E '^(throughput|latency  |run:)' "$run_dir/loadgen.stdout" | sed 's/^/    /' >&2 || true
+    grep -E '^(throughput|wire|latency  |run:)' "$run_dir/loadgen.stdout" | sed 's/^/    /' >&2 || true
   done
 done
 

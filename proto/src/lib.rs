@@ -6,6 +6,11 @@
 //! ([`Header`]), masking ([`apply_mask`]). Message reassembly, size limits and UTF-8 checks stay
 //! with each side, because their limits and their answers to a violation differ (the server
 //! closes with a code, loadgen counts a broken connection).
+//!
+//! Beside the framing, [`chat`] makes the chat-like JSON payload (`loadgen --payload json`) that
+//! compression is measured with, so every side deflates the same text.
+
+pub mod chat;
 
 use std::fmt;
 
