@@ -147,8 +147,8 @@ async fn compressed_input_is_bounded_and_rsv1_checked() {
 
 #[tokio::test]
 async fn declined_offers_still_upgrade_without_the_extension() {
-    // Off (the default): no extension, and RSV1 stays a protocol error.
-    let server = start_server(&[]);
+    // Off: no extension, and RSV1 stays a protocol error.
+    let server = start_server(&["--deflate", "off"]);
     let (mut raw, head) =
         RawClient::connect_with_headers(server.addr, "/ws/d", BROWSER_OFFER).await;
     assert!(!head.contains("sec-websocket-extensions"), "{head}");
