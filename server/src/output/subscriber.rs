@@ -239,6 +239,8 @@ pub struct Subscriber {
     key: Cell<Option<ConnectionKey>>,
     /// While the client catches up after `?since=`/`?history=` (None for every other client).
     recovery: RefCell<Option<Box<Recovery>>>,
+    /// The client asked `?since=`/`?history=`: it counts the room's offsets from there on.
+    counts_offsets: Cell<bool>,
     /// Holds this connection's place under --max-connections until the subscriber is dropped.
     _permit: Option<ConnectionPermit>,
 }
@@ -284,6 +286,7 @@ impl Subscriber {
             endpoint: OnceCell::new(),
             key: Cell::new(None),
             recovery: RefCell::new(None),
+            counts_offsets: Cell::new(false),
             _permit: permit,
         }
     }
@@ -320,12 +323,18 @@ impl Subscriber {
 
     /// The client asked to recover in `room`: live frames wait for the answer.
     pub fn begin_recovery(&self, room: Arc<str>) {
+        self.counts_offsets.set(true);
         *self.recovery.borrow_mut() = Some(Box::new(Recovery {
             room,
             epoch: None,
             offset: 0,
             replay: Replay::default(),
         }));
+    }
+
+    /// Whether the client counts the room's offsets (it asked `?since=` or `?history=`).
+    pub fn counts_offsets(&self) -> bool {
+        self.counts_offsets.get()
     }
 
     /// Where a recovering client stands: (room, epoch, offset of its last queued message).

@@ -1,5 +1,5 @@
 //! The subscribe link: follows the rooms this node has members of, and hands every message
-//! another node published in them to the cores.
+//! Redis ordered in them (this node's too) to the rooms' home cores, with its epoch and offset.
 //!
 //! Between two messages (or every [`POLL`] when none come) the link takes the rooms that gained
 //! their first local member or lost their last, and sends SUBSCRIBE for the new ones and
@@ -21,6 +21,7 @@ use super::resp::{self, Value, Wire};
 use super::{Broker, InterestChange, IDLE_PING, POLL, REPLY_TIMEOUT};
 use crate::budget::FanoutBudget;
 use crate::fanout::mail::Mailboxes;
+use crate::fanout::stream::Position;
 use crate::metrics::{BrokerLink, DropReason};
 
 /// Most channels in one SUBSCRIBE or UNSUBSCRIBE (a reconnection subscribes to every room).
@@ -118,6 +119,9 @@ struct Session<'a> {
     channels: HashMap<String, Arc<str>>,
     /// When the connection last showed it is alive.
     last_heard: Instant,
+    /// The epoch of the last message: reused while the next ones name the same (one
+    /// allocation per epoch, not per message).
+    epoch: Option<Arc<str>>,
 }
 
 impl<'a> Session<'a> {
@@ -129,6 +133,7 @@ impl<'a> Session<'a> {
             wire,
             channels: HashMap::new(),
             last_heard: Instant::now(),
+            epoch: None,
         }
     }
 
@@ -138,7 +143,11 @@ impl<'a> Session<'a> {
         self.follow_interest(true)?;
         reconnect.connected(self.broker);
         while !self.broker.is_stopping() {
+            let anchors = self.broker.take_anchors();
             self.follow_interest(false)?;
+            if !anchors.is_empty() {
+                self.broker.ask_anchors(anchors);
+            }
             // A wait that ends in the middle of a message keeps what came (`resp.rs`).
             let Some(value) = self.wire.next(POLL)? else {
                 self.ping_if_idle()?;
@@ -147,7 +156,14 @@ impl<'a> Session<'a> {
             self.last_heard = Instant::now();
             match Pushed::of(&value) {
                 Pushed::Message { channel, payload } => {
-                    deliver(self.broker, self.relay, &self.channels, channel, payload);
+                    deliver(
+                        self.broker,
+                        self.relay,
+                        &self.channels,
+                        &mut self.epoch,
+                        channel,
+                        payload,
+                    );
                 }
                 _ => return Err(unexpected("while waiting for messages")),
             }
@@ -235,7 +251,14 @@ impl<'a> Session<'a> {
             };
             match (Pushed::of(&value), command) {
                 (Pushed::Message { channel, payload }, _) => {
-                    deliver(self.broker, self.relay, &self.channels, channel, payload);
+                    deliver(
+                        self.broker,
+                        self.relay,
+                        &self.channels,
+                        &mut self.epoch,
+                        channel,
+                        payload,
+                    );
                 }
                 (Pushed::Pong, "PING") => count -= 1,
                 (Pushed::Ack, "SUBSCRIBE" | "UNSUBSCRIBE") => count -= 1,
@@ -266,12 +289,13 @@ fn unexpected(when: &str) -> io::Error {
     )
 }
 
-/// Hands a message from another node on `channel` to every core, once the fan-out budget has
-/// room.
+/// Hands a message on `channel` to its room's home core, once the fan-out budget has room;
+/// `epoch` is the last message's epoch (reused if this one's is the same).
 fn deliver(
     broker: &Broker,
     relay: &Relay,
     channels: &HashMap<String, Arc<str>>,
+    epoch: &mut Option<Arc<str>>,
     channel: &[u8],
     payload: Result<&[u8], &'static str>,
 ) {
@@ -283,12 +307,15 @@ fn deliver(
     };
     let stats = &broker.stats;
     let opened = match payload {
-        Ok(payload) => envelope::open(payload, broker.node_id(), relay.max_message),
+        Ok(payload) => envelope::open(payload, relay.max_message),
         Err(why) => Opened::Invalid(why),
     };
-    let frame = match opened {
-        Opened::Frame(frame) => frame,
-        Opened::OwnEcho => return,
+    let (named, offset, frame) = match opened {
+        Opened::Frame {
+            epoch,
+            offset,
+            frame,
+        } => (epoch, offset, frame),
         Opened::Invalid(why) => {
             tracing::debug!(room = %room, why, "dropped an invalid message from the broker");
             stats.drop_messages(DropReason::Invalid, 1);
@@ -302,7 +329,13 @@ fn deliver(
     let frame = relay.budget.track(frame.to_vec());
     // Counted before the hand-off, so a client never has a message /metrics does not.
     stats.received.fetch_add(1, Ordering::Relaxed);
-    // To the room's home core, which puts it in the room's order with this node's messages
-    // (nothing reserved: this link waits for the budget before each message anyway).
-    relay.cores.publish(room, &frame, 0);
+    let epoch = match epoch {
+        Some(epoch) if **epoch == *named => Arc::clone(epoch),
+        _ => Arc::clone(epoch.insert(Arc::from(named))),
+    };
+    // To the room's home core, which takes Redis's position for it (nothing reserved: this
+    // link waits for the budget before each message anyway).
+    relay
+        .cores
+        .publish(room, &frame, 0, Some(Position { epoch, offset }));
 }
