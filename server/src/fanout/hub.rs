@@ -64,7 +64,7 @@ struct Parked {
     /// Who asked.
     asker: Asker,
     /// When it was parked.
-    since_when: Instant,
+    parked_at: Instant,
 }
 
 /// The rooms of one core, the streams of the rooms homed on it, every core's mailbox, and the
@@ -348,7 +348,7 @@ impl Hub {
                 waiting.push(Parked {
                     since,
                     asker,
-                    since_when: self.clock.now(),
+                    parked_at: self.clock.now(),
                 });
                 return;
             }
@@ -394,7 +394,7 @@ impl Hub {
             .filter(|(_, waiting)| {
                 !self.in_touch()
                     || waiting.first().is_some_and(|parked| {
-                        now.saturating_duration_since(parked.since_when) >= PARK_LIMIT
+                        now.saturating_duration_since(parked.parked_at) >= PARK_LIMIT
                     })
             })
             .map(|(room, _)| Arc::clone(room))
