@@ -5,7 +5,8 @@
 //! link that fails alone leaves the other connected; what another publisher puts on a room's
 //! channel that is not a valid envelope reaches nobody; a node without `--broker` has none of
 //! it. Recovery: every node has the same epoch and offsets for a room, a client recovers on
-//! another node than the one it left, and while Redis is away a position is `reset`.
+//! another node than the one it left, and while Redis is away a position is `reset`; a Redis
+//! that forgot the sequencing script gets it again on the same connection.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -317,6 +318,27 @@ async fn every_message_crosses_the_broker_or_is_counted_as_dropped() {
         "marker",
         "nothing else came"
     );
+}
+
+#[tokio::test]
+async fn a_redis_that_forgot_the_script_gets_it_again_without_a_reconnection() {
+    let redis = Redis::start();
+    let a = node(&redis, &[]);
+    let mut client = ws::connect(a.addr, "/ws/flush").await;
+    wait_subscribed(a.addr, 1.0).await;
+    ws::send_text(&mut client, "before").await;
+    assert_eq!(ws::next_text(&mut client).await, "before");
+    assert_eq!(redis.command(&[b"SCRIPT", b"FLUSH"]), b"+OK\r\n");
+    // The batch that meets NOSCRIPT is dropped (counted); the link loads the script again.
+    ws::send_text(&mut client, "lost").await;
+    wait_total(a.addr, "ringcast_broker_dropped_total", 1.0).await;
+    // Through Redis again (not ordered here alone, as while a link is down), on the same
+    // connection.
+    wait_ready_status(a.addr, 200).await;
+    ws::send_text(&mut client, "after").await;
+    assert_eq!(ws::next_text(&mut client).await, "after");
+    wait_total(a.addr, "ringcast_broker_messages_out_total", 2.0).await;
+    assert_eq!(reconnects(a.addr, "publish").await, 0.0);
 }
 
 #[tokio::test]
