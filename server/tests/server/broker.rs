@@ -531,3 +531,52 @@ async fn a_position_is_reset_while_redis_is_away() {
         "the same new epoch and offset on both nodes"
     );
 }
+
+/// A node that missed messages of a room (here: it had no member, so it was not subscribed,
+/// while the room went on) cannot continue a position across the hole: the client it told
+/// `recovered` from what it had is closed (1013) before any message after the hole reaches it,
+/// and is then told `reset` there, while the node that heard everything recovers it.
+#[tokio::test]
+async fn a_node_that_missed_messages_closes_its_counting_clients_before_the_hole() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis, &[]), node(&redis, &[]));
+    let mut publisher = ws::connect(a.addr, "/ws/hole").await;
+    let mut on_b = ws::connect(b.addr, "/ws/hole").await;
+    wait_subscribed(a.addr, 1.0).await;
+    wait_subscribed(b.addr, 1.0).await;
+    ws::send_text(&mut publisher, "m1").await;
+    assert_eq!(ws::next_text(&mut on_b).await, "m1");
+    assert_eq!(ws::next_text(&mut publisher).await, "m1");
+    let mut asker = ws::connect(a.addr, "/ws/hole?since=").await;
+    let (_, epoch, offset) = ws::first_notice(&mut asker).await;
+    assert_eq!(offset, 1);
+
+    // b's last member leaves: b unsubscribes and misses m2 and m3.
+    drop(on_b);
+    wait_subscribed(b.addr, 0.0).await;
+    for text in ["m2", "m3"] {
+        ws::send_text(&mut publisher, text).await;
+        assert_eq!(ws::next_text(&mut publisher).await, text);
+    }
+    // b still has the room's stream up to m1: it tells this client it recovered at 1...
+    let mut back_on_b = ws::connect(b.addr, &format!("/ws/hole?since={epoch}:1")).await;
+    assert_eq!(
+        ws::first_notice(&mut back_on_b).await,
+        ("recovered".into(), epoch.clone(), 1)
+    );
+    wait_subscribed(b.addr, 1.0).await;
+    // ... and when m4 shows it missed 2 and 3, closes it before m4 could be miscounted.
+    ws::send_text(&mut publisher, "m4").await;
+    assert_eq!(ws::close_code_before_any_data(&mut back_on_b).await, 1013);
+    let mut again_on_b = ws::connect(b.addr, &format!("/ws/hole?since={epoch}:1")).await;
+    assert_eq!(
+        ws::first_notice(&mut again_on_b).await,
+        ("reset".into(), epoch.clone(), 4)
+    );
+    let mut on_a = ws::connect(a.addr, &format!("/ws/hole?since={epoch}:1")).await;
+    assert_eq!(
+        ws::first_notice(&mut on_a).await,
+        ("recovered".into(), epoch.clone(), 1)
+    );
+    assert_eq!(texts(&mut on_a, 3).await, numbered(2, 4));
+}
