@@ -215,7 +215,7 @@ impl Hub {
     /// stream broke there, every core first closes the room's clients that count offsets.
     fn sequence(&self, room: &Arc<str>, frame: Bytes, position: Option<Position>) {
         if let Some(position) = &position {
-            if !self.streams.borrow().is_shared(room) {
+            if !self.streams.borrow().is_followed(room) {
                 // The first message from Redis tells where the room stood before it.
                 let before = Position {
                     epoch: Arc::clone(&position.epoch),
@@ -264,6 +264,7 @@ impl Hub {
             }
             Mail::Discontinuity { room } => self.close_counting(&room),
             Mail::Anchor { room, position } => self.anchored(&room, position),
+            Mail::Unfollowed { room } => self.streams.borrow_mut().unfollow(&room),
             Mail::Broadcast { room, frame } => {
                 let target = self.rooms.borrow().get(&room).cloned();
                 if let Some(target) = target {
@@ -339,7 +340,7 @@ impl Hub {
     /// here, whichever comes first.
     fn answer_or_park(&self, room: &Arc<str>, since: Since, asker: Asker) {
         if let Some(broker) = &self.broker {
-            if broker.in_touch() && !self.streams.borrow().is_shared(room) {
+            if broker.in_touch() && !self.streams.borrow().is_followed(room) {
                 let mut parked = self.parked.borrow_mut();
                 let waiting = parked.entry(Arc::clone(room)).or_default();
                 if waiting.is_empty() {

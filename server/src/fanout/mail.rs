@@ -60,6 +60,12 @@ pub enum Mail {
         /// Its epoch and last offset.
         position: Position,
     },
+    /// This node unsubscribed from `room` (`--broker`: it has no member left), for its home
+    /// core: what the room's stream has may fall behind Redis from now on.
+    Unfollowed {
+        /// Room name.
+        room: Arc<str>,
+    },
     /// A client on core `core` asks the room's home core where it stands (`?since=`).
     Recover(Box<RecoverRequest>),
     /// The home core's answer to a [`Mail::Recover`].
@@ -155,6 +161,14 @@ impl Mailboxes {
         let mail = Mail::Anchor {
             room: Arc::clone(room),
             position,
+        };
+        self.send(home_core(room, self.cores()), mail);
+    }
+
+    /// Tells `room`'s home core that this node unsubscribed from the room.
+    pub fn unfollowed(&self, room: &Arc<str>) {
+        let mail = Mail::Unfollowed {
+            room: Arc::clone(room),
         };
         self.send(home_core(room, self.cores()), mail);
     }

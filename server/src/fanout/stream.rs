@@ -19,8 +19,10 @@
 //! this node missed messages) starts the stream anew there, keeping nothing from before, and
 //! so does a message this node orders alone (Redis unreachable: an epoch of this node's own):
 //! [`Sequenced::broken`], on which the cores close the room's clients that count offsets.
-//! A stream not yet Redis's learns where the room stands from its first message, or from an
-//! anchor ([`Streams::anchor`]) the home core asks for when a client wants to know first.
+//! A stream not yet Redis's, or no longer followed (the node unsubscribed from the room:
+//! [`Streams::unfollow`]), learns where the room stands from its next message, or from an
+//! anchor ([`Streams::anchor`]) the home core asks for when a client wants to know first; an
+//! unfollowed stream that missed nothing meanwhile goes on with what it kept.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
@@ -123,20 +125,32 @@ struct RoomStream {
     snapshot: Option<Arc<[Bytes]>>,
     /// When the last message was sequenced (or the stream made).
     active: Instant,
-    /// The epoch and offsets are Redis's (`--broker`), not this core's own.
-    shared: bool,
+    /// Whose epoch and offsets these are.
+    origin: Origin,
+}
+
+/// Whose epoch and offsets a stream has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// This core's own (no broker, or Redis unreachable).
+    Own,
+    /// Redis's, and the node hears the room from Redis: every later message reaches it.
+    Followed,
+    /// Redis's, but the node stopped hearing the room (it unsubscribed): where the room
+    /// stands now must be asked ([`Streams::anchor`]) before anything is answered from it.
+    Unfollowed,
 }
 
 impl RoomStream {
     /// A stream of `epoch` whose last offset is `last`, keeping nothing yet.
-    fn new(epoch: Arc<str>, last: u64, now: Instant, shared: bool) -> Self {
+    fn new(epoch: Arc<str>, last: u64, now: Instant, origin: Origin) -> Self {
         RoomStream {
             epoch,
             last,
             kept: VecDeque::new(),
             snapshot: None,
             active: now,
-            shared,
+            origin,
         }
     }
 
@@ -252,23 +266,49 @@ impl Streams {
         Some(Sequenced { offset, broken })
     }
 
-    /// Whether `room`'s stream is Redis's (it heard the room from Redis since it was made).
-    pub fn is_shared(&self, room: &str) -> bool {
-        self.rooms.get(room).is_some_and(|stream| stream.shared)
+    /// Whether `room`'s stream is Redis's and the node hears the room from Redis.
+    pub fn is_followed(&self, room: &str) -> bool {
+        self.origin(room) == Some(Origin::Followed)
     }
 
-    /// Starts `room`'s stream at `position` (its epoch and last offset in Redis) unless it is
-    /// Redis's already (then every later message reaches it in order anyway); true if a
-    /// stream of this node's own was there (whoever counted its offsets must reconnect).
+    /// The node stopped hearing `room` from Redis (it unsubscribed): its stream keeps what it
+    /// has, but is not answered from until Redis tells where the room stands.
+    pub fn unfollow(&mut self, room: &str) {
+        if let Some(stream) = self.rooms.get_mut(room) {
+            if stream.origin == Origin::Followed {
+                stream.origin = Origin::Unfollowed;
+            }
+        }
+    }
+
+    /// Redis tells where `room` stands (`position`: its epoch and last offset). A followed
+    /// stream is left as it is (every later message reaches it in order anyway); one left
+    /// where Redis is (nothing was missed while unfollowed) is followed again with what it
+    /// kept; any other starts anew at `position`: true if one was there (whoever counted its
+    /// offsets must reconnect).
     pub fn anchor(&mut self, room: &Arc<str>, position: Position, now: Instant) -> bool {
-        if self.is_shared(room) {
-            return false;
+        match self.rooms.get_mut(room) {
+            Some(stream) if stream.origin == Origin::Followed => return false,
+            Some(stream)
+                if stream.origin == Origin::Unfollowed
+                    && stream.epoch == position.epoch
+                    && stream.last == position.offset =>
+            {
+                stream.origin = Origin::Followed;
+                return false;
+            }
+            _ => {}
         }
         let existed = self.rooms.contains_key(room);
         self.forget(room);
-        let stream = RoomStream::new(position.epoch, position.offset, now, true);
+        let stream = RoomStream::new(position.epoch, position.offset, now, Origin::Followed);
         self.rooms.insert(Arc::clone(room), stream);
         existed
+    }
+
+    /// Whose epoch and offsets `room`'s stream has (None: it has none).
+    fn origin(&self, room: &str) -> Option<Origin> {
+        self.rooms.get(room).map(|stream| stream.origin)
     }
 
     /// Makes `room`'s stream ready for the message at `position`: true if the stream had to
@@ -281,7 +321,7 @@ impl Streams {
         position: Position,
     ) -> Option<bool> {
         let existed = match self.rooms.get(room) {
-            Some(stream) if stream.shared && stream.epoch == position.epoch => {
+            Some(stream) if stream.origin == Origin::Followed && stream.epoch == position.epoch => {
                 match position.offset.cmp(&(stream.last + 1)) {
                     std::cmp::Ordering::Less => return None,
                     std::cmp::Ordering::Equal => return Some(false),
@@ -293,7 +333,7 @@ impl Streams {
         self.forget(room);
         self.rooms.insert(
             Arc::clone(room),
-            RoomStream::new(position.epoch, position.offset - 1, now, true),
+            RoomStream::new(position.epoch, position.offset - 1, now, Origin::Followed),
         );
         Some(existed)
     }
@@ -301,11 +341,13 @@ impl Streams {
     /// Makes `room`'s stream ready for a message this node orders alone: true if the stream
     /// was Redis's (it starts anew, in an epoch of this node's own).
     fn continue_local(&mut self, room: &Arc<str>) -> bool {
-        let shared = self.rooms.get(room).is_some_and(|stream| stream.shared);
-        if shared {
+        let redis_s = self
+            .origin(room)
+            .is_some_and(|origin| origin != Origin::Own);
+        if redis_s {
             self.forget(room);
         }
-        shared
+        redis_s
     }
 
     /// Answers a client of `room` that asked `since`. While the node is not `in_touch` with
@@ -389,7 +431,7 @@ impl Streams {
                 "{:016x}",
                 self.epoch_seed ^ self.made.wrapping_mul(0x9e37_79b9_7f4a_7c15)
             );
-            let stream = RoomStream::new(Arc::from(epoch), 0, now, false);
+            let stream = RoomStream::new(Arc::from(epoch), 0, now, Origin::Own);
             self.rooms.insert(Arc::clone(room), stream);
         }
         self.rooms.get_mut(room).expect("inserted above")
@@ -700,7 +742,7 @@ mod tests {
             offset,
         };
         assert!(!streams.anchor(&room, anchor(7), now), "nothing was there");
-        assert!(streams.is_shared(&room));
+        assert!(streams.is_followed(&room));
         let told = streams.answer(&room, &Since::Nothing, now, IN_TOUCH);
         assert_eq!((&*told.epoch, told.offset), ("e1", 7));
         // Published before the anchor, still on its way: not delivered; then on from 8.
@@ -722,6 +764,53 @@ mod tests {
         let other: Arc<str> = Arc::from("other");
         streams.sequence(&other, &frame("m"), now, ALONE);
         assert!(streams.anchor(&other, anchor(3), now));
+    }
+
+    #[test]
+    fn an_unfollowed_stream_goes_on_with_what_it_kept_only_if_it_missed_nothing() {
+        let mut streams = streams(10, 1 << 20);
+        let room: Arc<str> = Arc::from("r");
+        let now = Instant::now();
+        let anchor = |offset| Position {
+            epoch: Arc::from("e1"),
+            offset,
+        };
+        streams.anchor(&room, anchor(0), now);
+        for offset in 1..=2 {
+            streams.sequence(&room, &frame("m"), now, at("e1", offset));
+        }
+        let since = |offset| Since::After {
+            epoch: "e1".to_owned(),
+            offset,
+        };
+        streams.unfollow(&room);
+        assert!(
+            !streams.is_followed(&room),
+            "not answered from until anchored"
+        );
+        // Nothing happened in the room meanwhile: what was kept still serves.
+        assert!(!streams.anchor(&room, anchor(2), now));
+        assert!(streams.is_followed(&room));
+        let answer = streams.answer(&room, &since(0), now, IN_TOUCH);
+        assert_eq!(
+            (answer.outcome, answer.replay.len()),
+            (RecoveryOutcome::Recovered, 2)
+        );
+        // Three messages were missed meanwhile: nothing from before is continued.
+        streams.unfollow(&room);
+        assert!(streams.anchor(&room, anchor(5), now));
+        let answer = streams.answer(&room, &since(2), now, IN_TOUCH);
+        assert_eq!((answer.outcome, answer.offset), (RecoveryOutcome::Reset, 5));
+        // Ordered here alone while unfollowed: Redis's stream gives way to one of this node's.
+        streams.unfollow(&room);
+        let local = streams.sequence(&room, &frame("m"), now, ALONE);
+        assert_eq!(
+            local,
+            Some(Sequenced {
+                offset: 1,
+                broken: true
+            })
+        );
     }
 
     #[test]

@@ -239,7 +239,8 @@ pub struct Subscriber {
     key: Cell<Option<ConnectionKey>>,
     /// While the client catches up after `?since=`/`?history=` (None for every other client).
     recovery: RefCell<Option<Box<Recovery>>>,
-    /// The client asked `?since=`/`?history=`: it counts the room's offsets from there on.
+    /// The client was told where it stands (it asked `?since=`/`?history=`): it counts the
+    /// room's offsets from there on.
     counts_offsets: Cell<bool>,
     /// Holds this connection's place under --max-connections until the subscriber is dropped.
     _permit: Option<ConnectionPermit>,
@@ -323,7 +324,6 @@ impl Subscriber {
 
     /// The client asked to recover in `room`: live frames wait for the answer.
     pub fn begin_recovery(&self, room: Arc<str>) {
-        self.counts_offsets.set(true);
         *self.recovery.borrow_mut() = Some(Box::new(Recovery {
             room,
             epoch: None,
@@ -332,7 +332,8 @@ impl Subscriber {
         }));
     }
 
-    /// Whether the client counts the room's offsets (it asked `?since=` or `?history=`).
+    /// Whether the client counts the room's offsets (it asked `?since=` or `?history=` and
+    /// was told where it stands).
     pub fn counts_offsets(&self) -> bool {
         self.counts_offsets.get()
     }
@@ -365,6 +366,7 @@ impl Subscriber {
             let Some(recovery) = recovery.as_mut() else {
                 return;
             };
+            self.counts_offsets.set(true);
             recovery.epoch = Some(epoch);
             recovery.offset = offset;
             recovery.replay = replay;

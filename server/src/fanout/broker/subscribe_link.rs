@@ -185,9 +185,9 @@ impl<'a> Session<'a> {
                     .map(|room| (self.broker.channel(&room), room))
                     .collect();
                 gone.extend(
-                    (self.channels.keys())
-                        .filter(|channel| !wanted.contains_key(*channel))
-                        .cloned(),
+                    (self.channels.iter())
+                        .filter(|(channel, _)| !wanted.contains_key(*channel))
+                        .map(|(channel, room)| (channel.clone(), Arc::clone(room))),
                 );
                 new.extend(
                     (wanted.keys())
@@ -202,14 +202,22 @@ impl<'a> Session<'a> {
                     if wanted && !self.channels.contains_key(&channel) {
                         new.push(channel.clone());
                         self.channels.insert(channel, room);
-                    } else if !wanted && self.channels.remove(&channel).is_some() {
-                        gone.push(channel);
+                    } else if !wanted {
+                        if let Some(room) = self.channels.remove(&channel) {
+                            gone.push((channel, room));
+                        }
                     }
                 }
             }
         }
         self.command("SUBSCRIBE", &new)?;
-        self.command("UNSUBSCRIBE", &gone)?;
+        let channels: Vec<String> = gone.iter().map(|(channel, _)| channel.clone()).collect();
+        self.command("UNSUBSCRIBE", &channels)?;
+        // After the messages that came before the replies: the home cores stop answering from
+        // what they have until Redis tells them where these rooms stand.
+        for (_, room) in &gone {
+            self.relay.cores.unfollowed(room);
+        }
         let count = self.channels.len() as u64;
         self.broker
             .stats
