@@ -4,10 +4,13 @@
 //! Between two messages (or every [`POLL`] when none come) the link takes the rooms that gained
 //! their first local member or lost their last, and sends SUBSCRIBE for the new ones and
 //! UNSUBSCRIBE for the gone ones; it waits for their replies up to [`REPLY_TIMEOUT`] each,
-//! handing on the messages that come before them. A message is read only while the fan-out
-//! budget has room: the rest waits in Redis (see `mod.rs`). A link idle for [`IDLE_PING`]
-//! pings, so a Redis that stopped answering is noticed, not only one that closed the
-//! connection. Redis is read by `resp.rs`, not by the `redis` crate's `PubSub` (why there).
+//! handing on the messages that come before them; then it tells the home cores of the gone
+//! rooms (they stop answering from what they have), and passes the home cores' requests for
+//! where a room stands (anchors) to the publish link, now that it is subscribed to their
+//! rooms, so that every message after an anchor reaches this node. A message is read only
+//! while the fan-out budget has room: the rest waits in Redis (see `mod.rs`). A link idle for
+//! [`IDLE_PING`] pings, so a Redis that stopped answering is noticed, not only one that closed
+//! the connection. Redis is read by `resp.rs`, not by the `redis` crate's `PubSub` (why there).
 
 use std::collections::HashMap;
 use std::io;
@@ -143,6 +146,8 @@ impl<'a> Session<'a> {
         self.follow_interest(true)?;
         reconnect.connected(self.broker);
         while !self.broker.is_stopping() {
+            // Taken before looking at the rooms: each was asked about after its room was
+            // joined, so the subscriptions below cover it.
             let anchors = self.broker.take_anchors();
             self.follow_interest(false)?;
             if !anchors.is_empty() {
