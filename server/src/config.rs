@@ -175,8 +175,8 @@ pub struct Cli {
     #[arg(long, env = "RINGCAST_BROKER_PREFIX", default_value = "ringcast:")]
     pub broker_prefix: String,
 
-    /// Messages that may wait to be sent to the broker; beyond it a message still reaches this
-    /// node's clients but not the other nodes' (counted as dropped).
+    /// Messages that may wait to be sent to the broker; beyond it a message is dropped for
+    /// every node, this one included (counted): Redis orders every message.
     #[arg(long, env = "RINGCAST_BROKER_QUEUE", default_value_t = 4096)]
     pub broker_queue: usize,
 

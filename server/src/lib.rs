@@ -189,6 +189,7 @@ impl Server {
                 every_core,
                 budget,
                 state.config.max_message,
+                state.config.history_ttl,
             )
             .map_err(|error| StartError::Broker { error })?;
             server.broker = Some(threads);

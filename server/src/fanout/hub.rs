@@ -2,8 +2,9 @@
 //!
 //! A message is encoded once into a `Bytes` as the core's reader decodes it from its publisher
 //! ([`Hub::publish`]), its bytes counted in the fan-out budget until its last handle drops.
-//! [`Hub::publish_frame`] sends one clone to the other nodes (`broker/`, with `--broker`) and
-//! has the room's home core put it in the room's order (`stream.rs`): the home core pushes one
+//! [`Hub::publish_frame`] sends it to Redis to be ordered for every node (`broker/`, with
+//! `--broker`: it comes back on the subscribe link), or else has the room's home core put it
+//! in the room's order (`stream.rs`): the home core pushes one
 //! core-local handle of it into the queue of every local subscriber of the room and sends one
 //! clone to each other core's mailbox (`mail.rs`), which does the same for its subscribers.
 //! A recovering client's questions go to the home core the same way ([`Hub::recover`]).
@@ -20,7 +21,7 @@ use bytes::Bytes;
 use super::broker::Broker;
 use super::mail::{Mail, Mailboxes, RecoverAnswer, RecoverRequest, MAIL_BYTES};
 use super::room::{Frames, Room, DEFLATE_WINDOWS};
-use super::stream::{home_core, Answer, Continuity, Since, Streams};
+use super::stream::{home_core, Answer, Position, Since, Streams};
 use crate::budget::{FanoutBudget, FRAME_HANDLE_BYTES};
 use crate::clock::CoarseClock;
 use crate::metrics::{CoreMetrics, RecoveryOutcome, FANOUT_SAMPLE_EVERY};
@@ -37,6 +38,35 @@ fn notice(answer: &Answer) -> String {
     )
 }
 
+/// How long a question may wait for Redis to tell where its room stands (a link that failed
+/// took the anchor with it): then it is answered from this node's own stream.
+const PARK_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Who asked a home core where a room stands.
+#[derive(Debug)]
+enum Asker {
+    /// A client of this core.
+    Here(Rc<Subscriber>),
+    /// The client with `ticket` on core `core`.
+    Core {
+        /// Its core.
+        core: usize,
+        /// Its ticket there.
+        ticket: u64,
+    },
+}
+
+/// A question waiting for Redis to tell where its room stands.
+#[derive(Debug)]
+struct Parked {
+    /// What was asked.
+    since: Since,
+    /// Who asked.
+    asker: Asker,
+    /// When it was parked.
+    parked_at: Instant,
+}
+
 /// The rooms of one core, the streams of the rooms homed on it, every core's mailbox, and the
 /// other nodes.
 #[derive(Debug)]
@@ -51,6 +81,8 @@ pub struct Hub {
     cores: Mailboxes,
     /// Recovering clients of this core waiting for their room's home core, by ticket.
     asking: RefCell<HashMap<u64, Rc<Subscriber>>>,
+    /// Questions to this home core waiting for Redis to tell where their room stands, by room.
+    parked: RefCell<HashMap<Arc<str>, Vec<Parked>>>,
     /// The last ticket given.
     tickets: Cell<u64>,
     /// The other nodes, with `--broker`.
@@ -103,6 +135,7 @@ impl Hub {
             streams: RefCell::new(streams),
             cores,
             asking: RefCell::new(HashMap::new()),
+            parked: RefCell::new(HashMap::new()),
             tickets: Cell::new(0),
             broker,
             core_output,
@@ -166,15 +199,12 @@ impl Hub {
         let local = self.rooms.borrow().get(name).cloned();
         let members = local.as_ref().map_or(0, |room| room.member_count());
         let name = local.map_or_else(|| Arc::from(name), |room| Arc::clone(room.shared_name()));
-        self.send_to_nodes(&name, &frame);
-        self.order(&name, frame, members);
+        self.route(&name, frame, members);
     }
 
-    /// Publishes an encoded frame from a local client: to the other nodes, and to the room's
-    /// home core to be put in order (this core, or one mail away).
+    /// Publishes an encoded frame from a local client ([`Hub::route`]).
     pub fn publish_frame(&self, room: &Room, frame: Bytes) {
-        self.send_to_nodes(room.shared_name(), &frame);
-        self.order(room.shared_name(), frame, room.member_count());
+        self.route(room.shared_name(), frame, room.member_count());
     }
 
     /// The handles a message of a room with `local_members` on this core will cost on every
@@ -254,31 +284,50 @@ impl Hub {
         Some((window, self.budget.track(compressed)))
     }
 
-    /// With a broker, sends a frame published on this node to the other nodes.
-    fn send_to_nodes(&self, room: &Arc<str>, frame: &Bytes) {
-        if let Some(broker) = &self.broker {
-            broker.forward(room, frame);
+    /// Sends a frame published on this node to be put in `room`'s order: with a broker, to
+    /// Redis, which orders it for every node (it comes back on the subscribe link, to this
+    /// node too); without one, or while Redis cannot take it, to the room's home core (this
+    /// core, or one mail away, charged with the fan-out a room with `local_members` here is
+    /// about to cost).
+    fn route(&self, room: &Arc<str>, frame: Bytes, local_members: usize) {
+        let forwarded = (self.broker.as_ref()).is_some_and(|broker| broker.forward(room, &frame));
+        if forwarded {
+            return;
         }
-    }
-
-    /// Puts `frame` in `room`'s order: here if this is its home core, else by mail to it
-    /// (charged with the fan-out a room with `local_members` here is about to cost).
-    fn order(&self, room: &Arc<str>, frame: Bytes, local_members: usize) {
         if home_core(room, self.cores.cores()) == self.index {
-            self.sequence(room, frame);
+            self.sequence(room, frame, None);
         } else {
             let reserved = self.fanout_estimate(local_members);
-            self.cores.publish(room, &frame, reserved);
+            self.cores.publish(room, &frame, reserved, None);
         }
     }
 
-    /// On the room's home core: gives `frame` the room's next offset (keeping a copy for
-    /// recovery), delivers it to this core's subscribers and mails it to the other cores, in
-    /// that order for every message of the room.
-    fn sequence(&self, room: &Arc<str>, frame: Bytes) {
-        self.streams
-            .borrow_mut()
-            .sequence(room, &frame, self.clock.now(), self.continuity());
+    /// On the room's home core: gives `frame` its offset (`position`'s, from Redis, or the
+    /// room's next), keeping a copy for recovery, delivers it to this core's subscribers and
+    /// mails it to the other cores, in that order for every message of the room. If the room's
+    /// stream broke there, every core first closes the room's clients that count offsets.
+    fn sequence(&self, room: &Arc<str>, frame: Bytes, position: Option<Position>) {
+        if let Some(position) = &position {
+            if !self.streams.borrow().is_followed(room) {
+                // The first message from Redis tells where the room stood before it.
+                let before = Position {
+                    epoch: Arc::clone(&position.epoch),
+                    offset: position.offset - 1,
+                };
+                self.anchored(room, before);
+            }
+        }
+        let sequenced =
+            self.streams
+                .borrow_mut()
+                .sequence(room, &frame, self.clock.now(), position);
+        let Some(sequenced) = sequenced else {
+            return;
+        };
+        if sequenced.broken {
+            self.close_counting(room);
+            self.cores.discontinuity(self.index, room);
+        }
         let deflated = self.compress(room, &frame);
         let local = self.rooms.borrow().get(room).cloned();
         if let Some(local) = local {
@@ -303,10 +352,14 @@ impl Hub {
                 room,
                 frame,
                 reserved,
+                position,
             } => {
                 self.budget.mail_taken(reserved);
-                self.sequence(&room, frame);
+                self.sequence(&room, frame, position);
             }
+            Mail::Discontinuity { room } => self.close_counting(&room),
+            Mail::Anchor { room, position } => self.anchored(&room, position),
+            Mail::Unfollowed { room } => self.streams.borrow_mut().unfollow(&room),
             Mail::Broadcast {
                 room,
                 frame,
@@ -329,14 +382,7 @@ impl Hub {
                     core,
                     ticket,
                 } = *request;
-                let answer = self.streams.borrow_mut().answer(
-                    &room,
-                    &since,
-                    self.clock.now(),
-                    self.continuity(),
-                );
-                let answer = RecoverAnswer { ticket, answer };
-                self.cores.send(core, Mail::Answer(Box::new(answer)));
+                self.answer_or_park(&room, since, Asker::Core { core, ticket });
             }
             Mail::Answer(answer) => {
                 let asking = self.asking.borrow_mut().remove(&answer.ticket);
@@ -375,11 +421,7 @@ impl Hub {
     fn ask(&self, room: &Arc<str>, subscriber: &Rc<Subscriber>, since: Since) {
         let home = home_core(room, self.cores.cores());
         if home == self.index {
-            let answer =
-                self.streams
-                    .borrow_mut()
-                    .answer(room, &since, self.clock.now(), self.continuity());
-            self.answered(subscriber, answer);
+            self.answer_or_park(room, since, Asker::Here(Rc::clone(subscriber)));
             return;
         }
         let ticket = self.tickets.get() + 1;
@@ -394,6 +436,81 @@ impl Hub {
             ticket,
         };
         self.cores.send(home, Mail::Recover(Box::new(request)));
+    }
+
+    /// On the room's home core: answers `since` for `asker`, unless the node has a broker and
+    /// has not heard the room from Redis yet (it cannot tell Redis's position): then the
+    /// question waits for the room's first message from Redis or for the anchor asked for
+    /// here, whichever comes first.
+    fn answer_or_park(&self, room: &Arc<str>, since: Since, asker: Asker) {
+        if let Some(broker) = &self.broker {
+            if broker.in_touch() && !self.streams.borrow().is_followed(room) {
+                let mut parked = self.parked.borrow_mut();
+                let waiting = parked.entry(Arc::clone(room)).or_default();
+                if waiting.is_empty() {
+                    broker.anchor(room);
+                }
+                waiting.push(Parked {
+                    since,
+                    asker,
+                    parked_at: self.clock.now(),
+                });
+                return;
+            }
+        }
+        let answer =
+            self.streams
+                .borrow_mut()
+                .answer(room, &since, self.clock.now(), self.in_touch());
+        self.reply(asker, answer);
+    }
+
+    /// Sends `answer` to whoever asked.
+    fn reply(&self, asker: Asker, answer: Answer) {
+        match asker {
+            Asker::Here(subscriber) => self.answered(&subscriber, answer),
+            Asker::Core { core, ticket } => {
+                let answer = RecoverAnswer { ticket, answer };
+                self.cores.send(core, Mail::Answer(Box::new(answer)));
+            }
+        }
+    }
+
+    /// On the room's home core: Redis told where `room` stands (an anchor, or the first
+    /// message of the room from Redis, `position` being the offset before it). A stream of
+    /// this node's own gives way (its counting clients are closed on every core), and the
+    /// questions waiting for it are answered, before any later message.
+    fn anchored(&self, room: &Arc<str>, position: Position) {
+        let broken = (self.streams.borrow_mut()).anchor(room, position, self.clock.now());
+        if broken {
+            self.close_counting(room);
+            self.cores.discontinuity(self.index, room);
+        }
+        let waiting = self.parked.borrow_mut().remove(room);
+        for parked in waiting.into_iter().flatten() {
+            self.answer_or_park(room, parked.since, parked.asker);
+        }
+    }
+
+    /// Answers the questions that waited for Redis too long ([`PARK_LIMIT`], an anchor lost
+    /// with a failed link) or while the node lost touch with it: from this node's own stream.
+    fn answer_stale_parked(&self, now: Instant) {
+        let stale: Vec<Arc<str>> = (self.parked.borrow().iter())
+            .filter(|(_, waiting)| {
+                !self.in_touch()
+                    || waiting.first().is_some_and(|parked| {
+                        now.saturating_duration_since(parked.parked_at) >= PARK_LIMIT
+                    })
+            })
+            .map(|(room, _)| Arc::clone(room))
+            .collect();
+        for room in stale {
+            let waiting = self.parked.borrow_mut().remove(&room);
+            for parked in waiting.into_iter().flatten() {
+                let answer = (self.streams.borrow_mut()).answer(&room, &parked.since, now, false);
+                self.reply(parked.asker, answer);
+            }
+        }
     }
 
     /// Gives a recovering client its answer: the first one is told to the client (a JSON text
@@ -420,15 +537,37 @@ impl Hub {
         subscriber.recovery_answered(first, answer.epoch, answer.offset, answer.replay);
     }
 
-    /// The node's continuity with the other nodes (always unbroken without a broker).
-    fn continuity(&self) -> Continuity {
-        self.broker
-            .as_ref()
-            .map_or(Some(0), |broker| broker.continuity())
+    /// Whether Redis orders this node's messages and this node hears its order (always
+    /// without a broker).
+    fn in_touch(&self) -> bool {
+        self.broker.as_ref().is_none_or(|broker| broker.in_touch())
+    }
+
+    /// `room`'s stream broke (`stream.rs`): this core's clients of the room that count offsets
+    /// would count on from a position that is not the room's; they are closed (1013) to
+    /// reconnect and be told where they stand (`recovered` on a node that has what they
+    /// missed, else `reset`).
+    fn close_counting(&self, room: &Arc<str>) {
+        let Some(local) = self.rooms.borrow().get(room).cloned() else {
+            return;
+        };
+        let mut counting = Vec::new();
+        local.for_each(&mut |subscriber: &Rc<Subscriber>| {
+            if subscriber.counts_offsets() {
+                counting.push(Rc::clone(subscriber));
+            }
+        });
+        for subscriber in counting {
+            subscriber.close(
+                CloseCode::TryAgainLater,
+                "this node missed messages of the room: reconnect",
+            );
+        }
     }
 
     /// Drops kept messages past `--history-ttl` (the keepalive sweep calls it each tick).
     pub fn expire_history(&self, now: Instant) {
+        self.answer_stale_parked(now);
         self.streams.borrow_mut().expire(now);
     }
 

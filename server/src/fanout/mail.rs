@@ -16,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::stream::{home_core, Answer, Since};
+use super::stream::{home_core, Answer, Position, Since};
 use crate::budget::FanoutBudget;
 
 /// What one mail costs while it waits in a channel (its slot; the frame is counted apart).
@@ -35,6 +35,9 @@ pub enum Mail {
         /// What the mail is charged besides its slot until the home core takes it: the
         /// fan-out it is about to cause (see [`Mailboxes::publish`]).
         reserved: usize,
+        /// Its place in the room's order, given by Redis (`--broker`); None: the home core
+        /// gives it the next offset itself.
+        position: Option<Position>,
     },
     /// A message put in order by its room's home core, for this core's subscribers of `room`.
     Broadcast {
@@ -56,6 +59,27 @@ pub enum Mail {
         window: u8,
         /// Joined (else left).
         joined: bool,
+    },
+    /// The room's home core lost continuity (it missed messages of other nodes, or ordered
+    /// this node's alone while Redis was away): this core's clients of `room` that count
+    /// offsets are closed to reconnect, before any message after the hole reaches them.
+    Discontinuity {
+        /// Room name.
+        room: Arc<str>,
+    },
+    /// Where `room` stands in Redis (`--broker`; the position's offset is the last given),
+    /// for its home core, which asked ([`Outgoing::Anchor`](super::broker::Outgoing)).
+    Anchor {
+        /// Room name.
+        room: Arc<str>,
+        /// Its epoch and last offset.
+        position: Position,
+    },
+    /// This node unsubscribed from `room` (`--broker`: it has no member left), for its home
+    /// core: what the room's stream has may fall behind Redis from now on.
+    Unfollowed {
+        /// Room name.
+        room: Arc<str>,
     },
     /// A client on core `core` asks the room's home core where it stands (`?since=`).
     Recover(Box<RecoverRequest>),
@@ -129,14 +153,49 @@ impl Mailboxes {
     /// charged until it gets there with `reserved` besides its slot: the handles it is about
     /// to cost on every core (the caller's estimate). Without it a publisher whose room is
     /// homed elsewhere would see only frames and slots while its messages are on their way,
-    /// and run past the budget by their whole fan-out before it is paused.
-    pub fn publish(&self, room: &Arc<str>, frame: &Bytes, reserved: usize) {
+    /// and run past the budget by their whole fan-out before it is paused. `position`: see
+    /// [`Mail::Publish`].
+    pub fn publish(
+        &self,
+        room: &Arc<str>,
+        frame: &Bytes,
+        reserved: usize,
+        position: Option<Position>,
+    ) {
         let mail = Mail::Publish {
             room: Arc::clone(room),
             frame: frame.clone(),
             reserved,
+            position,
         };
         self.send_charged(home_core(room, self.cores()), mail, MAIL_BYTES + reserved);
+    }
+
+    /// Tells `room`'s home core where the room stands in Redis.
+    pub fn anchor(&self, room: &Arc<str>, position: Position) {
+        let mail = Mail::Anchor {
+            room: Arc::clone(room),
+            position,
+        };
+        self.send(home_core(room, self.cores()), mail);
+    }
+
+    /// Tells `room`'s home core that this node unsubscribed from the room.
+    pub fn unfollowed(&self, room: &Arc<str>) {
+        let mail = Mail::Unfollowed {
+            room: Arc::clone(room),
+        };
+        self.send(home_core(room, self.cores()), mail);
+    }
+
+    /// Tells every core but `except` (the home core) that `room` lost continuity.
+    pub fn discontinuity(&self, except: usize, room: &Arc<str>) {
+        for core in (0..self.cores()).filter(|&core| core != except) {
+            let mail = Mail::Discontinuity {
+                room: Arc::clone(room),
+            };
+            self.send(core, mail);
+        }
     }
 
     /// Sends one clone of `frame` and of its compressed form `deflated` (reference-count

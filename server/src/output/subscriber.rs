@@ -242,6 +242,9 @@ pub struct Subscriber {
     key: Cell<Option<ConnectionKey>>,
     /// While the client catches up after `?since=`/`?history=` (None for every other client).
     recovery: RefCell<Option<Box<Recovery>>>,
+    /// The client was told where it stands (it asked `?since=`/`?history=`): it counts the
+    /// room's offsets from there on.
+    counts_offsets: Cell<bool>,
     /// Holds this connection's place under --max-connections until the subscriber is dropped.
     _permit: Option<ConnectionPermit>,
 }
@@ -288,6 +291,7 @@ impl Subscriber {
             endpoint: OnceCell::new(),
             key: Cell::new(None),
             recovery: RefCell::new(None),
+            counts_offsets: Cell::new(false),
             _permit: permit,
         }
     }
@@ -344,6 +348,12 @@ impl Subscriber {
         }));
     }
 
+    /// Whether the client counts the room's offsets (it asked `?since=` or `?history=` and
+    /// was told where it stands).
+    pub fn counts_offsets(&self) -> bool {
+        self.counts_offsets.get()
+    }
+
     /// Where a recovering client stands: (room, epoch, offset of its last queued message).
     pub fn recovery_position(&self) -> Option<(Arc<str>, Option<Arc<str>>, u64)> {
         let recovery = self.recovery.borrow();
@@ -372,6 +382,7 @@ impl Subscriber {
             let Some(recovery) = recovery.as_mut() else {
                 return;
             };
+            self.counts_offsets.set(true);
             recovery.epoch = Some(epoch);
             recovery.offset = offset;
             recovery.replay = replay;
