@@ -175,46 +175,77 @@ fn json_payloads_are_exact_deterministic_and_compress_like_chat() {
 }
 
 /// Starts ringcast, which does not negotiate permessage-deflate, on an OS-picked port.
-fn start_plain_server() -> ringcast::Server {
-    let args = ["--listen", "127.0.0.1:0", "--cores", "1"];
+/// A ringcast with permessage-deflate `deflate` (`on` or `off`).
+fn start_server(deflate: &str) -> ringcast::Server {
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--cores",
+        "1",
+        "--deflate",
+        deflate,
+    ];
     let config = ringcast::Config::from_args(args.iter()).expect("valid config");
     ringcast::Server::start(config).expect("server starts")
 }
 
+/// `loadgen --deflate --payload json` against `url`: 20 subscribers, 1 publisher, 1 KiB at
+/// 50 msg/s for a second, with `thresholds`; the report is written to `out`.
+fn deflate_run(url: &str, thresholds: &[&str], out: &std::path::Path) -> std::process::Output {
+    let mut args = vec![
+        "--subscribers",
+        "20",
+        "--publishers",
+        "1",
+        "--rate",
+        "50",
+        "--size",
+        "1KiB",
+        "--payload",
+        "json",
+        "--deflate",
+        "--duration",
+        "1s",
+        "--warmup",
+        "500ms",
+        "--drain",
+        "500ms",
+        "--threshold",
+        "lost==0",
+    ];
+    for threshold in thresholds {
+        args.extend(["--threshold", threshold]);
+    }
+    loadgen_run(url, &args, out)
+}
+
+#[test]
+fn ringcast_with_deflate_compresses_every_delivery_once_negotiated() {
+    let server = start_server("on");
+    let url = format!("ws://{}/ws/deflate-on", server.local_addr());
+    let out = scratch_dir("deflate-on");
+    let output = deflate_run(&url, &["compression_ratio>1.5"], &out);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("permessage-deflate on 21 of 21 connections"),
+        "{stdout}"
+    );
+    let report = Report::read(&out.join("report.json")).expect("report written");
+    let r = &report.results;
+    let wire = r.wire.as_ref().expect("wire section");
+    assert_eq!(wire.payload_bytes, r.delivered * 1024);
+    assert!(wire.wire_bytes * 3 < r.delivered * 1024 * 2, "{wire:?}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 #[test]
 fn a_server_that_declines_is_run_plain_and_the_report_says_so() {
-    let server = start_plain_server();
+    let server = start_server("off");
     let url = format!("ws://{}/ws/deflate-declined", server.local_addr());
     let out = scratch_dir("deflate-declined");
-    let output = loadgen_run(
-        &url,
-        &[
-            "--subscribers",
-            "20",
-            "--publishers",
-            "1",
-            "--rate",
-            "50",
-            "--size",
-            "1KiB",
-            "--payload",
-            "json",
-            "--deflate",
-            "--duration",
-            "1s",
-            "--warmup",
-            "500ms",
-            "--drain",
-            "500ms",
-            "--threshold",
-            "lost==0",
-            "--threshold",
-            "compression_ratio<1",
-            "--threshold",
-            "wire_bytes_per_delivery==1028",
-        ],
-        &out,
-    );
+    let thresholds = ["compression_ratio<1", "wire_bytes_per_delivery==1028"];
+    let output = deflate_run(&url, &thresholds, &out);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     assert!(
