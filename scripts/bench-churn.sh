@@ -17,17 +17,22 @@ Options:
   --churn E:D        loadgen --churn (default 15s:2s)
   --duration D       measured window (default 45s: three churn periods)
   --port P           server port (default 8097, below ip_local_port_range)
+  --nodes 2          two nodes of each server on one Redis: the server command runs on
+                     "{port}" = P and P+1 with "{redis}" = a redis-server's URL (port P+2,
+                     started per run); loadgen gets both URLs (subscribers spread over
+                     them, each reconnecting to the other node)
   --out DIR          DIR/NAME/run-R/report.json and DIR/summary.md
                      (default results/churn-<date>-<host>)
 The server runs on CPU 1 (taskset -c 1), loadgen on CPU 0, as bench.sh runs them.
 Example:
   scripts/bench-churn.sh 'ringcast+recover=ringcast --cores 1' 'ringcast=ringcast --cores 1' \
     'uws=../shared/peers/uws/run.sh {port}'
+  scripts/bench-churn.sh --nodes 2 'ringcast+recover=ringcast --cores 1 --broker {redis}'
 EOF
 }
 
 repo_root=$(cd "$(dirname "$0")/.." && pwd)
-rounds=3 subscribers=1000 rate=20 churn=15s:2s duration=45s port=8097 out_dir=""
+rounds=3 subscribers=1000 rate=20 churn=15s:2s duration=45s port=8097 out_dir="" nodes=1
 contenders=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,6 +42,7 @@ while [ $# -gt 0 ]; do
     --churn) churn=${2:?}; shift 2 ;;
     --duration) duration=${2:?}; shift 2 ;;
     --port) port=${2:?}; shift 2 ;;
+    --nodes) nodes=${2:?}; shift 2 ;;
     --out) out_dir=${2:?}; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *=*) contenders+=("$1"); shift ;;
@@ -45,6 +51,11 @@ while [ $# -gt 0 ]; do
 done
 [ ${#contenders[@]} -ge 1 ] || { usage >&2; exit 2; }
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "bench-churn.sh: --rounds must be a positive integer" >&2; exit 2; }
+[[ $nodes == 1 || $nodes == 2 ]] || { echo "bench-churn.sh: --nodes must be 1 or 2" >&2; exit 2; }
+if [ "$nodes" = 2 ]; then
+  command -v redis-server >/dev/null || { echo "bench-churn.sh: redis-server not found (apt-get install -y redis-server)" >&2; exit 2; }
+fi
+redis_port=$((port + 2))
 host=$(hostname -s 2>/dev/null || hostname)
 out_dir=${out_dir:-$repo_root/results/churn-$(date +%Y-%m-%d)-$host}
 mkdir -p "$out_dir"
@@ -63,7 +74,7 @@ wait_for_port() {
 {
   echo "# Delivery under churn"
   echo
-  echo "Produced by \`scripts/bench-churn.sh --rounds $rounds --subscribers $subscribers --rate $rate --churn $churn --duration $duration$(printf " '%s'" "${contenders[@]}")\`"
+  echo "Produced by \`scripts/bench-churn.sh --rounds $rounds --nodes $nodes --subscribers $subscribers --rate $rate --churn $churn --duration $duration$(printf " '%s'" "${contenders[@]}")\`"
   echo "at $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (uncommitted changes)'), $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, kernel $(uname -r)."
 } > "$out_dir/provenance.md"
 
@@ -72,29 +83,45 @@ for round in $(seq 1 "$rounds"); do
     name=${contender%%=*} server=${contender#*=}
     run_dir=$out_dir/$name/run-$round
     mkdir -p "$run_dir"
-    command=${server//\{port\}/$port}
-    if [ "$command" = ringcast ] || [[ $command == "ringcast "* ]]; then
-      command="$repo_root/target/release/ringcast --listen 127.0.0.1:$port${command#ringcast}"
-    fi
     recover=()
     [[ $name == *+recover ]] && recover=(--recover)
-    echo "bench-churn.sh: round $round, $name: $command" >&2
-    # shellcheck disable=SC2086 # the command is word-split on purpose
-    taskset -c 1 $command > "$run_dir/server.log" 2>&1 &
-    server_pid=$!
-    if ! wait_for_port "$port"; then
-      kill "$server_pid" 2>/dev/null || true
-      echo "bench-churn.sh: $name did not listen on $port" >&2
-      exit 1
+    server_pids=() pid_args=() urls=() redis_pid=""
+    if [ "$nodes" = 2 ]; then
+      taskset -c 1 redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
+        > "$run_dir/redis.log" 2>&1 &
+      redis_pid=$!
+      until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.05; done
     fi
+    for node_port in $(seq "$port" $((port + nodes - 1))); do
+      command=${server//\{port\}/$node_port}
+      command=${command//\{redis\}/redis://127.0.0.1:$redis_port}
+      if [ "$command" = ringcast ] || [[ $command == "ringcast "* ]]; then
+        command="$repo_root/target/release/ringcast --listen 127.0.0.1:$node_port${command#ringcast}"
+      fi
+      echo "bench-churn.sh: round $round, $name: $command" >&2
+      # shellcheck disable=SC2086 # the command is word-split on purpose
+      taskset -c 1 $command > "$run_dir/server-$node_port.log" 2>&1 &
+      server_pids+=($!) pid_args+=(--server-pid $!)
+      urls+=(--url "ws://127.0.0.1:$node_port/ws/churn")
+      if ! wait_for_port "$node_port"; then
+        kill "${server_pids[@]}" $redis_pid 2>/dev/null || true
+        echo "bench-churn.sh: $name did not listen on $node_port" >&2
+        exit 1
+      fi
+    done
+    # The nodes' broker links connect by themselves: wait until they are up.
+    [ "$nodes" = 1 ] || for node_port in $(seq "$port" $((port + nodes - 1))); do
+      until [[ "$(curl -s "http://127.0.0.1:$node_port/readyz" 2>/dev/null)" == ready* ]]; do sleep 0.05; done
+    done
+    [ -z "$redis_pid" ] || pid_args+=(--server-pid "$redis_pid")
     status=0
-    taskset -c 0 "$loadgen" run --url "ws://127.0.0.1:$port/ws/churn" \
+    taskset -c 0 "$loadgen" run "${urls[@]}" \
       --subscribers "$subscribers" --publishers 1 --rate "$rate" --duration "$duration" \
-      --churn "$churn" "${recover[@]}" --server-pid "$server_pid" --quiet \
+      --churn "$churn" "${recover[@]}" "${pid_args[@]}" --quiet \
       --out "$run_dir" > "$run_dir/summary.txt" 2>&1 || status=$?
     echo "$status" > "$run_dir/exit-status"
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
+    kill "${server_pids[@]}" $redis_pid 2>/dev/null || true
+    wait "${server_pids[@]}" $redis_pid 2>/dev/null || true
     sleep 1
   done
 done

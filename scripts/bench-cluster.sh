@@ -3,8 +3,10 @@
 # that share rooms through Redis (--broker), alternating (single, cluster, single, ...) so a
 # noisy machine's drift hits both alike.
 #
-# Usage: scripts/bench-cluster.sh [--rounds N] [--out DIR] [--quick]
+# Usage: scripts/bench-cluster.sh [--rounds N] [--out DIR] [--quick] [--baseline BIN]
 #   --rounds N   runs of each setup (default 3)
+#   --baseline BIN  also the two-node setup with another ringcast build (e.g. main's), in the
+#                same alternation (single, baseline, cluster, ...): an A/B of the cluster path
 #   --out DIR    results (default results/cluster-<date>-<host>): DIR/{single,cluster}/run-R/
 #                with report.json and the commands, DIR/README.md (provenance and the summary)
 #   --quick      short and small, to try the script (output under /tmp unless --out)
@@ -20,17 +22,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/stop-process.sh
 
-rounds=3 out_dir="" quick=0
+rounds=3 out_dir="" quick=0 baseline=""
 while [ $# -gt 0 ]; do
   case "$1" in
+    --baseline) baseline=${2:?}; shift 2 ;;
     --rounds) rounds=${2:?}; shift 2 ;;
     --out) out_dir=${2:?}; shift 2 ;;
     --quick) quick=1; shift ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-cluster.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "bench-cluster.sh: --rounds must be a positive integer" >&2; exit 2; }
+[ -z "$baseline" ] || [ -x "$baseline" ] || { echo "bench-cluster.sh: --baseline $baseline is not an executable" >&2; exit 2; }
 command -v redis-server >/dev/null || { echo "bench-cluster.sh: redis-server not found (apt-get install -y redis-server)" >&2; exit 2; }
 
 SUBSCRIBERS=${SUBSCRIBERS:-5000} RATE=${RATE:-10}
@@ -65,17 +69,18 @@ wait_ready() { # PORT PID LOG
 run() {
   local setup=$1 round=$2 dir="$out_dir/$1/run-$2" urls=() server_pids=()
   mkdir -p "$dir"
-  local node_args=(--cores 1)
-  if [ "$setup" = cluster ]; then
+  local node_args=(--cores 1) binary=$ringcast
+  [ "$setup" = baseline ] && binary=$baseline
+  if [ "$setup" != single ]; then
     taskset -c 1 redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
       >"$dir/redis.log" 2>&1 &
     pids+=($!) server_pids+=($!)
     until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.05; done
     node_args+=(--broker "redis://127.0.0.1:$redis_port")
   fi
-  local nodes=1; [ "$setup" = cluster ] && nodes=2
+  local nodes=1; [ "$setup" != single ] && nodes=2
   for i in $(seq 0 $((nodes - 1))); do
-    taskset -c 1 "$ringcast" --listen "127.0.0.1:${ports[$i]}" "${node_args[@]}" \
+    taskset -c 1 "$binary" --listen "127.0.0.1:${ports[$i]}" "${node_args[@]}" \
       >"$dir/node-$i.log" 2>&1 &
     pids+=($!) server_pids+=($!)
     wait_ready "${ports[$i]}" "$!" "$dir/node-$i.log"
@@ -88,7 +93,7 @@ run() {
     --duration "$duration" --drain 2 --src 127.0.0.1-127.0.0.8 "${pid_args[@]}" --out "$dir")
   {
     echo "${command[*]}"
-    echo "server-side processes: ${server_pids[*]} (ringcast ${node_args[*]}; redis-server with the cluster)"
+    echo "server-side processes: ${server_pids[*]} ($binary ${node_args[*]}; redis-server with the cluster)"
   } >"$dir/commands.txt"
   echo "== $setup round $round" >&2
   "${command[@]}" >"$dir/stdout.txt" 2>"$dir/stderr.txt" || echo "loadgen exited $? (see $dir/stdout.txt)" >&2
@@ -98,6 +103,7 @@ run() {
 
 for round in $(seq 1 "$rounds"); do
   run single "$round"
+  [ -z "$baseline" ] || run baseline "$round"
   run cluster "$round"
 done
 
@@ -110,6 +116,7 @@ done
   echo "$(redis-server --version | cut -d' ' -f1-3). $SUBSCRIBERS subscribers + 2 publishers x $RATE msg/s, 64 B, one room;"
   echo "warm-up ${warmup}s, measured ${duration}s. Server side (node, or 2 nodes + Redis) on CPU 1, loadgen on CPU 0."
   echo "Each run's loadgen command is in \`<setup>/run-<r>/commands.txt\`."
+  [ -z "$baseline" ] || echo "Baseline (\`baseline/\`): the same two-node setup with \`$baseline\`."
   echo
   python3 scripts/cluster_summary.py "$out_dir"
 } >"$out_dir/README.md"

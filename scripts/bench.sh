@@ -16,6 +16,7 @@ CPU seconds and RSS are sampled from /proc), stop the server with SIGTERM, keep 
 Options:
   --scenarios a,b     only these scenarios (default: all). Matrix:
                       fanout-1k fanout-1k-half fanout-1k-20 fanout-5k fanout-15k peak-1k peak-4m chat
+                      json-1k deflate-1k idle-10k-deflate
                       large storm slow-consumer idle-10k
   --repeat N          runs per scenario (default 3)
   --quick             short durations and small counts, to try the script; never for recorded
@@ -46,7 +47,7 @@ scripts_dir="$repo_root/scripts"
 invocation="scripts/bench.sh${*:+ $*}"
 
 all_scenarios=(fanout-1k fanout-1k-half fanout-1k-20 fanout-5k fanout-15k peak-1k peak-4m chat large storm
-  slow-consumer idle-10k)
+  slow-consumer idle-10k json-1k deflate-1k idle-10k-deflate)
 selected_scenarios=("${all_scenarios[@]}")
 repeat=3
 quick=0
@@ -221,6 +222,16 @@ scenario_config() {
       # p99 under 50 ms)
       scenario_args=(--subscribers "$(full_or_quick 1000 100)" --publishers 1
         --rate "$(full_or_quick 4000 400)" --size 64 --connect-rate 5000) ;;
+    json-1k) # issue 20's reference without compression: 1000 x 20 msg/s of 1 KiB chat JSON
+      scenario_args=(--subscribers "$(full_or_quick 1000 100)" --publishers 1 --rate 20
+        --size 1KiB --payload json --connect-rate 5000) ;;
+    deflate-1k) # the same, every connection offering permessage-deflate (issue 20)
+      scenario_args=(--subscribers "$(full_or_quick 1000 100)" --publishers 1 --rate 20
+        --size 1KiB --payload json --deflate --connect-rate 5000) ;;
+    idle-10k-deflate) # idle-10k, every connection negotiating permessage-deflate: memory per
+      # connection against plain ones (issue 20: no per-connection compressor state)
+      scenario_args=(--subscribers "$(full_or_quick 10000 1000)" --publishers 0 --rate 1 --size 64
+        --deflate --connect-rate 5000) ;;
     idle-10k) # mostly idle connections: memory per connection
       scenario_args=(--subscribers "$(full_or_quick 10000 1000)" --publishers 0 --rate 1 --size 64
         --connect-rate 5000) ;;
@@ -363,7 +374,7 @@ for scenario in "${selected_scenarios[@]}"; do
       124|137) log "  loadgen timed out after ${limit}s" ;;
       *) log "  loadgen exited $status: see $run_dir/loadgen.stderr" ;;
     esac
-    grep -E '^(throughput|latency  |run:)' "$run_dir/loadgen.stdout" | sed 's/^/    /' >&2 || true
+    grep -E '^(throughput|wire|latency  |run:)' "$run_dir/loadgen.stdout" | sed 's/^/    /' >&2 || true
   done
 done
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The summary table of scripts/bench-cluster.sh: medians and ranges over the runs of each
-setup (single node, two-node cluster) from their loadgen report.json files.
+setup (single node, two-node cluster, and the cluster with the baseline build when
+bench-cluster.sh was given --baseline) from their loadgen report.json files.
 
-Usage: scripts/cluster_summary.py DIR   (DIR/{single,cluster}/run-*/report.json)
+Usage: scripts/cluster_summary.py DIR   (DIR/{single,baseline,cluster}/run-*/report.json)
 """
 import json
 import pathlib
@@ -53,7 +54,12 @@ def main():
     ]
     print("| setup | " + " | ".join(name for name, _ in columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
-    for setup in ("single", "cluster"):
+    labels = {
+        "single": "1 node",
+        "baseline": "2 nodes + Redis, baseline build",
+        "cluster": "2 nodes + Redis",
+    }
+    for setup, label in labels.items():
         rows = [figures(json.loads(path.read_text()))
                 for path in sorted(root.glob(f"{setup}/run-*/report.json"))]
         if not rows:
@@ -65,7 +71,6 @@ def main():
                 cells.append(" / ".join(cell([r[k] for r in rows], scale, digits) for k in keys))
             else:
                 cells.append(cell([r[keys] for r in rows], scale, digits))
-        label = "1 node" if setup == "single" else "2 nodes + Redis"
         print(f"| {label} | " + " | ".join(cells) + " |")
     print()
     print("Medians, with the range over the runs in brackets. The cluster's CPU is the sum of both")

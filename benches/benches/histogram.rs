@@ -11,7 +11,8 @@
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use loadgen::testing::{
-    ConnectionSpec, IntervalStats, Receiver, RunTotals, Stamp, Window, WorkerStats, STAMP_LEN,
+    ConnectionSpec, IntervalStats, Receiver, RunTotals, Stamp, Upgraded, Window, WorkerStats,
+    STAMP_LEN,
 };
 use loadgen::{new_histogram, Plan};
 use ringcast_benches::criterion_config;
@@ -55,7 +56,7 @@ fn record(c: &mut Criterion) {
 fn receiver() -> Receiver {
     let plan = Plan::from_run_args(&["--url", "ws://127.0.0.1:9/ws"]).expect("valid scenario");
     let spec = ConnectionSpec::of(&plan.scenario, 0);
-    Receiver::new(spec, &plan.scenario, Vec::new())
+    Receiver::new(spec, &plan.scenario, Upgraded::default())
 }
 
 fn on_message(c: &mut Criterion) {
@@ -87,7 +88,15 @@ fn on_message(c: &mut Criterion) {
             };
             let _ = stamp.write_to(&mut payload);
             let now_ns = intended_ns + values[(seq % values.len() as u64) as usize];
-            receiver.on_message(black_box(&payload), now_ns, Some(&window), &mut stats);
+            // Wire length: the payload plus a 2-byte server frame header.
+            let wire_len = payload.len() as u64 + 2;
+            receiver.on_message(
+                black_box(&payload),
+                wire_len,
+                now_ns,
+                Some(&window),
+                &mut stats,
+            );
             seq += 1;
         })
     });

@@ -13,6 +13,9 @@
 //!   own decoder (`ringcast::testing::FrameDecoder`), bytes/s;
 //! - `histogram/record`, `histogram/on_message` and `histogram/interval_handoff`: loadgen's
 //!   latency recording, the whole per-frame receive path, and the per-second hand-over.
+//! - `deflate/compress/<backend>/L<level>/<size>` and `deflate/inflate/<backend>/<size>`:
+//!   permessage-deflate of one chat-like JSON message with no context takeover, miniz_oxide
+//!   against zlib-rs (the choice of issue 20), bytes/s of the uncompressed payload.
 //!
 //! This crate holds what several benchmarks share: the criterion settings that keep the whole
 //! run under five minutes ([`criterion_config`]) and the payload sizes ([`PAYLOAD_SIZES`]).

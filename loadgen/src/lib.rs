@@ -7,8 +7,9 @@
 //!           (role, room, URL: connections.rs)
 //! client/   the preflight main.rs runs; then per connection: target, socket, RFC 6455
 //!           upgrade (failure.rs classifies), masked frames out (writer.rs), server frames
-//!           in (frames.rs), the stamp every payload starts with (stamp.rs), the since= query
-//!           and the server's first message (position.rs)
+//!           in (frames.rs), the stamp every payload starts with (stamp.rs) and the payloads
+//!           (payload.rs), permessage-deflate (deflate.rs), the since= query and the
+//!           server's first message (position.rs)
 //! run/      the main thread: start the workers, walk the phases second by second
 //!           (phases.rs: connect, warm-up, measure, drain; per_second.rs, live.rs, probe.rs)
 //! worker/   one current-thread tokio runtime per thread (thread.rs, context.rs):
@@ -49,11 +50,14 @@ pub use run::{run, RunOutput};
 pub use stats::new_histogram;
 pub use tools::{compare, merge};
 
-/// Internals the benchmarks drive directly, outside any run: a receiver's accounting of one
-/// message and the once-a-second handoff. Not an interface to build on.
+/// Internals the benchmarks and tests drive directly, outside any run: a receiver's accounting
+/// of one message, the once-a-second handoff, permessage-deflate's negotiation and inflate, the
+/// payloads. Not an interface to build on.
 #[doc(hidden)]
 pub mod testing {
-    pub use crate::client::{Stamp, STAMP_LEN};
+    pub use crate::client::{
+        accepted, Inflater, PayloadKind, Payloads, Stamp, Upgraded, MIN_JSON_SIZE, OFFER, STAMP_LEN,
+    };
     pub use crate::plan::ConnectionSpec;
     pub use crate::stats::{IntervalStats, RunTotals, WorkerStats};
     pub use crate::worker::{Receiver, Window};

@@ -6,6 +6,11 @@
 //! ([`Header`]), masking ([`apply_mask`]). Message reassembly, size limits and UTF-8 checks stay
 //! with each side, because their limits and their answers to a violation differ (the server
 //! closes with a code, loadgen counts a broken connection).
+//!
+//! Beside the framing, [`chat`] makes the chat-like JSON payload (`loadgen --payload json`) that
+//! compression is measured with, so every side deflates the same text.
+
+pub mod chat;
 
 use std::fmt;
 
@@ -41,6 +46,9 @@ pub const MAX_HEADER_LEN: usize = 14;
 const FIN: u8 = 0x80;
 /// RSV1-3 bits of the first header byte.
 const RSV: u8 = 0x70;
+/// RSV1 of the first header byte: permessage-deflate's "compressed" bit (RFC 7692 6), the only
+/// reserved bit an extension ringcast negotiates defines.
+pub const RSV1: u8 = 0x40;
 /// MASK bit of the second header byte.
 const MASKED: u8 = 0x80;
 
@@ -94,7 +102,7 @@ pub enum Role {
 /// error (close code 1002 on the server).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {
-    /// RSV1-3 set, but no extension was negotiated (neither side offers any).
+    /// RSV1-3 set beyond what the negotiated extensions define (all of them without any).
     ReservedBits,
     /// A client frame without a mask.
     Unmasked,
@@ -144,6 +152,8 @@ impl std::error::Error for FrameError {}
 pub struct Header {
     /// FIN: the last frame of its message.
     pub fin: bool,
+    /// RSV1, which only a decode that allowed it ([`Header::decode_with`]) returns set.
+    pub rsv1: bool,
     /// The opcode (low 4 bits of the first byte), not yet judged: see [`Header::check`].
     pub opcode: u8,
     /// Whether a mask key follows the length.
@@ -161,10 +171,17 @@ impl Header {
     /// nothing in the key can make a frame invalid, so a bad frame is refused as early as its
     /// bytes show it (reserved bits and the mask bit from the first two bytes already).
     pub fn decode(buf: &[u8], from: Role) -> Result<Option<Header>, FrameError> {
+        Header::decode_with(buf, from, 0)
+    }
+
+    /// [`Header::decode`] where the reserved bits in `allowed` (of the first byte: [`RSV1`]
+    /// once permessage-deflate is negotiated) are not an error. Which frames may carry them is
+    /// the extension's rule, the caller's to check.
+    pub fn decode_with(buf: &[u8], from: Role, allowed: u8) -> Result<Option<Header>, FrameError> {
         let Some(&[first, second]) = buf.get(..2) else {
             return Ok(None);
         };
-        if first & RSV != 0 {
+        if first & RSV & !allowed != 0 {
             return Err(FrameError::ReservedBits);
         }
         let masked = second & MASKED != 0;
@@ -192,6 +209,7 @@ impl Header {
         }
         Ok(Some(Header {
             fin: first & FIN != 0,
+            rsv1: first & RSV1 != 0,
             opcode: first & 0x0F,
             masked,
             payload_len,
@@ -400,6 +418,7 @@ mod tests {
                         header,
                         Header {
                             fin,
+                            rsv1: false,
                             opcode: op,
                             masked: mask.is_some(),
                             payload_len: len as u64,
@@ -466,6 +485,21 @@ mod tests {
                 );
             }
         }
+        // Allowed RSV1 is returned; RSV2 and RSV3 stay refused.
+        let header = Header::decode_with(&[0xC1, 0x00], Role::Server, RSV1);
+        assert!(header.unwrap().unwrap().rsv1);
+        assert!(
+            !Header::decode_with(&[0x81, 0x00], Role::Server, RSV1)
+                .unwrap()
+                .unwrap()
+                .rsv1
+        );
+        for first in [0xA1, 0x91, 0xF1] {
+            assert_eq!(
+                Header::decode_with(&[first, 0x00], Role::Server, RSV1),
+                Err(FrameError::ReservedBits)
+            );
+        }
         assert_eq!(
             Header::decode(&[0x81, 0x05], Role::Client),
             Err(FrameError::Unmasked)
@@ -486,6 +520,7 @@ mod tests {
     fn opcodes_and_fragmentation_rules_are_checked() {
         let header = |fin, op, payload_len| Header {
             fin,
+            rsv1: false,
             opcode: op,
             masked: false,
             payload_len,

@@ -175,10 +175,49 @@ pub struct Cli {
     #[arg(long, env = "RINGCAST_BROKER_PREFIX", default_value = "ringcast:")]
     pub broker_prefix: String,
 
-    /// Messages that may wait to be sent to the broker; beyond it a message still reaches this
-    /// node's clients but not the other nodes' (counted as dropped).
+    /// Messages that may wait to be sent to the broker; beyond it a message is dropped for
+    /// every node, this one included (counted): Redis orders every message.
     #[arg(long, env = "RINGCAST_BROKER_QUEUE", default_value_t = 4096)]
     pub broker_queue: usize,
+
+    /// permessage-deflate (RFC 7692): on accepts a client's offer, without context takeover
+    /// either way; a room's message is compressed once for all its deflate subscribers, and
+    /// what clients send compressed is inflated under --max-message. On by default: measured,
+    /// 1 KiB chat JSON to 1,000 deflate clients cost 1.07x the CPU per delivery of plain ones
+    /// for 0.49x the bytes, and an idle deflate connection holds nothing more
+    /// (results/deflate-2026-12-06-vm); clients that do not offer it see no change.
+    #[arg(long, env = "RINGCAST_DEFLATE", value_enum, default_value = "on")]
+    pub deflate: Switch,
+
+    /// Messages shorter than this go to deflate clients uncompressed (SIZE, e.g. 256B). A
+    /// short chat line barely shrinks and compressing it costs more than the bytes it saves.
+    #[arg(long, env = "RINGCAST_DEFLATE_MIN_SIZE", default_value = "256B", value_parser = parse_size)]
+    pub deflate_min_size: usize,
+
+    /// zlib compression level, 0 (stored) to 9 (smallest, slowest). A message is compressed
+    /// once for all its subscribers, so the level's time is paid per message, its saving per
+    /// delivery: 1 KiB of chat JSON shrinks 2.03x at 6 against 1.57x at 1, for ~10-15 µs more
+    /// (results/deflate-backends-2026-12-06-vm).
+    #[arg(long, env = "RINGCAST_DEFLATE_LEVEL", default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub deflate_level: u32,
+}
+
+/// An option that is on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
+/// `--deflate-level` and `--deflate-min-size`, with `--deflate on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeflateConfig {
+    /// zlib level 0-9.
+    pub level: u32,
+    /// Shorter messages stay plain.
+    pub min_size: usize,
 }
 
 /// Validated server settings; see [`Cli`] for what each one means.
@@ -192,6 +231,9 @@ pub struct Config {
     pub io: IoChoice,
     /// Largest reassembled inbound message in bytes (1009 beyond).
     pub max_message: usize,
+    /// With `--deflate on`, how messages are compressed for clients that negotiated
+    /// permessage-deflate; None: the extension is declined.
+    pub deflate: Option<DeflateConfig>,
     /// Outbound byte budget per connection, in-flight frames and handles included (1008 beyond).
     pub max_backlog: usize,
     /// Process-wide bytes held for delivery before publishers stop being read.
@@ -362,6 +404,10 @@ impl Config {
             cores,
             io: cli.io,
             max_message: cli.max_message,
+            deflate: (cli.deflate == Switch::On).then_some(DeflateConfig {
+                level: cli.deflate_level,
+                min_size: cli.deflate_min_size,
+            }),
             max_backlog: cli.max_backlog,
             fanout_budget: cli.fanout_budget,
             write_timeout: cli.write_timeout,

@@ -17,7 +17,8 @@
 //!           kept messages on its home core, mail between cores, the broker         |
 //! output/   a connection's write half (queue, close handshake), the flush list,  output
 //!           the write drivers (io_uring ring, epoll sendmsg)                       |
-//! ws/       RFC 6455 without sockets: encode, decode, close state                 ws
+//! ws/       RFC 6455 without sockets: encode, decode, close state,                ws
+//!           permessage-deflate (RFC 7692)
 //! below all: backend/ (runtime, accept, HTTP IO, the upgraded socket), budget.rs (what is
 //!           held for delivery), metrics/, state.rs, config.rs, auth.rs, clock.rs
 //! ```
@@ -70,7 +71,7 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 pub use crate::backend::IoChoice;
-pub use crate::config::{raise_nofile_limit, Cli, Config, ConfigError};
+pub use crate::config::{raise_nofile_limit, Cli, Config, ConfigError, Switch};
 
 use crate::backend::Backend;
 use crate::core::{bind_listener, ensure_port_free, run_core, CoreSetup, ReadyReport};
@@ -188,6 +189,7 @@ impl Server {
                 every_core,
                 budget,
                 state.config.max_message,
+                state.config.history_ttl,
             )
             .map_err(|error| StartError::Broker { error })?;
             server.broker = Some(threads);

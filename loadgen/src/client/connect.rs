@@ -8,24 +8,27 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::failure::ConnectFailure;
+use super::handshake::Upgraded;
 use super::target::Target;
 
 /// Opens a TCP connection (optionally from `source`, with IP_BIND_ADDRESS_NO_PORT so the port is
 /// picked per 4-tuple at connect time), sets TCP_NODELAY and performs the WebSocket upgrade.
-/// Returns the stream and the bytes already read past the handshake.
+/// Offers permessage-deflate when `deflate`. Returns the stream and how the upgrade went.
 pub async fn open(
     target: &Target,
     path: &str,
     source: Option<IpAddr>,
     key_seed: [u8; 16],
-) -> Result<(TcpStream, Vec<u8>), ConnectFailure> {
+    deflate: bool,
+) -> Result<(TcpStream, Upgraded), ConnectFailure> {
     let socket = client_socket(target.addr, source).map_err(|e| ConnectFailure::from_io(&e))?;
     let mut stream = socket
         .connect(target.addr)
         .await
         .map_err(|e| ConnectFailure::from_io(&e))?;
-    let leftover = super::handshake::upgrade(&mut stream, &target.host, path, key_seed).await?;
-    Ok((stream, leftover))
+    let upgraded =
+        super::handshake::upgrade(&mut stream, &target.host, path, key_seed, deflate).await?;
+    Ok((stream, upgraded))
 }
 
 /// Builds the unconnected, non-blocking client socket with our options.
@@ -71,9 +74,10 @@ pub async fn open_with_timeout(
     path: &str,
     source: Option<IpAddr>,
     key_seed: [u8; 16],
+    deflate: bool,
     timeout: Duration,
-) -> Result<(TcpStream, Vec<u8>), ConnectFailure> {
-    tokio::time::timeout(timeout, open(target, path, source, key_seed))
+) -> Result<(TcpStream, Upgraded), ConnectFailure> {
+    tokio::time::timeout(timeout, open(target, path, source, key_seed, deflate))
         .await
         .unwrap_or(Err(ConnectFailure::Timeout))
 }

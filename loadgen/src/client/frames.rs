@@ -1,8 +1,8 @@
 //! Server frames as a client reads them: the header decoded and judged (RFC 6455, with
-//! `ringcast-proto`) and the size capped before anything is buffered; the payload is borrowed
-//! from the read buffer, not copied.
+//! `ringcast-proto`; RFC 7692's RSV1 once permessage-deflate is negotiated) and the size capped
+//! before anything is buffered; the payload is borrowed from the read buffer, not copied.
 
-use ringcast_proto::{FrameError, Header, Role};
+use ringcast_proto::{opcode, FrameError, Header, Role, RSV1};
 use thiserror::Error;
 
 /// Largest server message (one frame, or a fragmented message reassembled) accepted; past it
@@ -19,6 +19,9 @@ pub enum StreamError {
     /// A frame or reassembled message over `MAX_SERVER_MESSAGE`.
     #[error("server message of {0} bytes or more exceeds the {MAX_SERVER_MESSAGE}-byte limit")]
     TooLarge(u64),
+    /// A message with RSV1 set (permessage-deflate) that does not inflate.
+    #[error("compressed server message: {0}")]
+    Inflate(String),
 }
 
 /// The frame at the start of a buffer.
@@ -41,12 +44,18 @@ pub enum Parsed<'a> {
 }
 
 /// Parses and judges the server frame at the start of `buf`, given whether a fragmented
-/// message is in progress.
-pub fn parse_frame(buf: &[u8], in_message: bool) -> Result<Parsed<'_>, StreamError> {
-    let Some(header) = Header::decode(buf, Role::Server)? else {
+/// message is in progress and whether permessage-deflate was negotiated (`deflate`).
+pub fn parse_frame(buf: &[u8], in_message: bool, deflate: bool) -> Result<Parsed<'_>, StreamError> {
+    let allowed = if deflate { RSV1 } else { 0 };
+    let Some(header) = Header::decode_with(buf, Role::Server, allowed)? else {
         return Ok(Parsed::Incomplete { frame_len: None });
     };
     header.check(in_message)?;
+    // RSV1 marks a compressed message on its first frame only: never on a control frame or a
+    // continuation (RFC 7692 6, 6.1).
+    if header.rsv1 && !matches!(header.opcode, opcode::TEXT | opcode::BINARY) {
+        return Err(FrameError::ReservedBits.into());
+    }
     let too_large = StreamError::TooLarge(header.payload_len);
     if header.payload_len > MAX_SERVER_MESSAGE {
         return Err(too_large);

@@ -6,6 +6,7 @@ use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::deflate;
 use super::failure::ConnectFailure;
 
 /// Fixed GUID of RFC 6455 used to derive Sec-WebSocket-Accept.
@@ -22,18 +23,33 @@ pub fn expected_accept(key: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(hasher.finalize())
 }
 
-/// Performs the upgrade on a connected stream. Returns the bytes the server sent after its
-/// response head: they already belong to the WebSocket stream.
+/// An upgraded connection's start.
+#[derive(Debug, Default)]
+pub struct Upgraded {
+    /// The bytes the server sent after its response head: they already belong to the
+    /// WebSocket stream.
+    pub leftover: Vec<u8>,
+    /// Whether the server accepted permessage-deflate (only ever when it was offered).
+    pub deflate: bool,
+}
+
+/// Performs the upgrade on a connected stream, offering permessage-deflate when `deflate`.
 pub async fn upgrade(
     stream: &mut TcpStream,
     host: &str,
     path: &str,
     key_seed: [u8; 16],
-) -> Result<Vec<u8>, ConnectFailure> {
+    deflate: bool,
+) -> Result<Upgraded, ConnectFailure> {
     let key = base64::engine::general_purpose::STANDARD.encode(key_seed);
+    let offer = if deflate {
+        format!("Sec-WebSocket-Extensions: {}\r\n", deflate::OFFER)
+    } else {
+        String::new()
+    };
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
     );
     stream
         .write_all(request.as_bytes())
@@ -59,12 +75,22 @@ pub async fn upgrade(
             return Err(ConnectFailure::Other("oversized handshake response".into()));
         }
     };
-    check_response(&head[..head_end], &expected_accept(&key))?;
-    Ok(head.split_off(head_end))
+    let negotiated = check_response(&head[..head_end], &expected_accept(&key))?;
+    // A server that answers with an extension nobody offered breaks RFC 6455 9.1.
+    if negotiated && !deflate {
+        return Err(ConnectFailure::Other(
+            "Sec-WebSocket-Extensions answered, none offered".into(),
+        ));
+    }
+    Ok(Upgraded {
+        leftover: head.split_off(head_end),
+        deflate: negotiated,
+    })
 }
 
-/// Checks the status line (101) and Sec-WebSocket-Accept of a response head.
-fn check_response(head: &[u8], accept: &str) -> Result<(), ConnectFailure> {
+/// Checks the status line (101) and Sec-WebSocket-Accept of a response head; returns whether
+/// it accepted permessage-deflate (see `deflate::accepted`).
+fn check_response(head: &[u8], accept: &str) -> Result<bool, ConnectFailure> {
     let text = String::from_utf8_lossy(head);
     let mut lines = text.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
@@ -76,18 +102,23 @@ fn check_response(head: &[u8], accept: &str) -> Result<(), ConnectFailure> {
     if status != 101 {
         return Err(ConnectFailure::Status(status));
     }
-    let answered = lines.find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case("sec-websocket-accept")
-            .then(|| value.trim().to_string())
-    });
-    match answered {
-        Some(value) if value == accept => Ok(()),
-        _ => Err(ConnectFailure::Other(
-            "wrong or missing Sec-WebSocket-Accept".into(),
-        )),
+    let mut answered = None;
+    let mut extensions = Vec::new();
+    for (name, value) in lines.filter_map(|line| line.split_once(':')) {
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("sec-websocket-accept") {
+            answered = Some(value);
+        } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            extensions.push(value);
+        }
     }
+    if answered != Some(accept) {
+        return Err(ConnectFailure::Other(
+            "wrong or missing Sec-WebSocket-Accept".into(),
+        ));
+    }
+    deflate::accepted(&extensions)
+        .map_err(|why| ConnectFailure::Other(format!("bad Sec-WebSocket-Extensions: {why}")))
 }
 
 #[cfg(test)]
@@ -108,12 +139,24 @@ mod tests {
         let accept = expected_accept("k");
         let good =
             format!("HTTP/1.1 101 Switching Protocols\r\nsec-websocket-accept: {accept}\r\n\r\n");
-        assert!(check_response(good.as_bytes(), &accept).is_ok());
+        assert_eq!(check_response(good.as_bytes(), &accept), Ok(false));
         let refused = b"HTTP/1.1 503 Service Unavailable\r\n\r\n";
         assert!(matches!(
             check_response(refused, &accept),
             Err(ConnectFailure::Status(503))
         ));
+        let deflate = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: {accept}\r\n\
+             sec-websocket-extensions: permessage-deflate; server_no_context_takeover\r\n\r\n"
+        );
+        assert_eq!(check_response(deflate.as_bytes(), &accept), Ok(true));
+        let bad = deflate.replace("permessage-deflate", "x-mystery");
+        assert_eq!(
+            check_response(bad.as_bytes(), &accept),
+            Err(ConnectFailure::Other(
+                "bad Sec-WebSocket-Extensions: extension `x-mystery` was not offered".into()
+            ))
+        );
         let wrong = b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: nope\r\n\r\n";
         assert!(matches!(
             check_response(wrong, &accept),

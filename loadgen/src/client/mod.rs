@@ -1,10 +1,13 @@
-//! One WebSocket client connection: opening it, writing its frames, parsing the server's, the
-//! stamp its messages carry, the recovery query and the server's first message.
+//! One WebSocket client connection: opening it (permessage-deflate offered with `--deflate`),
+//! writing its frames, parsing the server's, the stamp its messages carry and the payloads
+//! around it, the recovery query and the server's first message.
 
 mod connect;
+mod deflate;
 mod failure;
 mod frames;
 mod handshake;
+mod payload;
 mod position;
 mod preflight;
 mod stamp;
@@ -12,8 +15,11 @@ mod target;
 mod writer;
 
 pub use connect::open_with_timeout;
+pub use deflate::{accepted, Deflater, Inflater, MIN_COMPRESSED, OFFER};
 pub use failure::ConnectFailure;
 pub use frames::{parse_frame, Parsed, StreamError, MAX_SERVER_MESSAGE};
+pub use handshake::Upgraded;
+pub use payload::{PayloadKind, Payloads, MIN_JSON_SIZE};
 pub use position::{with_since, FirstMessage, Position};
 pub use preflight::{preflight, raise_fd_limit};
 pub use stamp::{Stamp, STAMP_LEN};

@@ -2,7 +2,19 @@
 //! answers pings and closes), which may run on different threads (a publisher's receiver runs
 //! on a receiving worker). Every client frame is masked with a fresh key (RFC 6455 5.3).
 
+use std::cell::RefCell;
+
 use ringcast_proto::{opcode, Frame};
+
+use super::{Deflater, MIN_COMPRESSED};
+
+thread_local! {
+    /// One deflater and output buffer per publisher thread, not per connection: with no
+    /// context takeover nothing carries over between messages, and a level 6 deflate stream
+    /// holds a few hundred KiB (thousands of publishers, as in the chat scenario, would hold
+    /// gigabytes).
+    static DEFLATE: RefCell<(Deflater, Vec<u8>)> = RefCell::new((Deflater::new(), Vec::new()));
+}
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Mutex;
@@ -18,6 +30,9 @@ pub struct WriteSide {
     masks: MaskSource,
     /// Reused encode buffer: a batch of frames goes out in one write.
     buffer: Vec<u8>,
+    /// Data messages go out compressed: permessage-deflate was negotiated on a publisher's
+    /// connection.
+    compress: bool,
 }
 
 impl WriteSide {
@@ -27,6 +42,24 @@ impl WriteSide {
         Frame::new(opcode, payload)
             .masked(mask)
             .encode(&mut self.buffer);
+    }
+
+    /// Appends one data message: compressed (RSV1 set) when the connection negotiated
+    /// permessage-deflate and it is at least `MIN_COMPRESSED` bytes, else as it is.
+    pub fn push_message(&mut self, opcode: u8, payload: &[u8]) {
+        if !self.compress || payload.len() < MIN_COMPRESSED {
+            self.push_frame(opcode, payload);
+            return;
+        }
+        DEFLATE.with_borrow_mut(|(deflater, compressed)| {
+            deflater.deflate(payload, compressed);
+            Frame {
+                rsv: 0b100,
+                ..Frame::new(opcode, compressed)
+            }
+            .masked(self.masks.next_mask())
+            .encode(&mut self.buffer);
+        });
     }
 
     /// Writes the pending batch in one go and clears it.
@@ -46,13 +79,15 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Wraps a write half.
-    pub fn new(half: OwnedWriteHalf) -> Writer {
+    /// Wraps a write half; `compress`: data messages go out compressed (a publisher whose
+    /// connection negotiated permessage-deflate).
+    pub fn new(half: OwnedWriteHalf, compress: bool) -> Writer {
         Writer {
             side: Mutex::new(WriteSide {
                 half,
                 masks: MaskSource::new(),
                 buffer: Vec::with_capacity(4096),
+                compress,
             }),
         }
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use super::units::{parse_churn, parse_duration, parse_size, Churn};
+use crate::client::PayloadKind;
 
 /// Exit codes, documented here and in REPORT.md.
 pub const EXIT_CODES_HELP: &str =
@@ -59,9 +60,23 @@ pub struct RunOpt {
     /// one period, so many slow publishers make a steady stream, not a burst every period.
     #[arg(long, default_value_t = 10.0)]
     pub rate: f64,
-    /// Payload size (64, 16KiB); at least the 40-byte stamp.
+    /// Payload size (64, 16KiB); at least the 40-byte stamp (128 bytes with --payload json).
     #[arg(long, default_value = "64", value_parser = parse_size)]
     pub size: usize,
+    /// What publishers send: `padded`, the binary stamp padded with dots in a binary frame;
+    /// `json`, chat-like JSON text in a text frame (user names, ISO timestamps, message ids,
+    /// words of a fixed vocabulary, the stamp as its first field), as compressible as chat
+    /// (permessage-deflate at level 6: about 2x at 1 KiB, 3x at 16 KiB), the same text in every
+    /// run.
+    #[arg(long, value_enum, default_value_t = PayloadKind::Padded)]
+    pub payload: PayloadKind,
+    /// Offer permessage-deflate (RFC 7692) with no context takeover either way: received
+    /// messages with RSV1 are inflated before their stamp is read, publishers compress messages
+    /// of 256 bytes or more. A server that declines is run plain; the report counts how many
+    /// connections negotiated and the wire bytes per delivery (frames, headers included) beside
+    /// the payload bytes: compression ratio = payload / wire.
+    #[arg(long)]
+    pub deflate: bool,
     /// Length of the measured window (10, 10s, 500ms).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -74,7 +89,8 @@ pub struct RunOpt {
     /// Pass/fail rule, e.g. 'p99<5ms', 'lost==0' (repeatable; exit 99 when one fails).
     /// Metrics: p50 p90 p99 p999 p9999 max mean (latency), send_lag_p99 send_lag_max,
     /// connect_p99, lost duplicated reordered (or out_of_order) delivery_rate sent delivered
-    /// expected delivered_per_sec connect_failed loadgen_cpu_percent server_cpu_us_per_delivery;
+    /// expected delivered_per_sec connect_failed loadgen_cpu_percent server_cpu_us_per_delivery
+    /// wire_bytes_per_delivery compression_ratio;
     /// with --churn or --recover: left reconnect_failed recovered reset first_replay_p50
     /// first_replay_p99 first_replay_max; with several --url:
     /// same_node_ and cross_node_ + p50 p90 p99 p999 max delivered lost.

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::cli::{Cli, Command, RunOpt};
 use super::threshold::Threshold;
-use crate::client::STAMP_LEN;
 use crate::client::{parse_source_pool, Target};
+use crate::client::{PayloadKind, MIN_JSON_SIZE, STAMP_LEN};
 
 /// Every option of a run, in report units (seconds as f64, bytes).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -25,6 +25,12 @@ pub struct Scenario {
     pub rate: f64,
     /// Payload bytes per message.
     pub size: usize,
+    /// `--payload`: what publishers send; absent (not written) for the default, `padded`.
+    #[serde(default, skip_serializing_if = "PayloadKind::is_padded")]
+    pub payload: PayloadKind,
+    /// `--deflate`: permessage-deflate offered; absent (not written) without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deflate: bool,
     /// Measured window, seconds.
     pub duration_s: f64,
     /// Warm-up, seconds.
@@ -119,6 +125,8 @@ impl Scenario {
             publishers: opt.publishers,
             rate: opt.rate,
             size: opt.size,
+            payload: opt.payload,
+            deflate: opt.deflate,
             duration_s: opt.duration.as_secs_f64(),
             warmup_s: opt.warmup.as_secs_f64(),
             rooms: opt.rooms,
@@ -194,6 +202,11 @@ fn check_load(opt: &RunOpt) -> anyhow::Result<()> {
     ensure!(
         opt.size >= STAMP_LEN,
         "--size {} is smaller than the {STAMP_LEN}-byte stamp (publisher, sequence, send times) every payload carries",
+        opt.size
+    );
+    ensure!(
+        opt.payload != PayloadKind::Json || opt.size >= MIN_JSON_SIZE,
+        "--size {} is too small for --payload json: the stamp field and a chat line take {MIN_JSON_SIZE} bytes",
         opt.size
     );
     ensure!(
@@ -311,5 +324,27 @@ mod tests {
         assert_eq!(serde_json::from_str::<Scenario>(&json).unwrap(), churned);
         assert!(plan(&["--churn", "2s:2s"]).is_err());
         assert!(plan(&["--churn", "1s:100ms", "--subscribers", "0"]).is_err());
+    }
+
+    #[test]
+    fn payload_and_deflate_are_recorded_only_when_given() {
+        let url = ["--url", "ws://127.0.0.1:9/ws"];
+        let plan = |extra: &[&str]| Plan::from_run_args(&[&url[..], extra].concat());
+        let json = serde_json::to_value(plan(&[]).unwrap().scenario).unwrap();
+        assert!(json.get("payload").is_none() && json.get("deflate").is_none());
+        let chat = plan(&["--payload", "json", "--size", "1KiB", "--deflate"])
+            .unwrap()
+            .scenario;
+        assert_eq!((chat.payload, chat.deflate), (PayloadKind::Json, true));
+        let json = serde_json::to_value(&chat).unwrap();
+        assert_eq!(
+            (&json["payload"], &json["deflate"]),
+            (&"json".into(), &true.into())
+        );
+        let error = plan(&["--payload", "json"]).err().unwrap().to_string();
+        assert!(
+            error.contains("--size 64 is too small for --payload json"),
+            "{error}"
+        );
     }
 }

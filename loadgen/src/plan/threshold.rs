@@ -35,6 +35,9 @@ pub const METRICS: &[(&str, &str, bool)] = &[
     ("first_replay_max", "reconnect to first replayed max", true),
     ("connect_failed", "failed connections", true),
     ("loadgen_cpu_percent", "loadgen CPU % of a core", true),
+    // `results.wire`: what deliveries took on the wire (--deflate's saving).
+    ("wire_bytes_per_delivery", "wire bytes per delivery", true),
+    ("compression_ratio", "payload / wire bytes", false),
     (
         "server_cpu_us_per_delivery",
         "server CPU us per delivery",

@@ -63,6 +63,8 @@ pub fn metric(results: &Results, name: &str) -> Option<f64> {
         "first_replay_max" => time(results.churn.as_ref()?.first_replay_ns.max)?,
         "connect_failed" => results.connections.failed as f64,
         "loadgen_cpu_percent" => results.loadgen_cpu.window_percent?,
+        "wire_bytes_per_delivery" => results.wire.as_ref()?.wire_bytes_per_delivery?,
+        "compression_ratio" => results.wire.as_ref()?.compression_ratio?,
         "server_cpu_us_per_delivery" => results.server.as_ref()?.cpu_us_per_delivery?,
         "server_rss_per_connection_bytes" => results.server.as_ref()?.rss_per_connection_bytes?,
         _ => return node_metric(results, name),
@@ -136,6 +138,7 @@ mod tests {
             servers: Vec::new(),
             nodes: None,
             churn: None,
+            wire: None,
             thresholds: Vec::new(),
             histograms: Default::default(),
         };

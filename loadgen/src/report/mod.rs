@@ -228,6 +228,45 @@ pub struct ChurnResults {
     pub first_replay_ns: HistogramSummary,
 }
 
+/// What deliveries took on the wire against their payloads: the cost permessage-deflate
+/// (`--deflate`) saves, and plain framing's overhead without it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct WireResults {
+    /// Whether the run offered permessage-deflate.
+    pub deflate_offered: bool,
+    /// Connections whose server accepted it (first connections; 0 without the offer).
+    pub deflate_connections: u64,
+    /// Payload bytes of the measured deliveries (inflated when they came compressed).
+    pub payload_bytes: u64,
+    /// What the same deliveries took on the wire: their frames, headers included.
+    pub wire_bytes: u64,
+    /// wire_bytes / delivered; null with nothing delivered.
+    pub wire_bytes_per_delivery: Option<f64>,
+    /// payload_bytes / wire_bytes, the compression ratio (just under 1 uncompressed: the frame
+    /// headers); null with nothing delivered.
+    pub compression_ratio: Option<f64>,
+}
+
+impl WireResults {
+    /// The section from its counts, the ratios derived (also after a merge added the counts).
+    pub fn of(
+        deflate_offered: bool,
+        deflate_connections: u64,
+        payload_bytes: u64,
+        wire_bytes: u64,
+        delivered: u64,
+    ) -> WireResults {
+        WireResults {
+            deflate_offered,
+            deflate_connections,
+            payload_bytes,
+            wire_bytes,
+            wire_bytes_per_delivery: (delivered > 0).then(|| wire_bytes as f64 / delivered as f64),
+            compression_ratio: (wire_bytes > 0).then(|| payload_bytes as f64 / wire_bytes as f64),
+        }
+    }
+}
+
 /// Name in `Results::histograms` of `ChurnResults::first_replay_ns` (with the churn section).
 pub const FIRST_REPLAY_HISTOGRAM: &str = "first_replay";
 
@@ -312,6 +351,10 @@ pub struct Results {
     /// replayed message; absent (not written) otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub churn: Option<ChurnResults>,
+    /// Wire bytes against payload bytes of the measured deliveries, and how many connections
+    /// negotiated permessage-deflate; absent in reports made before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire: Option<WireResults>,
     /// Threshold outcomes.
     pub thresholds: Vec<ThresholdOutcome>,
     /// Histograms as base64 of HdrHistogram's compressed V2 encoding (`HISTFAAA...`, as in

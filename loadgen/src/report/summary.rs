@@ -3,7 +3,9 @@
 use std::fmt::Write;
 
 use crate::plan::format_ns;
-use crate::report::{ChurnResults, HistogramSummary, NodeResults, Report, Results, ServerResults};
+use crate::report::{
+    ChurnResults, HistogramSummary, NodeResults, Report, Results, ServerResults, WireResults,
+};
 
 /// A time in human units, or "-" when undefined (nothing recorded).
 fn time(ns: Option<u64>) -> String {
@@ -71,6 +73,29 @@ each room on part of the URLs)",
             "cross-node"
         );
     }
+}
+
+/// The wire line: bytes per delivery on the wire and in the payload, the ratio, and with
+/// `--deflate` how many connections negotiated it.
+fn render_wire(out: &mut String, wire: &WireResults, connected: u64) {
+    let per_delivery = wire
+        .wire_bytes_per_delivery
+        .map_or_else(|| "n/a".to_string(), |bytes| format!("{bytes:.1} B"));
+    let ratio = wire
+        .compression_ratio
+        .map_or_else(|| "n/a".to_string(), |ratio| format!("{ratio:.2}x"));
+    let deflate = if wire.deflate_offered {
+        format!(
+            "  permessage-deflate on {} of {connected} connections",
+            wire.deflate_connections
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "wire                   {per_delivery} per delivery  compression ratio {ratio} (payload / wire){deflate}"
+    );
 }
 
 /// Departures, reconnects and the server's first messages (`--churn`, `--recover`).
@@ -200,6 +225,9 @@ pub fn render(report: &Report) -> String {
         "throughput             {:.0} deliveries/s  {:.2} MB/s",
         r.delivered_per_sec, r.delivered_mb_per_sec
     );
+    if let Some(wire) = &r.wire {
+        render_wire(&mut out, wire, r.connections.ok);
+    }
     let _ = writeln!(out, "{}", percentiles("latency", &r.latency_ns));
     let _ = writeln!(
         out,

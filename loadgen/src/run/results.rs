@@ -327,6 +327,13 @@ pub fn results_of(
         servers: Vec::new(),
         nodes: node_results(scenario, totals, connected),
         churn: churned.then(|| churn_results(&totals.churn)),
+        wire: Some(report::WireResults::of(
+            scenario.deflate,
+            totals.deflate_connected,
+            totals.delivered_bytes,
+            totals.delivered_wire_bytes,
+            delivered,
+        )),
         thresholds: Vec::new(),
         histograms: encoded_histograms(totals, churned)?,
     };

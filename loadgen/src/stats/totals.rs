@@ -37,6 +37,9 @@ pub struct RunTotals {
     pub received: Vec<ReceivedSets>,
     /// Payload bytes of measured deliveries.
     pub delivered_bytes: u64,
+    /// What the same deliveries took on the wire: their frames, headers included, compressed
+    /// when they were (permessage-deflate).
+    pub delivered_wire_bytes: u64,
     /// Extra copies of measured messages (a message received three times counts two).
     pub duplicated: u64,
     /// Measured messages that arrived after a later one of the same publisher.
@@ -45,6 +48,8 @@ pub struct RunTotals {
     pub foreign: u64,
     /// Connections that completed the handshake.
     pub connected: u64,
+    /// Of those, how many negotiated permessage-deflate (`--deflate`).
+    pub deflate_connected: u64,
     /// Failed connection attempts by reason key.
     pub connect_failures: BTreeMap<String, u64>,
     /// One example message per failure reason (for the summary).
@@ -173,10 +178,12 @@ impl RunTotals {
             delivered_by_publisher: vec![0; publishers],
             received: Vec::new(),
             delivered_bytes: 0,
+            delivered_wire_bytes: 0,
             duplicated: 0,
             reordered: 0,
             foreign: 0,
             connected: 0,
+            deflate_connected: 0,
             connect_failures: BTreeMap::new(),
             connect_failure_examples: BTreeMap::new(),
             disconnected: 0,
@@ -232,10 +239,12 @@ impl RunTotals {
         );
         self.received.extend(other.received.iter().cloned());
         self.delivered_bytes += other.delivered_bytes;
+        self.delivered_wire_bytes += other.delivered_wire_bytes;
         self.duplicated += other.duplicated;
         self.reordered += other.reordered;
         self.foreign += other.foreign;
         self.connected += other.connected;
+        self.deflate_connected += other.deflate_connected;
         for (key, count) in &other.connect_failures {
             *self.connect_failures.entry(key.clone()).or_default() += count;
         }

@@ -18,7 +18,7 @@ use crate::report::csv::TimelineRow;
 use crate::report::hlog::HlogBuffer;
 use crate::report::{
     decode_histogram, encode_histogram, recheck_thresholds, ChurnResults, HistogramSummary,
-    NodeResults, Report, FIRST_REPLAY_HISTOGRAM, NODE_HISTOGRAMS,
+    NodeResults, Report, WireResults, FIRST_REPLAY_HISTOGRAM, NODE_HISTOGRAMS,
 };
 use crate::stats::{add_histogram, new_histogram};
 
@@ -69,6 +69,7 @@ pub fn merge(parts: &[Report]) -> anyhow::Result<Report> {
     results.send_lag_ns = summary("send_lag");
     results.nodes = merge_nodes(parts, &mut histograms)?;
     results.churn = merge_churn(parts, &mut histograms)?;
+    results.wire = merge_wire(parts, results.delivered);
     results.delivery_rate =
         (results.expected > 0).then(|| results.delivered as f64 / results.expected as f64);
     results.histograms = histograms
@@ -185,6 +186,22 @@ fn merge_nodes(
         histograms.insert(name.to_string(), sum);
     }
     Ok(Some(merged))
+}
+
+/// The merged `wire` section, when every part has one: counts summed, ratios recomputed.
+fn merge_wire(parts: &[Report], delivered: u64) -> Option<WireResults> {
+    let sections = parts
+        .iter()
+        .map(|part| part.results.wire.as_ref())
+        .collect::<Option<Vec<_>>>()?;
+    let sum = |field: fn(&WireResults) -> u64| sections.iter().map(|w| field(w)).sum::<u64>();
+    Some(WireResults::of(
+        sections.iter().any(|w| w.deflate_offered),
+        sum(|w| w.deflate_connections),
+        sum(|w| w.payload_bytes),
+        sum(|w| w.wire_bytes),
+        delivered,
+    ))
 }
 
 /// The merged `churn` section, when every part has one: counters summed, the first-replay

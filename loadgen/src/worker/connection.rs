@@ -17,7 +17,7 @@ use super::handover::hand_over;
 use super::publisher::publish;
 use super::receive_loop::{receive, Ending};
 use super::receiver::Receiver;
-use crate::client::{open_with_timeout, with_since, ConnectFailure, Writer};
+use crate::client::{open_with_timeout, with_since, ConnectFailure, Upgraded, Writer};
 use crate::clock::{monotonic_ns, tokio_instant_at};
 use crate::plan::{url_of_connection, ConnectionSpec};
 
@@ -48,23 +48,23 @@ pub async fn run_connection(
     })
     .await;
     drop(permit);
-    let (stream, leftover) = match outcome {
+    let (stream, upgraded) = match outcome {
         Ok(opened) => opened,
         Err(failure) => {
             count_failure(&context, &failure);
             return;
         }
     };
-    count_connected(&context, spec, begun);
+    count_connected(&context, spec, begun, upgraded.deflate);
     match spec.publisher {
         None => {
-            let mut receiver = Receiver::new(spec, scenario, leftover);
+            let mut receiver = Receiver::new(spec, scenario, upgraded);
             receiver.set_connect_begun(begun);
             subscribe(&context, &mut receiver, spec, stream, &handshakes).await;
             receiver.book(&mut context.stats.borrow_mut());
         }
         Some(id) => {
-            publish_on(&context, spec, id, stream, leftover).await;
+            publish_on(&context, spec, id, stream, upgraded).await;
             shared.open_connections.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -85,7 +85,8 @@ async fn subscribe(
     let mut url = url_of_connection(spec.index, shared.targets.len());
     loop {
         let (read_half, write_half) = stream.into_split();
-        let writer = Arc::new(Writer::new(write_half));
+        // A subscriber sends only control frames: nothing to compress.
+        let writer = Arc::new(Writer::new(write_half, false));
         let ending = receive(context.clone(), receiver, read_half, writer, churn).await;
         shared.open_connections.fetch_sub(1, Ordering::Relaxed);
         let (Ending::Left(left_ns), Some(plan)) = (ending, churn) else {
@@ -107,8 +108,8 @@ async fn subscribe(
                 connect(shared, spec, url, |path| receiver.request_path(path)).await;
             drop(permit);
             match outcome {
-                Ok((stream, leftover)) => {
-                    receiver.reconnected(leftover, begun);
+                Ok((stream, upgraded)) => {
+                    receiver.reconnected(upgraded, begun);
                     context.stats.borrow_mut().totals.churn.reconnected += 1;
                     shared.open_connections.fetch_add(1, Ordering::Relaxed);
                     break stream;
@@ -150,7 +151,7 @@ async fn connect(
     spec: ConnectionSpec,
     url: usize,
     request_path: impl FnOnce(&str) -> String,
-) -> (Result<(TcpStream, Vec<u8>), ConnectFailure>, u64) {
+) -> (Result<(TcpStream, Upgraded), ConnectFailure>, u64) {
     let scenario = &shared.scenario;
     let target = &shared.targets[url];
     let path = request_path(&target.path_for_room(spec.room as usize, scenario.rooms as usize));
@@ -159,7 +160,8 @@ async fn connect(
     let key_seed = key_seed(spec.index);
     let begun = monotonic_ns();
     let timeout = Duration::from_secs_f64(scenario.connect_timeout_s);
-    let outcome = open_with_timeout(target, &path, source, key_seed, timeout).await;
+    let outcome =
+        open_with_timeout(target, &path, source, key_seed, scenario.deflate, timeout).await;
     (outcome, begun)
 }
 
@@ -180,9 +182,10 @@ fn count_failure(context: &WorkerContext, failure: &ConnectFailure) {
     context.shared.attempts_done.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Books a connection whose handshake completed (begun at monotonic `begun`) and reports its
-/// index to the main thread, which counts each room's receivers for `expected`.
-fn count_connected(context: &WorkerContext, spec: ConnectionSpec, begun: u64) {
+/// Books a connection whose handshake completed (begun at monotonic `begun`, `deflate`: it
+/// negotiated permessage-deflate) and reports its index to the main thread, which counts each
+/// room's receivers for `expected`.
+fn count_connected(context: &WorkerContext, spec: ConnectionSpec, begun: u64, deflate: bool) {
     let shared = &context.shared;
     {
         let mut stats = context.stats.borrow_mut();
@@ -191,6 +194,7 @@ fn count_connected(context: &WorkerContext, spec: ConnectionSpec, begun: u64) {
             .connect
             .saturating_record(monotonic_ns().saturating_sub(begun).max(1));
         stats.totals.connected += 1;
+        stats.totals.deflate_connected += u64::from(deflate);
         stats.totals.stalled_connected += u64::from(spec.stalled);
     }
     shared.open_connections.fetch_add(1, Ordering::Relaxed);
@@ -208,9 +212,9 @@ async fn publish_on(
     spec: ConnectionSpec,
     id: u32,
     stream: TcpStream,
-    leftover: Vec<u8>,
+    upgraded: Upgraded,
 ) {
-    match hand_over(context, spec, stream, leftover).await {
+    match hand_over(context, spec, stream, upgraded).await {
         Some((writer, done)) => {
             let publisher = tokio::task::spawn_local(publish(context.clone(), id, writer));
             // The receiving worker drops `done` once the connection is over.

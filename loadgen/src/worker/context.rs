@@ -11,7 +11,7 @@ use tokio::sync::{oneshot, watch, Notify};
 
 use super::pacer::Pacer;
 use super::window::Window;
-use crate::client::{Target, Writer};
+use crate::client::{Target, Upgraded, Writer};
 use crate::plan::{ConnectionSpec, Scenario};
 use crate::stats::{IntervalStats, WorkerStats};
 
@@ -73,8 +73,8 @@ pub struct ReadSide {
     pub spec: ConnectionSpec,
     /// The socket, deregistered from the publisher thread's reactor.
     pub stream: std::net::TcpStream,
-    /// Bytes read past the handshake: the first frames.
-    pub leftover: Vec<u8>,
+    /// How its upgrade went (the bytes read past the handshake are the first frames).
+    pub upgraded: Upgraded,
     /// Where the receiving worker sends the connection's writer, registered with its reactor.
     pub writer: oneshot::Sender<Arc<Writer>>,
     /// Dropped when the read side ends: the connection is over.

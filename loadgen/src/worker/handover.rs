@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use super::context::{ReadSide, WorkerContext};
 use super::receive_loop::receive;
 use super::receiver::Receiver;
-use crate::client::Writer;
+use crate::client::{Upgraded, Writer};
 use crate::plan::ConnectionSpec;
 
 /// Hands a connected publisher's socket to its receiving worker; returns the connection's
@@ -21,7 +21,7 @@ pub async fn hand_over(
     context: &WorkerContext,
     spec: ConnectionSpec,
     stream: TcpStream,
-    leftover: Vec<u8>,
+    upgraded: Upgraded,
 ) -> Option<(Arc<Writer>, oneshot::Receiver<()>)> {
     let publisher = spec.publisher? as usize;
     let target = context
@@ -36,7 +36,7 @@ pub async fn hand_over(
     let side = ReadSide {
         spec,
         stream,
-        leftover,
+        upgraded,
         writer: writer_tx,
         done: done_tx,
     };
@@ -68,7 +68,7 @@ async fn read_publisher(context: Rc<WorkerContext>, side: ReadSide) {
     let ReadSide {
         spec,
         stream,
-        leftover,
+        upgraded,
         writer,
         done,
     } = side;
@@ -77,11 +77,12 @@ async fn read_publisher(context: Rc<WorkerContext>, side: ReadSide) {
         return;
     };
     let (read_half, write_half) = stream.into_split();
-    let shared_writer = Arc::new(Writer::new(write_half));
+    // What it publishes goes out compressed when the server accepted deflate.
+    let shared_writer = Arc::new(Writer::new(write_half, upgraded.deflate));
     if writer.send(shared_writer.clone()).is_err() {
         return;
     }
-    let mut receiver = Receiver::new(spec, &context.shared.scenario, leftover);
+    let mut receiver = Receiver::new(spec, &context.shared.scenario, upgraded);
     // Publishers do not churn.
     receive(
         context.clone(),

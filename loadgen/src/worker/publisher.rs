@@ -6,13 +6,12 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use ringcast_proto::opcode;
 use tokio::sync::Notify;
 
 use super::context::WorkerContext;
 use super::window::Window;
-use crate::client::Stamp;
 use crate::client::Writer;
+use crate::client::{Payloads, Stamp};
 use crate::clock::monotonic_ns;
 
 /// Most messages put in one write when catching up (bounds the batch buffer).
@@ -30,7 +29,7 @@ pub async fn publish(context: Rc<WorkerContext>, id: u32, writer: Arc<Writer>) {
         Err(_) => return,
     };
     let schedule = window.schedule(&shared.scenario);
-    let mut payload = vec![b'.'; shared.scenario.size];
+    let mut payloads = Payloads::new(shared.scenario.payload, shared.scenario.size, id);
     // The pacer thread notifies this at each due time (precise to tens of microseconds, where
     // tokio's timer would add up to 1 ms); a notification sent while we write is kept.
     let wakeup = Arc::new(Notify::new());
@@ -54,9 +53,8 @@ pub async fn publish(context: Rc<WorkerContext>, id: u32, writer: Arc<Writer>) {
                     intended_ns: due,
                     sent_ns: now,
                 };
-                // Cannot fail: the scenario guarantees size >= STAMP_LEN.
-                let _ = stamp.write_to(&mut payload);
-                side.push_frame(opcode::BINARY, &payload);
+                let (opcode, payload) = payloads.stamped(&stamp);
+                side.push_message(opcode, payload);
                 let lag = now.saturating_sub(due).max(1);
                 stats.interval.send_lag.saturating_record(lag);
                 stats.interval.sent += 1;

@@ -5,16 +5,38 @@
 //! with `--recover` it reads the server's first message and counts offsets from it.
 //!
 //! Frames are parsed in place in the read buffer; only a frame that straddles two reads is
-//! copied (into `carry`), and only its own bytes.
+//! copied (into `carry`), and only its own bytes. With permessage-deflate negotiated, a
+//! message with RSV1 set is inflated (into the thread's scratch buffer) before anything reads
+//! its stamp; what it took on the wire is counted beside its payload.
+
+use std::cell::RefCell;
 
 use ringcast_proto::{opcode, Header, MAX_HEADER_LEN};
 
 use super::window::Window;
 use crate::client::{
-    parse_frame, FirstMessage, Parsed, Position, Stamp, StreamError, MAX_SERVER_MESSAGE,
+    parse_frame, FirstMessage, Inflater, Parsed, Position, Stamp, StreamError, Upgraded,
+    MAX_SERVER_MESSAGE,
 };
 use crate::plan::{ConnectionSpec, Scenario};
 use crate::stats::{Arrival, Classifier, ReceivedSets, SequenceSet, WorkerStats};
+
+thread_local! {
+    /// One inflater and output buffer per worker thread, not per connection: with no context
+    /// takeover nothing carries over between messages, and thousands of connections would
+    /// otherwise each hold a deflate window.
+    static INFLATE: RefCell<(Inflater, Vec<u8>)> = RefCell::new((Inflater::new(), Vec::new()));
+}
+
+/// A fragmented message so far.
+struct Partial {
+    /// Its fragments' payloads, concatenated.
+    payload: Vec<u8>,
+    /// RSV1 was set on its first frame: the payload is compressed.
+    compressed: bool,
+    /// Bytes its frames took on the wire, headers included.
+    wire_len: u64,
+}
 
 /// Per-connection receive state.
 pub struct Receiver {
@@ -43,8 +65,10 @@ pub struct Receiver {
     replay_origin: Option<u64>,
     /// Bytes of an incomplete frame left from the previous read.
     carry: Vec<u8>,
+    /// The current connection negotiated permessage-deflate: RSV1 marks compressed messages.
+    deflate: bool,
     /// The fragments so far of a fragmented message, while one is in progress.
-    fragments: Option<Vec<u8>>,
+    fragments: Option<Partial>,
     /// Control frames to send once the read buffer is released.
     replies: Vec<(u8, Vec<u8>)>,
     /// Close code the server sent, once it did.
@@ -54,8 +78,8 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// State for connection `spec`; `leftover` are bytes read past the handshake.
-    pub fn new(spec: ConnectionSpec, scenario: &Scenario, leftover: Vec<u8>) -> Receiver {
+    /// State for connection `spec`, as its upgrade left it.
+    pub fn new(spec: ConnectionSpec, scenario: &Scenario, upgraded: Upgraded) -> Receiver {
         let rooms = scenario.rooms.max(1);
         let publishers_here = scenario.publishers.div_ceil(rooms) as usize;
         Receiver {
@@ -69,7 +93,8 @@ impl Receiver {
             position: None,
             connect_begun_ns: 0,
             replay_origin: None,
-            carry: leftover,
+            carry: upgraded.leftover,
+            deflate: upgraded.deflate,
             fragments: None,
             replies: Vec::new(),
             server_close: None,
@@ -124,10 +149,11 @@ impl Receiver {
         self.connect_begun_ns = ns;
     }
 
-    /// A new connection of the same subscriber (begun at monotonic `begun_ns`, `leftover` read
-    /// past its handshake): the frame state starts over, the sequences and the position stay.
-    pub fn reconnected(&mut self, leftover: Vec<u8>, begun_ns: u64) {
-        self.carry = leftover;
+    /// A new connection of the same subscriber (begun at monotonic `begun_ns`, upgraded as
+    /// `upgraded` says): the frame state starts over, the sequences and the position stay.
+    pub fn reconnected(&mut self, upgraded: Upgraded, begun_ns: u64) {
+        self.carry = upgraded.leftover;
+        self.deflate = upgraded.deflate;
         self.fragments = None;
         self.replies.clear();
         self.server_close = None;
@@ -166,7 +192,7 @@ impl Receiver {
         // from the front of `data` (a 64 KiB read is not copied behind it); then the rest of
         // `data` is walked in place.
         while !self.carry.is_empty() && !data.is_empty() && !self.finished() {
-            let missing = match parse_frame(&self.carry, self.fragments.is_some()) {
+            let missing = match parse_frame(&self.carry, self.fragments.is_some(), self.deflate) {
                 Ok(Parsed::Incomplete {
                     frame_len: Some(frame_len),
                 }) => frame_len - self.carry.len(),
@@ -206,7 +232,8 @@ impl Receiver {
     ) -> usize {
         let mut at = 0;
         while !self.finished() {
-            let parsed = parse_frame(&buf[at..], self.fragments.is_some()).and_then(|parsed| {
+            let in_message = self.fragments.is_some();
+            let parsed = parse_frame(&buf[at..], in_message, self.deflate).and_then(|parsed| {
                 let Parsed::Frame {
                     header,
                     payload,
@@ -216,7 +243,7 @@ impl Receiver {
                     return Ok(None);
                 };
                 at += frame_len;
-                self.on_frame(header, payload, now_ns, window, stats, counting)
+                self.on_frame(header, payload, frame_len, now_ns, window, stats, counting)
                     .map(Some)
             });
             match parsed {
@@ -236,11 +263,13 @@ impl Receiver {
         at
     }
 
-    /// Handles one whole frame (already judged by `parse_frame`).
+    /// Handles one whole frame (already judged by `parse_frame`) of `frame_len` bytes.
+    #[allow(clippy::too_many_arguments)]
     fn on_frame(
         &mut self,
         header: Header,
         payload: &[u8],
+        frame_len: usize,
         now_ns: u64,
         window: Option<&Window>,
         stats: &mut WorkerStats,
@@ -257,32 +286,82 @@ impl Receiver {
             }
             // A whole message in one frame: read in place.
             opcode::TEXT | opcode::BINARY if header.fin => {
-                self.on_data(payload, now_ns, window, stats, counting);
+                let wire_len = frame_len as u64;
+                self.on_message_bytes(
+                    payload,
+                    header.rsv1,
+                    wire_len,
+                    now_ns,
+                    window,
+                    stats,
+                    counting,
+                )?;
             }
-            // A fragment (the first one, or a continuation: `check` allowed only these).
+            // A fragment (the first one, or a continuation: `check` allowed only these; RSV1
+            // only on the first, `parse_frame` saw to it).
             _ => {
-                let mut message = self.fragments.take().unwrap_or_default();
-                let total = message.len() as u64 + payload.len() as u64;
+                let mut message = self.fragments.take().unwrap_or(Partial {
+                    payload: Vec::new(),
+                    compressed: header.rsv1,
+                    wire_len: 0,
+                });
+                let total = message.payload.len() as u64 + payload.len() as u64;
                 if total > MAX_SERVER_MESSAGE {
                     return Err(StreamError::TooLarge(total));
                 }
-                message.extend_from_slice(payload);
+                message.payload.extend_from_slice(payload);
+                message.wire_len += frame_len as u64;
                 if !header.fin {
                     self.fragments = Some(message);
                 } else {
-                    self.on_data(&message, now_ns, window, stats, counting);
+                    self.on_message_bytes(
+                        &message.payload,
+                        message.compressed,
+                        message.wire_len,
+                        now_ns,
+                        window,
+                        stats,
+                        counting,
+                    )?;
                 }
             }
         }
         Ok(())
     }
 
-    /// One whole data message: the server's first message (`--recover`), or a message of the
-    /// room, which moves the offset on (every one counts, stamped or not: offsets number the
-    /// room's messages) and is accounted when `counting`.
+    /// One whole data message as it came (`compressed`: RSV1 was set), `wire_len` bytes on the
+    /// wire: inflated first when compressed (the stamp is inside what was compressed).
+    #[allow(clippy::too_many_arguments)]
+    fn on_message_bytes(
+        &mut self,
+        payload: &[u8],
+        compressed: bool,
+        wire_len: u64,
+        now_ns: u64,
+        window: Option<&Window>,
+        stats: &mut WorkerStats,
+        counting: bool,
+    ) -> Result<(), StreamError> {
+        if !compressed {
+            self.on_data(payload, wire_len, now_ns, window, stats, counting);
+            return Ok(());
+        }
+        INFLATE.with_borrow_mut(|(inflater, inflated)| {
+            inflater
+                .inflate(payload, inflated, MAX_SERVER_MESSAGE as usize)
+                .map_err(StreamError::Inflate)?;
+            self.on_data(inflated, wire_len, now_ns, window, stats, counting);
+            Ok(())
+        })
+    }
+
+    /// One whole data message (`wire_len` bytes on the wire): the server's first message
+    /// (`--recover`), or a message of the room, which moves the offset on (every one counts,
+    /// stamped or not: offsets number the room's messages) and is accounted when `counting`.
     fn on_data(
         &mut self,
         payload: &[u8],
+        wire_len: u64,
         now_ns: u64,
         window: Option<&Window>,
         stats: &mut WorkerStats,
@@ -326,14 +405,16 @@ impl Receiver {
             position.offset += 1;
         }
         if counting {
-            self.on_message(payload, now_ns, window, stats);
+            self.on_message(payload, wire_len, now_ns, window, stats);
         }
     }
 
-    /// Accounts one data message received at `now_ns`.
+    /// Accounts one data message received at `now_ns`, `wire_len` bytes on the wire (frame
+    /// headers included, compressed when it was).
     pub fn on_message(
         &mut self,
         payload: &[u8],
+        wire_len: u64,
         now_ns: u64,
         window: Option<&Window>,
         stats: &mut WorkerStats,
@@ -382,6 +463,7 @@ impl Receiver {
             totals.latency_uncorrected.saturating_record(uncorrected);
             totals.reordered += u64::from(arrival == Arrival::Reordered);
             totals.delivered_bytes += payload.len() as u64;
+            totals.delivered_wire_bytes += wire_len;
             if let Some(count) = totals
                 .delivered_by_publisher
                 .get_mut(stamp.publisher as usize)
@@ -412,7 +494,7 @@ mod tests {
         Receiver::new(
             ConnectionSpec::of(&plan.scenario, 0),
             &plan.scenario,
-            Vec::new(),
+            Upgraded::default(),
         )
     }
 
@@ -483,7 +565,7 @@ mod tests {
         let mut receiver = Receiver::new(
             ConnectionSpec::of(&plan.scenario, 0),
             &plan.scenario,
-            Vec::new(),
+            Upgraded::default(),
         );
         let mut stats = WorkerStats {
             interval: IntervalStats::new(),
@@ -509,12 +591,18 @@ mod tests {
             stamp.write_to(&mut payload).expect("payload holds a stamp");
             payload
         };
-        receiver.on_message(&message(0, 0, 1_000), 2_000, Some(&window), &mut stats);
-        receiver.on_message(&message(0, 0, 1_000), 2_000, Some(&window), &mut stats);
-        receiver.on_message(&message(1, 0, 1_500), 2_000, Some(&window), &mut stats);
-        receiver.on_message(&message(1, 1, 1_600), 2_000, Some(&window), &mut stats);
+        receiver.on_message(&message(0, 0, 1_000), 66, 2_000, Some(&window), &mut stats);
+        receiver.on_message(&message(0, 0, 1_000), 66, 2_000, Some(&window), &mut stats);
+        receiver.on_message(&message(1, 0, 1_500), 66, 2_000, Some(&window), &mut stats);
+        receiver.on_message(&message(1, 1, 1_600), 66, 2_000, Some(&window), &mut stats);
         // Outside the window: delivered, not measured, in no class.
-        receiver.on_message(&message(0, 1, 20_000), 30_000, Some(&window), &mut stats);
+        receiver.on_message(
+            &message(0, 1, 20_000),
+            66,
+            30_000,
+            Some(&window),
+            &mut stats,
+        );
         let nodes = stats.totals.nodes.as_ref().expect("two URLs");
         assert_eq!((nodes.cross.delivered, nodes.same.delivered), (1, 2));
         assert_eq!(nodes.cross.latency.max(), 1_000);
@@ -525,7 +613,7 @@ mod tests {
         // One URL: no classifier and nothing recorded by class.
         let mut single = self::receiver();
         let mut stats = self::stats();
-        single.on_message(&stamped(0), 2_000, Some(&window), &mut stats);
+        single.on_message(&stamped(0), 66, 2_000, Some(&window), &mut stats);
         assert!(single.nodes.is_none() && stats.totals.nodes.is_none());
         assert_eq!(stats.totals.latency.len(), 1);
     }
@@ -590,6 +678,132 @@ mod tests {
             stats.totals.protocol_error_example.as_deref(),
             Some("malformed server frame: reserved bits set")
         );
+    }
+
+    /// A subscriber of the default scenario whose connection negotiated permessage-deflate.
+    fn deflate_receiver() -> Receiver {
+        let mut receiver = receiver();
+        receiver.reconnected(
+            Upgraded {
+                leftover: Vec::new(),
+                deflate: true,
+            },
+            0,
+        );
+        receiver
+    }
+
+    /// `payload` deflated as a permessage-deflate message (tail stripped).
+    fn deflated(payload: &[u8]) -> Vec<u8> {
+        let mut compressed = Vec::new();
+        crate::client::Deflater::new().deflate(payload, &mut compressed);
+        compressed
+    }
+
+    #[test]
+    fn compressed_messages_are_inflated_before_their_stamp_is_read() {
+        let mut long = stamped(0);
+        long.resize(1000, b'.');
+        let compressed = deflated(&long);
+        let whole = Frame {
+            rsv: 0b100,
+            ..Frame::new(opcode::BINARY, &compressed)
+        };
+        let mut wire = Vec::new();
+        whole.encode(&mut wire);
+        let whole_len = wire.len() as u64;
+        // Message 1 compressed in two fragments (RSV1 on the first only), message 2 plain.
+        let mut second = stamped(1);
+        second.resize(1000, b'.');
+        let compressed = deflated(&second);
+        let (head, tail) = compressed.split_at(compressed.len() / 2);
+        Frame {
+            rsv: 0b100,
+            fin: false,
+            ..Frame::new(opcode::BINARY, head)
+        }
+        .encode(&mut wire);
+        wire.extend(server_frame(true, opcode::CONTINUATION, tail));
+        wire.extend(server_frame(true, opcode::BINARY, &stamped(2)));
+        let window = Window {
+            t0_ns: 0,
+            measure_start_ns: 0,
+            measure_end_ns: 1_000_000,
+        };
+        for cut in [0, 1, 5, wire.len() / 2, wire.len() - 1] {
+            let mut receiver = deflate_receiver();
+            let mut stats = stats();
+            receiver.take_bytes(&wire[..cut], 2_000, Some(&window), &mut stats, true);
+            receiver.take_bytes(&wire[cut..], 2_000, Some(&window), &mut stats, true);
+            assert_eq!(receiver.error, None, "cut {cut}");
+            assert_eq!(stats.interval.delivered, 3, "cut {cut}");
+            assert_eq!(stats.totals.delivered_bytes, 2064);
+            assert_eq!(stats.totals.delivered_wire_bytes, wire.len() as u64);
+            assert!(whole_len < 200, "1000 dots compress: {whole_len}");
+        }
+    }
+
+    #[test]
+    fn rsv1_is_refused_without_deflate_and_on_continuations_and_control_frames() {
+        let rsv1 = |fin, op, payload: &[u8]| {
+            let mut wire = Vec::new();
+            Frame {
+                rsv: 0b100,
+                fin,
+                ..Frame::new(op, payload)
+            }
+            .encode(&mut wire);
+            wire
+        };
+        let compressed = deflated(&stamped(0));
+        let reserved = Some(StreamError::Frame(FrameError::ReservedBits));
+        let mut plain = receiver();
+        plain.take_bytes(
+            &rsv1(true, opcode::BINARY, &compressed),
+            0,
+            None,
+            &mut stats(),
+            true,
+        );
+        assert_eq!(plain.error, reserved);
+        for wire in [
+            rsv1(true, opcode::PING, b""),
+            [
+                server_frame(false, opcode::BINARY, b"x"),
+                rsv1(true, opcode::CONTINUATION, b"y"),
+            ]
+            .concat(),
+        ] {
+            let mut receiver = deflate_receiver();
+            receiver.take_bytes(&wire, 0, None, &mut stats(), true);
+            assert_eq!(receiver.error, reserved);
+        }
+        // RSV2 stays refused even with deflate.
+        let mut wire = Vec::new();
+        Frame {
+            rsv: 0b010,
+            ..Frame::new(opcode::BINARY, b"x")
+        }
+        .encode(&mut wire);
+        let mut receiver = deflate_receiver();
+        receiver.take_bytes(&wire, 0, None, &mut stats(), true);
+        assert_eq!(receiver.error, reserved);
+        // Garbage with RSV1: the stream breaks with the inflater's reason.
+        let mut receiver = deflate_receiver();
+        let mut stats = stats();
+        receiver.take_bytes(
+            &rsv1(true, opcode::BINARY, &[0xff; 8]),
+            0,
+            None,
+            &mut stats,
+            true,
+        );
+        assert!(
+            matches!(receiver.error, Some(StreamError::Inflate(_))),
+            "{:?}",
+            receiver.error
+        );
+        assert_eq!(stats.totals.protocol_errors, 1);
     }
 
     #[test]

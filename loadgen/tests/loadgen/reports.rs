@@ -654,3 +654,35 @@ fn nodes_section_round_trips_merges_compares_and_prints() {
         "{summary}"
     );
 }
+
+#[test]
+fn wire_sections_merge_into_summed_bytes_and_recomputed_ratios() {
+    use loadgen::report::WireResults;
+    let with_wire = |deflate_connections, payload_bytes, wire_bytes| {
+        let mut report = made_up_report(2_000_000, 1000.0);
+        report.results.wire = Some(WireResults::of(
+            true,
+            deflate_connections,
+            payload_bytes,
+            wire_bytes,
+            report.results.delivered,
+        ));
+        report
+    };
+    // 1,000 deliveries each: 1 KiB payloads, 500 and 300 wire bytes apiece.
+    let a = with_wire(11, 1_024_000, 500_000);
+    let b = with_wire(5, 1_024_000, 300_000);
+    let merged = loadgen::merge::merge(&[a.clone(), b]).unwrap();
+    let wire = merged.results.wire.expect("both parts have one");
+    assert_eq!(wire.deflate_connections, 16);
+    assert_eq!((wire.payload_bytes, wire.wire_bytes), (2_048_000, 800_000));
+    assert_eq!(wire.wire_bytes_per_delivery, Some(400.0));
+    assert_eq!(wire.compression_ratio, Some(2.56));
+    // A part made before the section existed: the merge cannot tell, so it has none.
+    let old = made_up_report(2_000_000, 1000.0);
+    assert!(loadgen::merge::merge(&[a, old])
+        .unwrap()
+        .results
+        .wire
+        .is_none());
+}

@@ -27,6 +27,7 @@ use crate::http::HttpService;
 use crate::input::{read_loop, ReadContext, Reader};
 use crate::output::{CoreOutput, WriteDriver};
 use crate::state::ServerState;
+use crate::ws::Compressors;
 
 /// Everything one core thread needs, moved into it.
 pub struct CoreSetup {
@@ -172,6 +173,9 @@ impl CoreMain for Core {
             broker,
             Arc::clone(&metrics),
             Rc::clone(&clock),
+            config
+                .deflate
+                .map(|deflate| Compressors::new(deflate.level, deflate.min_size)),
         ));
         let read_context = ReadContext {
             hub: Rc::clone(&hub),

@@ -2,8 +2,9 @@
 //!
 //! A message is encoded once into a `Bytes` as the core's reader decodes it from its publisher
 //! ([`Hub::publish`]), its bytes counted in the fan-out budget until its last handle drops.
-//! [`Hub::publish_frame`] sends one clone to the other nodes (`broker/`, with `--broker`) and
-//! has the room's home core put it in the room's order (`stream.rs`): the home core pushes one
+//! [`Hub::publish_frame`] sends it to Redis to be ordered for every node (`broker/`, with
+//! `--broker`: it comes back on the subscribe link), or else has the room's home core put it
+//! in the room's order (`stream.rs`): the home core pushes one
 //! core-local handle of it into the queue of every local subscriber of the room and sends one
 //! clone to each other core's mailbox (`mail.rs`), which does the same for its subscribers.
 //! A recovering client's questions go to the home core the same way ([`Hub::recover`]).
@@ -19,13 +20,13 @@ use bytes::Bytes;
 
 use super::broker::Broker;
 use super::mail::{Mail, Mailboxes, RecoverAnswer, RecoverRequest, MAIL_BYTES};
-use super::room::Room;
-use super::stream::{home_core, Answer, Continuity, Since, Streams};
-use crate::budget::{FanoutBudget, LocalFrame, FRAME_HANDLE_BYTES};
+use super::room::{Frames, Room, DEFLATE_WINDOWS};
+use super::stream::{home_core, Answer, Position, Since, Streams};
+use crate::budget::{FanoutBudget, FRAME_HANDLE_BYTES};
 use crate::clock::CoarseClock;
 use crate::metrics::{CoreMetrics, RecoveryOutcome, FANOUT_SAMPLE_EVERY};
 use crate::output::{CoreOutput, Subscriber};
-use crate::ws::{encode_frame_into, CloseCode, MessageKind};
+use crate::ws::{encode_frame_into, CloseCode, Compressors, MessageKind, MIN_COMPRESS_WINDOW};
 
 /// The first message a recovering client gets: where it stands in the room's order.
 fn notice(answer: &Answer) -> String {
@@ -35,6 +36,35 @@ fn notice(answer: &Answer) -> String {
         answer.epoch,
         answer.offset
     )
+}
+
+/// How long a question may wait for Redis to tell where its room stands (a link that failed
+/// took the anchor with it): then it is answered from this node's own stream.
+const PARK_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Who asked a home core where a room stands.
+#[derive(Debug)]
+enum Asker {
+    /// A client of this core.
+    Here(Rc<Subscriber>),
+    /// The client with `ticket` on core `core`.
+    Core {
+        /// Its core.
+        core: usize,
+        /// Its ticket there.
+        ticket: u64,
+    },
+}
+
+/// A question waiting for Redis to tell where its room stands.
+#[derive(Debug)]
+struct Parked {
+    /// What was asked.
+    since: Since,
+    /// Who asked.
+    asker: Asker,
+    /// When it was parked.
+    parked_at: Instant,
 }
 
 /// The rooms of one core, the streams of the rooms homed on it, every core's mailbox, and the
@@ -51,6 +81,8 @@ pub struct Hub {
     cores: Mailboxes,
     /// Recovering clients of this core waiting for their room's home core, by ticket.
     asking: RefCell<HashMap<u64, Rc<Subscriber>>>,
+    /// Questions to this home core waiting for Redis to tell where their room stands, by room.
+    parked: RefCell<HashMap<Arc<str>, Vec<Parked>>>,
     /// The last ticket given.
     tickets: Cell<u64>,
     /// The other nodes, with `--broker`.
@@ -66,13 +98,26 @@ pub struct Hub {
     clock: Rc<CoarseClock>,
     /// Messages fanned out on this core; every [`FANOUT_SAMPLE_EVERY`]-th is timed.
     fanned_out: Cell<u32>,
+    /// With `--deflate on`: what compresses the messages of the rooms homed here, once each.
+    compressors: Option<RefCell<Compressors>>,
+    /// For the rooms homed here: how many cores have subscribers taking compressed frames of
+    /// each window (9-15 bits). A room's messages are compressed for the smallest window in
+    /// use, which every deflate subscriber with that window or a larger one can inflate.
+    deflate_interest: RefCell<HashMap<Arc<str>, [u16; DEFLATE_WINDOWS]>>,
+    /// Messages compressed on this core; every [`FANOUT_SAMPLE_EVERY`]-th is timed.
+    compressed: Cell<u32>,
 }
 
 impl Hub {
     /// The hub of core `index`, whose subscribers report to `core_output`: it orders the rooms
     /// homed here in `streams`, mails `cores` (every core, by index) and `broker` (the other
     /// nodes), counts into `metrics`, charges what it encodes to the fan-out budget (its
-    /// ledger's) and reads the time from `clock`.
+    /// ledger's), reads the time from `clock` and compresses with `compressors`
+    /// (`--deflate on`).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one per thing a core's hub is built from"
+    )]
     pub fn new(
         index: usize,
         core_output: Rc<CoreOutput>,
@@ -81,6 +126,7 @@ impl Hub {
         broker: Option<Arc<Broker>>,
         metrics: Arc<CoreMetrics>,
         clock: Rc<CoarseClock>,
+        compressors: Option<Compressors>,
     ) -> Self {
         let budget = Arc::clone(core_output.ledger.budget());
         Hub {
@@ -89,6 +135,7 @@ impl Hub {
             streams: RefCell::new(streams),
             cores,
             asking: RefCell::new(HashMap::new()),
+            parked: RefCell::new(HashMap::new()),
             tickets: Cell::new(0),
             broker,
             core_output,
@@ -96,6 +143,9 @@ impl Hub {
             budget,
             clock,
             fanned_out: Cell::new(0),
+            compressors: compressors.map(RefCell::new),
+            deflate_interest: RefCell::new(HashMap::new()),
+            compressed: Cell::new(0),
         }
     }
 
@@ -115,13 +165,19 @@ impl Hub {
                 created
             }
         };
-        room.add(subscriber);
+        drop(rooms);
+        if let Some(window) = room.add(subscriber) {
+            self.tell_deflate_interest(room.shared_name(), window, true);
+        }
         room
     }
 
     /// Removes `subscriber` from `room`, dropping the room when it becomes empty.
     pub fn leave(&self, room: &Rc<Room>, subscriber: &Rc<Subscriber>) {
-        let now_empty = room.remove(subscriber);
+        let (now_empty, window) = room.remove(subscriber);
+        if let Some(window) = window {
+            self.tell_deflate_interest(room.shared_name(), window, false);
+        }
         if now_empty && self.rooms.borrow_mut().remove(room.name()).is_some() {
             CoreMetrics::sub(&self.metrics.rooms, 1);
             if let Some(broker) = &self.broker {
@@ -143,15 +199,12 @@ impl Hub {
         let local = self.rooms.borrow().get(name).cloned();
         let members = local.as_ref().map_or(0, |room| room.member_count());
         let name = local.map_or_else(|| Arc::from(name), |room| Arc::clone(room.shared_name()));
-        self.send_to_nodes(&name, &frame);
-        self.order(&name, frame, members);
+        self.route(&name, frame, members);
     }
 
-    /// Publishes an encoded frame from a local client: to the other nodes, and to the room's
-    /// home core to be put in order (this core, or one mail away).
+    /// Publishes an encoded frame from a local client ([`Hub::route`]).
     pub fn publish_frame(&self, room: &Room, frame: Bytes) {
-        self.send_to_nodes(room.shared_name(), &frame);
-        self.order(room.shared_name(), frame, room.member_count());
+        self.route(room.shared_name(), frame, room.member_count());
     }
 
     /// The handles a message of a room with `local_members` on this core will cost on every
@@ -161,36 +214,127 @@ impl Hub {
         local_members * self.cores.cores() * FRAME_HANDLE_BYTES
     }
 
-    /// With a broker, sends a frame published on this node to the other nodes.
-    fn send_to_nodes(&self, room: &Arc<str>, frame: &Bytes) {
-        if let Some(broker) = &self.broker {
-            broker.forward(room, frame);
+    /// Tells `room`'s home core that this core's first subscriber taking compressed frames of
+    /// `window` bits joined (`joined`) or its last one left. Messages sequenced before the
+    /// home core knows go plain to the new subscriber (RSV1 is per message), and a few may be
+    /// compressed for nobody after the last one left: neither is wrong, and a core's mail
+    /// keeps its own joins and leaves in order, so the counts never drift.
+    fn tell_deflate_interest(&self, room: &Arc<str>, window: u8, joined: bool) {
+        if self.compressors.is_none() {
+            return;
+        }
+        let home = home_core(room, self.cores.cores());
+        if home == self.index {
+            self.deflate_interest_changed(room, window, joined);
+        } else {
+            let mail = Mail::DeflateInterest {
+                room: Arc::clone(room),
+                window,
+                joined,
+            };
+            self.cores.send(home, mail);
         }
     }
 
-    /// Puts `frame` in `room`'s order: here if this is its home core, else by mail to it
-    /// (charged with the fan-out a room with `local_members` here is about to cost).
-    fn order(&self, room: &Arc<str>, frame: Bytes, local_members: usize) {
+    /// On the room's home core: counts a core's interest in compressed frames of `window`.
+    fn deflate_interest_changed(&self, room: &Arc<str>, window: u8, joined: bool) {
+        let mut interest = self.deflate_interest.borrow_mut();
+        let Some(index) = window
+            .checked_sub(MIN_COMPRESS_WINDOW)
+            .map(usize::from)
+            .filter(|&index| index < DEFLATE_WINDOWS)
+        else {
+            return;
+        };
+        let counts = interest
+            .entry(Arc::clone(room))
+            .or_insert([0; DEFLATE_WINDOWS]);
+        counts[index] = if joined {
+            counts[index].saturating_add(1)
+        } else {
+            counts[index].saturating_sub(1)
+        };
+        if counts.iter().all(|&count| count == 0) {
+            interest.remove(room);
+        }
+    }
+
+    /// On the room's home core: `frame` compressed once for the smallest window any core's
+    /// subscribers of `room` take, charged to the fan-out budget like the plain frame; None
+    /// when no subscriber takes compressed frames or the message stays plain (short or
+    /// incompressible). One compression in [`FANOUT_SAMPLE_EVERY`] is timed
+    /// (`ringcast_deflate_seconds`).
+    fn compress(&self, room: &Arc<str>, frame: &Bytes) -> Option<(u8, Bytes)> {
+        let compressors = self.compressors.as_ref()?;
+        let window = {
+            let interest = self.deflate_interest.borrow();
+            let counts = interest.get(room)?;
+            let smallest = counts.iter().position(|&count| count > 0)?;
+            MIN_COMPRESS_WINDOW + smallest as u8
+        };
+        let count = self.compressed.get();
+        self.compressed.set(count.wrapping_add(1));
+        let started = count.is_multiple_of(FANOUT_SAMPLE_EVERY).then(Instant::now);
+        let compressed = compressors.borrow_mut().compressed_frame(frame, window);
+        if let Some(started) = started {
+            self.metrics.record_deflate(started.elapsed());
+        }
+        let compressed = compressed?;
+        self.metrics.count_compressed(frame.len(), compressed.len());
+        Some((window, self.budget.track(compressed)))
+    }
+
+    /// Sends a frame published on this node to be put in `room`'s order: with a broker, to
+    /// Redis, which orders it for every node (it comes back on the subscribe link, to this
+    /// node too); without one, or while Redis cannot take it, to the room's home core (this
+    /// core, or one mail away, charged with the fan-out a room with `local_members` here is
+    /// about to cost).
+    fn route(&self, room: &Arc<str>, frame: Bytes, local_members: usize) {
+        let forwarded = (self.broker.as_ref()).is_some_and(|broker| broker.forward(room, &frame));
+        if forwarded {
+            return;
+        }
         if home_core(room, self.cores.cores()) == self.index {
-            self.sequence(room, frame);
+            self.sequence(room, frame, None);
         } else {
             let reserved = self.fanout_estimate(local_members);
-            self.cores.publish(room, &frame, reserved);
+            self.cores.publish(room, &frame, reserved, None);
         }
     }
 
-    /// On the room's home core: gives `frame` the room's next offset (keeping a copy for
-    /// recovery), delivers it to this core's subscribers and mails it to the other cores, in
-    /// that order for every message of the room.
-    fn sequence(&self, room: &Arc<str>, frame: Bytes) {
-        self.streams
-            .borrow_mut()
-            .sequence(room, &frame, self.clock.now(), self.continuity());
+    /// On the room's home core: gives `frame` its offset (`position`'s, from Redis, or the
+    /// room's next), keeping a copy for recovery, delivers it to this core's subscribers and
+    /// mails it to the other cores, in that order for every message of the room. If the room's
+    /// stream broke there, every core first closes the room's clients that count offsets.
+    fn sequence(&self, room: &Arc<str>, frame: Bytes, position: Option<Position>) {
+        if let Some(position) = &position {
+            if !self.streams.borrow().is_followed(room) {
+                // The first message from Redis tells where the room stood before it.
+                let before = Position {
+                    epoch: Arc::clone(&position.epoch),
+                    offset: position.offset - 1,
+                };
+                self.anchored(room, before);
+            }
+        }
+        let sequenced =
+            self.streams
+                .borrow_mut()
+                .sequence(room, &frame, self.clock.now(), position);
+        let Some(sequenced) = sequenced else {
+            return;
+        };
+        if sequenced.broken {
+            self.close_counting(room);
+            self.cores.discontinuity(self.index, room);
+        }
+        let deflated = self.compress(room, &frame);
         let local = self.rooms.borrow().get(room).cloned();
         if let Some(local) = local {
-            self.deliver_locally(&local, Rc::new(frame.clone()));
+            self.deliver_locally(&local, &frame, deflated.as_ref());
         }
-        self.cores.broadcast(self.index, room, &frame);
+        self.cores
+            .broadcast(self.index, room, &frame, deflated.as_ref());
     }
 
     /// Encodes one frame, its bytes counted in the fan-out budget until the last handle drops.
@@ -208,16 +352,29 @@ impl Hub {
                 room,
                 frame,
                 reserved,
+                position,
             } => {
                 self.budget.mail_taken(reserved);
-                self.sequence(&room, frame);
+                self.sequence(&room, frame, position);
             }
-            Mail::Broadcast { room, frame } => {
+            Mail::Discontinuity { room } => self.close_counting(&room),
+            Mail::Anchor { room, position } => self.anchored(&room, position),
+            Mail::Unfollowed { room } => self.streams.borrow_mut().unfollow(&room),
+            Mail::Broadcast {
+                room,
+                frame,
+                deflated,
+            } => {
                 let target = self.rooms.borrow().get(&room).cloned();
                 if let Some(target) = target {
-                    self.deliver_locally(&target, Rc::new(frame));
+                    self.deliver_locally(&target, &frame, deflated.as_ref());
                 }
             }
+            Mail::DeflateInterest {
+                room,
+                window,
+                joined,
+            } => self.deflate_interest_changed(&room, window, joined),
             Mail::Recover(request) => {
                 let RecoverRequest {
                     room,
@@ -225,14 +382,7 @@ impl Hub {
                     core,
                     ticket,
                 } = *request;
-                let answer = self.streams.borrow_mut().answer(
-                    &room,
-                    &since,
-                    self.clock.now(),
-                    self.continuity(),
-                );
-                let answer = RecoverAnswer { ticket, answer };
-                self.cores.send(core, Mail::Answer(Box::new(answer)));
+                self.answer_or_park(&room, since, Asker::Core { core, ticket });
             }
             Mail::Answer(answer) => {
                 let asking = self.asking.borrow_mut().remove(&answer.ticket);
@@ -271,11 +421,7 @@ impl Hub {
     fn ask(&self, room: &Arc<str>, subscriber: &Rc<Subscriber>, since: Since) {
         let home = home_core(room, self.cores.cores());
         if home == self.index {
-            let answer =
-                self.streams
-                    .borrow_mut()
-                    .answer(room, &since, self.clock.now(), self.continuity());
-            self.answered(subscriber, answer);
+            self.answer_or_park(room, since, Asker::Here(Rc::clone(subscriber)));
             return;
         }
         let ticket = self.tickets.get() + 1;
@@ -290,6 +436,81 @@ impl Hub {
             ticket,
         };
         self.cores.send(home, Mail::Recover(Box::new(request)));
+    }
+
+    /// On the room's home core: answers `since` for `asker`, unless the node has a broker and
+    /// has not heard the room from Redis yet (it cannot tell Redis's position): then the
+    /// question waits for the room's first message from Redis or for the anchor asked for
+    /// here, whichever comes first.
+    fn answer_or_park(&self, room: &Arc<str>, since: Since, asker: Asker) {
+        if let Some(broker) = &self.broker {
+            if broker.in_touch() && !self.streams.borrow().is_followed(room) {
+                let mut parked = self.parked.borrow_mut();
+                let waiting = parked.entry(Arc::clone(room)).or_default();
+                if waiting.is_empty() {
+                    broker.anchor(room);
+                }
+                waiting.push(Parked {
+                    since,
+                    asker,
+                    parked_at: self.clock.now(),
+                });
+                return;
+            }
+        }
+        let answer =
+            self.streams
+                .borrow_mut()
+                .answer(room, &since, self.clock.now(), self.in_touch());
+        self.reply(asker, answer);
+    }
+
+    /// Sends `answer` to whoever asked.
+    fn reply(&self, asker: Asker, answer: Answer) {
+        match asker {
+            Asker::Here(subscriber) => self.answered(&subscriber, answer),
+            Asker::Core { core, ticket } => {
+                let answer = RecoverAnswer { ticket, answer };
+                self.cores.send(core, Mail::Answer(Box::new(answer)));
+            }
+        }
+    }
+
+    /// On the room's home core: Redis told where `room` stands (an anchor, or the first
+    /// message of the room from Redis, `position` being the offset before it). A stream of
+    /// this node's own gives way (its counting clients are closed on every core), and the
+    /// questions waiting for it are answered, before any later message.
+    fn anchored(&self, room: &Arc<str>, position: Position) {
+        let broken = (self.streams.borrow_mut()).anchor(room, position, self.clock.now());
+        if broken {
+            self.close_counting(room);
+            self.cores.discontinuity(self.index, room);
+        }
+        let waiting = self.parked.borrow_mut().remove(room);
+        for parked in waiting.into_iter().flatten() {
+            self.answer_or_park(room, parked.since, parked.asker);
+        }
+    }
+
+    /// Answers the questions that waited for Redis too long ([`PARK_LIMIT`], an anchor lost
+    /// with a failed link) or while the node lost touch with it: from this node's own stream.
+    fn answer_stale_parked(&self, now: Instant) {
+        let stale: Vec<Arc<str>> = (self.parked.borrow().iter())
+            .filter(|(_, waiting)| {
+                !self.in_touch()
+                    || waiting.first().is_some_and(|parked| {
+                        now.saturating_duration_since(parked.parked_at) >= PARK_LIMIT
+                    })
+            })
+            .map(|(room, _)| Arc::clone(room))
+            .collect();
+        for room in stale {
+            let waiting = self.parked.borrow_mut().remove(&room);
+            for parked in waiting.into_iter().flatten() {
+                let answer = (self.streams.borrow_mut()).answer(&room, &parked.since, now, false);
+                self.reply(parked.asker, answer);
+            }
+        }
     }
 
     /// Gives a recovering client its answer: the first one is told to the client (a JSON text
@@ -316,33 +537,62 @@ impl Hub {
         subscriber.recovery_answered(first, answer.epoch, answer.offset, answer.replay);
     }
 
-    /// The node's continuity with the other nodes (always unbroken without a broker).
-    fn continuity(&self) -> Continuity {
-        self.broker
-            .as_ref()
-            .map_or(Some(0), |broker| broker.continuity())
+    /// Whether Redis orders this node's messages and this node hears its order (always
+    /// without a broker).
+    fn in_touch(&self) -> bool {
+        self.broker.as_ref().is_none_or(|broker| broker.in_touch())
+    }
+
+    /// `room`'s stream broke (`stream.rs`): this core's clients of the room that count offsets
+    /// would count on from a position that is not the room's; they are closed (1013) to
+    /// reconnect and be told where they stand (`recovered` on a node that has what they
+    /// missed, else `reset`).
+    fn close_counting(&self, room: &Arc<str>) {
+        let Some(local) = self.rooms.borrow().get(room).cloned() else {
+            return;
+        };
+        let mut counting = Vec::new();
+        local.for_each(&mut |subscriber: &Rc<Subscriber>| {
+            if subscriber.counts_offsets() {
+                counting.push(Rc::clone(subscriber));
+            }
+        });
+        for subscriber in counting {
+            subscriber.close(
+                CloseCode::TryAgainLater,
+                "this node missed messages of the room: reconnect",
+            );
+        }
     }
 
     /// Drops kept messages past `--history-ttl` (the keepalive sweep calls it each tick).
     pub fn expire_history(&self, now: Instant) {
+        self.answer_stale_parked(now);
         self.streams.borrow_mut().expire(now);
     }
 
-    /// Queues `frame` (this core's one handle of it) for every subscriber of `room` on this
-    /// core, then makes the core's new handle count visible to the others (once per message,
-    /// not per delivery). One message in [`FANOUT_SAMPLE_EVERY`] is timed
-    /// (`ringcast_fanout_seconds`): two clock reads cost as much as the rest of a one-member
-    /// fan-out (measured with the `fanout/1` bench).
-    fn deliver_locally(&self, room: &Room, frame: LocalFrame) {
+    /// Queues `frame` or its compressed form `deflated` (this core's one handle of each) for
+    /// every subscriber of `room` on this core, then makes the core's new handle count visible
+    /// to the others (once per message, not per delivery). One message in
+    /// [`FANOUT_SAMPLE_EVERY`] is timed (`ringcast_fanout_seconds`): two clock reads cost as
+    /// much as the rest of a one-member fan-out (measured with the `fanout/1` bench).
+    fn deliver_locally(&self, room: &Room, frame: &Bytes, deflated: Option<&(u8, Bytes)>) {
         let count = self.fanned_out.get();
         self.fanned_out.set(count.wrapping_add(1));
         let started = count.is_multiple_of(FANOUT_SAMPLE_EVERY).then(Instant::now);
-        let slow = room.deliver(&frame);
+        let frames = Frames {
+            plain: Rc::new(frame.clone()),
+            deflated: deflated.map(|(window, deflated)| (*window, Rc::new(deflated.clone()))),
+        };
+        let delivered = room.deliver(&frames);
         self.core_output.ledger.mirror();
-        if slow > 0 {
+        if delivered.slow > 0 {
             self.metrics
                 .slow_consumer_closes
-                .fetch_add(slow, Ordering::Relaxed);
+                .fetch_add(delivered.slow, Ordering::Relaxed);
+        }
+        if delivered.compressed > 0 {
+            CoreMetrics::add(&self.metrics.deflate_deliveries, delivered.compressed);
         }
         if let Some(started) = started {
             self.metrics.record_fanout(started.elapsed());
@@ -383,6 +633,7 @@ pub mod testing {
     use crate::metrics::CoreMetrics;
     use crate::output::testing::attach_stub;
     use crate::output::{CoreOutput, Subscriber};
+    use crate::ws::Compressors;
 
     /// One core's fan-out without sockets or runtime: its hub and what the hub reports to.
     #[derive(Debug)]
@@ -424,6 +675,9 @@ pub mod testing {
                 None,
                 Arc::clone(&metrics),
                 Rc::default(),
+                // What `--deflate on` makes by default; idle unless a subscriber takes
+                // compressed frames.
+                Some(Compressors::new(1, 256)),
             );
             TestCore {
                 hub,
@@ -465,7 +719,7 @@ mod tests {
 
     use super::testing::TestCore;
     use super::*;
-    use crate::output::testing::{detached, drain};
+    use crate::output::testing::{detached, drain, held_handles, standalone_core_output};
     use crate::ws::encode_message;
 
     #[test]
@@ -664,6 +918,146 @@ mod tests {
         assert_eq!(replayed, (0..100).collect::<Vec<u8>>());
         core.hub.publish(&room, MessageKind::Binary, &[7; 100]);
         assert_eq!(drain(&client).len(), 102, "live once caught up");
+    }
+
+    /// A socket-less subscriber that negotiated permessage-deflate with a window of `window`.
+    fn deflating(window: u8) -> Rc<Subscriber> {
+        let subscriber = Subscriber::new(
+            1 << 20,
+            None,
+            Rc::new(standalone_core_output()),
+            Instant::now(),
+        );
+        Rc::new(subscriber.deflating(window))
+    }
+
+    /// The one frame `subscriber` holds.
+    fn only_frame(subscriber: &Subscriber) -> Bytes {
+        let held = held_handles(subscriber);
+        assert_eq!(held.len(), 1);
+        Bytes::clone(&held[0])
+    }
+
+    #[test]
+    fn a_mixed_room_gets_each_message_compressed_once_and_encoded_plain_once() {
+        let (cores, mut inboxes) = two_cores();
+        let chat_line = br#"{"user":"ada","text":"the quick brown fox jumps over the lazy dog","ts":"2026-12-06T13:40:55Z"}"#;
+        let payload = chat_line.repeat(8);
+        for home in 0..2 {
+            let name = homed_on(home, 2);
+            // On each core: a plain client, a deflate client with the full window, one that
+            // asked for 12 bits, one that asked for 8 (zlib cannot make 8-bit streams).
+            let members: Vec<[Rc<Subscriber>; 4]> = (0..2)
+                .map(|core| {
+                    let members = [
+                        detached(1 << 20),
+                        deflating(15),
+                        deflating(12),
+                        deflating(8),
+                    ];
+                    for member in &members {
+                        cores[core].hub.join(&name, Rc::clone(member));
+                    }
+                    members
+                })
+                .collect();
+            exchange(&cores, &mut inboxes);
+            let home_metrics = &cores[home].metrics;
+            let compressed_before = home_metrics.deflate_out_plain_bytes.load(Ordering::Relaxed);
+            // Published on the other core: compressed by the home core, once.
+            let room = cores[1 - home]
+                .hub
+                .rooms
+                .borrow()
+                .get(name.as_str())
+                .cloned()
+                .unwrap();
+            cores[1 - home]
+                .hub
+                .publish(&room, MessageKind::Text, &payload);
+            exchange(&cores, &mut inboxes);
+            let plain = only_frame(&members[0][0]);
+            let compressed = only_frame(&members[0][1]);
+            assert_eq!(plain[0], 0x81, "plain text frame");
+            assert_eq!(compressed[0], 0xC1, "FIN, RSV1, text");
+            assert!(
+                compressed.len() * 3 < plain.len(),
+                "{} bytes",
+                compressed.len()
+            );
+            for core in &members {
+                for (member, expected) in
+                    core.iter().zip([&plain, &compressed, &compressed, &plain])
+                {
+                    let got = only_frame(member);
+                    assert_eq!(
+                        got.as_ptr(),
+                        expected.as_ptr(),
+                        "one shared frame of each kind"
+                    );
+                }
+            }
+            assert_eq!(
+                home_metrics.deflate_out_plain_bytes.load(Ordering::Relaxed) - compressed_before,
+                plain.len() as u64,
+                "compressed once"
+            );
+            // Made for the smallest window in use (12): it inflates within 12 bits.
+            let header = ringcast_proto::Header::decode_with(
+                &compressed,
+                ringcast_proto::Role::Server,
+                0x40,
+            )
+            .unwrap()
+            .unwrap();
+            let mut with_tail = compressed[header.header_len..].to_vec();
+            with_tail.extend_from_slice(&[0, 0, 0xff, 0xff]);
+            let mut inflated = Vec::with_capacity(payload.len());
+            flate2::Decompress::new_with_window_bits(false, 12)
+                .decompress_vec(&with_tail, &mut inflated, flate2::FlushDecompress::Sync)
+                .unwrap();
+            assert_eq!(inflated, payload);
+            for core in &members {
+                for member in core {
+                    drain(member);
+                }
+            }
+            // A short message goes plain to everyone.
+            cores[home].hub.publish(&room, MessageKind::Text, b"hi");
+            exchange(&cores, &mut inboxes);
+            for core in &members {
+                for member in core {
+                    assert_eq!(drain(member), b"\x81\x02hi");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_room_without_deflate_clients_compresses_nothing() {
+        let (cores, mut inboxes) = two_cores();
+        let name = homed_on(1, 2);
+        let plain = detached(1 << 20);
+        let room = cores[0].hub.join(&name, Rc::clone(&plain));
+        let leaving = deflating(15);
+        let remote = cores[0].hub.join(&name, Rc::clone(&leaving));
+        cores[0].hub.leave(&remote, &leaving);
+        exchange(&cores, &mut inboxes);
+        cores[0]
+            .hub
+            .publish(&room, MessageKind::Text, &[b'a'; 1000]);
+        exchange(&cores, &mut inboxes);
+        assert_eq!(only_frame(&plain)[0], 0x81);
+        for core in &cores {
+            assert_eq!(
+                core.metrics.deflate_out_plain_bytes.load(Ordering::Relaxed),
+                0
+            );
+        }
+        assert!(
+            cores[1].hub.deflate_interest.borrow().is_empty(),
+            "the leave was counted"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! Each core has one FIFO mailbox (an unbounded channel): a message goes to its room's home
 //! core ([`Mail::Publish`]), which puts it in the room's order and sends it to every other core
 //! ([`Mail::Broadcast`]); the FIFO keeps that order, so every core delivers a room's messages
-//! in the same order. A recovering client's question and its answer ([`Mail::Recover`],
+//! in the same order. Which windows of compressed frames a core's subscribers of a room take
+//! ([`Mail::DeflateInterest`]) reaches the home core the same way. A recovering client's question and its answer ([`Mail::Recover`],
 //! [`Mail::Answer`]) travel the same channels, so an answer arrives after every message it
 //! covers and before every later one. The mailboxes are bounded by the fan-out budget, not by a
 //! length: every mail is charged while it waits ([`MAIL_BYTES`] for its slot; the frame is
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::stream::{home_core, Answer, Since};
+use super::stream::{home_core, Answer, Position, Since};
 use crate::budget::FanoutBudget;
 
 /// What one mail costs while it waits in a channel (its slot; the frame is counted apart).
@@ -34,6 +35,9 @@ pub enum Mail {
         /// What the mail is charged besides its slot until the home core takes it: the
         /// fan-out it is about to cause (see [`Mailboxes::publish`]).
         reserved: usize,
+        /// Its place in the room's order, given by Redis (`--broker`); None: the home core
+        /// gives it the next offset itself.
+        position: Option<Position>,
     },
     /// A message put in order by its room's home core, for this core's subscribers of `room`.
     Broadcast {
@@ -41,6 +45,41 @@ pub enum Mail {
         room: Arc<str>,
         /// The encoded frame, shared with every core.
         frame: Bytes,
+        /// The frame compressed once by the home core, and its window bits (when the room
+        /// has permessage-deflate subscribers and the message is worth compressing).
+        deflated: Option<(u8, Bytes)>,
+    },
+    /// A core's first subscriber of `room` that takes compressed frames of `window` bits
+    /// joined (`joined`), or its last one left: for the room's home core, which compresses
+    /// for the smallest window any core needs.
+    DeflateInterest {
+        /// Room name.
+        room: Arc<str>,
+        /// Window bits (9-15).
+        window: u8,
+        /// Joined (else left).
+        joined: bool,
+    },
+    /// The room's home core lost continuity (it missed messages of other nodes, or ordered
+    /// this node's alone while Redis was away): this core's clients of `room` that count
+    /// offsets are closed to reconnect, before any message after the hole reaches them.
+    Discontinuity {
+        /// Room name.
+        room: Arc<str>,
+    },
+    /// Where `room` stands in Redis (`--broker`; the position's offset is the last given),
+    /// for its home core, which asked ([`Outgoing::Anchor`](super::broker::Outgoing)).
+    Anchor {
+        /// Room name.
+        room: Arc<str>,
+        /// Its epoch and last offset.
+        position: Position,
+    },
+    /// This node unsubscribed from `room` (`--broker`: it has no member left), for its home
+    /// core: what the room's stream has may fall behind Redis from now on.
+    Unfollowed {
+        /// Room name.
+        room: Arc<str>,
     },
     /// A client on core `core` asks the room's home core where it stands (`?since=`).
     Recover(Box<RecoverRequest>),
@@ -114,23 +153,65 @@ impl Mailboxes {
     /// charged until it gets there with `reserved` besides its slot: the handles it is about
     /// to cost on every core (the caller's estimate). Without it a publisher whose room is
     /// homed elsewhere would see only frames and slots while its messages are on their way,
-    /// and run past the budget by their whole fan-out before it is paused.
-    pub fn publish(&self, room: &Arc<str>, frame: &Bytes, reserved: usize) {
+    /// and run past the budget by their whole fan-out before it is paused. `position`: see
+    /// [`Mail::Publish`].
+    pub fn publish(
+        &self,
+        room: &Arc<str>,
+        frame: &Bytes,
+        reserved: usize,
+        position: Option<Position>,
+    ) {
         let mail = Mail::Publish {
             room: Arc::clone(room),
             frame: frame.clone(),
             reserved,
+            position,
         };
         self.send_charged(home_core(room, self.cores()), mail, MAIL_BYTES + reserved);
     }
 
-    /// Sends one clone of `frame` (a reference-count increment) to every core but `except`
-    /// (the home core, which delivered it itself).
-    pub fn broadcast(&self, except: usize, room: &Arc<str>, frame: &Bytes) {
+    /// Tells `room`'s home core where the room stands in Redis.
+    pub fn anchor(&self, room: &Arc<str>, position: Position) {
+        let mail = Mail::Anchor {
+            room: Arc::clone(room),
+            position,
+        };
+        self.send(home_core(room, self.cores()), mail);
+    }
+
+    /// Tells `room`'s home core that this node unsubscribed from the room.
+    pub fn unfollowed(&self, room: &Arc<str>) {
+        let mail = Mail::Unfollowed {
+            room: Arc::clone(room),
+        };
+        self.send(home_core(room, self.cores()), mail);
+    }
+
+    /// Tells every core but `except` (the home core) that `room` lost continuity.
+    pub fn discontinuity(&self, except: usize, room: &Arc<str>) {
+        for core in (0..self.cores()).filter(|&core| core != except) {
+            let mail = Mail::Discontinuity {
+                room: Arc::clone(room),
+            };
+            self.send(core, mail);
+        }
+    }
+
+    /// Sends one clone of `frame` and of its compressed form `deflated` (reference-count
+    /// increments) to every core but `except` (the home core, which delivered it itself).
+    pub fn broadcast(
+        &self,
+        except: usize,
+        room: &Arc<str>,
+        frame: &Bytes,
+        deflated: Option<&(u8, Bytes)>,
+    ) {
         for core in (0..self.cores()).filter(|&core| core != except) {
             let mail = Mail::Broadcast {
                 room: Arc::clone(room),
                 frame: frame.clone(),
+                deflated: deflated.cloned(),
             };
             self.send(core, mail);
         }

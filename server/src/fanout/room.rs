@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::budget::LocalFrame;
 use crate::output::Subscriber;
+use crate::ws::MIN_COMPRESS_WINDOW;
 
 /// The room of a bare `/ws`.
 pub const DEFAULT_ROOM: &str = "default";
@@ -20,6 +21,30 @@ pub fn is_valid_room(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
+/// Compressed-frame windows a subscriber can take: 9 to 15 bits (a client that agreed to 8
+/// gets plain frames, see `ws::MIN_COMPRESS_WINDOW`).
+pub const DEFLATE_WINDOWS: usize = 7;
+
+/// One message as a core delivers it: one core-local handle of its plain frame, and of its
+/// compressed frame if the room's home core made one, with the window it was made for.
+#[derive(Debug)]
+pub struct Frames {
+    /// The frame as published (RSV1 clear): for every client without permessage-deflate, or
+    /// with a smaller window than the compressed frame's.
+    pub plain: LocalFrame,
+    /// The frame compressed once (RSV1 set) and its window bits.
+    pub deflated: Option<(u8, LocalFrame)>,
+}
+
+/// What one delivery of a message to a room's local subscribers did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    /// Subscribers that became slow consumers.
+    pub slow: u64,
+    /// Subscribers that were offered the compressed frame.
+    pub compressed: u64,
+}
+
 /// The local subscribers of one room.
 #[derive(Debug)]
 pub struct Room {
@@ -27,6 +52,9 @@ pub struct Room {
     name: Arc<str>,
     /// Subscribers on this core; each knows its index for O(1) removal.
     subscribers: RefCell<Vec<Rc<Subscriber>>>,
+    /// Subscribers here that take compressed frames, by window (9-15 bits): what tells the
+    /// home core whether, and for which window, to compress the room's messages.
+    deflate_members: RefCell<[u32; DEFLATE_WINDOWS]>,
 }
 
 impl Room {
@@ -35,17 +63,26 @@ impl Room {
         Room {
             name,
             subscribers: RefCell::new(Vec::new()),
+            deflate_members: RefCell::new([0; DEFLATE_WINDOWS]),
         }
     }
 
-    /// Pushes `frame` to every subscriber; returns how many became slow consumers.
-    pub fn deliver(&self, frame: &LocalFrame) -> u64 {
+    /// Pushes one of `frames` to every subscriber: the compressed frame to those whose window
+    /// takes it, the plain one to the others.
+    pub fn deliver(&self, frames: &Frames) -> Delivered {
         let subscribers = self.subscribers.borrow();
-        let mut slow = 0;
+        let mut delivered = Delivered::default();
         for subscriber in subscribers.iter() {
-            slow += u64::from(subscriber.deliver(frame));
+            let frame = match &frames.deflated {
+                Some((window, deflated)) if subscriber.deflate_window() >= *window => {
+                    delivered.compressed += 1;
+                    deflated
+                }
+                _ => &frames.plain,
+            };
+            delivered.slow += u64::from(subscriber.deliver(frame));
         }
-        slow
+        delivered
     }
 
     /// The room's name.
@@ -63,27 +100,52 @@ impl Room {
         self.subscribers.borrow().len()
     }
 
-    /// Adds `subscriber`.
-    pub(super) fn add(&self, subscriber: Rc<Subscriber>) {
+    /// Adds `subscriber`; returns its compressed-frame window if it is the first subscriber
+    /// here to take that window.
+    pub(super) fn add(&self, subscriber: Rc<Subscriber>) -> Option<u8> {
+        let window = self.count_deflate(&subscriber, true);
         let mut subscribers = self.subscribers.borrow_mut();
         subscriber.set_room_slot(subscribers.len());
         subscribers.push(subscriber);
+        window
     }
 
-    /// Removes `subscriber` if it is here; returns true when the room is now empty.
-    pub(super) fn remove(&self, subscriber: &Rc<Subscriber>) -> bool {
+    /// Counts a deflate subscriber joining or leaving; returns its window if that window's
+    /// count here went from 0 to 1 or from 1 to 0.
+    fn count_deflate(&self, subscriber: &Subscriber, joined: bool) -> Option<u8> {
+        let window = subscriber.deflate_window();
+        let index = usize::from(window.checked_sub(MIN_COMPRESS_WINDOW)?);
+        let mut counts = self.deflate_members.borrow_mut();
+        let count = counts.get_mut(index)?;
+        let edge = if joined {
+            *count += 1;
+            *count == 1
+        } else {
+            *count -= 1;
+            *count == 0
+        };
+        edge.then_some(window)
+    }
+
+    /// Removes `subscriber` if it is here; returns whether the room is now empty, and the
+    /// subscriber's compressed-frame window if it was the last one here to take it.
+    pub(super) fn remove(&self, subscriber: &Rc<Subscriber>) -> (bool, Option<u8>) {
         let mut subscribers = self.subscribers.borrow_mut();
         let slot = subscriber.room_slot();
         let found = match subscribers.get(slot) {
             Some(at_slot) if Rc::ptr_eq(at_slot, subscriber) => Some(slot),
             _ => subscribers.iter().position(|s| Rc::ptr_eq(s, subscriber)),
         };
-        let Some(slot) = found else { return false };
+        let Some(slot) = found else {
+            return (false, None);
+        };
         subscribers.swap_remove(slot);
         if let Some(moved) = subscribers.get(slot) {
             moved.set_room_slot(slot);
         }
-        subscribers.is_empty()
+        let empty = subscribers.is_empty();
+        drop(subscribers);
+        (empty, self.count_deflate(subscriber, false))
     }
 
     /// Calls `visit` for every subscriber.

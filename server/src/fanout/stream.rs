@@ -12,6 +12,17 @@
 //! messages, and a kept message expires `--history-ttl` after it was published. A room that
 //! keeps nothing and had no message for `--history-ttl` is forgotten: its next message starts
 //! a new epoch at offset 1, so a client holding the old epoch is told `reset`.
+//!
+//! With `--broker`, Redis orders the rooms (`broker/`): a message that comes back from it has
+//! its epoch and offset already ([`Position`]), and the home core takes them instead of
+//! counting. A position that does not continue the room's stream (another epoch, or a hole:
+//! this node missed messages) starts the stream anew there, keeping nothing from before, and
+//! so does a message this node orders alone (Redis unreachable: an epoch of this node's own):
+//! [`Sequenced::broken`], on which the cores close the room's clients that count offsets.
+//! A stream not yet Redis's, or no longer followed (the node unsubscribed from the room:
+//! [`Streams::unfollow`]), learns where the room stands from its next message, or from an
+//! anchor ([`Streams::anchor`]) the home core asks for when a client wants to know first; an
+//! unfollowed stream that missed nothing meanwhile goes on with what it kept.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
@@ -36,10 +47,24 @@ pub fn home_core(name: &str, cores: usize) -> usize {
     (hash % cores.max(1) as u64) as usize
 }
 
-/// The node's continuity with the other nodes, `Broker::continuity`: None while it is cut
-/// off, else a generation that changes whenever it may have missed their messages (always
-/// `Some(0)` without a broker).
-pub type Continuity = Option<u64>;
+/// A place in a room's order, given by Redis (`--broker`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The room's epoch.
+    pub epoch: Arc<str>,
+    /// A message's offset in it (from 1), or in an anchor the last offset given (0: none).
+    pub offset: u64,
+}
+
+/// What [`Streams::sequence`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sequenced {
+    /// The message's offset.
+    pub offset: u64,
+    /// The room's stream did not continue to it: what clients counted before is not this
+    /// stream's, and they must reconnect to learn where they stand.
+    pub broken: bool,
+}
 
 /// What a client asked for when it connected (`?since=`, `?history=`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,11 +125,35 @@ struct RoomStream {
     snapshot: Option<Arc<[Bytes]>>,
     /// When the last message was sequenced (or the stream made).
     active: Instant,
-    /// The node's continuity with the other nodes when the stream was made (`--broker`).
-    generation: u64,
+    /// Whose epoch and offsets these are.
+    origin: Origin,
+}
+
+/// Whose epoch and offsets a stream has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// This core's own (no broker, or Redis unreachable).
+    Own,
+    /// Redis's, and the node hears the room from Redis: every later message reaches it.
+    Followed,
+    /// Redis's, but the node stopped hearing the room (it unsubscribed): where the room
+    /// stands now must be asked ([`Streams::anchor`]) before anything is answered from it.
+    Unfollowed,
 }
 
 impl RoomStream {
+    /// A stream of `epoch` whose last offset is `last`, keeping nothing yet.
+    fn new(epoch: Arc<str>, last: u64, now: Instant, origin: Origin) -> Self {
+        RoomStream {
+            epoch,
+            last,
+            kept: VecDeque::new(),
+            snapshot: None,
+            active: now,
+            origin,
+        }
+    }
+
     /// The offset of the first kept message (`last + 1` when none is kept).
     fn first_kept(&self) -> u64 {
         self.last + 1 - self.kept.len() as u64
@@ -175,17 +224,22 @@ impl Streams {
         }
     }
 
-    /// Gives `frame`, a message of `room`, the room's next offset and keeps a copy of it.
-    /// `continuity` is the node's with the other nodes (see [`Continuity`]).
+    /// Gives `frame`, a message of `room`, its offset (`position`'s, from Redis, or else the
+    /// room's next) and keeps a copy of it. None: Redis's position is not past the stream's
+    /// (a message published before the anchor this stream started from): not delivered.
     pub fn sequence(
         &mut self,
         room: &Arc<str>,
         frame: &Bytes,
         now: Instant,
-        continuity: Continuity,
-    ) -> u64 {
+        position: Option<Position>,
+    ) -> Option<Sequenced> {
+        let broken = match position {
+            Some(position) => self.continue_shared(room, now, position)?,
+            None => self.continue_local(room),
+        };
         let offset = {
-            let stream = self.stream(room, now, continuity);
+            let stream = self.stream(room, now);
             stream.last += 1;
             stream.active = now;
             stream.last
@@ -209,21 +263,104 @@ impl Streams {
             }
             while self.held > self.share && self.evict_oldest() {}
         }
-        offset
+        Some(Sequenced { offset, broken })
     }
 
-    /// Answers a client of `room` that asked `since`. While the node is cut off from the
-    /// other nodes a position is not continued (`reset`): what they publish meanwhile is
-    /// missing here.
+    /// Whether `room`'s stream is Redis's and the node hears the room from Redis.
+    pub fn is_followed(&self, room: &str) -> bool {
+        self.origin(room) == Some(Origin::Followed)
+    }
+
+    /// The node stopped hearing `room` from Redis (it unsubscribed): its stream keeps what it
+    /// has, but is not answered from until Redis tells where the room stands.
+    pub fn unfollow(&mut self, room: &str) {
+        if let Some(stream) = self.rooms.get_mut(room) {
+            if stream.origin == Origin::Followed {
+                stream.origin = Origin::Unfollowed;
+            }
+        }
+    }
+
+    /// Redis tells where `room` stands (`position`: its epoch and last offset). A followed
+    /// stream is left as it is (every later message reaches it in order anyway); one left
+    /// where Redis is (nothing was missed while unfollowed) is followed again with what it
+    /// kept; any other starts anew at `position`: true if one was there (whoever counted its
+    /// offsets must reconnect).
+    pub fn anchor(&mut self, room: &Arc<str>, position: Position, now: Instant) -> bool {
+        match self.rooms.get_mut(room) {
+            Some(stream) if stream.origin == Origin::Followed => return false,
+            Some(stream)
+                if stream.origin == Origin::Unfollowed
+                    && stream.epoch == position.epoch
+                    && stream.last == position.offset =>
+            {
+                stream.origin = Origin::Followed;
+                return false;
+            }
+            _ => {}
+        }
+        let existed = self.rooms.contains_key(room);
+        self.forget(room);
+        let stream = RoomStream::new(position.epoch, position.offset, now, Origin::Followed);
+        self.rooms.insert(Arc::clone(room), stream);
+        existed
+    }
+
+    /// Whose epoch and offsets `room`'s stream has (None: it has none).
+    fn origin(&self, room: &str) -> Option<Origin> {
+        self.rooms.get(room).map(|stream| stream.origin)
+    }
+
+    /// Makes `room`'s stream ready for the message at `position`: true if the stream had to
+    /// start anew (another epoch, a hole, or an epoch of this node's own before); None if
+    /// the stream is past it already.
+    fn continue_shared(
+        &mut self,
+        room: &Arc<str>,
+        now: Instant,
+        position: Position,
+    ) -> Option<bool> {
+        let existed = match self.rooms.get(room) {
+            Some(stream) if stream.origin == Origin::Followed && stream.epoch == position.epoch => {
+                match position.offset.cmp(&(stream.last + 1)) {
+                    std::cmp::Ordering::Less => return None,
+                    std::cmp::Ordering::Equal => return Some(false),
+                    std::cmp::Ordering::Greater => true,
+                }
+            }
+            existed => existed.is_some(),
+        };
+        self.forget(room);
+        self.rooms.insert(
+            Arc::clone(room),
+            RoomStream::new(position.epoch, position.offset - 1, now, Origin::Followed),
+        );
+        Some(existed)
+    }
+
+    /// Makes `room`'s stream ready for a message this node orders alone: true if the stream
+    /// was Redis's (it starts anew, in an epoch of this node's own).
+    fn continue_local(&mut self, room: &Arc<str>) -> bool {
+        let redis_s = self
+            .origin(room)
+            .is_some_and(|origin| origin != Origin::Own);
+        if redis_s {
+            self.forget(room);
+        }
+        redis_s
+    }
+
+    /// Answers a client of `room` that asked `since`. While the node is not `in_touch` with
+    /// Redis (`Broker::in_touch`; always without a broker) a position is not continued
+    /// (`reset`): what the other nodes publish meanwhile is missing here.
     pub fn answer(
         &mut self,
         room: &Arc<str>,
         since: &Since,
         now: Instant,
-        continuity: Continuity,
+        in_touch: bool,
     ) -> Answer {
-        let cut_off = continuity.is_none();
-        let stream = self.stream(room, now, continuity);
+        let stream = self.stream(room, now);
         let epoch = Arc::clone(&stream.epoch);
         let last = stream.last;
         let first_kept = stream.first_kept();
@@ -240,7 +377,7 @@ impl Streams {
             Since::After {
                 epoch: asked,
                 offset,
-            } if !cut_off && **asked == *epoch && *offset <= last && *offset + 1 >= first_kept => (
+            } if in_touch && **asked == *epoch && *offset <= last && *offset + 1 >= first_kept => (
                 RecoveryOutcome::Recovered,
                 *offset,
                 stream.replay_after(*offset),
@@ -286,42 +423,30 @@ impl Streams {
         self.compact_order();
     }
 
-    /// The stream of `room`, made (a new epoch at offset 0) if it has none, or made anew if
-    /// the node lost messages of the other nodes since it was made.
-    fn stream(&mut self, room: &Arc<str>, now: Instant, continuity: Continuity) -> &mut RoomStream {
-        let stale = match (self.rooms.get(room), continuity) {
-            (Some(stream), Some(generation)) => stream.generation != generation,
-            _ => false,
-        };
-        if stale {
-            while self
-                .rooms
-                .get(room)
-                .is_some_and(|stream| !stream.kept.is_empty())
-            {
-                self.evict_oldest_of(room);
-            }
-            self.rooms.remove(room);
-        }
+    /// The stream of `room`, made (a new epoch of this core's at offset 0) if it has none.
+    fn stream(&mut self, room: &Arc<str>, now: Instant) -> &mut RoomStream {
         if !self.rooms.contains_key(room) {
             self.made += 1;
             let epoch = format!(
                 "{:016x}",
                 self.epoch_seed ^ self.made.wrapping_mul(0x9e37_79b9_7f4a_7c15)
             );
-            self.rooms.insert(
-                Arc::clone(room),
-                RoomStream {
-                    epoch: Arc::from(epoch),
-                    last: 0,
-                    kept: VecDeque::new(),
-                    snapshot: None,
-                    active: now,
-                    generation: continuity.unwrap_or(0),
-                },
-            );
+            let stream = RoomStream::new(Arc::from(epoch), 0, now, Origin::Own);
+            self.rooms.insert(Arc::clone(room), stream);
         }
         self.rooms.get_mut(room).expect("inserted above")
+    }
+
+    /// Forgets `room`'s stream and what it kept.
+    fn forget(&mut self, room: &Arc<str>) {
+        while self
+            .rooms
+            .get(room)
+            .is_some_and(|stream| !stream.kept.is_empty())
+        {
+            self.evict_oldest_of(room);
+        }
+        self.rooms.remove(room);
     }
 
     /// Evicts the oldest kept message of this core's rooms; false when none is kept.
@@ -373,8 +498,10 @@ impl Streams {
 mod tests {
     use super::*;
 
-    /// A node without a broker.
-    const ALONE: Continuity = Some(0);
+    /// Ordered by this node (no broker, or Redis unreachable).
+    const ALONE: Option<Position> = None;
+    /// Answered in touch with Redis (always without a broker).
+    const IN_TOUCH: bool = true;
 
     fn streams(per_room: usize, budget: usize) -> Streams {
         Streams::new(
@@ -410,20 +537,22 @@ mod tests {
         let mut streams = streams(10, 1 << 20);
         let room: Arc<str> = Arc::from("r");
         let now = Instant::now();
-        let position = streams.answer(&room, &Since::Nothing, now, ALONE);
+        let position = streams.answer(&room, &Since::Nothing, now, IN_TOUCH);
         assert_eq!(position.outcome, RecoveryOutcome::Position);
         assert_eq!(position.offset, 0);
         for i in 1..=5 {
             assert_eq!(
-                streams.sequence(&room, &frame(&format!("m{i}")), now, ALONE),
-                i
+                streams
+                    .sequence(&room, &frame(&format!("m{i}")), now, ALONE)
+                    .map(|sequenced| sequenced.offset),
+                Some(i)
             );
         }
         let since = Since::After {
             epoch: position.epoch.to_string(),
             offset: 2,
         };
-        let answer = streams.answer(&room, &since, now, ALONE);
+        let answer = streams.answer(&room, &since, now, IN_TOUCH);
         assert_eq!(answer.outcome, RecoveryOutcome::Recovered);
         assert_eq!(answer.offset, 2);
         assert_eq!(
@@ -434,13 +563,13 @@ mod tests {
             epoch: position.epoch.to_string(),
             offset: 5,
         };
-        let answer = streams.answer(&room, &up_to_date, now, ALONE);
+        let answer = streams.answer(&room, &up_to_date, now, IN_TOUCH);
         assert_eq!(
             (answer.outcome, answer.offset),
             (RecoveryOutcome::Recovered, 5)
         );
         assert!(answer.replay.is_empty());
-        let last_two = streams.answer(&room, &Since::Last(2), now, ALONE);
+        let last_two = streams.answer(&room, &Since::Last(2), now, IN_TOUCH);
         assert_eq!(last_two.offset, 3);
         assert_eq!(drain(last_two.replay), vec![frame("m4"), frame("m5")]);
     }
@@ -454,7 +583,7 @@ mod tests {
             streams.sequence(&room, &frame(&format!("m{i}")), now, ALONE);
         }
         let epoch = streams
-            .answer(&room, &Since::Nothing, now, ALONE)
+            .answer(&room, &Since::Nothing, now, IN_TOUCH)
             .epoch
             .to_string();
         for (asked_epoch, offset) in [("other", 9), (epoch.as_str(), 6), (epoch.as_str(), 11)] {
@@ -462,7 +591,7 @@ mod tests {
                 epoch: asked_epoch.to_owned(),
                 offset,
             };
-            let answer = streams.answer(&room, &since, now, ALONE);
+            let answer = streams.answer(&room, &since, now, IN_TOUCH);
             assert_eq!(
                 answer.outcome,
                 RecoveryOutcome::Reset,
@@ -472,7 +601,7 @@ mod tests {
             assert!(answer.replay.is_empty());
         }
         let oldest_kept = Since::After { epoch, offset: 7 };
-        let answer = streams.answer(&room, &oldest_kept, now, ALONE);
+        let answer = streams.answer(&room, &oldest_kept, now, IN_TOUCH);
         assert_eq!(drain(answer.replay).len(), 3, "offsets 8-10 are kept");
     }
 
@@ -488,48 +617,200 @@ mod tests {
         streams.sequence(&b, &frame(&payload), now, ALONE);
         streams.sequence(&b, &frame(&payload), now, ALONE);
         assert_eq!(streams.held, 3 * one);
-        let a_all = streams.answer(&a, &Since::Last(10), now, ALONE);
+        let a_all = streams.answer(&a, &Since::Last(10), now, IN_TOUCH);
         assert!(a_all.replay.is_empty(), "a's message was the oldest");
         assert_eq!(
             streams
-                .answer(&b, &Since::Last(10), now, ALONE)
+                .answer(&b, &Since::Last(10), now, IN_TOUCH)
                 .replay
                 .len(),
             3
         );
     }
 
+    /// Redis's position for offset `offset` of `epoch`.
+    fn at(epoch: &str, offset: u64) -> Option<Position> {
+        Some(Position {
+            epoch: Arc::from(epoch),
+            offset,
+        })
+    }
+
     #[test]
-    fn a_node_cut_off_from_the_others_resets_and_a_hole_starts_a_new_epoch() {
+    fn redis_positions_are_taken_and_a_hole_or_a_local_message_breaks_the_stream() {
         let mut streams = streams(10, 1 << 20);
         let room: Arc<str> = Arc::from("r");
         let now = Instant::now();
-        for i in 1..=3 {
-            streams.sequence(&room, &frame(&format!("m{i}")), now, Some(4));
+        // A node that joins a room at offset 41 of Redis's epoch takes it as it is.
+        for offset in 41..=43 {
+            let sequenced = streams.sequence(&room, &frame("m"), now, at("e1", offset));
+            assert_eq!(
+                sequenced,
+                Some(Sequenced {
+                    offset,
+                    broken: false
+                })
+            );
         }
-        let epoch = streams.answer(&room, &Since::Nothing, now, Some(4)).epoch;
-        let since = Since::After {
-            epoch: epoch.to_string(),
-            offset: 1,
+        let since = |epoch: &str, offset| Since::After {
+            epoch: epoch.to_owned(),
+            offset,
         };
-        let cut_off = streams.answer(&room, &since, now, None);
+        let answer = streams.answer(&room, &since("e1", 41), now, IN_TOUCH);
+        assert_eq!(
+            (answer.outcome, answer.replay.len()),
+            (RecoveryOutcome::Recovered, 2)
+        );
+        let cut_off = streams.answer(&room, &since("e1", 41), now, false);
         assert_eq!(
             cut_off.outcome,
             RecoveryOutcome::Reset,
-            "while the link is down"
+            "while Redis is away"
+        );
+
+        // A hole (44 and 45 missed): nothing from before is continued.
+        let hole = streams.sequence(&room, &frame("m"), now, at("e1", 46));
+        assert_eq!(
+            hole,
+            Some(Sequenced {
+                offset: 46,
+                broken: true
+            })
         );
         assert_eq!(
-            streams.answer(&room, &since, now, Some(4)).outcome,
+            streams.sequence(&room, &frame("m"), now, at("e1", 45)),
+            None,
+            "not past the stream: not delivered"
+        );
+        let answer = streams.answer(&room, &since("e1", 43), now, IN_TOUCH);
+        assert_eq!(
+            (answer.outcome, answer.offset),
+            (RecoveryOutcome::Reset, 46)
+        );
+        assert_eq!(
+            streams
+                .answer(&room, &since("e1", 46), now, IN_TOUCH)
+                .outcome,
             RecoveryOutcome::Recovered
         );
-        let after_hole = streams.answer(&room, &since, now, Some(5));
+
+        // Ordered here alone (Redis away): an epoch of this node's own.
+        let local = streams.sequence(&room, &frame("m"), now, ALONE);
         assert_eq!(
-            after_hole.outcome,
-            RecoveryOutcome::Reset,
-            "back after a hole"
+            local,
+            Some(Sequenced {
+                offset: 1,
+                broken: true
+            })
         );
-        assert_ne!(after_hole.epoch, epoch, "a new epoch");
-        assert_eq!((after_hole.offset, streams.held), (0, 0));
+        let own = streams.answer(&room, &Since::Nothing, now, IN_TOUCH).epoch;
+        assert_ne!(&*own, "e1");
+        let next = streams.sequence(&room, &frame("m"), now, ALONE);
+        assert_eq!(
+            next,
+            Some(Sequenced {
+                offset: 2,
+                broken: false
+            })
+        );
+
+        // Redis back (or its state lost: another epoch): its stream again, from scratch.
+        let back = streams.sequence(&room, &frame("m"), now, at("e2", 1));
+        assert_eq!(
+            back,
+            Some(Sequenced {
+                offset: 1,
+                broken: true
+            })
+        );
+        assert_eq!(streams.held, streams.rooms[&room].kept[0].charged);
+        assert_eq!(
+            streams
+                .answer(&room, &since(&own, 2), now, IN_TOUCH)
+                .outcome,
+            RecoveryOutcome::Reset
+        );
+    }
+
+    #[test]
+    fn an_anchor_starts_a_stream_not_yet_redis_s_and_changes_nothing_after() {
+        let mut streams = streams(10, 1 << 20);
+        let room: Arc<str> = Arc::from("r");
+        let now = Instant::now();
+        let anchor = |offset| Position {
+            epoch: Arc::from("e1"),
+            offset,
+        };
+        assert!(!streams.anchor(&room, anchor(7), now), "nothing was there");
+        assert!(streams.is_followed(&room));
+        let told = streams.answer(&room, &Since::Nothing, now, IN_TOUCH);
+        assert_eq!((&*told.epoch, told.offset), ("e1", 7));
+        // Published before the anchor, still on its way: not delivered; then on from 8.
+        assert_eq!(streams.sequence(&room, &frame("m"), now, at("e1", 6)), None);
+        let next = streams.sequence(&room, &frame("m"), now, at("e1", 8));
+        assert_eq!(
+            next,
+            Some(Sequenced {
+                offset: 8,
+                broken: false
+            })
+        );
+        assert!(!streams.anchor(&room, anchor(20), now), "Redis's already");
+        assert_eq!(
+            streams.answer(&room, &Since::Nothing, now, IN_TOUCH).offset,
+            8
+        );
+        // A stream of this node's own (Redis was away) is replaced: broken.
+        let other: Arc<str> = Arc::from("other");
+        streams.sequence(&other, &frame("m"), now, ALONE);
+        assert!(streams.anchor(&other, anchor(3), now));
+    }
+
+    #[test]
+    fn an_unfollowed_stream_goes_on_with_what_it_kept_only_if_it_missed_nothing() {
+        let mut streams = streams(10, 1 << 20);
+        let room: Arc<str> = Arc::from("r");
+        let now = Instant::now();
+        let anchor = |offset| Position {
+            epoch: Arc::from("e1"),
+            offset,
+        };
+        streams.anchor(&room, anchor(0), now);
+        for offset in 1..=2 {
+            streams.sequence(&room, &frame("m"), now, at("e1", offset));
+        }
+        let since = |offset| Since::After {
+            epoch: "e1".to_owned(),
+            offset,
+        };
+        streams.unfollow(&room);
+        assert!(
+            !streams.is_followed(&room),
+            "not answered from until anchored"
+        );
+        // Nothing happened in the room meanwhile: what was kept still serves.
+        assert!(!streams.anchor(&room, anchor(2), now));
+        assert!(streams.is_followed(&room));
+        let answer = streams.answer(&room, &since(0), now, IN_TOUCH);
+        assert_eq!(
+            (answer.outcome, answer.replay.len()),
+            (RecoveryOutcome::Recovered, 2)
+        );
+        // Three messages were missed meanwhile: nothing from before is continued.
+        streams.unfollow(&room);
+        assert!(streams.anchor(&room, anchor(5), now));
+        let answer = streams.answer(&room, &since(2), now, IN_TOUCH);
+        assert_eq!((answer.outcome, answer.offset), (RecoveryOutcome::Reset, 5));
+        // Ordered here alone while unfollowed: Redis's stream gives way to one of this node's.
+        streams.unfollow(&room);
+        let local = streams.sequence(&room, &frame("m"), now, ALONE);
+        assert_eq!(
+            local,
+            Some(Sequenced {
+                offset: 1,
+                broken: true
+            })
+        );
     }
 
     #[test]
@@ -538,14 +819,16 @@ mod tests {
         let room: Arc<str> = Arc::from("r");
         let start = Instant::now();
         streams.sequence(&room, &frame("m1"), start, ALONE);
-        let epoch = streams.answer(&room, &Since::Nothing, start, ALONE).epoch;
+        let epoch = streams
+            .answer(&room, &Since::Nothing, start, IN_TOUCH)
+            .epoch;
         streams.expire(start + Duration::from_secs(61));
         assert_eq!(streams.held, 0);
         let later = streams.answer(
             &room,
             &Since::Nothing,
             start + Duration::from_secs(61),
-            ALONE,
+            IN_TOUCH,
         );
         assert_ne!(later.epoch, epoch, "forgotten after the TTL: a new epoch");
         assert_eq!(later.offset, 0);

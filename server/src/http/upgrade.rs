@@ -6,7 +6,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Incoming};
 use hyper::header::{
-    HeaderValue, HOST, ORIGIN, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE, WWW_AUTHENTICATE,
+    HeaderValue, HOST, ORIGIN, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION,
+    UPGRADE, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode, Version};
 
@@ -15,6 +16,7 @@ use super::{HttpService, UpgradeSlot};
 use crate::auth::{bearer_token, query_token, Rejection};
 use crate::fanout::{is_valid_room, Since, DEFAULT_ROOM};
 use crate::metrics::AuthOutcome;
+use crate::ws::negotiate_deflate;
 
 /// The room a WebSocket path names: None for a path that is not a WebSocket endpoint, Err for
 /// an invalid room name.
@@ -85,13 +87,29 @@ pub fn upgrade(
         Ok(since) => since,
         Err(problem) => return text(StatusCode::BAD_REQUEST, "text/plain", problem),
     };
+    // An offer that cannot be accepted declines the extension, never the upgrade (RFC 7692 5).
+    let deflate = config
+        .deflate
+        .and_then(|_| {
+            let offers = request.headers().get_all(SEC_WEBSOCKET_EXTENSIONS);
+            negotiate_deflate(offers.iter().map(HeaderValue::as_bytes))
+        })
+        .and_then(|agreement| {
+            let response = HeaderValue::try_from(agreement.response()).ok()?;
+            Some((agreement, response))
+        });
     match fastwebsockets::upgrade::upgrade(&mut request) {
         Ok((switching, _upgrade_future)) => {
             // The future is for hyper's `with_upgrades` path; `without_shutdown` is used instead.
             let permit = slot.permit.borrow_mut().take();
-            *slot.ticket.borrow_mut() = Some(service.reader.admit(&room, permit, since));
+            let agreement = deflate.as_ref().map(|(agreement, _)| *agreement);
+            let ticket = service.reader.admit(&room, permit, since, agreement);
+            *slot.ticket.borrow_mut() = Some(ticket);
             slot.upgraded.set(true);
-            let (head, _) = switching.into_parts();
+            let (mut head, _) = switching.into_parts();
+            if let Some((_, response)) = deflate {
+                head.headers.insert(SEC_WEBSOCKET_EXTENSIONS, response);
+            }
             Response::from_parts(head, Full::new(Bytes::new()))
         }
         Err(err) => text(StatusCode::BAD_REQUEST, "text/plain", format!("{err}\n")),

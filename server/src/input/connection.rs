@@ -64,6 +64,8 @@ pub struct UpgradeTicket {
     pub room: Rc<Room>,
     /// The new connection's queue and close state (holds its --max-connections permit).
     pub subscriber: Rc<Subscriber>,
+    /// permessage-deflate was negotiated: the client may send compressed messages.
+    pub deflate: bool,
 }
 
 /// One connection's reading state, kept by the core's reader.
@@ -100,12 +102,16 @@ impl Connection {
     /// The reading state of a subscriber whose socket was just attached; `held` is what was
     /// read past the upgrade request (decoded first).
     pub fn new(ticket: UpgradeTicket, held: Vec<u8>, cx: &ReadContext) -> Self {
-        let UpgradeTicket { room, subscriber } = ticket;
+        let UpgradeTicket {
+            room,
+            subscriber,
+            deflate,
+        } = ticket;
         let now = cx.clock.now();
         Connection {
             room,
             subscriber,
-            decoder: FrameDecoder::new(cx.max_message),
+            decoder: FrameDecoder::new(cx.max_message).with_deflate(deflate),
             rate: cx.max_inbound_rate.map(|rate| InboundRate::new(rate, now)),
             share: FairShare::new(now),
             tail: held,
@@ -289,13 +295,20 @@ fn handle(
         }
     }
     match event {
-        ClientEvent::Message { kind, payload } => {
+        ClientEvent::Message {
+            kind,
+            payload,
+            compressed_len,
+        } => {
             // After our close frame only the client's close matters (RFC 6455 5.5.1).
             if closing {
                 return None;
             }
             CoreMetrics::add(&metrics.messages_in, 1);
             CoreMetrics::add(&metrics.bytes_in, payload.len() as u64);
+            if compressed_len > 0 {
+                metrics.count_inflated(compressed_len, payload.len());
+            }
             // The share counts what the message makes the server hold, not its payload alone:
             // an empty message still costs a frame and a handle per subscriber (on every core).
             let cost = cx.budget.frame_cost(encoded_len(payload.len()))

@@ -35,7 +35,7 @@ use crate::fanout::Since;
 use crate::metrics::CoreMetrics;
 use crate::output::{ConnectionKey, Subscriber};
 use crate::state::ConnectionPermit;
-use crate::ws::CloseCode;
+use crate::ws::{CloseCode, DeflateAgreement};
 
 /// Most readiness events taken per `epoll_wait` (one turn of the reader).
 const EVENTS_PER_TURN: usize = 256;
@@ -120,19 +120,28 @@ impl Reader {
         room: &str,
         permit: Option<ConnectionPermit>,
         since: Option<Since>,
+        deflate: Option<DeflateAgreement>,
     ) -> UpgradeTicket {
         let cx = &self.cx;
-        let subscriber = Rc::new(Subscriber::new(
+        let subscriber = Subscriber::new(
             cx.max_backlog,
             permit,
             Rc::clone(&cx.core_output),
             cx.clock.now(),
-        ));
+        );
+        let subscriber = Rc::new(match deflate {
+            Some(agreement) => subscriber.deflating(agreement.window_bits()),
+            None => subscriber,
+        });
         let room = cx.hub.join(room, Rc::clone(&subscriber));
         if let Some(since) = since {
             cx.hub.recover(&room, &subscriber, since);
         }
-        UpgradeTicket { room, subscriber }
+        UpgradeTicket {
+            room,
+            subscriber,
+            deflate: deflate.is_some(),
+        }
     }
 
     /// An admitted upgrade whose 101 never completed: leaves the room (which drops the

@@ -78,6 +78,20 @@ pub struct CoreMetrics {
     pub recoveries: [AtomicU64; RecoveryOutcome::ALL.len()],
     /// Messages replayed to recovering clients.
     pub replayed_messages: AtomicU64,
+    /// Messages compressed once on this core (as the home core of their room), counted by
+    /// their plain frame's bytes...
+    pub deflate_out_plain_bytes: AtomicU64,
+    /// ...and by their compressed frame's bytes.
+    pub deflate_out_compressed_bytes: AtomicU64,
+    /// Deliveries of compressed frames (each one of the frames above, queued for a client).
+    pub deflate_deliveries: AtomicU64,
+    /// Compressed payload bytes clients sent...
+    pub deflate_in_compressed_bytes: AtomicU64,
+    /// ...and what they inflated to.
+    pub deflate_in_inflated_bytes: AtomicU64,
+    /// Time to compress one message, in nanoseconds (one compression in
+    /// [`FANOUT_SAMPLE_EVERY`]).
+    pub deflate_nanos: Log2Histogram<FANOUT_BUCKETS, NANOS_PER_MICRO>,
     /// Time to queue one message for this core's subscribers of its room, in nanoseconds (one
     /// message in [`FANOUT_SAMPLE_EVERY`]).
     pub fanout_nanos: Log2Histogram<FANOUT_BUCKETS, NANOS_PER_MICRO>,
@@ -112,6 +126,24 @@ impl CoreMetrics {
     pub fn record_fanout(&self, took: Duration) {
         self.fanout_nanos
             .record(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    /// Records the time one message took to compress.
+    pub fn record_deflate(&self, took: Duration) {
+        self.deflate_nanos
+            .record(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    /// Counts one message compressed once: its plain and compressed frame lengths.
+    pub fn count_compressed(&self, plain: usize, compressed: usize) {
+        CoreMetrics::add(&self.deflate_out_plain_bytes, plain as u64);
+        CoreMetrics::add(&self.deflate_out_compressed_bytes, compressed as u64);
+    }
+
+    /// Counts one compressed message a client sent: its payload and what it inflated to.
+    pub fn count_inflated(&self, compressed: usize, inflated: usize) {
+        CoreMetrics::add(&self.deflate_in_compressed_bytes, compressed as u64);
+        CoreMetrics::add(&self.deflate_in_inflated_bytes, inflated as u64);
     }
 
     /// Counts one JWT check at the upgrade.

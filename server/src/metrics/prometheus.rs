@@ -144,6 +144,36 @@ const METRICS: &[MetricSpec] = &[
         read: |m| &m.replayed_messages,
     },
     MetricSpec {
+        name: "ringcast_deflate_out_plain_bytes_total",
+        kind: MetricType::Counter,
+        help: "permessage-deflate: plain frame bytes of the messages compressed (once each, by the room's home core).",
+        read: |m| &m.deflate_out_plain_bytes,
+    },
+    MetricSpec {
+        name: "ringcast_deflate_out_compressed_bytes_total",
+        kind: MetricType::Counter,
+        help: "permessage-deflate: compressed frame bytes of those messages.",
+        read: |m| &m.deflate_out_compressed_bytes,
+    },
+    MetricSpec {
+        name: "ringcast_deflate_deliveries_total",
+        kind: MetricType::Counter,
+        help: "permessage-deflate: deliveries of compressed frames to clients.",
+        read: |m| &m.deflate_deliveries,
+    },
+    MetricSpec {
+        name: "ringcast_deflate_in_compressed_bytes_total",
+        kind: MetricType::Counter,
+        help: "permessage-deflate: compressed payload bytes received from clients.",
+        read: |m| &m.deflate_in_compressed_bytes,
+    },
+    MetricSpec {
+        name: "ringcast_deflate_in_inflated_bytes_total",
+        kind: MetricType::Counter,
+        help: "permessage-deflate: what those payloads inflated to.",
+        read: |m| &m.deflate_in_inflated_bytes,
+    },
+    MetricSpec {
         name: "ringcast_queued_bytes",
         kind: MetricType::Gauge,
         help: "Bytes charged to outbound budgets (queued and in-flight frames with handles) at the last keepalive sweep.",
@@ -243,6 +273,12 @@ impl Collector for Scrape {
             &mut encoder,
             "ringcast_fanout_seconds",
             "Time to queue one message for a core's subscribers of its room (one message in 8 per core is timed).",
+            1e9,
+        )?;
+        Log2Counts::merged(self.cores.iter().map(|m| &m.deflate_nanos)).encode(
+            &mut encoder,
+            "ringcast_deflate_seconds",
+            "permessage-deflate: time to compress one message once (one compression in 8 per core is timed).",
             1e9,
         )?;
         Log2Counts::merged(self.cores.iter().map(|m| &m.frames_per_write)).encode(

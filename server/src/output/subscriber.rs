@@ -229,6 +229,9 @@ pub struct Subscriber {
     reading_paused: Cell<bool>,
     /// Index of this subscriber in its room's list, for O(1) removal.
     room_slot: Cell<usize>,
+    /// permessage-deflate: the largest window a compressed frame sent to this client may use
+    /// (its agreed `server_max_window_bits`); 0 without the extension.
+    deflate_window: u8,
     /// Where output goes: the socket, read by the core's reader and written by the write
     /// driver. Attached once the 101 response is flushed (the subscriber joins its room
     /// before that, so no message published after the handshake is missed); never set for
@@ -239,6 +242,9 @@ pub struct Subscriber {
     key: Cell<Option<ConnectionKey>>,
     /// While the client catches up after `?since=`/`?history=` (None for every other client).
     recovery: RefCell<Option<Box<Recovery>>>,
+    /// The client was told where it stands (it asked `?since=`/`?history=`): it counts the
+    /// room's offsets from there on.
+    counts_offsets: Cell<bool>,
     /// Holds this connection's place under --max-connections until the subscriber is dropped.
     _permit: Option<ConnectionPermit>,
 }
@@ -281,11 +287,25 @@ impl Subscriber {
             last_write_progress: Cell::new(now),
             reading_paused: Cell::new(false),
             room_slot: Cell::new(0),
+            deflate_window: 0,
             endpoint: OnceCell::new(),
             key: Cell::new(None),
             recovery: RefCell::new(None),
+            counts_offsets: Cell::new(false),
             _permit: permit,
         }
+    }
+
+    /// This subscriber negotiated permessage-deflate with a window of `window_bits` (before it
+    /// joins a room: the room counts its deflate members by window).
+    pub fn deflating(mut self, window_bits: u8) -> Self {
+        self.deflate_window = window_bits;
+        self
+    }
+
+    /// The window of the compressed frames this client takes: 0 without permessage-deflate.
+    pub fn deflate_window(&self) -> u8 {
+        self.deflate_window
     }
 
     /// Queues a frame (broadcast, pong or keepalive ping, all under the same budget). Returns
@@ -328,6 +348,12 @@ impl Subscriber {
         }));
     }
 
+    /// Whether the client counts the room's offsets (it asked `?since=` or `?history=` and
+    /// was told where it stands).
+    pub fn counts_offsets(&self) -> bool {
+        self.counts_offsets.get()
+    }
+
     /// Where a recovering client stands: (room, epoch, offset of its last queued message).
     pub fn recovery_position(&self) -> Option<(Arc<str>, Option<Arc<str>>, u64)> {
         let recovery = self.recovery.borrow();
@@ -356,6 +382,7 @@ impl Subscriber {
             let Some(recovery) = recovery.as_mut() else {
                 return;
             };
+            self.counts_offsets.set(true);
             recovery.epoch = Some(epoch);
             recovery.offset = offset;
             recovery.replay = replay;

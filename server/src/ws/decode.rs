@@ -8,9 +8,15 @@
 //! the opcode and fragmentation rules and the unmasking come from `ringcast-proto`; what is
 //! decided here is the server's: the size limit, reassembly, UTF-8 and close payloads, and the
 //! close code of each violation.
+//!
+//! With permessage-deflate negotiated (`with_deflate`), RSV1 marks a compressed message on its
+//! first frame (RFC 7692 6): the whole message's compressed bytes (within the size limit like
+//! any payload) are inflated when its last frame arrives, under the same limit, and the
+//! inflated bytes are validated and handed out like a plain message's.
 
-use ringcast_proto::{apply_mask, is_sendable_close_code, opcode, Header, Role};
+use ringcast_proto::{apply_mask, is_sendable_close_code, opcode, Header, Role, RSV1};
 
+use super::deflate::inflate_message;
 use super::{CloseCode, MessageKind};
 
 /// One complete thing the client said.
@@ -20,8 +26,11 @@ pub enum ClientEvent<'a> {
     Message {
         /// Text or binary, as the client sent it.
         kind: MessageKind,
-        /// Unmasked payload; valid UTF-8 when `kind` is Text.
+        /// Unmasked payload (inflated if it came compressed); valid UTF-8 when `kind` is Text.
         payload: &'a [u8],
+        /// The compressed payload's length when the message came compressed
+        /// (permessage-deflate), else 0.
+        compressed_len: usize,
     },
     /// A ping to answer with a pong carrying the same payload.
     Ping(&'a [u8]),
@@ -68,6 +77,8 @@ pub struct ProtocolError {
 struct Fragments {
     /// Kind from the first fragment.
     kind: MessageKind,
+    /// The first fragment had RSV1: `data` is compressed, inflated when the last one arrives.
+    compressed: bool,
     /// Payload so far.
     data: Vec<u8>,
     /// Prefix of `data` known to be valid UTF-8 (text only); the rest may end mid-character.
@@ -83,6 +94,11 @@ pub struct FrameDecoder {
     fragments: Option<Fragments>,
     /// A reassembled message was handed out from `fragments`; free it on the next call.
     delivered_fragments: bool,
+    /// permessage-deflate was negotiated: RSV1 is allowed on a message's first frame.
+    deflate: bool,
+    /// The last compressed message, inflated; freed on the next call, so a connection holds
+    /// no inflated bytes between messages.
+    inflated: Vec<u8>,
 }
 
 /// Builds a ProtocolError.
@@ -97,6 +113,16 @@ impl FrameDecoder {
             max_message,
             fragments: None,
             delivered_fragments: false,
+            deflate: false,
+            inflated: Vec::new(),
+        }
+    }
+
+    /// The same decoder, taking compressed messages if permessage-deflate was `negotiated`.
+    pub fn with_deflate(self, negotiated: bool) -> Self {
+        FrameDecoder {
+            deflate: negotiated,
+            ..self
         }
     }
 
@@ -106,7 +132,11 @@ impl FrameDecoder {
             self.fragments = None;
             self.delivered_fragments = false;
         }
-        let header = match Header::decode(buf, Role::Client) {
+        if self.inflated.capacity() != 0 {
+            self.inflated = Vec::new();
+        }
+        let allowed = if self.deflate { RSV1 } else { 0 };
+        let header = match Header::decode_with(buf, Role::Client, allowed) {
             Ok(Some(header)) => header,
             Ok(None) => return Ok(Decoded::NeedMore { frame_len: None }),
             Err(error) => return Err(fail(CloseCode::Protocol, error.reason())),
@@ -115,8 +145,18 @@ impl FrameDecoder {
             .check(self.fragments.is_some())
             .map_err(|error| fail(CloseCode::Protocol, error.reason()))?;
         let Header {
-            fin, opcode: op, ..
+            fin,
+            rsv1,
+            opcode: op,
+            ..
         } = header;
+        // RFC 7692 6: RSV1 belongs on a data message's first frame only.
+        if rsv1 && (opcode::is_control(op) || op == opcode::CONTINUATION) {
+            return Err(fail(
+                CloseCode::Protocol,
+                "RSV1 on a control or continuation frame",
+            ));
+        }
         if !opcode::is_control(op) {
             self.check_size(header.payload_len)?;
         }
@@ -138,7 +178,7 @@ impl FrameDecoder {
             opcode::PING => ClientEvent::Ping(payload),
             opcode::PONG => ClientEvent::Pong,
             opcode::CLOSE => ClientEvent::Close(validate_close(payload)?),
-            _ => return self.data_frame(op, fin, payload, frame_len),
+            _ => return self.data_frame(op, fin, rsv1, payload, frame_len),
         };
         Ok(Decoded::Event {
             event,
@@ -162,6 +202,7 @@ impl FrameDecoder {
         &'a mut self,
         op: u8,
         fin: bool,
+        compressed: bool,
         payload: &'a [u8],
         consumed: usize,
     ) -> Result<Decoded<'a>, ProtocolError> {
@@ -171,19 +212,29 @@ impl FrameDecoder {
             MessageKind::Text
         };
         if op != opcode::CONTINUATION && fin {
+            if compressed {
+                let max = self.max_message;
+                return inflated(&mut self.inflated, kind, payload, max, consumed);
+            }
             if kind == MessageKind::Text && std::str::from_utf8(payload).is_err() {
                 return Err(fail(CloseCode::InvalidPayload, "invalid UTF-8"));
             }
-            let event = ClientEvent::Message { kind, payload };
+            let event = ClientEvent::Message {
+                kind,
+                payload,
+                compressed_len: 0,
+            };
             return Ok(Decoded::Event { event, consumed });
         }
         let fragments = self.fragments.get_or_insert_with(|| Fragments {
             kind,
+            compressed,
             data: Vec::new(),
             utf8_valid_up_to: 0,
         });
         fragments.data.extend_from_slice(payload);
-        if fragments.kind == MessageKind::Text {
+        // Compressed bytes are not text yet: checked once inflated.
+        if fragments.kind == MessageKind::Text && !fragments.compressed {
             fragments.utf8_valid_up_to =
                 validate_utf8_from(&fragments.data, fragments.utf8_valid_up_to, fin)?;
         }
@@ -191,12 +242,44 @@ impl FrameDecoder {
             return Ok(Decoded::Absorbed { consumed });
         }
         self.delivered_fragments = true;
+        if fragments.compressed {
+            let (kind, max) = (fragments.kind, self.max_message);
+            return inflated(&mut self.inflated, kind, &fragments.data, max, consumed);
+        }
         let event = ClientEvent::Message {
             kind: fragments.kind,
             payload: &fragments.data,
+            compressed_len: 0,
         };
         Ok(Decoded::Event { event, consumed })
     }
+}
+
+/// The event of a compressed message: `compressed` inflated into `out` (at most `max_message`
+/// bytes: 1009 past it, 1007 for data that does not inflate) and, for text, validated.
+fn inflated<'a>(
+    out: &'a mut Vec<u8>,
+    kind: MessageKind,
+    compressed: &[u8],
+    max_message: usize,
+    consumed: usize,
+) -> Result<Decoded<'a>, ProtocolError> {
+    inflate_message(compressed, out, max_message).map_err(|error| {
+        let reason = match error.close_code() {
+            CloseCode::TooBig => "message too big",
+            _ => "invalid compressed data",
+        };
+        fail(error.close_code(), reason)
+    })?;
+    if kind == MessageKind::Text && std::str::from_utf8(out).is_err() {
+        return Err(fail(CloseCode::InvalidPayload, "invalid UTF-8"));
+    }
+    let event = ClientEvent::Message {
+        kind,
+        payload: out,
+        compressed_len: compressed.len(),
+    };
+    Ok(Decoded::Event { event, consumed })
 }
 
 /// Validates `data[from..]` as UTF-8 that may end mid-character unless `fin`; returns the new
@@ -267,6 +350,7 @@ mod tests {
         let expected = ClientEvent::Message {
             kind: MessageKind::Text,
             payload: b"hello",
+            compressed_len: 0,
         };
         assert_eq!(
             decoded,
@@ -313,7 +397,7 @@ mod tests {
         let mut last = client_frame(0x80, &euro[1..]);
         match decoder.decode(&mut last).unwrap() {
             Decoded::Event {
-                event: ClientEvent::Message { kind, payload },
+                event: ClientEvent::Message { kind, payload, .. },
                 ..
             } => {
                 assert_eq!(kind, MessageKind::Text);
@@ -377,6 +461,128 @@ mod tests {
         assert_eq!(
             error_code(&mut decoder, client_frame(0x88, &payload)),
             CloseCode::InvalidPayload
+        );
+    }
+
+    /// The message of a decoded event, or the error's close code.
+    fn message(decoder: &mut FrameDecoder, mut bytes: Vec<u8>) -> Result<Vec<u8>, CloseCode> {
+        match decoder.decode(&mut bytes) {
+            Ok(Decoded::Event {
+                event: ClientEvent::Message { payload, .. },
+                ..
+            }) => Ok(payload.to_vec()),
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(error) => Err(error.code),
+        }
+    }
+
+    /// "Hello" compressed (RFC 7692 7.2.3.1) and in a stored block (7.2.3.3).
+    const HELLO: &[u8] = &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    const HELLO_STORED: &[u8] = &[
+        0x00, 0x05, 0x00, 0xfa, 0xff, b'H', b'e', b'l', b'l', b'o', 0x00,
+    ];
+
+    #[test]
+    fn a_compressed_message_is_inflated_once_negotiated() {
+        let mut decoder = FrameDecoder::new(1024).with_deflate(true);
+        assert_eq!(
+            message(&mut decoder, client_frame(0xC1, HELLO)).unwrap(),
+            b"Hello"
+        );
+        assert_eq!(
+            message(&mut decoder, client_frame(0xC2, HELLO_STORED)).unwrap(),
+            b"Hello"
+        );
+        // RSV1 is per message: a plain one is taken as it is.
+        assert_eq!(
+            message(&mut decoder, client_frame(0x81, b"plain")).unwrap(),
+            b"plain"
+        );
+        // The inflated bytes are not kept past the next call.
+        let mut ping = client_frame(0x89, b"");
+        decoder.decode(&mut ping).unwrap();
+        assert_eq!(decoder.inflated.capacity(), 0);
+    }
+
+    #[test]
+    fn a_fragmented_compressed_message_is_inflated_at_its_end() {
+        let mut decoder = FrameDecoder::new(1024).with_deflate(true);
+        let mut first = client_frame(0x41, &HELLO[..3]);
+        assert!(matches!(
+            decoder.decode(&mut first).unwrap(),
+            Decoded::Absorbed { .. }
+        ));
+        let mut middle = client_frame(0x00, &HELLO[3..5]);
+        assert!(matches!(
+            decoder.decode(&mut middle).unwrap(),
+            Decoded::Absorbed { .. }
+        ));
+        assert_eq!(
+            message(&mut decoder, client_frame(0x80, &HELLO[5..])).unwrap(),
+            b"Hello"
+        );
+    }
+
+    #[test]
+    fn rsv1_is_refused_where_it_does_not_belong() {
+        // Not negotiated: as before, every reserved bit is a protocol error.
+        let mut plain = FrameDecoder::new(1024);
+        assert_eq!(
+            error_code(&mut plain, client_frame(0xC1, HELLO)),
+            CloseCode::Protocol
+        );
+        let mut decoder = FrameDecoder::new(1024).with_deflate(true);
+        for first in [0xC9, 0xCA, 0xC8] {
+            assert_eq!(
+                error_code(&mut decoder, client_frame(first, b"")),
+                CloseCode::Protocol,
+                "{first:#x}"
+            );
+        }
+        // RSV2 and RSV3 are still no extension's.
+        for first in [0xA1, 0x91] {
+            let mut decoder = FrameDecoder::new(1024).with_deflate(true);
+            assert_eq!(
+                error_code(&mut decoder, client_frame(first, b"a")),
+                CloseCode::Protocol
+            );
+        }
+        // On a continuation frame, compressed message or not.
+        for (opening, start) in [(0x41, &HELLO[..3]), (0x01, b"Hel")] {
+            let mut decoder = FrameDecoder::new(1024).with_deflate(true);
+            let mut first = client_frame(opening, start);
+            decoder.decode(&mut first).unwrap();
+            assert_eq!(
+                error_code(&mut decoder, client_frame(0xC0, &HELLO[3..])),
+                CloseCode::Protocol
+            );
+        }
+    }
+
+    #[test]
+    fn compressed_messages_keep_the_limit_and_the_payload_rules() {
+        // Inflating past --max-message: 1009.
+        let mut decoder = FrameDecoder::new(4).with_deflate(true);
+        assert_eq!(
+            message(&mut decoder, client_frame(0xC1, HELLO_STORED)),
+            Err(CloseCode::TooBig)
+        );
+        // Data that does not inflate: 1007.
+        let mut decoder = FrameDecoder::new(1024).with_deflate(true);
+        assert_eq!(
+            message(&mut decoder, client_frame(0xC1, &[0xff; 16])),
+            Err(CloseCode::InvalidPayload)
+        );
+        // Text that inflates to invalid UTF-8: 1007; the same bytes as binary are fine.
+        let not_utf8 = [0x00, 0x02, 0x00, 0xfd, 0xff, 0xff, 0xfe, 0x00];
+        let mut decoder = FrameDecoder::new(1024).with_deflate(true);
+        assert_eq!(
+            message(&mut decoder, client_frame(0xC1, &not_utf8)),
+            Err(CloseCode::InvalidPayload)
+        );
+        assert_eq!(
+            message(&mut decoder, client_frame(0xC2, &not_utf8)).unwrap(),
+            [0xff, 0xfe]
         );
     }
 }

@@ -1,14 +1,19 @@
 //! The WebSocket protocol as the server speaks it (RFC 6455), without sockets: frames encoded
-//! once for every client (`encode.rs`), client frames decoded and validated (`decode.rs`), and
-//! where a connection's close handshake stands (`close.rs`). The wire format itself (headers,
+//! once for every client (`encode.rs`), client frames decoded and validated (`decode.rs`),
+//! where a connection's close handshake stands (`close.rs`), and permessage-deflate's
+//! negotiation, bounded inflating and compress-once (`deflate.rs`, RFC 7692). The wire format itself (headers,
 //! opcodes, masking) is `ringcast-proto`'s, shared with the load generator.
 
 mod close;
 mod decode;
+mod deflate;
 mod encode;
 
 pub use close::CloseState;
 pub use decode::{ClientEvent, Decoded, FrameDecoder};
+pub use deflate::{
+    negotiate as negotiate_deflate, Agreement as DeflateAgreement, Compressors, MIN_COMPRESS_WINDOW,
+};
 #[cfg(any(test, feature = "testing"))]
 pub use encode::encode_message;
 pub use encode::{

@@ -3,6 +3,7 @@
 // connection drops it reconnects by itself with ?since= its last position and shows what it
 // missed, once; after a server restart (history lost) it is told reset and shows the
 // "some messages may be missing" line.
+// With --deflate on (npm ws offers permessage-deflate): a long message round-trips compressed.
 // Usage: node check.js PORT RINGCAST_BINARY
 const { JSDOM } = require("jsdom");
 const WebSocket = require("ws");
@@ -19,7 +20,8 @@ async function waitFor(cond, ms = 5000) {
   while (!cond() && Date.now() < end) await sleep(20);
   return cond();
 }
-const start = () => spawn(binary, ["--listen", `127.0.0.1:${port}`, "--cores", "2"], { stdio: "ignore" });
+// --deflate on: npm ws offers permessage-deflate as browsers do; the page must keep working.
+const start = () => spawn(binary, ["--listen", `127.0.0.1:${port}`, "--cores", "2", "--deflate", "on"], { stdio: "ignore" });
 async function publisher() {
   for (;;) {
     try {
@@ -48,6 +50,15 @@ function check(ok, what) {
   const shown = (word) => texts().filter((t) => t.includes(word)).length;
   await waitFor(() => shown("before 3") === 1);
   console.log("1. joined with", sockets[0].url, "- history shown:", shown("before"), "of 3");
+  // A long message: the publisher (npm ws) compresses it (over its 1 KiB threshold), the
+  // server inflates it and compresses it once for the page.
+  const long = "long " + "the quick brown fox jumps over the lazy dog ".repeat(40);
+  say(pub, long);
+  await waitFor(() => texts().some((t) => t.includes(long)));
+  console.log("   negotiated:", JSON.stringify(sockets[0].extensions), "- long message shown:", texts().some((t) => t.includes(long)));
+  check(sockets[0].extensions.startsWith("permessage-deflate") && pub.extensions.startsWith("permessage-deflate"),
+    "permessage-deflate negotiated by the page's and the publisher's sockets");
+  check(texts().some((t) => t.includes(long)), "a compressed message round-trips to the page");
   say(pub, "live 1");
   await waitFor(() => shown("live 1") === 1);
   // The network drops the page's connection (no close frame): it comes back by itself.
@@ -61,7 +72,7 @@ function check(ok, what) {
   console.log("2. reconnected with", sockets[1].url);
   console.log("   shown: live 1 x" + shown("live 1"), "away x" + shown("away"), "of 2, live 2 x" + shown("live 2"), "; missing-line x" + shown("may be missing"));
   check(sockets[0].url.endsWith("?history=50"), "joins with ?history=50");
-  check(/\?since=[0-9a-f]+%3A4$/.test(sockets[1].url), "comes back with ?since= after offset 4");
+  check(/\?since=[0-9a-f]+%3A5$/.test(sockets[1].url), "comes back with ?since= after offset 5 (3 before, the long one, live 1)");
   check(shown("before") === 3 && shown("live 1") === 1 && shown("away") === 2 && shown("live 2") === 1,
     "every message shown once, what was missed included");
   check(shown("may be missing") === 0, "no missing-line after a recovery");

@@ -4,7 +4,9 @@
 //! itself once Redis is back; a Redis that answers late and in pieces is waited for, and a
 //! link that fails alone leaves the other connected; what another publisher puts on a room's
 //! channel that is not a valid envelope reaches nobody; a node without `--broker` has none of
-//! it.
+//! it. Recovery: every node has the same epoch and offsets for a room, a client recovers on
+//! another node than the one it left, and while Redis is away a position is `reset`; a Redis
+//! that forgot the sequencing script gets it again on the same connection.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -118,10 +120,11 @@ async fn every_client_of_the_room_on_every_node_gets_each_message_once_in_order(
     }
     // The publish link counts after its round trip, which may end after b's clients read.
     wait_total(a.addr, "ringcast_broker_messages_out_total", EACH as f64).await;
+    // Every message comes back from Redis, a's own too: Redis orders them all.
     wait_total(
         a.addr,
         "ringcast_broker_messages_in_total",
-        EACH as f64 + 1.0,
+        2.0 * EACH as f64 + 1.0,
     )
     .await;
 }
@@ -285,24 +288,57 @@ async fn every_message_crosses_the_broker_or_is_counted_as_dropped() {
     for i in 0..SENT {
         ws::send_text(&mut publisher, &format!("m{i}")).await;
     }
-    // Local clients get every message, whatever the broker took.
-    for i in 0..SENT {
-        assert_eq!(ws::next_text(&mut member).await, format!("m{i}"));
-    }
     let deadline = Instant::now() + WAIT;
-    loop {
+    let out = loop {
         let samples = metrics::scrape(a.addr).await;
         let out = metrics::total(&samples, "ringcast_broker_messages_out_total");
         let dropped = metrics::total(&samples, "ringcast_broker_dropped_total");
         if out + dropped == SENT as f64 {
-            break;
+            break out as usize;
         }
         assert!(
             Instant::now() < deadline,
             "{out} sent + {dropped} dropped of {SENT}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(out < SENT, "the burst overflowed the queue");
+    // Local clients get what Redis ordered, in the publisher's order; a message the queue had
+    // no room for reaches no node (ordering it here alone would put it out of order).
+    let mut last = None;
+    for _ in 0..out {
+        let text = ws::next_text(&mut member).await;
+        let index: usize = text[1..].parse().expect("m{index}");
+        assert!(last < Some(index), "{text} after m{last:?}");
+        last = Some(index);
     }
+    ws::send_text(&mut publisher, "marker").await;
+    assert_eq!(
+        ws::next_text(&mut member).await,
+        "marker",
+        "nothing else came"
+    );
+}
+
+#[tokio::test]
+async fn a_redis_that_forgot_the_script_gets_it_again_without_a_reconnection() {
+    let redis = Redis::start();
+    let a = node(&redis, &[]);
+    let mut client = ws::connect(a.addr, "/ws/flush").await;
+    wait_subscribed(a.addr, 1.0).await;
+    ws::send_text(&mut client, "before").await;
+    assert_eq!(ws::next_text(&mut client).await, "before");
+    assert_eq!(redis.command(&[b"SCRIPT", b"FLUSH"]), b"+OK\r\n");
+    // The batch that meets NOSCRIPT is dropped (counted); the link loads the script again.
+    ws::send_text(&mut client, "lost").await;
+    wait_total(a.addr, "ringcast_broker_dropped_total", 1.0).await;
+    // Through Redis again (not ordered here alone, as while a link is down), on the same
+    // connection.
+    wait_ready_status(a.addr, 200).await;
+    ws::send_text(&mut client, "after").await;
+    assert_eq!(ws::next_text(&mut client).await, "after");
+    wait_total(a.addr, "ringcast_broker_messages_out_total", 2.0).await;
+    assert_eq!(reconnects(a.addr, "publish").await, 0.0);
 }
 
 #[tokio::test]
@@ -328,22 +364,24 @@ async fn what_is_not_a_valid_envelope_reaches_no_client() {
     let mut client = ws::connect(a.addr, "/ws/chat").await;
     wait_subscribed(a.addr, 1.0).await;
     let channel = b"ringcast:chat".as_slice();
-    let mut envelope = b"rc1\0\0\0\0\0\0\0\x01".to_vec();
+    let mut envelope = b"rc2e1:1\n".to_vec();
     let bad_text = [0x81, 0x02, 0xff, 0xfe];
-    let too_long = [[0x82, 17].as_slice(), &[0; 17]].concat();
+    let ok = [0x81, 0x02, b'o', b'k'];
+    let too_long = [&envelope[..], &[0x82, 17], &[0; 17]].concat();
     // Far over --max-message: dropped as it arrives, never buffered whole.
     let far_too_long = [&envelope[..], &[0x82, 126, 0x0f, 0xa0], &[0; 4000]].concat();
-    let payloads: [&[u8]; 5] = [
+    let payloads: [&[u8]; 6] = [
         b"hello",
         &[&envelope[..], &bad_text].concat(),
         &too_long,
-        b"rc1",
+        b"rc2",
+        &[b"rc2e\"1:1\n".as_slice(), &ok].concat(),
         &far_too_long,
     ];
     for payload in payloads {
         redis.command(&[b"PUBLISH", channel, payload]);
     }
-    envelope.extend_from_slice(&[0x81, 0x02, b'o', b'k']);
+    envelope.extend_from_slice(&ok);
     assert_eq!(redis.command(&[b"PUBLISH", channel, &envelope]), b":1\r\n");
     assert_eq!(ws::next_data(&mut client).await, Message::text("ok"));
     let samples = metrics::scrape(a.addr).await;
@@ -351,7 +389,7 @@ async fn what_is_not_a_valid_envelope_reaches_no_client() {
         .iter()
         .find(|s| s.name == "ringcast_broker_dropped_total" && s.label("reason") == Some("invalid"))
         .map(|s| s.value);
-    assert_eq!(invalid, Some(5.0));
+    assert_eq!(invalid, Some(6.0));
     assert_eq!(
         metrics::total(&samples, "ringcast_broker_reconnects_total"),
         0.0
@@ -372,49 +410,176 @@ async fn a_node_without_a_broker_has_no_broker() {
     );
 }
 
-/// Recovery with several nodes: a client recovers on the node it left, other nodes' messages
-/// included in the one order; another node's epoch is not this node's (reset, never a gap);
-/// while the node is cut off from Redis, and after it came back (what the other nodes sent
-/// meanwhile is missing here), a position is not continued either: reset, and a new epoch.
+/// Reads `count` text messages.
+async fn texts(client: &mut ws::Client, count: usize) -> Vec<String> {
+    let mut got = Vec::with_capacity(count);
+    for _ in 0..count {
+        got.push(ws::next_text(client).await);
+    }
+    got
+}
+
+/// Messages `first..=last` as the publishers below send them.
+fn numbered(first: u64, last: u64) -> Vec<String> {
+    (first..=last).map(|i| format!("m{i}")).collect()
+}
+
+/// Recovery with several nodes: Redis numbers the room, so both nodes tell the same epoch
+/// and offsets; a client that leaves node b comes back on node a with its position and gets
+/// exactly what it missed, then live messages, with no gap and no duplicate.
 #[tokio::test]
-async fn recovery_across_nodes_never_serves_a_gap() {
+async fn a_client_recovers_on_another_node_than_the_one_it_left() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis, &[]), node(&redis, &[]));
+    let mut publisher = ws::connect(a.addr, "/ws/rec").await;
+    let mut stays_on_b = ws::connect(b.addr, "/ws/rec").await;
+    wait_subscribed(a.addr, 1.0).await;
+    wait_subscribed(b.addr, 1.0).await;
+    // A room nobody published in yet: b asks Redis where it stands (before its links were
+    // up, b could only have told a position of its own).
+    let mut on_b = ws::connect(b.addr, "/ws/rec?since=").await;
+    let (said, epoch, offset) = ws::first_notice(&mut on_b).await;
+    assert_eq!((said.as_str(), offset), ("position", 0));
+    for i in 1..=3 {
+        ws::send_text(&mut publisher, &format!("m{i}")).await;
+    }
+    assert_eq!(texts(&mut on_b, 3).await, numbered(1, 3));
+    drop(on_b);
+    for i in 4..=8 {
+        ws::send_text(&mut publisher, &format!("m{i}")).await;
+    }
+    assert_eq!(texts(&mut publisher, 8).await, numbered(1, 8));
+    assert_eq!(texts(&mut stays_on_b, 8).await, numbered(1, 8));
+    for node in [a.addr, b.addr] {
+        let mut asker = ws::connect(node, "/ws/rec?since=").await;
+        assert_eq!(
+            ws::first_notice(&mut asker).await,
+            ("position".into(), epoch.clone(), 8),
+            "node {node}: the same epoch and offset"
+        );
+    }
+    let mut back = ws::connect(a.addr, &format!("/ws/rec?since={epoch}:3")).await;
+    assert_eq!(
+        ws::first_notice(&mut back).await,
+        ("recovered".into(), epoch.clone(), 3)
+    );
+    ws::send_text(&mut publisher, "m9").await;
+    assert_eq!(
+        texts(&mut back, 6).await,
+        numbered(4, 9),
+        "replayed, then live"
+    );
+    ws::send_text(&mut publisher, "marker").await;
+    assert_eq!(ws::next_text(&mut back).await, "marker", "nothing twice");
+    // And the other way round: a client of a recovers on b (which got 1..9 from Redis).
+    let mut on_b = ws::connect(b.addr, &format!("/ws/rec?since={epoch}:7")).await;
+    assert_eq!(
+        ws::first_notice(&mut on_b).await,
+        ("recovered".into(), epoch.clone(), 7)
+    );
+    assert_eq!(
+        texts(&mut on_b, 3).await,
+        ["m8", "m9", "marker"].map(String::from)
+    );
+}
+
+/// While Redis is away a position is not continued (what other nodes publish meanwhile never
+/// reaches this node): `reset`, never a gap; once it is back with its state lost, the room
+/// starts a new epoch on every node.
+#[tokio::test]
+async fn a_position_is_reset_while_redis_is_away() {
     let mut redis = Redis::start();
     let (a, b) = (node(&redis, &[]), node(&redis, &[]));
-    let mut watcher = ws::connect(a.addr, "/ws/rec?since=").await;
+    let mut publisher = ws::connect(a.addr, "/ws/rec").await;
     let mut on_b = ws::connect(b.addr, "/ws/rec").await;
     wait_subscribed(a.addr, 1.0).await;
     wait_subscribed(b.addr, 1.0).await;
-    let (said, epoch, offset) = ws::first_notice(&mut watcher).await;
-    assert_eq!((said.as_str(), offset), ("position", 0));
-    for i in 1..=3 {
-        ws::send_text(&mut on_b, &format!("from b {i}")).await;
-    }
-    assert_eq!(ws::next_text(&mut watcher).await, "from b 1");
-    drop(watcher);
-    let mut back = ws::connect(a.addr, &format!("/ws/rec?since={epoch}:1")).await;
-    assert_eq!(
-        ws::first_notice(&mut back).await,
-        ("recovered".into(), epoch.clone(), 1)
-    );
-    assert_eq!(ws::next_text(&mut back).await, "from b 2");
-    assert_eq!(ws::next_text(&mut back).await, "from b 3");
-
-    // a's position means nothing on b.
-    let mut elsewhere = ws::connect(b.addr, &format!("/ws/rec?since={epoch}:3")).await;
-    assert_eq!(ws::first_notice(&mut elsewhere).await.0, "reset");
+    ws::send_text(&mut publisher, "m1").await;
+    assert_eq!(ws::next_text(&mut on_b).await, "m1");
+    assert_eq!(ws::next_text(&mut publisher).await, "m1");
+    let mut watcher = ws::connect(a.addr, "/ws/rec?since=").await;
+    let (_, epoch, offset) = ws::first_notice(&mut watcher).await;
+    assert_eq!(offset, 1);
 
     redis.kill();
     wait_ready_status(a.addr, 503).await;
-    let mut cut_off = ws::connect(a.addr, &format!("/ws/rec?since={epoch}:3")).await;
-    assert_eq!(
-        ws::first_notice(&mut cut_off).await.0,
-        "reset",
-        "while cut off"
-    );
+    let mut cut_off = ws::connect(a.addr, &format!("/ws/rec?since={epoch}:1")).await;
+    let (said, _, _) = ws::first_notice(&mut cut_off).await;
+    assert_eq!(said, "reset", "while Redis is away");
+    // Local rooms keep working meanwhile, in an epoch of this node's own: the client that
+    // counted Redis's offsets is told to reconnect (1013) before it could miscount.
+    ws::send_text(&mut publisher, "alone").await;
+    assert_eq!(ws::next_text(&mut publisher).await, "alone");
+    assert_eq!(ws::close_code_before_any_data(&mut watcher).await, 1013);
+
     redis.restart();
     wait_subscribed(a.addr, 1.0).await;
-    let mut after = ws::connect(a.addr, &format!("/ws/rec?since={epoch}:3")).await;
-    let (said, new_epoch, _) = ws::first_notice(&mut after).await;
-    assert_eq!(said, "reset", "after the outage");
-    assert_ne!(new_epoch, epoch, "the outage started a new epoch");
+    wait_subscribed(b.addr, 1.0).await;
+    ws::send_text(&mut publisher, "after").await;
+    assert_eq!(ws::next_text(&mut on_b).await, "after");
+    assert_eq!(ws::next_text(&mut publisher).await, "after");
+    let mut told = Vec::new();
+    for node in [a.addr, b.addr] {
+        let mut after = ws::connect(node, &format!("/ws/rec?since={epoch}:1")).await;
+        let (said, new_epoch, offset) = ws::first_notice(&mut after).await;
+        assert_eq!(said, "reset", "node {node}: Redis lost its state");
+        assert_ne!(new_epoch, epoch, "node {node}: a new epoch");
+        told.push((new_epoch, offset));
+    }
+    assert_eq!(
+        told[0], told[1],
+        "the same new epoch and offset on both nodes"
+    );
+}
+
+/// A node that stopped following a room (its last member left, so it unsubscribed) asks Redis
+/// where the room stands before answering a client that comes back: if nothing happened
+/// meanwhile it recovers the client from what it kept; if it missed messages it says `reset`
+/// (never a gap), while the node that heard everything recovers the client.
+#[tokio::test]
+async fn a_node_that_stopped_following_a_room_asks_redis_before_answering() {
+    let redis = Redis::start();
+    let (a, b) = (node(&redis, &[]), node(&redis, &[]));
+    let mut publisher = ws::connect(a.addr, "/ws/hole").await;
+    let mut on_b = ws::connect(b.addr, "/ws/hole").await;
+    wait_subscribed(a.addr, 1.0).await;
+    wait_subscribed(b.addr, 1.0).await;
+    ws::send_text(&mut publisher, "m1").await;
+    assert_eq!(ws::next_text(&mut on_b).await, "m1");
+    assert_eq!(ws::next_text(&mut publisher).await, "m1");
+    let mut asker = ws::connect(a.addr, "/ws/hole?since=").await;
+    let (_, epoch, offset) = ws::first_notice(&mut asker).await;
+    assert_eq!(offset, 1);
+
+    // b's last member leaves and comes back with nothing published meanwhile: b still
+    // serves what it kept.
+    drop(on_b);
+    wait_subscribed(b.addr, 0.0).await;
+    let mut back_on_b = ws::connect(b.addr, &format!("/ws/hole?since={epoch}:0")).await;
+    assert_eq!(
+        ws::first_notice(&mut back_on_b).await,
+        ("recovered".into(), epoch.clone(), 0)
+    );
+    assert_eq!(ws::next_text(&mut back_on_b).await, "m1");
+
+    // Now b misses m2 and m3 while it has no member.
+    drop(back_on_b);
+    wait_subscribed(b.addr, 0.0).await;
+    for text in ["m2", "m3"] {
+        ws::send_text(&mut publisher, text).await;
+        assert_eq!(ws::next_text(&mut publisher).await, text);
+    }
+    let mut again_on_b = ws::connect(b.addr, &format!("/ws/hole?since={epoch}:1")).await;
+    assert_eq!(
+        ws::first_notice(&mut again_on_b).await,
+        ("reset".into(), epoch.clone(), 3)
+    );
+    ws::send_text(&mut publisher, "m4").await;
+    assert_eq!(ws::next_text(&mut again_on_b).await, "m4", "live from 4");
+    let mut on_a = ws::connect(a.addr, &format!("/ws/hole?since={epoch}:1")).await;
+    assert_eq!(
+        ws::first_notice(&mut on_a).await,
+        ("recovered".into(), epoch.clone(), 1)
+    );
+    assert_eq!(texts(&mut on_a, 3).await, numbered(2, 4));
 }

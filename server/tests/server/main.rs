@@ -12,6 +12,7 @@ mod broadcast;
 mod broker;
 mod cli;
 mod control;
+mod deflate;
 mod fanout;
 mod flood;
 mod http;

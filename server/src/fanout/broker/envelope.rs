@@ -1,54 +1,58 @@
-//! What a node publishes to the broker for one message: the envelope around the frame.
+//! What a node receives from the broker for one message: the envelope around the frame.
 //!
 //! ```text
-//! "rc1" | node id (8 bytes, big-endian) | the WebSocket frame as sent to clients
+//! "rc2" | EPOCH ":" OFFSET "\n" | the WebSocket frame as sent to clients
 //! ```
 //!
-//! The frame is the server-to-client encoding (FIN set, unmasked, text or binary), so a node
-//! that receives it copies it once into a frame every one of its cores shares, and never
-//! re-encodes; the node id lets the publishing node skip its own echo (it has delivered the
-//! message to its clients already). A receiver checks everything a client could be hurt by:
-//! the header, the length, the size limit and, for text, UTF-8.
+//! The publish link's script (`publish_link.rs`) numbers every message in Redis and writes the
+//! envelope there, so every node reads the room's one order with its epoch and offsets. The
+//! frame is the server-to-client encoding (FIN set, unmasked, text or binary), so a node that
+//! receives it copies it once into a frame every one of its cores shares, and never
+//! re-encodes. A receiver checks everything a client could be hurt by: the header, the length,
+//! the size limit and, for text, UTF-8.
 
 use ringcast_proto::{opcode, Header, Role};
 
 /// First bytes of every envelope: the format and its version.
-pub const MAGIC: &[u8; 3] = b"rc1";
-/// Bytes before the frame.
-pub const HEADER_LEN: usize = MAGIC.len() + 8;
-
-/// Writes the envelope of `frame` from node `node` into `out` (cleared first).
-pub fn seal(out: &mut Vec<u8>, node: u64, frame: &[u8]) {
-    out.clear();
-    out.reserve(HEADER_LEN + frame.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&node.to_be_bytes());
-    out.extend_from_slice(frame);
-}
+pub const MAGIC: &[u8; 3] = b"rc2";
+/// Longest epoch accepted (the script's are 16 hex digits).
+const MAX_EPOCH: usize = 64;
 
 /// What an envelope holds for the node that receives it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Opened<'a> {
-    /// A frame to deliver to this node's clients.
-    Frame(&'a [u8]),
-    /// This node published it: its clients have it already.
-    OwnEcho,
+    /// A frame to deliver to this node's clients, at `offset` of the room's `epoch`.
+    Frame {
+        /// The room's epoch in Redis.
+        epoch: &'a str,
+        /// The message's offset in it.
+        offset: u64,
+        /// The frame.
+        frame: &'a [u8],
+    },
     /// Not a valid envelope (why), dropped and counted.
     Invalid(&'static str),
 }
 
-/// Opens an envelope received by node `node`, whose clients take messages of at most
-/// `max_message` payload bytes.
-pub fn open(envelope: &[u8], node: u64, max_message: usize) -> Opened<'_> {
-    let Some(frame) = envelope.strip_prefix(MAGIC.as_slice()) else {
+/// Opens an envelope for clients that take messages of at most `max_message` payload bytes.
+pub fn open(envelope: &[u8], max_message: usize) -> Opened<'_> {
+    let Some(rest) = envelope.strip_prefix(MAGIC.as_slice()) else {
         return Opened::Invalid("not a ringcast envelope");
     };
-    let Some((sender, frame)) = frame.split_first_chunk::<8>() else {
-        return Opened::Invalid("truncated");
+    let Some(end) = rest.iter().take(MAX_EPOCH + 22).position(|&b| b == b'\n') else {
+        return Opened::Invalid("no position");
     };
-    if u64::from_be_bytes(*sender) == node {
-        return Opened::OwnEcho;
-    }
+    let (position, frame) = (&rest[..end], &rest[end + 1..]);
+    let parsed = std::str::from_utf8(position).ok().and_then(|position| {
+        let (epoch, offset) = position.rsplit_once(':')?;
+        let offset = offset.parse::<u64>().ok().filter(|&offset| offset > 0)?;
+        // The epoch is told to clients in JSON: letters and digits only.
+        let plain = epoch.bytes().all(|b| b.is_ascii_alphanumeric());
+        (plain && !epoch.is_empty() && epoch.len() <= MAX_EPOCH).then_some((epoch, offset))
+    });
+    let Some((epoch, offset)) = parsed else {
+        return Opened::Invalid("bad position");
+    };
     let header = match Header::decode(frame, Role::Server) {
         Ok(Some(header)) => header,
         Ok(None) => return Opened::Invalid("truncated"),
@@ -67,7 +71,11 @@ pub fn open(envelope: &[u8], node: u64, max_message: usize) -> Opened<'_> {
     if header.opcode == opcode::TEXT && std::str::from_utf8(payload).is_err() {
         return Opened::Invalid("text is not UTF-8");
     }
-    Opened::Frame(frame)
+    Opened::Frame {
+        epoch,
+        offset,
+        frame,
+    }
 }
 
 #[cfg(test)]
@@ -75,26 +83,32 @@ mod tests {
     use super::*;
     use crate::ws::{encode_message, MessageKind};
 
-    fn sealed(node: u64, frame: &[u8]) -> Vec<u8> {
-        let mut out = vec![1, 2, 3];
-        seal(&mut out, node, frame);
+    /// The envelope the script writes.
+    fn sealed(position: &str, frame: &[u8]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(position.as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(frame);
         out
     }
 
     #[test]
-    fn a_frame_from_another_node_is_delivered_as_is() {
+    fn a_frame_is_delivered_as_is_at_its_position() {
         let frame = encode_message(MessageKind::Text, "héllo".as_bytes());
-        let envelope = sealed(7, &frame);
-        assert_eq!(envelope.len(), HEADER_LEN + frame.len());
-        assert_eq!(open(&envelope, 8, 64), Opened::Frame(&frame[..]));
+        let envelope = sealed("00ab:7", &frame);
+        assert_eq!(
+            open(&envelope, 64),
+            Opened::Frame {
+                epoch: "00ab",
+                offset: 7,
+                frame: &frame[..]
+            }
+        );
         let big = encode_message(MessageKind::Binary, &[0; 70_000]);
-        assert_eq!(open(&sealed(7, &big), 8, 70_000), Opened::Frame(&big[..]));
-    }
-
-    #[test]
-    fn the_publishing_node_skips_its_own_echo() {
-        let frame = encode_message(MessageKind::Binary, b"x");
-        assert_eq!(open(&sealed(7, &frame), 7, 64), Opened::OwnEcho);
+        assert!(matches!(
+            open(&sealed("e:1", &big), 70_000),
+            Opened::Frame { frame, .. } if frame == &big[..]
+        ));
     }
 
     #[test]
@@ -104,31 +118,33 @@ mod tests {
             frame.extend_from_slice(payload);
             frame
         };
-        let cases: [(Vec<u8>, &str); 8] = [
-            (b"rc2........\x81\x00".to_vec(), "not a ringcast envelope"),
-            (b"rc1\0\0\0".to_vec(), "truncated"),
-            (sealed(1, &[0x81]), "truncated"),
+        let hi = text(b"hi");
+        let cases: [(Vec<u8>, &str); 12] = [
+            (b"rc1........\x81\x00".to_vec(), "not a ringcast envelope"),
+            (b"rc2e:1".to_vec(), "no position"),
+            (sealed("e", &hi), "bad position"),
+            (sealed(":1", &hi), "bad position"),
+            (sealed("e:0", &hi), "bad position"),
+            (sealed("e:-1", &hi), "bad position"),
+            (sealed("e\":1", &hi), "bad position"),
+            (sealed("e:1", &[0x81]), "truncated"),
             (
-                sealed(1, &[0x01, 0x00]),
+                sealed("e:1", &[0x89, 0x00]),
                 "not a whole text or binary message",
             ),
+            (sealed("e:1", &[0x81, 0x05, b'a']), "length does not match"),
+            (sealed("e:1", &text(&[0xff, 0xfe])), "text is not UTF-8"),
             (
-                sealed(1, &[0x89, 0x00]),
-                "not a whole text or binary message",
-            ),
-            (sealed(1, &[0x81, 0x05, b'a']), "length does not match"),
-            (sealed(1, &text(&[0xff, 0xfe])), "text is not UTF-8"),
-            (
-                sealed(1, &[0x82, 0x81, 0, 0, 0, 0, 0]),
+                sealed("e:1", &[0x82, 0x81, 0, 0, 0, 0, 0]),
                 "server frame masked",
             ),
         ];
         for (envelope, why) in cases {
-            assert_eq!(open(&envelope, 2, 64), Opened::Invalid(why), "{envelope:?}");
+            assert_eq!(open(&envelope, 64), Opened::Invalid(why), "{envelope:?}");
         }
         let long = encode_message(MessageKind::Binary, &[0; 65]);
         assert_eq!(
-            open(&sealed(1, &long), 2, 64),
+            open(&sealed("e:1", &long), 64),
             Opened::Invalid("over --max-message")
         );
     }

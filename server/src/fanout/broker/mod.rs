@@ -1,21 +1,30 @@
-//! Several nodes, one room: scale-out through Redis pub/sub (`--broker`).
+//! Several nodes, one room: scale-out through Redis (`--broker`), which orders every room.
 //!
-//! Every node publishes each message its clients send (and each `POST /publish`) to the Redis
-//! channel `{--broker-prefix}{room}` (`ringcast:lobby`), and subscribes to a room's channel
-//! while any of its cores has a member of the room. A node delivers its own clients' messages
-//! straight away, as without a broker, and skips their echo from Redis by the node id in the
-//! envelope (`envelope.rs`): local delivery costs nothing more and keeps working while
-//! Redis is down; the other nodes get the message one Redis hop later. Delivery across nodes is
-//! at most once, as in Centrifugo's pub/sub mode: what is published while a link is down, or
-//! while a node is not yet subscribed, is not replayed.
+//! Every node sends each message its clients publish (and each `POST /publish`) to Redis,
+//! where a script (`publish_link.rs`) gives it its room's next offset in the room's epoch and
+//! publishes it on the channel `{--broker-prefix}{room}` (`ringcast:lobby`) in an envelope
+//! that carries both (`envelope.rs`). Every node subscribes to a room's channel while any of
+//! its cores has a member of the room, and delivers the room's messages, its own clients'
+//! included, as they come back: the room's home core (`stream.rs`) takes the epoch and offset
+//! from the envelope instead of counting, so every node has the same order, offsets and
+//! epochs, and a client can recover on another node than the one it left. A node that sees a
+//! hole in a room's offsets (it missed messages: its link was down, or it was not subscribed)
+//! cannot continue positions across it: its clients that count offsets are closed to
+//! reconnect, and a position before the hole is told `reset`, never served a gap.
 //!
-//! Two threads per node, each with its own blocking Redis connection (the `redis` crate):
-//! - the publish link (`publish_link.rs`) takes messages from one bounded queue the cores
-//!   fill without waiting (`--broker-queue`; full or link down: the message is not sent to
-//!   other nodes, counted) and sends what has queued as one pipeline per round trip;
+//! While the links are down the node orders its own clients' messages itself (in an epoch of
+//! its own, so no position crosses from one to the other): local rooms keep working. Delivery
+//! across nodes is at most once: what is published while a link is down, or while a node is
+//! not yet subscribed, does not reach that node.
+//!
+//! Two threads per node, each with its own blocking Redis connection:
+//! - the publish link (`publish_link.rs`, the `redis` crate) takes messages from one bounded
+//!   queue the cores fill without waiting (`--broker-queue`; full or link down: the message is
+//!   ordered locally, and not sent to other nodes, counted) and sends what has queued as one
+//!   pipeline per round trip;
 //! - the subscribe link (`subscribe_link.rs`) follows the rooms the cores have members of,
-//!   and hands each message from another node to every core through the cores' mailboxes, as a
-//!   core hands its own: the frame is copied once per node and shared by every core, and is
+//!   and hands each message to the room's home core through the cores' mailboxes, as a core
+//!   hands its own: the frame is copied once per node and shared by every core, and is
 //!   charged to the fan-out budget like any other. It reads the next message only while the
 //!   budget has room, so a node that cannot keep up leaves the backlog in Redis, which bounds
 //!   it too (`client-output-buffer-limit pubsub`, 32 MiB by default) by dropping the link; the
@@ -29,7 +38,7 @@
 //! Faults: a link that fails logs once, reports down (`ringcast_broker_up` 0, `/readyz` 503),
 //! and reconnects with backoff (`reconnect.rs`: 100 ms doubling to 2 s), on its own: the
 //! other link only checks its connection. The subscribe link then subscribes to every room
-//! with local members again. A reply (to PUBLISH, SUBSCRIBE, UNSUBSCRIBE, PING) is waited for
+//! with local members again. A reply (to EVALSHA, SUBSCRIBE, UNSUBSCRIBE, PING) is waited for
 //! up to [`REPLY_TIMEOUT`]; one that takes longer fails the link. Local rooms work throughout.
 
 mod envelope;
@@ -39,7 +48,6 @@ mod resp;
 mod subscribe_link;
 
 use std::collections::{HashMap, HashSet};
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -51,7 +59,7 @@ use bytes::Bytes;
 use super::mail::Mailboxes;
 use crate::budget::FanoutBudget;
 use crate::config::BrokerConfig;
-use crate::metrics::{BrokerLink, BrokerStats, DropReason};
+use crate::metrics::{BrokerStats, DropReason};
 
 /// How long connecting to Redis may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -65,20 +73,28 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// noticed before a message is lost on a dead connection.
 const IDLE_PING: Duration = Duration::from_secs(1);
 
-/// A message for the other nodes, waiting for the publish link.
+/// What waits for the publish link.
 #[derive(Debug)]
-pub struct Outgoing {
-    /// Room name.
-    pub room: Arc<str>,
-    /// The encoded frame (charged to the fan-out budget while it waits).
-    pub frame: Bytes,
+pub enum Outgoing {
+    /// A message for Redis to order and publish.
+    Message {
+        /// Room name.
+        room: Arc<str>,
+        /// The encoded frame (charged to the fan-out budget while it waits).
+        frame: Bytes,
+    },
+    /// A room's home core asks where the room stands in Redis (its epoch, made if it has
+    /// none, and last offset): it has clients to tell and has not heard the room from Redis
+    /// yet. Asked only once this node is subscribed to the room, so every later message
+    /// reaches it.
+    Anchor(Arc<str>),
 }
 
 /// The node's side of the broker, shared by its cores and the two link threads.
 #[derive(Debug)]
 pub struct Broker {
-    /// This node's id in envelopes: random per process.
-    node_id: u64,
+    /// `--history-ttl`: Redis forgets a room's epoch after as long without a message.
+    history_ttl: Duration,
     /// `--broker-prefix`.
     prefix: String,
     /// The publish link's queue.
@@ -87,6 +103,9 @@ pub struct Broker {
     interest: Mutex<Interest>,
     /// Set when `interest` changed since the subscribe link last looked.
     interest_changed: AtomicBool,
+    /// Rooms whose home core asked where they stand (see [`Outgoing::Anchor`]), waiting for
+    /// the subscribe link to have subscribed to them.
+    anchors: Mutex<Vec<Arc<str>>>,
     /// Counters and link states (shared with `/metrics` and `/readyz`).
     stats: Arc<BrokerStats>,
     /// Set when the subscribe link lost its connection: the publish link pings before its next
@@ -98,33 +117,36 @@ pub struct Broker {
 
 impl Broker {
     /// Connects this node to the broker: starts both link threads (they connect, and
-    /// reconnect, by themselves, counting into `stats`) that hand messages from other nodes to
+    /// reconnect, by themselves, counting into `stats`) that hand the rooms' messages to
     /// `cores` (every core's mailbox), charged to `budget`, if their payload is at most
-    /// `max_message` bytes.
+    /// `max_message` bytes; a room's epoch is kept in Redis until it had no message for
+    /// `history_ttl`.
     pub fn start(
         config: &BrokerConfig,
         stats: Arc<BrokerStats>,
         cores: Mailboxes,
         budget: Arc<FanoutBudget>,
         max_message: usize,
+        history_ttl: Duration,
     ) -> std::io::Result<BrokerThreads> {
         let (outbound, queue) = sync_channel(config.queue);
         let broker = Arc::new(Broker {
-            node_id: std::collections::hash_map::RandomState::new()
-                .hash_one((std::process::id(), std::time::SystemTime::now())),
+            history_ttl,
             prefix: config.prefix.clone(),
             outbound,
             interest: Mutex::new(Interest::default()),
             interest_changed: AtomicBool::new(false),
+            anchors: Mutex::new(Vec::new()),
             stats,
             publish_check: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
         });
         let publish = {
-            let (broker, client) = (Arc::clone(&broker), config.client.clone());
+            let (broker, client, cores) =
+                (Arc::clone(&broker), config.client.clone(), cores.clone());
             std::thread::Builder::new()
                 .name("ringcast-broker-pub".to_owned())
-                .spawn(move || publish_link::run(&broker, &client, &queue))?
+                .spawn(move || publish_link::run(&broker, &client, &queue, &cores))?
         };
         let relay = subscribe_link::Relay {
             cores,
@@ -143,11 +165,6 @@ impl Broker {
         })
     }
 
-    /// This node's id in envelopes.
-    pub fn node_id(&self) -> u64 {
-        self.node_id
-    }
-
     /// The Redis channel of `room`.
     pub fn channel(&self, room: &str) -> String {
         let mut channel = String::new();
@@ -163,14 +180,18 @@ impl Broker {
         out.push_str(room);
     }
 
-    /// Queues a message a local client published for the other nodes, without waiting: while
-    /// the publish link is down or the queue is full it is dropped (and counted).
-    pub fn forward(&self, room: &Arc<str>, frame: &Bytes) {
-        if !self.stats.publish_up.load(Ordering::Relaxed) {
+    /// Queues a message a local client published for Redis to order, without waiting (every
+    /// node, this one too, delivers it when it comes back); false while either link is down
+    /// (this node would not get it back): the caller orders it on this node alone, and it is
+    /// counted as dropped for the other nodes. A message the queue has no room for is dropped
+    /// for every node, this one included (counted): ordering it here alone would put it
+    /// before its publisher's earlier messages, still on their way through Redis.
+    pub fn forward(&self, room: &Arc<str>, frame: &Bytes) -> bool {
+        if !self.in_touch() {
             self.stats.drop_messages(DropReason::LinkDown, 1);
-            return;
+            return false;
         }
-        let outgoing = Outgoing {
+        let outgoing = Outgoing::Message {
             room: Arc::clone(room),
             frame: frame.clone(),
         };
@@ -180,6 +201,40 @@ impl Broker {
             // The publish link's thread has ended (the server is stopping).
             Err(TrySendError::Disconnected(_)) => {
                 self.stats.drop_messages(DropReason::LinkDown, 1);
+            }
+        }
+        true
+    }
+
+    /// `room`'s home core asks where the room stands in Redis: the answer comes by mail
+    /// (`Mail::Anchor`), unless a link fails first.
+    pub fn anchor(&self, room: &Arc<str>) {
+        let mut anchors = self.anchors.lock().unwrap_or_else(PoisonError::into_inner);
+        anchors.push(Arc::clone(room));
+    }
+
+    /// The rooms whose home core asked where they stand (called before the subscribe link
+    /// looks at the rooms: each was joined before it was asked about, so once the link has
+    /// subscribed to what it took after this, it has subscribed to these).
+    pub fn take_anchors(&self) -> Vec<Arc<str>> {
+        let mut anchors = self.anchors.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut *anchors)
+    }
+
+    /// Hands `rooms` (from [`Broker::take_anchors`], now subscribed to) to the publish link to
+    /// ask Redis; those the queue has no room for wait for the next call.
+    pub fn ask_anchors(&self, rooms: Vec<Arc<str>>) {
+        let mut rooms = rooms.into_iter();
+        for room in rooms.by_ref() {
+            match self.outbound.try_send(Outgoing::Anchor(room)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(Outgoing::Anchor(room))) => {
+                    let mut anchors = self.anchors.lock().unwrap_or_else(PoisonError::into_inner);
+                    anchors.push(room);
+                    anchors.extend(rooms);
+                    return;
+                }
+                Err(_) => return,
             }
         }
     }
@@ -220,16 +275,11 @@ impl Broker {
         self.publish_check.swap(false, Ordering::AcqRel)
     }
 
-    /// Whether this node still sees every message of the other nodes: None while the
-    /// subscribe link is down (what they publish meanwhile never reaches this node), else how
-    /// many times it came back so far. A change means messages may have been missed: the
-    /// rooms' epochs change (`stream.rs`), so no client is told it recovered across the hole.
-    pub fn continuity(&self) -> Option<u64> {
-        let link = BrokerLink::Subscribe;
-        self.stats
-            .link_up(link)
-            .load(Ordering::Relaxed)
-            .then(|| self.stats.reconnects[link as usize].load(Ordering::Relaxed))
+    /// Whether both links are up: Redis orders this node's messages and this node hears the
+    /// rooms' order. While not, a position is not continued here (`stream.rs`): what the other
+    /// nodes publish meanwhile never reaches this node.
+    pub fn in_touch(&self) -> bool {
+        self.stats.is_up()
     }
 
     /// True once the server stops.

@@ -1,13 +1,16 @@
 //! The subscribe link: follows the rooms this node has members of, and hands every message
-//! another node published in them to the cores.
+//! Redis ordered in them (this node's too) to the rooms' home cores, with its epoch and offset.
 //!
 //! Between two messages (or every [`POLL`] when none come) the link takes the rooms that gained
 //! their first local member or lost their last, and sends SUBSCRIBE for the new ones and
 //! UNSUBSCRIBE for the gone ones; it waits for their replies up to [`REPLY_TIMEOUT`] each,
-//! handing on the messages that come before them. A message is read only while the fan-out
-//! budget has room: the rest waits in Redis (see `mod.rs`). A link idle for [`IDLE_PING`]
-//! pings, so a Redis that stopped answering is noticed, not only one that closed the
-//! connection. Redis is read by `resp.rs`, not by the `redis` crate's `PubSub` (why there).
+//! handing on the messages that come before them; then it tells the home cores of the gone
+//! rooms (they stop answering from what they have), and passes the home cores' requests for
+//! where a room stands (anchors) to the publish link, now that it is subscribed to their
+//! rooms, so that every message after an anchor reaches this node. A message is read only
+//! while the fan-out budget has room: the rest waits in Redis (see `mod.rs`). A link idle for
+//! [`IDLE_PING`] pings, so a Redis that stopped answering is noticed, not only one that closed
+//! the connection. Redis is read by `resp.rs`, not by the `redis` crate's `PubSub` (why there).
 
 use std::collections::HashMap;
 use std::io;
@@ -21,6 +24,7 @@ use super::resp::{self, Value, Wire};
 use super::{Broker, InterestChange, IDLE_PING, POLL, REPLY_TIMEOUT};
 use crate::budget::FanoutBudget;
 use crate::fanout::mail::Mailboxes;
+use crate::fanout::stream::Position;
 use crate::metrics::{BrokerLink, DropReason};
 
 /// Most channels in one SUBSCRIBE or UNSUBSCRIBE (a reconnection subscribes to every room).
@@ -118,6 +122,9 @@ struct Session<'a> {
     channels: HashMap<String, Arc<str>>,
     /// When the connection last showed it is alive.
     last_heard: Instant,
+    /// The epoch of the last message: reused while the next ones name the same (one
+    /// allocation per epoch, not per message).
+    epoch: Option<Arc<str>>,
 }
 
 impl<'a> Session<'a> {
@@ -129,6 +136,7 @@ impl<'a> Session<'a> {
             wire,
             channels: HashMap::new(),
             last_heard: Instant::now(),
+            epoch: None,
         }
     }
 
@@ -138,7 +146,13 @@ impl<'a> Session<'a> {
         self.follow_interest(true)?;
         reconnect.connected(self.broker);
         while !self.broker.is_stopping() {
+            // Taken before looking at the rooms: each was asked about after its room was
+            // joined, so the subscriptions below cover it.
+            let anchors = self.broker.take_anchors();
             self.follow_interest(false)?;
+            if !anchors.is_empty() {
+                self.broker.ask_anchors(anchors);
+            }
             // A wait that ends in the middle of a message keeps what came (`resp.rs`).
             let Some(value) = self.wire.next(POLL)? else {
                 self.ping_if_idle()?;
@@ -147,7 +161,14 @@ impl<'a> Session<'a> {
             self.last_heard = Instant::now();
             match Pushed::of(&value) {
                 Pushed::Message { channel, payload } => {
-                    deliver(self.broker, self.relay, &self.channels, channel, payload);
+                    deliver(
+                        self.broker,
+                        self.relay,
+                        &self.channels,
+                        &mut self.epoch,
+                        channel,
+                        payload,
+                    );
                 }
                 _ => return Err(unexpected("while waiting for messages")),
             }
@@ -169,9 +190,9 @@ impl<'a> Session<'a> {
                     .map(|room| (self.broker.channel(&room), room))
                     .collect();
                 gone.extend(
-                    (self.channels.keys())
-                        .filter(|channel| !wanted.contains_key(*channel))
-                        .cloned(),
+                    (self.channels.iter())
+                        .filter(|(channel, _)| !wanted.contains_key(*channel))
+                        .map(|(channel, room)| (channel.clone(), Arc::clone(room))),
                 );
                 new.extend(
                     (wanted.keys())
@@ -186,14 +207,22 @@ impl<'a> Session<'a> {
                     if wanted && !self.channels.contains_key(&channel) {
                         new.push(channel.clone());
                         self.channels.insert(channel, room);
-                    } else if !wanted && self.channels.remove(&channel).is_some() {
-                        gone.push(channel);
+                    } else if !wanted {
+                        if let Some(room) = self.channels.remove(&channel) {
+                            gone.push((channel, room));
+                        }
                     }
                 }
             }
         }
         self.command("SUBSCRIBE", &new)?;
-        self.command("UNSUBSCRIBE", &gone)?;
+        let channels: Vec<String> = gone.iter().map(|(channel, _)| channel.clone()).collect();
+        self.command("UNSUBSCRIBE", &channels)?;
+        // After the messages that came before the replies: the home cores stop answering from
+        // what they have until Redis tells them where these rooms stand.
+        for (_, room) in &gone {
+            self.relay.cores.unfollowed(room);
+        }
         let count = self.channels.len() as u64;
         self.broker
             .stats
@@ -235,7 +264,14 @@ impl<'a> Session<'a> {
             };
             match (Pushed::of(&value), command) {
                 (Pushed::Message { channel, payload }, _) => {
-                    deliver(self.broker, self.relay, &self.channels, channel, payload);
+                    deliver(
+                        self.broker,
+                        self.relay,
+                        &self.channels,
+                        &mut self.epoch,
+                        channel,
+                        payload,
+                    );
                 }
                 (Pushed::Pong, "PING") => count -= 1,
                 (Pushed::Ack, "SUBSCRIBE" | "UNSUBSCRIBE") => count -= 1,
@@ -266,12 +302,13 @@ fn unexpected(when: &str) -> io::Error {
     )
 }
 
-/// Hands a message from another node on `channel` to every core, once the fan-out budget has
-/// room.
+/// Hands a message on `channel` to its room's home core, once the fan-out budget has room;
+/// `epoch` is the last message's epoch (reused if this one's is the same).
 fn deliver(
     broker: &Broker,
     relay: &Relay,
     channels: &HashMap<String, Arc<str>>,
+    epoch: &mut Option<Arc<str>>,
     channel: &[u8],
     payload: Result<&[u8], &'static str>,
 ) {
@@ -283,12 +320,15 @@ fn deliver(
     };
     let stats = &broker.stats;
     let opened = match payload {
-        Ok(payload) => envelope::open(payload, broker.node_id(), relay.max_message),
+        Ok(payload) => envelope::open(payload, relay.max_message),
         Err(why) => Opened::Invalid(why),
     };
-    let frame = match opened {
-        Opened::Frame(frame) => frame,
-        Opened::OwnEcho => return,
+    let (named, offset, frame) = match opened {
+        Opened::Frame {
+            epoch,
+            offset,
+            frame,
+        } => (epoch, offset, frame),
         Opened::Invalid(why) => {
             tracing::debug!(room = %room, why, "dropped an invalid message from the broker");
             stats.drop_messages(DropReason::Invalid, 1);
@@ -302,7 +342,13 @@ fn deliver(
     let frame = relay.budget.track(frame.to_vec());
     // Counted before the hand-off, so a client never has a message /metrics does not.
     stats.received.fetch_add(1, Ordering::Relaxed);
-    // To the room's home core, which puts it in the room's order with this node's messages
-    // (nothing reserved: this link waits for the budget before each message anyway).
-    relay.cores.publish(room, &frame, 0);
+    let epoch = match epoch {
+        Some(epoch) if **epoch == *named => Arc::clone(epoch),
+        _ => Arc::clone(epoch.insert(Arc::from(named))),
+    };
+    // To the room's home core, which takes Redis's position for it (nothing reserved: this
+    // link waits for the budget before each message anyway).
+    relay
+        .cores
+        .publish(room, &frame, 0, Some(Position { epoch, offset }));
 }

@@ -68,6 +68,8 @@ impl<'a> FrameSpec<'a> {
 pub struct ServerFrame {
     /// FIN bit.
     pub fin: bool,
+    /// RSV1: a compressed message (only from a server that agreed to permessage-deflate).
+    pub rsv1: bool,
     /// Opcode.
     pub opcode: u8,
     /// Payload.
@@ -96,20 +98,33 @@ pub struct RawClient {
     stream: TcpStream,
     /// Bytes read but not yet parsed into frames.
     buffered: Vec<u8>,
+    /// The server agreed to permessage-deflate: RSV1 may be set on its data frames.
+    deflate: bool,
 }
 
 impl RawClient {
     /// Connects and performs the opening handshake on `path`.
     pub async fn connect(addr: SocketAddr, path: &str) -> RawClient {
         let stream = TcpStream::connect(addr).await.expect("TCP connect");
-        Self::handshake(stream, addr, path, &[]).await
+        Self::handshake(stream, addr, path, "", &[]).await.0
+    }
+
+    /// Like `connect`, with `headers` (each line ending in CRLF) added to the upgrade request;
+    /// also returns the response head, lowercased.
+    pub async fn connect_with_headers(
+        addr: SocketAddr,
+        path: &str,
+        headers: &str,
+    ) -> (RawClient, String) {
+        let stream = TcpStream::connect(addr).await.expect("TCP connect");
+        Self::handshake(stream, addr, path, headers, &[]).await
     }
 
     /// Like `connect`, with `first` (e.g. an encoded frame) sent in the same write as the
     /// upgrade request, before the 101 can have come back.
     pub async fn connect_sending(addr: SocketAddr, path: &str, first: &[u8]) -> RawClient {
         let stream = TcpStream::connect(addr).await.expect("TCP connect");
-        Self::handshake(stream, addr, path, first).await
+        Self::handshake(stream, addr, path, "", first).await.0
     }
 
     /// Like `connect`, with a small receive buffer so a client that never reads stalls the
@@ -118,18 +133,19 @@ impl RawClient {
         let socket = TcpSocket::new_v4().expect("socket");
         socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
         let stream = socket.connect(addr).await.expect("TCP connect");
-        Self::handshake(stream, addr, path, &[]).await
+        Self::handshake(stream, addr, path, "", &[]).await.0
     }
 
     async fn handshake(
         mut stream: TcpStream,
         addr: SocketAddr,
         path: &str,
+        headers: &str,
         first: &[u8],
-    ) -> RawClient {
+    ) -> (RawClient, String) {
         let mut request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
         )
         .into_bytes();
         request.extend_from_slice(first);
@@ -147,19 +163,24 @@ impl RawClient {
             assert!(n > 0, "connection closed during the handshake");
             buffered.extend_from_slice(&chunk[..n]);
         };
-        let head = String::from_utf8_lossy(&buffered[..head_end]).into_owned();
+        let head = String::from_utf8_lossy(&buffered[..head_end]).to_ascii_lowercase();
         assert!(
-            head.starts_with("HTTP/1.1 101"),
+            head.starts_with("http/1.1 101"),
             "handshake refused: {head}"
         );
         // RFC 6455 4.2.2: the accept value for the sample key above.
         assert!(
-            head.to_ascii_lowercase()
-                .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+            head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
             "wrong or missing Sec-WebSocket-Accept: {head}"
         );
         buffered.drain(..head_end);
-        RawClient { stream, buffered }
+        let deflate = head.contains("sec-websocket-extensions: permessage-deflate");
+        let client = RawClient {
+            stream,
+            buffered,
+            deflate,
+        };
+        (client, head)
     }
 
     /// The TCP stream and the bytes already read past the handshake, for a client that reads
@@ -212,15 +233,18 @@ impl RawClient {
     }
 
     /// Removes one complete frame from the front of `buffered`, if there is one. Fails the
-    /// test on a frame no server may send (masked, reserved bits, a bad length).
+    /// test on a frame no server may send (masked, reserved bits but RSV1 of a negotiated
+    /// permessage-deflate, a bad length).
     fn parse_buffered(&mut self) -> Option<ServerFrame> {
-        let header = Header::decode(&self.buffered, Role::Server)
+        let allowed = if self.deflate { 0x40 } else { 0 };
+        let header = Header::decode_with(&self.buffered, Role::Server, allowed)
             .unwrap_or_else(|error| panic!("the server sent a bad frame: {error}"))?;
         let frame_len = header.frame_len().expect("frame length fits usize");
         let payload = self.buffered.get(header.header_len..frame_len)?.to_vec();
         self.buffered.drain(..frame_len);
         Some(ServerFrame {
             fin: header.fin,
+            rsv1: header.rsv1,
             opcode: header.opcode,
             payload,
         })

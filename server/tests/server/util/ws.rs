@@ -125,6 +125,25 @@ pub async fn expect_close(client: &mut Client) -> Option<CloseFrame> {
     }
 }
 
+/// The close code of the server's next message, which must be its close frame (a data
+/// message before it fails).
+pub async fn close_code_before_any_data(client: &mut Client) -> u16 {
+    loop {
+        let next = timeout(WAIT, client.next())
+            .await
+            .expect("the server did not close");
+        match next {
+            Some(Ok(Message::Close(frame))) => {
+                return u16::from(frame.expect("close frame without a status code").code)
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(other)) => panic!("data before the close frame: {other:?}"),
+            Some(Err(err)) => panic!("connection failed before a close frame: {err}"),
+            None => panic!("connection ended without a close frame"),
+        }
+    }
+}
+
 /// The close code the server sent (panics when it sent none).
 pub async fn expect_close_code(client: &mut Client) -> u16 {
     let frame = expect_close(client)
