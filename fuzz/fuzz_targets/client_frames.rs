@@ -64,7 +64,7 @@ fn plan(data: &[u8]) -> Plan<'_> {
 /// Checks one event against the invariants and records it.
 fn record(event: ClientEvent<'_>, max_message: usize) -> Record {
     match event {
-        ClientEvent::Message { kind, payload } => {
+        ClientEvent::Message { kind, payload, .. } => {
             assert!(payload.len() <= max_message, "message over max_message");
             if kind == MessageKind::Text {
                 assert!(std::str::from_utf8(payload).is_ok(), "text not UTF-8");
