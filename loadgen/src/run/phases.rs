@@ -78,13 +78,16 @@ impl Phases {
     ) -> anyhow::Result<()> {
         loop {
             let now = monotonic_ns();
-            if self.window.is_none() && nothing_can_connect(shared, now) {
+            // One reading of the attempts for both decisions: read twice, the last attempt
+            // could land between the reads, and a run where nothing connected would start its
+            // window instead of being abandoned.
+            let attempts_over =
+                shared.attempts_done.load(Ordering::Relaxed) >= shared.scenario.connections();
+            if self.window.is_none() && nothing_can_connect(shared, attempts_over, now) {
                 self.aborted = true;
                 return Ok(());
             }
-            if self.window.is_none()
-                && shared.attempts_done.load(Ordering::Relaxed) >= shared.scenario.connections()
-            {
+            if self.window.is_none() && attempts_over {
                 self.start_window(shared, window_tx, now)?;
             }
             let next = if self.window.is_some() {
@@ -173,10 +176,8 @@ impl Phases {
 
 /// Whether the run should stop now: no connection succeeded, and every attempt failed or the
 /// first attempts have had their full connect timeout.
-fn nothing_can_connect(shared: &Shared, now_ns: u64) -> bool {
+fn nothing_can_connect(shared: &Shared, attempts_over: bool, now_ns: u64) -> bool {
     let timeout_ns = (shared.scenario.connect_timeout_s * 1e9) as u64;
-    let attempts_over =
-        shared.attempts_done.load(Ordering::Relaxed) >= shared.scenario.connections();
     let timed_out = now_ns >= shared.started_ns + timeout_ns + ABORT_GRACE_NS;
     shared.connected.load(Ordering::Relaxed) == 0 && (attempts_over || timed_out)
 }
