@@ -1,0 +1,235 @@
+//! One connection's TLS state over rustls' unbuffered (sans-IO) API: bytes the socket gave go
+//! in ([`TlsSession::receive`], which yields the plaintext), plaintext to send is sealed into a
+//! buffer the caller writes ([`TlsSession::seal`]). The session does no IO and holds no buffer
+//! of its own beyond an incomplete record and the handshake records not sent yet, so the
+//! shared plaintext frames stay shared until the flush step seals one connection's batch.
+
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
+};
+
+/// What a connection's received bytes led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// The connection goes on (the handshake may still be running).
+    Open,
+    /// The peer sent close_notify: no more data will come.
+    Closed,
+}
+
+/// Why a session failed: the peer's TLS was wrong or unacceptable (a bad record, a failed
+/// handshake), or sealing was refused (the session is not established or closed).
+pub type TlsError = rustls::Error;
+
+/// One connection's TLS session.
+pub struct TlsSession {
+    /// rustls' state machine.
+    conn: UnbufferedServerConnection,
+    /// Received bytes that do not make a whole record yet (empty most of the time: freed once
+    /// the record is complete).
+    incoming: Vec<u8>,
+    /// Records rustls produced outside a seal (handshake flights, alerts, key-update replies),
+    /// waiting for the connection's next write.
+    outgoing: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSession")
+            .field("handshaking", &self.conn.is_handshaking())
+            .field("incoming", &self.incoming.len())
+            .field("outgoing", &self.outgoing.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsSession {
+    /// A session at the start of its handshake.
+    pub fn new(conn: UnbufferedServerConnection) -> Self {
+        TlsSession {
+            conn,
+            incoming: Vec::new(),
+            outgoing: Vec::new(),
+        }
+    }
+
+    /// True until the handshake completed.
+    pub fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// True when records wait to be sent ([`TlsSession::take_outgoing`]).
+    pub fn has_outgoing(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+
+    /// Appends the records waiting to be sent to `out`.
+    pub fn take_outgoing(&mut self, out: &mut Vec<u8>) {
+        if out.is_empty() {
+            std::mem::swap(out, &mut self.outgoing);
+        } else {
+            out.append(&mut self.outgoing);
+        }
+    }
+
+    /// Takes `data` (bytes read from the socket; decrypted in place where rustls can) and
+    /// appends the application data it completes to `plain`. Handshake records to send go to
+    /// the outgoing records. An incomplete record is kept for the next call.
+    pub fn receive(&mut self, data: &mut [u8], plain: &mut Vec<u8>) -> Result<Received, TlsError> {
+        if self.incoming.is_empty() {
+            let (consumed, received) = self.process(data, plain)?;
+            self.incoming.extend_from_slice(&data[consumed..]);
+            return Ok(received);
+        }
+        let mut held = std::mem::take(&mut self.incoming);
+        held.extend_from_slice(data);
+        let (consumed, received) = self.process(&mut held, plain)?;
+        held.drain(..consumed);
+        if !held.is_empty() {
+            self.incoming = held;
+        }
+        Ok(received)
+    }
+
+    /// Runs rustls over `buffer` until it needs more bytes: returns how many it consumed.
+    fn process(
+        &mut self,
+        buffer: &mut [u8],
+        plain: &mut Vec<u8>,
+    ) -> Result<(usize, Received), TlsError> {
+        let mut consumed = 0;
+        loop {
+            let UnbufferedStatus { discard, state } =
+                self.conn.process_tls_records(&mut buffer[consumed..]);
+            let mut discard = discard;
+            let next = match state? {
+                ConnectionState::ReadTraffic(mut records) => {
+                    while let Some(record) = records.next_record() {
+                        let record = record?;
+                        discard += record.discard;
+                        plain.extend_from_slice(record.payload);
+                    }
+                    None
+                }
+                ConnectionState::EncodeTlsData(mut encode) => {
+                    encode_into(&mut self.outgoing, |out| encode.encode(out))?;
+                    None
+                }
+                // Sent with the connection's next write.
+                ConnectionState::TransmitTlsData(transmit) => {
+                    transmit.done();
+                    None
+                }
+                ConnectionState::PeerClosed | ConnectionState::Closed => Some(Received::Closed),
+                // Established and nothing left to read, or the handshake waits for the peer.
+                ConnectionState::WriteTraffic(_) | ConnectionState::BlockedHandshake => {
+                    Some(Received::Open)
+                }
+                // 0-RTT is never offered (max_early_data_size stays 0); any other state is
+                // one this rustls added since: treated as a failure, not skipped.
+                other => {
+                    return Err(rustls::Error::General(format!(
+                        "unexpected TLS state {other:?}"
+                    )))
+                }
+            };
+            consumed += discard;
+            if let Some(received) = next {
+                return Ok((consumed, received));
+            }
+        }
+    }
+
+    /// Appends the outgoing records and then `plaintext`, sealed into records, to `out`.
+    pub fn seal(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
+        self.take_outgoing(out);
+        loop {
+            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut []);
+            match state? {
+                ConnectionState::EncodeTlsData(mut encode) => {
+                    encode_into(out, |spare| encode.encode(spare))?;
+                }
+                ConnectionState::TransmitTlsData(transmit) => transmit.done(),
+                ConnectionState::WriteTraffic(mut traffic) => {
+                    if !plaintext.is_empty() {
+                        encrypt_into(out, plaintext.len(), |spare| {
+                            traffic.encrypt(plaintext, spare)
+                        })?;
+                    }
+                    return Ok(());
+                }
+                other => {
+                    return Err(rustls::Error::General(format!(
+                        "cannot send in TLS state {other:?}"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// Most bytes a record adds to its plaintext: header (5), TLS 1.3's content type (1) and the
+/// AEAD tag (16), or TLS 1.2's explicit nonce (8) and tag (16); rounded up.
+const RECORD_OVERHEAD: usize = 32;
+/// Largest plaintext of one record (RFC 8446 5.1).
+const MAX_RECORD_PLAINTEXT: usize = 16 * 1024;
+
+/// Appends a handshake record `encode` writes (it says how much room it needs).
+fn encode_into(
+    out: &mut Vec<u8>,
+    encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
+) -> Result<(), TlsError> {
+    write_grown(out, 0, encode, |error| match error {
+        EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => {
+            Ok(*required_size)
+        }
+        other => Err(rustls::Error::General(format!("TLS encode: {other}"))),
+    })
+}
+
+/// Appends the records `encrypt` seals `len` plaintext bytes into.
+fn encrypt_into(
+    out: &mut Vec<u8>,
+    len: usize,
+    encrypt: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
+) -> Result<(), TlsError> {
+    let records = len.div_ceil(MAX_RECORD_PLAINTEXT).max(1);
+    write_grown(
+        out,
+        len + records * RECORD_OVERHEAD,
+        encrypt,
+        |error| match error {
+            EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
+                Ok(*required_size)
+            }
+            other => Err(rustls::Error::General(format!("TLS encrypt: {other}"))),
+        },
+    )
+}
+
+/// Runs `write` on `guess` zeroed bytes appended to `out` (trimmed to what it wrote); when it
+/// asks for more room (`needed` says how much, or why it failed), once more with that room.
+fn write_grown<E>(
+    out: &mut Vec<u8>,
+    guess: usize,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, E>,
+    needed: impl Fn(&E) -> Result<usize, TlsError>,
+) -> Result<(), TlsError> {
+    let start = out.len();
+    let mut room = guess;
+    for _ in 0..2 {
+        out.resize(start + room, 0);
+        match write(&mut out[start..]) {
+            Ok(written) => {
+                out.truncate(start + written);
+                return Ok(());
+            }
+            Err(error) => room = needed(&error)?,
+        }
+    }
+    out.truncate(start);
+    Err(rustls::Error::General(
+        "TLS record larger than it said".into(),
+    ))
+}
