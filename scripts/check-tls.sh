@@ -26,7 +26,8 @@
 #                                        # ringcast-only checks (page, ALPN, metrics, reload) skipped
 #   scripts/check-tls.sh --server CMD    # any server: CMD runs under bash with PORT, TLS_CERT,
 #                                        # TLS_KEY, TLS_CA set; ringcast checks run when the process
-#                                        # listening on PORT is a `ringcast` binary
+#                                        # listening on PORT is a `ringcast` binary (or with
+#                                        # --ringcast: a wrapper or stand-in with its interface)
 #   options: --only wss,openssl,bad,chromium,reload,startup   --close-within SECONDS
 #
 # Installs what is missing: openssl and chromium with apt-get, Python websockets into
@@ -42,10 +43,12 @@ server=ringcast
 server_cmd=""
 only=""
 close_within=""
+force_ringcast=""
 while [ $# -gt 0 ]; do
   case $1 in
     --uws) server=uws ;;
     --server) server=custom; server_cmd=${2:?--server takes a command}; shift ;;
+    --ringcast) force_ringcast=1 ;;
     --only) only=${2:?--only takes a list}; shift ;;
     --close-within) close_within=${2:?--close-within takes seconds}; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -114,6 +117,9 @@ args=(--port "$port" --dir "$scratch/tls" --pid "$listener")
 if [ "$(basename "$exe")" = ringcast ]; then
   args+=(--ringcast --binary "$exe")
   echo "check-tls: ringcast (pid $listener, $exe) on 127.0.0.1:$port"
+elif [ -n "$force_ringcast" ]; then
+  args+=(--ringcast)
+  echo "check-tls: $exe (pid $listener) on 127.0.0.1:$port, checked as ringcast (--ringcast)"
 else
   # uWebSockets closes a stalled handshake at its 10 s HTTP idle timeout.
   : "${close_within:=15}"

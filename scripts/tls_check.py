@@ -134,7 +134,7 @@ def client_hello(ctx):
 
 
 def https_get(path, ca=None, timeout=5.0):
-    ctx = ssl.create_default_context(cafile=ca or ARGS.ca)
+    ctx = ssl.create_default_context(cafile=ca or ARGS.served_ca)
     with urllib.request.urlopen(f"https://127.0.0.1:{ARGS.port}{path}", context=ctx,
                                 timeout=timeout) as resp:
         return resp.status, resp.read().decode("utf-8", "replace")
@@ -606,8 +606,10 @@ def check_chromium():
 # --- 5. reload ----------------------------------------------------------------------------------
 
 def expiry_metric():
-    return metric_sum(metrics(), "ringcast_tls_cert_expiry_seconds") if \
-        "ringcast_tls_cert_expiry_seconds" in metrics() else None
+    snapshot = metrics()
+    if "ringcast_tls_cert_expiry_seconds" not in snapshot:
+        return None
+    return max(snapshot["ringcast_tls_cert_expiry_seconds"].values())
 
 
 def check_expiry(name, pem):
@@ -646,9 +648,10 @@ def check_reload():
     make_pair(new_dir, 7)  # another CA, another notAfter (7 days, not 30)
     new_ca = os.path.join(new_dir, "ca.pem")
 
+    results = {}  # step: ok, filled as the scenario goes (an exception ends it)
+
     async def scenario():
         room = f"reload-{random.getrandbits(32):08x}"
-        results = {}
         async with connect(url(f"/ws/{room}"), ssl=client_context(ARGS.ca), open_timeout=5) as old:
             text = "before reload"
             await old.send(text)
@@ -656,6 +659,7 @@ def check_reload():
             shutil.copyfile(os.path.join(new_dir, "cert.pem"), ARGS.cert)
             shutil.copyfile(os.path.join(new_dir, "key.pem"), ARGS.key)
             os.kill(ARGS.pid, signal.SIGHUP)
+            ARGS.served_ca = new_ca  # /metrics from now on
             deadline = time.monotonic() + 5
             while not handshake_ok(new_ca) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
@@ -678,12 +682,14 @@ def check_reload():
                 text = "after broken reload"
                 await new.send(text)
                 results["open connection receives after broken reload"] = await recv_until(old, text)
-        return results
 
     try:
-        results = asyncio.run(scenario())
+        asyncio.run(scenario())
     except Exception as e:
-        check("reload", False, f"{type(e).__name__}: {e}")
+        for name, ok in results.items():
+            check(f"reload: {name}", ok, "yes" if ok else "no")
+        check("reload", False, f"stopped after {list(results)[-1:] or 'the start'}: "
+              f"{type(e).__name__}: {e}")
         return
     for name, ok in results.items():
         check(f"reload: {name}", ok, "yes" if ok else "no")
@@ -736,6 +742,7 @@ def main():
     ARGS.ca = os.path.join(ARGS.dir, "ca.pem")
     ARGS.cert = os.path.join(ARGS.dir, "cert.pem")
     ARGS.key = os.path.join(ARGS.dir, "key.pem")
+    ARGS.served_ca = ARGS.ca  # the CA of the pair served now (reload changes it)
     ARGS.pid_alive = lambda: subprocess.run(["kill", "-0", str(ARGS.pid)]).returncode == 0
     scratch = tempfile.mkdtemp(prefix="tls-check-")
     make_pair(os.path.join(scratch, "other"), 30)
