@@ -58,7 +58,9 @@ while [ $# -gt 0 ]; do
 done
 
 apt_install() {
-  command -v apt-get >/dev/null && [ "$(id -u)" -eq 0 ] || die "install $* (apt-get, as root)"
+  if ! command -v apt-get >/dev/null || [ "$(id -u)" -ne 0 ]; then
+    die "install $* (apt-get, as root)"
+  fi
   if [ -z "${apt_updated:-}" ]; then
     apt-get update -qq >/dev/null || die "apt-get update failed"
     apt_updated=1
