@@ -12,7 +12,7 @@ interface (the chat page at /, ALPN, /metrics, SIGHUP reload, its exit codes) ar
 relaxed, and each line says so.
 
 Checks: (wss) Python websockets over wss:// trusting DIR/ca.pem: broadcast to two clients,
-TLS 1.2-only and 1.3-only clients, ALPN, an h2-only client, a client trusting another CA;
+TLS 1.2-only and 1.3-only clients, ALPN, no ALPN offered, an h2-only client, a client trusting another CA;
 (openssl) s_client verifies and GET / through it; (bad) plaintext HTTP, garbage, a truncated
 ClientHello, a stalled handshake, no ClientHello, a TLS 1.0 hello: each closed within
 --close-within seconds, the server still serving, fds and gauges back to baseline, the
@@ -220,6 +220,14 @@ def check_wss():
                   f"negotiated {obj.version()}, own message back: {ok}")
         except Exception as e:
             check(f"wss {name}-only client", False, f"{type(e).__name__}: {e}")
+
+    # No ALPN offered at all (many clients send none): rustls then selects none and goes on.
+    try:
+        ok, obj = asyncio.run(round_trip(client_context(ca, alpn=())))
+        check("wss client offering no ALPN", ok and obj.selected_alpn_protocol() is None,
+              f"own message back: {ok}, ALPN {obj.selected_alpn_protocol()!r}")
+    except Exception as e:
+        check("wss client offering no ALPN", False, f"{type(e).__name__}: {e}")
 
     # h2 only: rustls with alpn_protocols=[http/1.1] fails the handshake with a
     # no_application_protocol alert (RFC 7301 3.2); a server without ALPN just ignores it.
