@@ -3,8 +3,8 @@
 # port with a throwaway CA (scripts/tls-cert.sh):
 #   1. Python websockets over wss:// trusting the test CA: a message reaches both clients of a
 #      room (sender included); TLS 1.2-only and TLS 1.3-only clients; ALPN http/1.1; a client
-#      offering no ALPN is served, an h2-only one refused (rustls: no_application_protocol alert); a client trusting
-#      another CA is refused.
+#      offering no ALPN is served, an h2-only one refused (rustls: no_application_protocol
+#      alert); a client trusting another CA is refused.
 #   2. openssl s_client -CAfile ca.pem -alpn http/1.1: Verify return code 0, GET / is the chat
 #      page (200).
 #   3. Bad input, each closed within a few seconds with the server still serving: plaintext
