@@ -130,7 +130,8 @@ fi
 [ -n "$only" ] && args+=(--only "$only")
 [ -n "$close_within" ] && args+=(--close-within "$close_within")
 status=0
-"$venv/bin/python" scripts/tls_check.py "${args[@]}" || status=$?
+# TMPDIR: its scratch files (Chromium profiles, second pairs) go with $scratch.
+TMPDIR=$scratch "$venv/bin/python" scripts/tls_check.py "${args[@]}" || status=$?
 if [ "$status" -ne 0 ]; then
   echo "check-tls: FAILED; server log (last 20 lines):" >&2
   tail -n 20 "$scratch/server.log" >&2
