@@ -243,7 +243,8 @@ def check_wss():
                   "(not ringcast: no ALPN allowed, h2 is not)")
     except ssl.SSLError as e:
         # Refused for ALPN, not for anything else (a failed verification says nothing).
-        alert = "NO_APPLICATION_PROTOCOL" in str(e).upper()
+        # OpenSSL names the alert "no_application_protocol" or "no application protocol".
+        alert = "NO_APPLICATION_PROTOCOL" in str(e).upper().replace(" ", "_")
         check("wss h2-only client", alert, f"refused: {e}")
     except OSError as e:
         check("wss h2-only client", False, f"{type(e).__name__}: {e}")

@@ -180,6 +180,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsHttpIo<I> {
                 Err(err) => {
                     this.handshake
                         .end(Handshake::Failed, |counters| &counters.failed);
+                    // The alert saying why goes out if the socket takes it now; the connection
+                    // ends either way.
+                    this.session.take_outgoing(&mut this.out);
+                    let _ = this.poll_send(cx);
                     return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, err)));
                 }
             }

@@ -103,7 +103,11 @@ impl TlsSession {
             let UnbufferedStatus { discard, state } =
                 self.conn.process_tls_records(&mut buffer[consumed..]);
             let mut discard = discard;
-            let next = match state? {
+            let state = match state {
+                Ok(state) => state,
+                Err(error) => return Err(self.failed(error)),
+            };
+            let next = match state {
                 ConnectionState::ReadTraffic(mut records) => {
                     while let Some(record) = records.next_record() {
                         let record = record?;
@@ -137,6 +141,23 @@ impl TlsSession {
             consumed += discard;
             if let Some(received) = next {
                 return Ok((consumed, received));
+            }
+        }
+    }
+
+    /// The session failed with `error`: queues the alert rustls has for the peer (a
+    /// handshake_failure, no_application_protocol...) with the outgoing records, so whoever
+    /// writes them tells the client why before closing.
+    fn failed(&mut self, error: TlsError) -> TlsError {
+        loop {
+            match self.conn.process_tls_records(&mut []).state {
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    if encode_into(&mut self.outgoing, |out| encode.encode(out)).is_err() {
+                        return error;
+                    }
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
+                _ => return error,
             }
         }
     }
