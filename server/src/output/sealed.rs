@@ -151,3 +151,89 @@ impl SealedOutput {
         self.session.has_outgoing()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::tls::testing::{established, to_client};
+    use crate::ws::{encode_message, MessageKind};
+
+    /// The bytes a started write describes.
+    fn bytes(write: &SealedWrite) -> &[u8] {
+        // SAFETY: the records stay in the output, unchanged, until the write is finished.
+        unsafe { std::slice::from_raw_parts(write.ptr, write.len) }
+    }
+
+    #[test]
+    fn frames_are_sealed_once_and_released_when_every_record_is_sent() {
+        let (session, mut client) = established(4096);
+        let mut output = SealedOutput::new(session);
+        let buffers = SealBuffers::default();
+        let mut queue = OutboundQueue::new(1 << 20);
+        for text in [&b"one"[..], b"two", b"three"] {
+            queue
+                .push(Rc::new(encode_message(MessageKind::Text, text)))
+                .unwrap();
+        }
+        assert!(output.has_write(&queue));
+        let write = output.start_write(&mut queue, &buffers).unwrap().unwrap();
+        let records = bytes(&write).to_vec();
+        assert!(!output.has_write(&queue), "one write at a time");
+        assert!(output.start_write(&mut queue, &buffers).unwrap().is_none());
+        // A frame queued meanwhile waits for the next batch.
+        queue
+            .push(Rc::new(encode_message(MessageKind::Text, b"four")))
+            .unwrap();
+        // The kernel takes 10 bytes: the frames stay in flight, the rest of the same records
+        // goes next.
+        assert_eq!(output.finish_write(10, &buffers), None);
+        assert_eq!(queue.held_frames(), 4);
+        let rest = output.start_write(&mut queue, &buffers).unwrap().unwrap();
+        assert_eq!(bytes(&rest), &records[10..]);
+        let released = output.finish_write(rest.len, &buffers).unwrap();
+        assert_eq!(released, 5 + 5 + 7, "the three frames' plaintext");
+        assert_eq!(queue.finish_write(released), 3);
+        let plain = to_client(&mut client, &records);
+        assert_eq!(
+            plain,
+            [
+                &[0x81, 3][..],
+                b"one",
+                &[0x81, 3],
+                b"two",
+                &[0x81, 5],
+                b"three"
+            ]
+            .concat()
+        );
+        // The next write seals the frame that waited.
+        let next = output.start_write(&mut queue, &buffers).unwrap().unwrap();
+        let plain = to_client(&mut client, bytes(&next));
+        assert_eq!(plain, [&[0x81, 4][..], b"four"].concat());
+        let released = output.finish_write(next.len, &buffers).unwrap();
+        assert_eq!(queue.finish_write(released), 1);
+        assert!(!output.has_write(&queue));
+        assert_eq!(
+            buffers.spare.borrow().len(),
+            1,
+            "the record buffer went back to the pool"
+        );
+    }
+
+    #[test]
+    fn a_failed_write_releases_nothing_and_frees_the_records() {
+        let (session, _client) = established(4096);
+        let mut output = SealedOutput::new(session);
+        let buffers = SealBuffers::default();
+        let mut queue = OutboundQueue::new(1 << 20);
+        queue
+            .push(Rc::new(encode_message(MessageKind::Binary, &[1; 100])))
+            .unwrap();
+        output.start_write(&mut queue, &buffers).unwrap().unwrap();
+        assert_eq!(output.finish_write(0, &buffers), Some(0));
+        assert_eq!(queue.finish_write(0), 0);
+        assert!(output.records.is_empty());
+    }
+}

@@ -19,6 +19,9 @@ mod session;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use rustls::crypto::ring::kx_group::{
+    SECP256R1 as KX_P256, SECP384R1 as KX_P384, X25519 as KX_X25519,
+};
 use rustls::server::UnbufferedServerConnection;
 use rustls::ServerConfig;
 
@@ -62,10 +65,14 @@ pub struct TlsAcceptor {
 impl TlsAcceptor {
     /// Reads the pair in `files` and builds the config; fails naming the file and the fault.
     pub fn new(files: TlsFiles) -> Result<Self, TlsFileError> {
-        // ring, not aws-lc-rs: see the workspace Cargo.toml and results/tls-2026-12-06-vm.
+        // ring, not aws-lc-rs: see docs/ARCHITECTURE.md ("TLS") and results/tls-2026-12-06-vm.
         // rustls marks it deprecated for lacking the post-quantum X25519MLKEM768 group.
         #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut provider = rustls::crypto::ring::default_provider();
+        // X25519 first: ring's defaults put P-384 first, which a client sending shares for
+        // both would get at ~8x the handshake cost (results/tls-2026-12-06-vm).
+        provider.kx_groups = vec![KX_X25519, KX_P256, KX_P384];
+        let provider = Arc::new(provider);
         let store = Arc::new(CertStore::open(files.clone(), Arc::clone(&provider))?);
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -97,5 +104,92 @@ impl TlsAcceptor {
     /// How handshakes ended.
     pub fn handshakes(&self) -> &HandshakeCounters {
         &self.handshakes
+    }
+}
+
+/// A TLS client and server in memory, for unit tests (the test pair in `testdata/`, made by
+/// scripts/tls-cert.sh, valid until 2126).
+#[cfg(test)]
+pub mod testing {
+    use std::io::Read;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName};
+
+    use super::{Received, TlsAcceptor, TlsFiles, TlsSession};
+
+    /// The test pair (`testdata/`, made by scripts/tls-cert.sh, valid until 2126).
+    pub fn testdata(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("src/tls/testdata")
+            .join(name)
+    }
+
+    pub fn acceptor() -> TlsAcceptor {
+        TlsAcceptor::new(TlsFiles {
+            cert: testdata("cert.pem"),
+            key: testdata("key.pem"),
+        })
+        .expect("the test pair loads")
+    }
+
+    pub fn client() -> ClientConnection {
+        let mut roots = RootCertStore::empty();
+        for ca in CertificateDer::pem_file_iter(testdata("ca.pem")).unwrap() {
+            roots.add(ca.unwrap()).unwrap();
+        }
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap()
+    }
+
+    /// What the client has to send, as the socket would carry it.
+    pub fn from_client(client: &mut ClientConnection) -> Vec<u8> {
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        wire
+    }
+
+    /// Gives `wire` to the client; returns the plaintext it yields.
+    pub fn to_client(client: &mut ClientConnection, wire: &[u8]) -> Vec<u8> {
+        let mut rest = wire;
+        let mut plain = Vec::new();
+        while !rest.is_empty() {
+            client.read_tls(&mut rest).unwrap();
+            client.process_new_packets().unwrap();
+            // Taken as it comes: the client buffers at most 16 KiB of plaintext. (Reading
+            // ends with WouldBlock: no more for now.)
+            let _ = client.reader().read_to_end(&mut plain);
+        }
+        plain
+    }
+
+    /// A session and a client with the handshake done, fed `chunk` bytes at a time.
+    pub fn established(chunk: usize) -> (TlsSession, ClientConnection) {
+        let mut session = acceptor().session().unwrap();
+        let mut client = client();
+        let mut plain = Vec::new();
+        while client.is_handshaking() || session.is_handshaking() {
+            let mut wire = from_client(&mut client);
+            for part in wire.chunks_mut(chunk) {
+                assert_eq!(session.receive(part, &mut plain).unwrap(), Received::Open);
+            }
+            let mut out = Vec::new();
+            session.take_outgoing(&mut out);
+            to_client(&mut client, &out);
+        }
+        assert!(plain.is_empty());
+        (session, client)
     }
 }

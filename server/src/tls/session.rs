@@ -254,3 +254,65 @@ fn write_grown<E>(
         "TLS record larger than it said".into(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::tls::testing::{acceptor, established, from_client, to_client};
+
+    #[test]
+    fn handshake_then_both_ways_whatever_the_read_sizes() {
+        for chunk in [1, 7, 4096] {
+            let (mut session, mut client) = established(chunk);
+            assert_eq!(client.alpn_protocol(), Some(&b"http/1.1"[..]));
+            client.writer().write_all(&[b'a'; 40_000]).unwrap();
+            client.writer().write_all(b"end").unwrap();
+            let mut wire = from_client(&mut client);
+            let mut plain = Vec::new();
+            for part in wire.chunks_mut(chunk) {
+                session.receive(part, &mut plain).unwrap();
+            }
+            assert_eq!(plain.len(), 40_003, "read {chunk} bytes at a time");
+            assert!(plain.ends_with(b"aend"));
+            let mut records = Vec::new();
+            session.seal(b"frame one", &mut records).unwrap();
+            session.seal(&[b'z'; 70_000], &mut records).unwrap();
+            let got = to_client(&mut client, &records);
+            assert_eq!(got.len(), 9 + 70_000);
+            assert!(got.starts_with(b"frame one"));
+        }
+    }
+
+    #[test]
+    fn garbage_fails_with_an_alert_for_the_peer() {
+        let mut session = acceptor().session().unwrap();
+        let mut plain = Vec::new();
+        let mut garbage = *b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert!(session.receive(&mut garbage, &mut plain).is_err());
+        assert!(
+            session.has_outgoing(),
+            "rustls' alert is queued for the client"
+        );
+        assert!(plain.is_empty());
+    }
+
+    #[test]
+    fn close_notify_ends_the_stream() {
+        let (mut session, mut client) = established(4096);
+        client.send_close_notify();
+        let mut wire = from_client(&mut client);
+        let mut plain = Vec::new();
+        assert_eq!(
+            session.receive(&mut wire, &mut plain).unwrap(),
+            Received::Closed
+        );
+    }
+
+    #[test]
+    fn sealing_before_the_handshake_is_refused() {
+        let mut session = acceptor().session().unwrap();
+        assert!(session.seal(b"too early", &mut Vec::new()).is_err());
+    }
+}
