@@ -13,8 +13,8 @@ use crate::tls::TlsHttpIo;
 pub enum HttpIo<I> {
     /// Plaintext HTTP.
     Plain(I),
-    /// HTTPS: the handshake and records run over `I`.
-    Tls(TlsHttpIo<I>),
+    /// HTTPS: the handshake and records run over `I` (boxed: rustls' state is ~1 KiB).
+    Tls(Box<TlsHttpIo<I>>),
 }
 
 impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for HttpIo<I> {
@@ -25,7 +25,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for HttpIo<I> {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             HttpIo::Plain(io) => Pin::new(io).poll_read(cx, buf),
-            HttpIo::Tls(io) => Pin::new(io).poll_read(cx, buf),
+            HttpIo::Tls(io) => Pin::new(&mut **io).poll_read(cx, buf),
         }
     }
 }
@@ -38,21 +38,21 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for HttpIo<I> {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             HttpIo::Plain(io) => Pin::new(io).poll_write(cx, data),
-            HttpIo::Tls(io) => Pin::new(io).poll_write(cx, data),
+            HttpIo::Tls(io) => Pin::new(&mut **io).poll_write(cx, data),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             HttpIo::Plain(io) => Pin::new(io).poll_flush(cx),
-            HttpIo::Tls(io) => Pin::new(io).poll_flush(cx),
+            HttpIo::Tls(io) => Pin::new(&mut **io).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             HttpIo::Plain(io) => Pin::new(io).poll_shutdown(cx),
-            HttpIo::Tls(io) => Pin::new(io).poll_shutdown(cx),
+            HttpIo::Tls(io) => Pin::new(&mut **io).poll_shutdown(cx),
         }
     }
 }

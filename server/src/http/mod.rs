@@ -130,7 +130,7 @@ pub async fn serve<S: HttpSocket>(service: Rc<HttpService>, stream: S, permit: C
     let io = match &config.tls {
         None => HttpIo::Plain(io),
         Some(acceptor) => match acceptor.session() {
-            Ok(session) => HttpIo::Tls(TlsHttpIo::new(io, session, Arc::clone(acceptor))),
+            Ok(session) => HttpIo::Tls(Box::new(TlsHttpIo::new(io, session, Arc::clone(acceptor)))),
             Err(err) => {
                 tracing::warn!(%err, "cannot start a TLS session; closing the connection");
                 let _ = stream.shutdown(Shutdown::Both);
@@ -200,7 +200,7 @@ fn upgraded_io<S: HttpSocket>(
                 inner,
                 mut session,
                 mut plain,
-            } = io.into_upgrade()?;
+            } = (*io).into_upgrade()?;
             let mut upgraded = S::into_upgraded(inner, stream)?;
             if !upgraded.buffered.is_empty() {
                 session
