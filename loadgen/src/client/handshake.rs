@@ -55,6 +55,12 @@ pub async fn upgrade(
         .write_all(request.as_bytes())
         .await
         .map_err(|e| ConnectFailure::from_io(&e))?;
+    // A TLS stream may still hold the sealed request when write_all returns (a socket write
+    // that would block): it goes out on flush.
+    stream
+        .flush()
+        .await
+        .map_err(|e| ConnectFailure::from_io(&e))?;
     let mut head = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
     let head_end = loop {
