@@ -26,11 +26,19 @@ const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
 /// PEM file of the CA to trust (the only one: loadgen carries no system root store);
 /// `insecure` checks no certificate (the handshake signatures still are).
 pub fn client_config(ca: Option<&Path>, insecure: bool) -> anyhow::Result<Arc<ClientConfig>> {
-    // ring is the workspace's provider (no C toolchain to build; chosen by measurement, see
-    // Cargo.toml). rustls 0.23.48 deprecates it for lacking post-quantum key exchange, which
-    // neither this test client nor the servers it measures need.
+    // ring is the workspace's provider (no C toolchain to build; chosen by measurement,
+    // docs/ARCHITECTURE.md "TLS"). rustls 0.23.48 deprecates it for lacking post-quantum key
+    // exchange, which neither this test client nor the servers it measures need.
     #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut provider = rustls::crypto::ring::default_provider();
+    // The key share goes for the first group: X25519, as browsers and OpenSSL send. ring's
+    // defaults put P-384 first, which made every handshake ~8x dearer on both ends
+    // (results/tls-2026-12-06-vm/provider-probe).
+    {
+        use rustls::crypto::ring::kx_group::{SECP256R1, SECP384R1, X25519};
+        provider.kx_groups = vec![X25519, SECP256R1, SECP384R1];
+    }
+    let provider = Arc::new(provider);
     let algorithms = provider.signature_verification_algorithms;
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
