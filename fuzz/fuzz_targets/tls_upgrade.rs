@@ -31,6 +31,11 @@
 //! TLS records starting with a handshake or an alert; plaintext answers are HTTP/1.x and frames
 //! after a 101 are well-formed server frames; and every 64 inputs the server still answers
 //! `GET /healthz` over TLS and has released every connection and socket.
+//!
+//! The server handles a connection on its own thread, after the input that made it may have
+//! returned: a server panic can be saved as the crash of a later input. If a saved crash does
+//! not reproduce alone, replay the corpus it came from (`-runs=0 DIR`) or run each input of it
+//! a few times in a row (`tls_upgrade FILE FILE FILE`).
 
 #![no_main]
 
