@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::util::raw::{FrameSpec, Next, RawClient, TEXT};
-use crate::util::{http, metrics, start_server, ws, WAIT};
+use crate::util::{http, metrics, start_server, tls, ws, WAIT};
 
 /// The page the server must serve at `/` (it embeds this same file).
 const CHAT_PAGE: &str = include_str!("../../static/index.html");
@@ -174,10 +174,11 @@ async fn connections_are_503_at_max_connections_and_accepted_again_after_a_close
 #[tokio::test]
 async fn slowloris_connection_is_closed_by_the_header_timeout() {
     let server = start_server(&["--header-timeout", "500ms"]);
-    let mut slow = TcpStream::connect(server.addr).await.expect("connect");
+    let mut slow = tls::connect(server.addr).await;
     slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
         .await
         .expect("partial request");
+    slow.flush().await.expect("flush");
     // Never finish the headers: the server must end the connection (a 408 first is fine).
     let mut sink = Vec::new();
     let ended = timeout(WAIT, slow.read_to_end(&mut sink)).await;
@@ -197,11 +198,12 @@ async fn slowloris_connection_is_closed_by_the_header_timeout() {
 /// Sends `request` while reading the answer (the server may answer before it read it all),
 /// returns the status line.
 async fn status_line_for(addr: std::net::SocketAddr, request: Vec<u8>) -> String {
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut reader, mut writer) = stream.into_split();
+    let stream = tls::connect(addr).await;
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let sending = tokio::spawn(async move {
         // The server stops reading once it has answered; a failed write is expected then.
         let _ = writer.write_all(&request).await;
+        let _ = writer.flush().await;
         writer
     });
     let mut answer = Vec::new();
@@ -294,8 +296,9 @@ Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
 Sec-WebSocket-Version: 13\r\nContent-Length: 5\r\n\r\nhello"
         .to_vec();
     // The connection stays open for another request (keep-alive): read the status line only.
-    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let mut stream = tls::connect(server.addr).await;
     stream.write_all(&request).await.expect("write request");
+    stream.flush().await.expect("flush request");
     let mut answer = Vec::new();
     while !answer.contains(&b'\n') {
         let mut chunk = [0u8; 512];
@@ -326,14 +329,18 @@ async fn a_frame_sent_with_the_upgrade_request_is_not_lost() {
 
 /// Connects with a small receive buffer, sends `requests` pipelined `GET /` and never reads:
 /// the server's answers (8 KiB pages) soon fill every buffer between it and this client.
-async fn pipeline_and_never_read(addr: std::net::SocketAddr, requests: usize) -> TcpStream {
+async fn pipeline_and_never_read(addr: std::net::SocketAddr, requests: usize) -> tls::Stream {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    let mut stream = socket.connect(addr).await.expect("connect");
+    let stream = socket.connect(addr).await.expect("connect");
+    let mut stream = tls::wrap(stream, addr).await;
     let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".repeat(requests);
     // The requests fit in the socket buffers; the server reads them only as it answers.
-    timeout(WAIT, stream.write_all(&request))
-        .await
+    timeout(WAIT, async {
+        stream.write_all(&request).await?;
+        stream.flush().await
+    })
+    .await
         .expect("the pipelined requests did not fit the socket buffers")
         .expect("write requests");
     stream
@@ -386,12 +393,14 @@ async fn get_from(source: [u8; 4], addr: std::net::SocketAddr, path: &str) -> St
     socket
         .bind((std::net::Ipv4Addr::from(source), 0).into())
         .expect("bind the client to a loopback address");
-    let mut stream = socket.connect(addr).await.expect("connect");
+    let stream = socket.connect(addr).await.expect("connect");
+    let mut stream = tls::wrap(stream, addr).await;
     let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
         .await
         .expect("write request");
+    stream.flush().await.expect("flush request");
     let mut answer = Vec::new();
     let read = timeout(WAIT, stream.read_to_end(&mut answer)).await;
     assert!(read.is_ok(), "the server neither answered nor closed");
@@ -457,11 +466,12 @@ async fn upgrade_answer_head(
         "GET /ws/hs {http_version}\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          {headers}\r\n"
     );
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut stream = tls::connect(addr).await;
     stream
         .write_all(request.as_bytes())
         .await
         .expect("write request");
+    stream.flush().await.expect("flush request");
     let mut answer = Vec::new();
     while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
         let mut chunk = [0u8; 1024];
