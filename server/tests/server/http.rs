@@ -148,9 +148,17 @@ async fn connections_are_503_at_max_connections_and_accepted_again_after_a_close
     let server = start_server(&["--max-connections", "2"]);
     let first = ws::connect(server.addr, "/ws/full").await;
     let _second = ws::connect(server.addr, "/ws/full").await;
-    assert_eq!(ws::refused_status(server.addr, "/ws/full", None).await, 503);
-    // The limit counts every connection from accept, plain HTTP included.
-    assert_eq!(http::get(server.addr, "/healthz", &[]).await.status, 503);
+    if tls::enabled() {
+        // Over TLS the server closes before the handshake instead of answering 503.
+        assert!(ws::try_connect(server.addr, "/ws/full", None)
+            .await
+            .is_err());
+        assert!(tls::try_connect(server.addr).await.is_err());
+    } else {
+        assert_eq!(ws::refused_status(server.addr, "/ws/full", None).await, 503);
+        // The limit counts every connection from accept, plain HTTP included.
+        assert_eq!(http::get(server.addr, "/healthz", &[]).await.status, 503);
+    }
 
     // Once a client leaves, its slot is free again (the server learns of the close
     // asynchronously, so retry for a bounded time).
@@ -195,10 +203,23 @@ async fn slowloris_connection_is_closed_by_the_header_timeout() {
     assert_eq!(http::get(server.addr, "/healthz", &[]).await.status, 200);
 }
 
+/// Whether `status` (from [`status_line_for`] or [`healthz_status_from`]) is the refusal of a
+/// server at a connection limit: `code` in plaintext, the connection closed before the TLS
+/// handshake (no status line) over TLS.
+fn refused_at_limit(status: &str, code: &str) -> bool {
+    if tls::enabled() {
+        status.is_empty()
+    } else {
+        status.starts_with(&format!("HTTP/1.1 {code}"))
+    }
+}
+
 /// Sends `request` while reading the answer (the server may answer before it read it all),
-/// returns the status line.
+/// returns the status line (empty when a TLS handshake failed: see [`refused_at_limit`]).
 async fn status_line_for(addr: std::net::SocketAddr, request: Vec<u8>) -> String {
-    let stream = tls::connect(addr).await;
+    let Ok(stream) = tls::try_connect(addr).await else {
+        return String::new();
+    };
     let (mut reader, mut writer) = tokio::io::split(stream);
     let sending = tokio::spawn(async move {
         // The server stops reading once it has answered; a failed write is expected then.
@@ -276,10 +297,14 @@ async fn connections_still_in_the_http_phase_count_against_max_connections() {
         b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
     )
     .await;
-    assert!(status.starts_with("HTTP/1.1 503"), "got {status:?}");
+    assert!(refused_at_limit(&status, "503"), "got {status:?}");
     drop(_silent_a);
     let deadline = tokio::time::Instant::now() + WAIT;
-    while http::get(server.addr, "/healthz", &[]).await.status != 200 {
+    let healthz = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    while !status_line_for(server.addr, healthz.to_vec())
+        .await
+        .starts_with("HTTP/1.1 200")
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "slot not freed after a silent client left"
@@ -341,8 +366,8 @@ async fn pipeline_and_never_read(addr: std::net::SocketAddr, requests: usize) ->
         stream.flush().await
     })
     .await
-        .expect("the pipelined requests did not fit the socket buffers")
-        .expect("write requests");
+    .expect("the pipelined requests did not fit the socket buffers")
+    .expect("write requests");
     stream
 }
 
@@ -364,7 +389,7 @@ async fn pipelining_clients_that_never_read_lose_their_slots_after_the_write_tim
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let healthz = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     let status = status_line_for(server.addr, healthz.to_vec()).await;
-    assert!(status.starts_with("HTTP/1.1 503"), "got {status:?}");
+    assert!(refused_at_limit(&status, "503"), "got {status:?}");
     // No write progress for --write-timeout: the holders are closed and their slots free.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -394,7 +419,15 @@ async fn get_from(source: [u8; 4], addr: std::net::SocketAddr, path: &str) -> St
         .bind((std::net::Ipv4Addr::from(source), 0).into())
         .expect("bind the client to a loopback address");
     let stream = socket.connect(addr).await.expect("connect");
-    let mut stream = tls::wrap(stream, addr).await;
+    let mut stream = if tls::enabled() {
+        // Closed before the handshake at the per-IP limit: no answer (see refused_at_limit).
+        match tls::handshake(&tls::test_pair().connector(), stream, addr).await {
+            Ok(stream) => stream,
+            Err(_) => return String::new(),
+        }
+    } else {
+        tls::Stream::Plain(stream)
+    };
     let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
@@ -420,7 +453,7 @@ async fn connections_beyond_max_connections_per_ip_get_429_while_other_addresses
     let _second = ws::connect(server.addr, "/ws/per-ip").await;
     // A third from 127.0.0.1 is refused; one from 127.0.0.2 is another client.
     let status = healthz_status_from([127, 0, 0, 1], server.addr).await;
-    assert!(status.starts_with("HTTP/1.1 429"), "got {status:?}");
+    assert!(refused_at_limit(&status, "429"), "got {status:?}");
     let status = healthz_status_from([127, 0, 0, 2], server.addr).await;
     assert!(status.starts_with("HTTP/1.1 200"), "got {status:?}");
 

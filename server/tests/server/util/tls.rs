@@ -4,9 +4,11 @@
 //! helper (raw, ws, http, metrics) connects over TLS trusting that CA. Unset, everything is
 //! plaintext as before.
 //!
-//! Which tests run over TLS: all but those that need the plaintext bytes of the HTTP phase or
-//! the bare TCP socket on the wire; each of those returns early over TLS through [`skip`],
-//! printing why. `tls.rs` runs over TLS whatever the switch says.
+//! Which tests run over TLS: every test of the server binary, with these differences: the
+//! limit tests read "closed before the TLS handshake" where plaintext clients read 503/429
+//! (over TLS the server refuses without an answer); `cli.rs`'s option errors run the binary
+//! with their own plaintext options (its fallback broadcast test takes the switch); `tls.rs`
+//! runs over TLS whatever the switch says. No test is skipped over TLS.
 
 use std::io;
 use std::net::SocketAddr;
@@ -27,14 +29,6 @@ use tokio_rustls::TlsConnector;
 pub fn enabled() -> bool {
     static ENABLED: OnceLock<bool> = OnceLock::new();
     *ENABLED.get_or_init(|| std::env::var("RINGCAST_TEST_TLS").is_ok_and(|value| value == "1"))
-}
-
-/// Over TLS, prints why `test` does not run and returns true (the test then returns at once).
-pub fn skip(test: &str, reason: &str) -> bool {
-    if enabled() {
-        eprintln!("{test}: skipped over TLS (RINGCAST_TEST_TLS=1): {reason}");
-    }
-    enabled()
 }
 
 /// A test CA and a server certificate it signed (`scripts/tls-cert.sh`'s files).
@@ -147,16 +141,6 @@ impl std::fmt::Debug for Stream {
     }
 }
 
-impl Stream {
-    /// The TCP socket underneath.
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(tcp) => tcp,
-            Stream::Tls(tls) => tls.get_ref().0,
-        }
-    }
-}
-
 /// Over TLS (when the switch is on), performs the handshake on `tcp` trusting the suite's CA;
 /// otherwise returns `tcp` as it is.
 pub async fn wrap(tcp: TcpStream, addr: SocketAddr) -> Stream {
@@ -186,6 +170,18 @@ pub async fn handshake(
 pub async fn connect(addr: SocketAddr) -> Stream {
     let tcp = TcpStream::connect(addr).await.expect("TCP connect");
     wrap(tcp, addr).await
+}
+
+/// Like [`connect`], with the TLS handshake's failure returned: a server at
+/// `--max-connections` (or its per-IP share) closes a TLS connection before the handshake,
+/// without the 503 (429) a plaintext client reads (`refuse` in src/http/mod.rs).
+pub async fn try_connect(addr: SocketAddr) -> io::Result<Stream> {
+    let tcp = TcpStream::connect(addr).await?;
+    if enabled() {
+        handshake(suite_connector(), tcp, addr).await
+    } else {
+        Ok(Stream::Plain(tcp))
+    }
 }
 
 impl AsyncRead for Stream {

@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -52,8 +51,7 @@ pub async fn try_connect_with_headers(
         request.headers_mut().insert(name, value);
     }
     let connecting = async {
-        let tcp = TcpStream::connect(addr).await?;
-        let stream = tls::wrap(tcp, addr).await;
+        let stream = tls::try_connect(addr).await?;
         tokio_tungstenite::client_async(request, stream).await
     };
     let (client, _response) = timeout(WAIT, connecting)
