@@ -172,8 +172,20 @@ pub async fn serve<S: HttpSocket>(service: Rc<HttpService>, stream: S, permit: C
                 // The 101 never completed: undo the join (this drops the permit too).
                 service.reader.cancel(ticket);
             }
-            if let Err(err) = result {
-                tracing::debug!(%err, "http connection ended");
+            match result {
+                Err(err) => tracing::debug!(%err, "http connection ended"),
+                // Ended cleanly (the client closed, or `connection: close`): over TLS the
+                // shutdown sends close_notify first.
+                Ok(parts) => {
+                    let mut io = parts.io.into_inner();
+                    let shutdown = tokio::io::AsyncWriteExt::shutdown(&mut io);
+                    if within_write_timeout(&writes, config.write_timeout, shutdown)
+                        .await
+                        .is_none()
+                    {
+                        return close_stalled(&service, &slot, &*stream);
+                    }
+                }
             }
             if within_write_timeout(&writes, config.write_timeout, writes.finish())
                 .await

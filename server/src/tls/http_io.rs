@@ -45,6 +45,8 @@ pub struct TlsHttpIo<I> {
     out_written: usize,
     /// The socket or the peer's close_notify ended the stream.
     eof: bool,
+    /// close_notify was queued (shutdown).
+    closed: bool,
 }
 
 /// What the WebSocket phase takes over from a TLS connection's HTTP phase.
@@ -72,6 +74,7 @@ impl<I> TlsHttpIo<I> {
             out: Vec::new(),
             out_written: 0,
             eof: false,
+            closed: false,
         }
     }
 
@@ -222,6 +225,15 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsHttpIo<I> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        // The client learns the stream ended here, not that it was cut (RFC 8446 6.1).
+        if !this.closed {
+            this.closed = true;
+            if !this.session.is_handshaking() {
+                this.session
+                    .close(&mut this.out)
+                    .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))?;
+            }
+        }
         ready!(this.poll_send(cx))?;
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }

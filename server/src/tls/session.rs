@@ -4,9 +4,10 @@
 //! of its own beyond an incomplete record and the handshake records not sent yet, so the
 //! shared plaintext frames stay shared until the flush step seals one connection's batch.
 
-use rustls::server::UnbufferedServerConnection;
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{
     ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
+    WriteTraffic,
 };
 
 /// What a connection's received bytes led to.
@@ -180,8 +181,41 @@ impl TlsSession {
         contain_panic(|| self.seal_unguarded(plaintext, out))
     }
 
+    /// Appends the outgoing records and a close_notify alert to `out`: the stream ends here.
+    pub fn close(&mut self, out: &mut Vec<u8>) -> Result<(), TlsError> {
+        contain_panic(|| {
+            self.write_traffic(out, |traffic, out| {
+                write_grown(
+                    out,
+                    RECORD_OVERHEAD,
+                    |spare| traffic.queue_close_notify(spare),
+                    encrypt_needed,
+                )
+            })
+        })
+    }
+
     /// [`TlsSession::seal`] without the panic guard.
     fn seal_unguarded(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
+        self.write_traffic(out, |traffic, out| {
+            if plaintext.is_empty() {
+                return Ok(());
+            }
+            encrypt_into(out, plaintext.len(), |spare| {
+                traffic.encrypt(plaintext, spare)
+            })
+        })
+    }
+
+    /// Appends the outgoing records to `out`, then runs `write` with the established session.
+    fn write_traffic(
+        &mut self,
+        out: &mut Vec<u8>,
+        mut write: impl FnMut(
+            &mut WriteTraffic<'_, ServerConnectionData>,
+            &mut Vec<u8>,
+        ) -> Result<(), TlsError>,
+    ) -> Result<(), TlsError> {
         self.take_outgoing(out);
         loop {
             // rustls is given the bytes it has not discarded (`receive` processed every whole
@@ -198,11 +232,7 @@ impl TlsSession {
                     false
                 }
                 ConnectionState::WriteTraffic(mut traffic) => {
-                    if !plaintext.is_empty() {
-                        encrypt_into(out, plaintext.len(), |spare| {
-                            traffic.encrypt(plaintext, spare)
-                        })?;
-                    }
+                    write(&mut traffic, out)?;
                     true
                 }
                 other => {
@@ -258,13 +288,18 @@ fn encrypt_into(
         out,
         len + records * RECORD_OVERHEAD,
         encrypt,
-        |error| match error {
-            EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
-                Ok(*required_size)
-            }
-            other => Err(rustls::Error::General(format!("TLS encrypt: {other}"))),
-        },
+        encrypt_needed,
     )
+}
+
+/// The room an encryption asked for, or why it failed.
+fn encrypt_needed(error: &EncryptError) -> Result<usize, TlsError> {
+    match error {
+        EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
+            Ok(*required_size)
+        }
+        other => Err(rustls::Error::General(format!("TLS encrypt: {other}"))),
+    }
 }
 
 /// Runs `write` on `guess` zeroed bytes appended to `out` (trimmed to what it wrote); when it
@@ -362,6 +397,17 @@ mod tests {
             session.receive(&mut wire, &mut plain).unwrap(),
             Received::Closed
         );
+    }
+
+    #[test]
+    fn close_sends_close_notify() {
+        let (mut session, mut client) = established(4096);
+        let mut records = Vec::new();
+        session.seal(b"bye", &mut records).unwrap();
+        session.close(&mut records).unwrap();
+        assert_eq!(to_client(&mut client, &records), b"bye");
+        let state = client.process_new_packets().unwrap();
+        assert!(state.peer_has_closed(), "the client read close_notify");
     }
 
     #[test]
