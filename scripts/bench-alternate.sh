@@ -10,7 +10,9 @@ usage() {
 Usage: scripts/bench-alternate.sh [options] NAME=SERVER [NAME=SERVER ...]
   SERVER is "ringcast" (this repo's release build, with --server-args for its options),
   "ringcast ARGS" (the same with ARGS added, e.g. "ringcast --io epoll" to compare backends) or
-  a command that starts another server ("{port}" replaced by the port, as bench.sh --target).
+  a command that starts another server ("{port}" replaced by the port, as bench.sh --target);
+  "tls SERVER" runs that one over TLS as --tls does (e.g. plain=ringcast "tls=tls ringcast"
+  measures what TLS costs in one batch).
 Options:
   --scenarios a,b   bench.sh scenarios (default fanout-5k)
   --rounds N        runs per server (default 3)
@@ -56,9 +58,13 @@ cargo build --release --quiet --locked -p ringcast -p loadgen
 
 for round in $(seq 1 "$rounds"); do
   for contender in "${contenders[@]}"; do
-    name=${contender%%=*} server=${contender#*=}
+    name=${contender%%=*} server=${contender#*=} server_tls=("${tls[@]}")
+    # "tls SERVER": this contender over TLS (ringcast with and without TLS in one batch).
+    if [[ $server == "tls "* ]]; then
+      server=${server#tls } server_tls=(--tls)
+    fi
     args=(--scenarios "$scenarios" --repeat 1 --no-build --label "$name"
-      --out "$out_dir/$name/round-$round" "${quick[@]}" "${tls[@]}")
+      --out "$out_dir/$name/round-$round" "${quick[@]}" "${server_tls[@]}")
     if [ "$server" = ringcast ] || [[ $server == "ringcast "* ]]; then
       args+=(--server-args "$server_args${server#ringcast}")
     else

@@ -163,17 +163,15 @@ impl TlsSession {
     /// writes them tells the client why before closing.
     /// `rest`: the bytes rustls has not discarded.
     fn failed(&mut self, error: TlsError, rest: &mut [u8]) -> TlsError {
-        loop {
-            match self.conn.process_tls_records(rest).state {
-                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
-                    if encode_into(&mut self.outgoing, |out| encode.encode(out)).is_err() {
-                        return error;
-                    }
-                }
-                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
-                _ => return error,
-            }
+        // Once only: rustls yields its queued alert before it reads records, but a second
+        // call after that reads `rest` again and would fail (and alert) a second time.
+        if let Ok(ConnectionState::EncodeTlsData(mut encode)) =
+            self.conn.process_tls_records(rest).state
+        {
+            // No room for the alert means no alert: the connection ends either way.
+            let _ = encode_into(&mut self.outgoing, |out| encode.encode(out));
         }
+        error
     }
 
     /// Appends the outgoing records and then `plaintext`, sealed into records, to `out`.
@@ -385,6 +383,23 @@ mod tests {
         // Unguarded: the panic guard must not be what makes this pass.
         assert!(session.receive_unguarded(&mut input, &mut plain).is_err());
         assert!(session.has_outgoing(), "the alert is queued");
+    }
+
+    #[test]
+    fn a_record_rustls_refuses_is_alerted_once() {
+        // fuzz/artifacts/tls_upgrade/crash-16407c72...: a ChangeCipherSpec record before any
+        // ClientHello. Reporting the error read the record again and failed a second time:
+        // rustls' debug assertion against a second fatal alert fired (debug builds, fuzzing).
+        for input in [
+            &[0x14, 0x03, 0x03, 0x00, 0x01, 0x01][..],
+            &[0x14, 0x03, 0x03, 0x00, 0x01, 0x01, 0x16, 0x03],
+        ] {
+            let mut session = acceptor().session().unwrap();
+            let mut input = input.to_vec();
+            assert!(session
+                .receive_unguarded(&mut input, &mut Vec::new())
+                .is_err());
+        }
     }
 
     #[test]
