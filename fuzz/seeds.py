@@ -94,6 +94,59 @@ HTTP_ONLY = {
 }
 
 
+def ext(kind, body):
+    return struct.pack(">HH", kind, len(body)) + body
+
+
+def vec16(body):
+    return struct.pack(">H", len(body)) + body
+
+
+def vec8(body):
+    return bytes([len(body)]) + body
+
+
+def client_hello(version=0x0303, tls13=True, alpn=(b"http/1.1",), sni=b"localhost", cut=None):
+    """A ClientHello record, fixed bytes (zero random, a constant X25519 share): the server
+    answers it with its ServerHello; `cut` keeps only that many bytes of the record."""
+    suites = [0x1301, 0x1302, 0x1303] if tls13 else []
+    suites += [0xC02B, 0xC02C, 0xCCA9]
+    exts = b""
+    if sni is not None:
+        exts += ext(0, vec16(b"\x00" + vec16(sni)))
+    exts += ext(10, vec16(struct.pack(">HH", 0x001D, 0x0017)))  # x25519, secp256r1
+    exts += ext(11, vec8(b"\x00"))  # uncompressed points
+    exts += ext(13, vec16(struct.pack(">HHH", 0x0403, 0x0804, 0x0401)))
+    exts += ext(23, b"")  # extended master secret
+    exts += ext(65281, b"\x00")  # renegotiation_info
+    if alpn:
+        exts += ext(16, vec16(b"".join(vec8(p) for p in alpn)))
+    if tls13:
+        exts += ext(43, vec8(struct.pack(">HH", 0x0304, 0x0303)))
+        exts += ext(45, vec8(b"\x01"))  # psk_dhe_ke
+        exts += ext(51, vec16(struct.pack(">HH", 0x001D, 32) + bytes([9]) + bytes(31)))
+    body = struct.pack(">H", version) + bytes(32) + vec8(bytes(32) if tls13 else b"")
+    body += vec16(b"".join(struct.pack(">H", c) for c in suites)) + vec8(b"\x00")
+    if version > 0x0300:
+        body += vec16(exts)
+    handshake = b"\x01" + struct.pack(">I", len(body))[1:] + body
+    record = b"\x16" + struct.pack(">HH", min(version, 0x0301), len(handshake)) + handshake
+    return record if cut is None else record[:cut]
+
+
+# Records written raw into a TLS stream (tls_upgrade kinds 2 and 3): not encrypted with the
+# session's keys, so each is an error the server must close on.
+RECORDS = {
+    "app-data-bad-tag": b"\x17\x03\x03\x00\x20" + bytes(range(32)),
+    "plain-alert": b"\x15\x03\x03\x00\x02\x01\x00",
+    "ccs": b"\x14\x03\x03\x00\x01\x01",
+    "oversize-record": b"\x17\x03\x03\xff\xff" + bytes(64),
+    "unknown-type": b"\x63\x03\x03\x00\x01\x00",
+    "hello-again": client_hello(),
+    "cut-header": b"\x17\x03",
+}
+
+
 def write(target, name, data):
     directory = os.path.join(HERE, "corpus", target)
     os.makedirs(directory, exist_ok=True)
@@ -122,6 +175,45 @@ def main():
     write("http_upgrade", "upgrade-reset", b"7" + UPGRADE + STREAMS["len16"])
     for name, request in HTTP_ONLY.items():
         write("http_upgrade", name, b"0" + request)
+
+    # tls_upgrade, byte 0: kind (bits 0-1: 0 raw, 1 through TLS, 2 head through TLS then raw,
+    # 3 raw after the handshake), TLS 1.2 (bit 2), wait for the head (bit 3), abrupt (bit 4),
+    # reset (bit 5), ALPN offer (bits 6-7: none, http/1.1, h2, h2 + http/1.1).
+    raw = {
+        "hello-tls13": client_hello(),
+        "hello-tls12": client_hello(tls13=False),
+        "hello-tls10": client_hello(version=0x0301, tls13=False, alpn=()),
+        "hello-ssl3": client_hello(version=0x0300, tls13=False, alpn=()),
+        "hello-h2-only": client_hello(alpn=(b"h2",)),
+        "hello-no-sni": client_hello(sni=None),
+        "hello-truncated": client_hello(cut=60),
+        "hello-header-only": client_hello(cut=5),
+        "plain-http": HTTP_ONLY["healthz"],
+        "plain-upgrade": UPGRADE,
+    } | {f"record-{name}": record for name, record in RECORDS.items()}
+    for name, data in raw.items():
+        write("tls_upgrade", f"raw-{name}", b"\x00" + data)
+    write("tls_upgrade", "raw-split-hello", b"\x08" + client_hello())
+    write("tls_upgrade", "raw-abrupt-hello", b"\x10" + client_hello(cut=100))
+    write("tls_upgrade", "raw-reset-hello", b"\x30" + client_hello())
+    for name in ["text", "ping-pong", "close-reason", "fragmented-text", "utf8-invalid",
+                 "len64-oversize", "unmasked", "text-then-close", "masked-fragments"]:
+        write("tls_upgrade", f"upgrade-{name}", b"\x41" + UPGRADE + STREAMS[name])
+        write("tls_upgrade", f"upgrade-after-101-{name}", b"\x49" + UPGRADE + STREAMS[name])
+    write("tls_upgrade", "upgrade-tls12", b"\x4d" + UPGRADE + STREAMS["text-then-close"])
+    write("tls_upgrade", "upgrade-no-alpn", b"\x09" + UPGRADE + STREAMS["ping-pong"])
+    write("tls_upgrade", "upgrade-h2-http11", b"\xc9" + UPGRADE + STREAMS["text"])
+    write("tls_upgrade", "upgrade-h2-only", b"\x81" + UPGRADE)
+    write("tls_upgrade", "upgrade-abrupt", b"\x59" + UPGRADE + STREAMS["len16"])
+    write("tls_upgrade", "upgrade-reset", b"\x79" + UPGRADE + STREAMS["len16"])
+    for name in ["healthz", "metrics", "pipelined", "bad-origin", "chunked-body", "partial-head"]:
+        write("tls_upgrade", name, b"\x41" + HTTP_ONLY[name])
+    for name, record in RECORDS.items():
+        # After the 101 (the WebSocket phase's reader) and in the HTTP phase (hyper's adapter).
+        write("tls_upgrade", f"inject-after-101-{name}", b"\x4a" + UPGRADE + record)
+        write("tls_upgrade", f"inject-http-{name}", b"\x43" + record)
+    write("tls_upgrade", "inject-after-101-tls12", b"\x4e" + UPGRADE + RECORDS["app-data-bad-tag"])
+    write("tls_upgrade", "inject-with-request", b"\x42" + UPGRADE + RECORDS["ccs"])
 
 
 if __name__ == "__main__":

@@ -35,6 +35,11 @@ Options:
   --server-args ARGS  extra arguments for ringcast (word-split)
   --loadgen-cpus LIST taskset CPU list for loadgen (default 0)
   --src RANGE         loadgen source address pool (default 127.0.0.1-127.0.0.8)
+  --tls               wss:// throughout: makes a throwaway CA and server certificate for this
+                      invocation (scripts/tls-cert.sh, in a temporary directory removed at the
+                      end), starts ringcast with --tls-cert/--tls-key, exports UWS_CERT_FILE and
+                      UWS_KEY_FILE for a --target (../shared/peers/uws/run.sh {port} ssl) and
+                      runs loadgen on wss:// with --tls-ca; the default label gets "-tls"
   --no-build          use the existing release binaries
   -h, --help          this text
 EOF
@@ -62,6 +67,7 @@ server_args=""
 loadgen_cpus=0
 src_pool="127.0.0.1-127.0.0.8"
 build=1
+tls=0
 
 die() { echo "bench.sh: $*" >&2; exit 2; }
 log() { echo "bench.sh: $*" >&2; }
@@ -81,6 +87,7 @@ while [ $# -gt 0 ]; do
     --server-args) server_args=${2?}; shift 2 ;;
     --loadgen-cpus) loadgen_cpus=${2:?}; shift 2 ;;
     --src) src_pool=${2:?}; shift 2 ;;
+    --tls) tls=1; shift ;;
     --no-build) build=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option: $1" ;;
@@ -144,6 +151,7 @@ if [ -z "$label" ]; then
   else
     label=$version
   fi
+  [ "$tls" = 1 ] && label=$label-tls
 fi
 git_commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 git_dirty=$([ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo yes || echo no)
@@ -160,6 +168,25 @@ if [ -z "$out_dir" ]; then
   while [ -e "$out_dir" ]; do out_dir="$base.$n"; n=$((n + 1)); done
 fi
 mkdir -p "$out_dir"
+
+# ---------------------------------------------------------------- TLS
+# One certificate for the whole invocation, outside the result directory: its CA key must never
+# be recorded. ringcast gets it as options, a --target through the environment (uWebSockets'
+# run.sh ssl reads UWS_CERT_FILE and UWS_KEY_FILE), loadgen trusts its CA and nothing else.
+scheme=ws http_scheme=http
+tls_dir=""
+loadgen_tls=()
+ringcast_tls=()
+curl_tls=()
+if [ "$tls" = 1 ]; then
+  tls_dir=$(mktemp -d "${TMPDIR:-/tmp}/ringcast-bench-tls.XXXXXX")
+  "$scripts_dir/tls-cert.sh" "$tls_dir" >&2
+  export UWS_CERT_FILE=$tls_dir/cert.pem UWS_KEY_FILE=$tls_dir/key.pem
+  scheme=wss http_scheme=https
+  curl_tls=(--cacert "$tls_dir/ca.pem")
+  loadgen_tls=(--tls-ca "$tls_dir/ca.pem")
+  ringcast_tls=(--tls-cert "$tls_dir/cert.pem" --tls-key "$tls_dir/key.pem")
+fi
 
 # ---------------------------------------------------------------- scenario matrix
 if [ "$quick" = 1 ]; then
@@ -256,7 +283,8 @@ start_server() {
   else
     local extra=()
     read -r -a extra <<<"$server_args"
-    server_cmd=("$ringcast_bin" --listen "127.0.0.1:$port" --cores "$server_cores" "${extra[@]}")
+    server_cmd=("$ringcast_bin" --listen "127.0.0.1:$port" --cores "$server_cores"
+      "${ringcast_tls[@]}" "${extra[@]}")
   fi
   server_cmd=(taskset -c "$server_cpus" "${server_cmd[@]}")
   # taskset and run.sh both exec, so $! is the server process itself.
@@ -291,8 +319,13 @@ stop_server() {
   stop_process "$server_pid" 15
   server_pid=""
 }
-trap stop_server EXIT
-trap 'stop_server; exit 130' INT TERM
+# Stops the server and removes the throwaway certificate (--tls).
+clean_up() {
+  stop_server
+  [ -z "$tls_dir" ] || rm -rf "$tls_dir"
+}
+trap clean_up EXIT
+trap 'clean_up; exit 130' INT TERM
 
 # ---------------------------------------------------------------- provenance
 sysctl_value() { tr -s ' \t' ' ' <"/proc/sys/$1" 2>/dev/null || echo "n/a"; }
@@ -309,6 +342,7 @@ sysctl_value() { tr -s ' \t' ' ' <"/proc/sys/$1" 2>/dev/null || echo "n/a"; }
   echo "| server | ${target_cmd:-ringcast $version (--cores $server_cores ${server_args})} |"
   echo "| server CPUs (taskset) | $server_cpus |"
   echo "| loadgen CPUs (taskset) | $loadgen_cpus (--threads $loadgen_threads) |"
+  echo "| TLS | $([ "$tls" = 1 ] && echo "on (--tls): wss://, a throwaway CA and ECDSA P-256 certificate (scripts/tls-cert.sh), loadgen --tls-ca" || echo off) |"
   echo "| loadgen | $("$loadgen_bin" --version 2>/dev/null || echo unknown) |"
   echo "| rustc | $(rustc -V 2>/dev/null || echo unknown) |"
   echo "| kernel | $(uname -srm) |"
@@ -348,8 +382,9 @@ for scenario in "${selected_scenarios[@]}"; do
     run_dir="$out_dir/$scenario/run-$i"
     mkdir -p "$run_dir"
     start_server "$run_dir"
-    loadgen_cmd=(taskset -c "$loadgen_cpus" "$loadgen_bin" run --url "ws://127.0.0.1:$port$url_path"
-      "${scenario_args[@]}" --server-pid "$server_pid" --out "$run_dir")
+    loadgen_cmd=(taskset -c "$loadgen_cpus" "$loadgen_bin" run --url "$scheme://127.0.0.1:$port$url_path"
+      "${loadgen_tls[@]}" "${scenario_args[@]}" --server-pid "$server_pid"
+      --out "$run_dir")
     printf '%q ' "${server_cmd[@]}" >"$run_dir/commands.txt"
     printf '&\n' >>"$run_dir/commands.txt"
     printf '%q ' "${loadgen_cmd[@]}" >>"$run_dir/commands.txt"
@@ -364,7 +399,8 @@ for scenario in "${selected_scenarios[@]}"; do
     record_server_proc "$run_dir"
     # ringcast's own counters (frames per writev = frames_written / writev_calls); a --target
     # may have no /metrics, which is fine.
-    curl -fsS --max-time 5 "http://127.0.0.1:$port/metrics" >"$run_dir/server-metrics.txt" 2>/dev/null ||
+    curl -fsS --max-time 5 "${curl_tls[@]}" "$http_scheme://127.0.0.1:$port/metrics" \
+      >"$run_dir/server-metrics.txt" 2>/dev/null ||
       rm -f "$run_dir/server-metrics.txt"
     stop_server
     case "$status" in
@@ -374,7 +410,7 @@ for scenario in "${selected_scenarios[@]}"; do
       124|137) log "  loadgen timed out after ${limit}s" ;;
       *) log "  loadgen exited $status: see $run_dir/loadgen.stderr" ;;
     esac
-    grep -E '^(throughput|wire|latency  |run:)' "$run_dir/loadgen.stdout" | sed 's/^/    /' >&2 || true
+    grep -E '^(throughput|wire|latency  |connect time|  TLS handshake|run:)' "$run_dir/loadgen.stdout" | sed 's/^/    /' >&2 || true
   done
 done
 

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${1:-60}"
-targets="${FUZZ_TARGETS:-client_frames http_upgrade}"
+targets="${FUZZ_TARGETS:-client_frames http_upgrade tls_upgrade}"
 export RUSTC_BOOTSTRAP=1
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -40,9 +40,9 @@ for target in $targets; do
     stamp="$scratch/$target.start"
     touch "$stamp"
     extra=()
-    if [[ $target == http_upgrade ]]; then
-        # LeakSanitizer's per-input check stops the server's threads too and costs this target
-        # most of its speed (about 7x); it checks for leaked connections and sockets itself.
+    if [[ $target == http_upgrade || $target == tls_upgrade ]]; then
+        # LeakSanitizer's per-input check stops the server's threads too and costs these targets
+        # most of their speed (about 7x); they check for leaked connections and sockets themselves.
         extra+=(-detect_leaks=0)
     fi
     if ! cargo fuzz run "${fuzz_flags[@]}" "$target" "$scratch/$target" "fuzz/corpus/$target" -- \

@@ -9,7 +9,10 @@ fn main() {
     }
     // Rebuild when HEAD moves: HEAD itself (checkout) and the ref it points to (commit).
     for file in ["HEAD", "packed-refs"] {
-        if let Some(path) = git(&["rev-parse", "--git-path", file]) {
+        // A path that does not exist (no packed-refs yet) would make cargo rebuild every time.
+        if let Some(path) = git(&["rev-parse", "--git-path", file])
+            .filter(|path| std::path::Path::new(path).exists())
+        {
             println!("cargo:rerun-if-changed={path}");
         }
     }

@@ -14,6 +14,7 @@ use ringcast_units::parse_size;
 use crate::auth::{Expected, JwtAuth, Secret, MIN_PUBLISH_TOKEN};
 use crate::backend::IoChoice;
 use crate::budget::FRAME_HANDLE_BYTES;
+use crate::tls::{TlsAcceptor, TlsFileError, TlsFiles};
 
 /// File descriptors kept free for listeners, io_uring rings, eventfds, logs and HTTP-only
 /// connections when deriving the default `--max-connections` from RLIMIT_NOFILE.
@@ -200,6 +201,26 @@ pub struct Cli {
     /// (results/deflate-backends-2026-12-06-vm).
     #[arg(long, env = "RINGCAST_DEFLATE_LEVEL", default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
     pub deflate_level: u32,
+
+    /// Serve HTTPS and wss:// only, with this PEM certificate chain (leaf first). TLS 1.2 and
+    /// 1.3, ALPN http/1.1. SIGHUP reads it and --tls-key again (new handshakes get the new
+    /// pair; a bad file keeps the old one).
+    #[arg(
+        long,
+        env = "RINGCAST_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    #[arg(
+        long,
+        env = "RINGCAST_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// An option that is on or off.
@@ -275,6 +296,9 @@ pub struct Config {
     pub jwt: Option<Arc<JwtAuth>>,
     /// The Redis broker shared with other nodes; None: this node is on its own.
     pub broker: Option<BrokerConfig>,
+    /// With `--tls-cert`/`--tls-key`: the pair read and checked, and the rustls config every
+    /// connection's handshake starts from; None: plaintext HTTP and ws://.
+    pub tls: Option<Arc<TlsAcceptor>>,
 }
 
 /// `--broker`, `--broker-prefix`, `--broker-queue`.
@@ -294,6 +318,9 @@ pub enum ConfigError {
     /// clap refused an argument (its message names the flag), or --help/--version was asked.
     #[error(transparent)]
     Parse(#[from] clap::Error),
+    /// A TLS certificate or key file cannot be served.
+    #[error(transparent)]
+    Tls(#[from] TlsFileError),
     /// A value parsed but is out of range.
     #[error("invalid value for {flag}: {reason}")]
     Invalid {
@@ -399,6 +426,11 @@ impl Config {
             Some(url) => Some(broker_config(url, cli.broker_prefix, cli.broker_queue)?),
             None => None,
         };
+        let tls = match (cli.tls_cert, cli.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(TlsAcceptor::new(TlsFiles { cert, key })?)),
+            // clap requires both or neither.
+            _ => None,
+        };
         Ok(Config {
             listen: cli.listen,
             cores,
@@ -430,6 +462,7 @@ impl Config {
             publish_token: cli.publish_token.map(Secret::new),
             jwt: jwt.map(Arc::new),
             broker,
+            tls,
         })
     }
 }

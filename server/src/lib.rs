@@ -57,6 +57,7 @@ mod input;
 mod metrics;
 mod output;
 mod state;
+mod tls;
 mod ws;
 
 #[cfg(any(test, feature = "testing"))]
@@ -72,6 +73,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 pub use crate::backend::IoChoice;
 pub use crate::config::{raise_nofile_limit, Cli, Config, ConfigError, Switch};
+pub use crate::tls::TlsFileError;
 
 use crate::backend::Backend;
 use crate::core::{bind_listener, ensure_port_free, run_core, CoreSetup, ReadyReport};
@@ -130,6 +132,8 @@ pub struct Server {
     threads: Vec<JoinHandle<()>>,
     /// The broker's link threads, with `--broker`.
     broker: Option<BrokerThreads>,
+    /// The TLS config, with `--tls-cert` (its pair is reloaded on SIGHUP).
+    tls: Option<Arc<tls::TlsAcceptor>>,
 }
 
 /// Faults a test can inject at start; nothing in a production build.
@@ -179,6 +183,7 @@ impl Server {
             mailboxes: mailboxes.clone(),
             threads: Vec::with_capacity(cores),
             broker: None,
+            tls: state.config.tls.clone(),
         };
         if let (Some(broker), Some(stats)) = (&state.config.broker, &state.broker_stats) {
             let budget = Arc::clone(&state.budget);
@@ -240,6 +245,12 @@ impl Server {
     }
 
     /// The address every core listens on.
+    /// Reads `--tls-cert` and `--tls-key` again: new handshakes get the new pair, open
+    /// connections keep theirs; on error the pair being served stays. None without TLS.
+    pub fn reload_tls(&self) -> Option<Result<(), TlsFileError>> {
+        self.tls.as_ref().map(|tls| tls.store().reload())
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }

@@ -1,12 +1,12 @@
-//! The `ringcast` binary: parse the command line, start the server, stop it gracefully on
-//! SIGINT/SIGTERM.
+//! The `ringcast` binary: parse the command line, start the server, reload its TLS pair on
+//! SIGHUP, stop it gracefully on SIGINT/SIGTERM.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use ringcast::{Config, ConfigError, Server};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing_subscriber::EnvFilter;
 
@@ -39,12 +39,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the server until SIGINT or SIGTERM, then shuts it down gracefully.
+/// Runs the server until SIGINT or SIGTERM, then shuts it down gracefully. SIGHUP reloads
+/// the TLS certificate and key (and does nothing else).
 fn run(config: Config) -> anyhow::Result<()> {
-    let mut signals =
-        Signals::new([SIGINT, SIGTERM]).context("cannot install SIGINT/SIGTERM handlers")?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("cannot install SIGINT/SIGTERM/SIGHUP handlers")?;
     let server = Server::start(config).context("cannot start the server")?;
-    let signal = signals.forever().next();
+    let signal = signals.forever().find(|&signal| {
+        if signal != SIGHUP {
+            return true;
+        }
+        match server.reload_tls() {
+            Some(Ok(())) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+            Some(Err(err)) => {
+                tracing::error!("SIGHUP: TLS reload failed, still serving the previous pair: {err}")
+            }
+            None => tracing::info!("SIGHUP ignored: no --tls-cert to reload"),
+        }
+        false
+    });
     tracing::info!(?signal, "shutting down");
     server.shutdown();
     tracing::info!("stopped");

@@ -1,34 +1,95 @@
 //! Opening one client connection: the socket and its options, connect from the source address,
-//! the WebSocket upgrade, all under the connect timeout.
+//! the TLS handshake of a `wss://` URL, the WebSocket upgrade, all under the connect timeout,
+//! each step timed.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 
 use super::failure::ConnectFailure;
-use super::handshake::Upgraded;
+use super::handshake::{upgrade, Upgraded};
+use super::stream::Stream;
 use super::target::Target;
+use super::tls;
+use crate::clock::monotonic_ns;
+
+/// An open connection: its socket, how the upgrade went, how long each step took.
+pub struct Opened {
+    /// The socket (and TLS session).
+    pub stream: Stream,
+    /// How the upgrade went.
+    pub upgraded: Upgraded,
+    /// How long each step took.
+    pub steps: ConnectSteps,
+}
+
+/// The steps of one successful connect, ns each.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectSteps {
+    /// TCP connect.
+    pub tcp_ns: u64,
+    /// TLS handshake (`wss://` only).
+    pub tls_ns: Option<u64>,
+    /// WebSocket upgrade: request out, response head in.
+    pub upgrade_ns: u64,
+}
+
+/// Nanoseconds since monotonic `since`, at least 1 (a histogram records no 0).
+fn elapsed_ns(since: u64) -> u64 {
+    monotonic_ns().saturating_sub(since).max(1)
+}
 
 /// Opens a TCP connection (optionally from `source`, with IP_BIND_ADDRESS_NO_PORT so the port is
-/// picked per 4-tuple at connect time), sets TCP_NODELAY and performs the WebSocket upgrade.
-/// Offers permessage-deflate when `deflate`. Returns the stream and how the upgrade went.
+/// picked per 4-tuple at connect time), sets TCP_NODELAY, makes the TLS handshake of a `wss://`
+/// target and performs the WebSocket upgrade. Offers permessage-deflate when `deflate`.
 pub async fn open(
     target: &Target,
     path: &str,
     source: Option<IpAddr>,
     key_seed: [u8; 16],
     deflate: bool,
-) -> Result<(TcpStream, Upgraded), ConnectFailure> {
+) -> Result<Opened, ConnectFailure> {
+    let begun = monotonic_ns();
     let socket = client_socket(target.addr, source).map_err(|e| ConnectFailure::from_io(&e))?;
-    let mut stream = socket
+    let mut tcp = socket
         .connect(target.addr)
         .await
         .map_err(|e| ConnectFailure::from_io(&e))?;
-    let upgraded =
-        super::handshake::upgrade(&mut stream, &target.host, path, key_seed, deflate).await?;
-    Ok((stream, upgraded))
+    let tcp_ns = elapsed_ns(begun);
+    let Some(secure) = &target.tls else {
+        let upgrade_begun = monotonic_ns();
+        let upgraded = upgrade(&mut tcp, &target.host, path, key_seed, deflate).await?;
+        return Ok(Opened {
+            stream: Stream { tcp, tls: None },
+            upgraded,
+            steps: ConnectSteps {
+                tcp_ns,
+                tls_ns: None,
+                upgrade_ns: elapsed_ns(upgrade_begun),
+            },
+        });
+    };
+    let tls_begun = monotonic_ns();
+    let mut tls_stream = tls::handshake(&secure.config, &secure.name, tcp).await?;
+    let tls_ns = elapsed_ns(tls_begun);
+    let upgrade_begun = monotonic_ns();
+    let upgraded = upgrade(&mut tls_stream, &target.host, path, key_seed, deflate).await?;
+    let upgrade_ns = elapsed_ns(upgrade_begun);
+    let (tcp, session) = tls::into_parts(tls_stream);
+    Ok(Opened {
+        stream: Stream {
+            tcp,
+            tls: Some(session),
+        },
+        upgraded,
+        steps: ConnectSteps {
+            tcp_ns,
+            tls_ns: Some(tls_ns),
+            upgrade_ns,
+        },
+    })
 }
 
 /// Builds the unconnected, non-blocking client socket with our options.
@@ -76,7 +137,7 @@ pub async fn open_with_timeout(
     key_seed: [u8; 16],
     deflate: bool,
     timeout: Duration,
-) -> Result<(TcpStream, Upgraded), ConnectFailure> {
+) -> Result<Opened, ConnectFailure> {
     tokio::time::timeout(timeout, open(target, path, source, key_seed, deflate))
         .await
         .unwrap_or(Err(ConnectFailure::Timeout))

@@ -14,6 +14,8 @@ pub enum ConnectFailure {
     Status(u16),
     /// EADDRNOTAVAIL: the source address ran out of ephemeral ports.
     AddrExhausted,
+    /// The TLS handshake failed (`wss://`), with the reason.
+    Tls(String),
     /// Anything else, with the reason.
     Other(String),
 }
@@ -29,13 +31,15 @@ impl ConnectFailure {
         }
     }
 
-    /// Stable key used in reports: `refused`, `timeout`, `status_503`, `addr_exhausted`, `other`.
+    /// Stable key used in reports: `refused`, `timeout`, `status_503`, `addr_exhausted`, `tls`,
+    /// `other`.
     pub fn key(&self) -> String {
         match self {
             ConnectFailure::Refused => "refused".into(),
             ConnectFailure::Timeout => "timeout".into(),
             ConnectFailure::Status(code) => format!("status_{code}"),
             ConnectFailure::AddrExhausted => "addr_exhausted".into(),
+            ConnectFailure::Tls(_) => "tls".into(),
             ConnectFailure::Other(_) => "other".into(),
         }
     }
@@ -44,6 +48,7 @@ impl ConnectFailure {
 impl fmt::Display for ConnectFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            ConnectFailure::Tls(reason) => write!(f, "tls ({reason})"),
             ConnectFailure::Other(reason) => write!(f, "other ({reason})"),
             simple => f.write_str(&simple.key()),
         }

@@ -3,8 +3,7 @@
 
 use base64::Engine;
 use sha1::{Digest, Sha1};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::deflate;
 use super::failure::ConnectFailure;
@@ -33,9 +32,10 @@ pub struct Upgraded {
     pub deflate: bool,
 }
 
-/// Performs the upgrade on a connected stream, offering permessage-deflate when `deflate`.
+/// Performs the upgrade on a connected stream (a socket, or TLS over one), offering
+/// permessage-deflate when `deflate`.
 pub async fn upgrade(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     host: &str,
     path: &str,
     key_seed: [u8; 16],
@@ -53,6 +53,12 @@ pub async fn upgrade(
     );
     stream
         .write_all(request.as_bytes())
+        .await
+        .map_err(|e| ConnectFailure::from_io(&e))?;
+    // A TLS stream may still hold the sealed request when write_all returns (a socket write
+    // that would block): it goes out on flush.
+    stream
+        .flush()
         .await
         .map_err(|e| ConnectFailure::from_io(&e))?;
     let mut head = Vec::with_capacity(512);

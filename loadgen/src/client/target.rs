@@ -1,11 +1,17 @@
-//! What to connect to: a `ws://` URL resolved into a `Target` (with the room in its path), and
+//! What to connect to: a `ws://` or `wss://` URL resolved into a `Target` (with the room in its path), and
 //! the `--src` pool of local source addresses.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 
-/// One server endpoint to connect to, parsed from a `ws://` URL.
+/// The scheme of a URL served over TLS.
+pub const TLS_SCHEME: &str = "wss://";
+
+/// One server endpoint to connect to, parsed from a `ws://` or `wss://` URL.
 #[derive(Debug, Clone)]
 pub struct Target {
     /// Resolved address to connect to.
@@ -14,13 +20,29 @@ pub struct Target {
     pub host: String,
     /// Request path, possibly holding `{room}`.
     pub path: String,
+    /// `wss://`: how to make the TLS handshake.
+    pub tls: Option<TlsTarget>,
+}
+
+/// The TLS side of a `wss://` target.
+#[derive(Debug, Clone)]
+pub struct TlsTarget {
+    /// The name the server's certificate must carry.
+    pub name: ServerName<'static>,
+    /// The run's client configuration.
+    pub config: Arc<ClientConfig>,
 }
 
 impl Target {
-    /// Parses and resolves a `ws://host[:port]/path` URL.
-    pub fn parse(url: &str) -> anyhow::Result<Target> {
-        let Some(rest) = url.strip_prefix("ws://") else {
-            bail!("`{url}`: only ws:// URLs are supported (no TLS)");
+    /// Parses and resolves a `ws://host[:port]/path` or `wss://host[:port]/path` URL; a
+    /// `wss://` one connects with `tls`, the run's TLS configuration.
+    pub fn parse(url: &str, tls: &Arc<ClientConfig>) -> anyhow::Result<Target> {
+        let (rest, secure, default_port) = if let Some(rest) = url.strip_prefix("ws://") {
+            (rest, false, 80)
+        } else if let Some(rest) = url.strip_prefix(TLS_SCHEME) {
+            (rest, true, 443)
+        } else {
+            bail!("`{url}`: only ws:// and wss:// URLs are supported");
         };
         let (host, path) = match rest.find('/') {
             Some(at) => (&rest[..at], &rest[at..]),
@@ -35,7 +57,7 @@ impl Target {
         {
             host.to_string()
         } else {
-            format!("{host}:80")
+            format!("{host}:{default_port}")
         };
         let addr = with_port
             .to_socket_addrs()
@@ -46,6 +68,15 @@ impl Target {
             addr,
             host: host.to_string(),
             path: path.to_string(),
+            tls: secure
+                .then(|| {
+                    Ok::<_, anyhow::Error>(TlsTarget {
+                        name: super::tls::server_name(host)?,
+                        config: tls.clone(),
+                    })
+                })
+                .transpose()
+                .with_context(|| format!("`{url}`"))?,
         })
     }
 
@@ -86,14 +117,22 @@ pub fn parse_source_pool(text: &str) -> anyhow::Result<Vec<IpAddr>> {
 mod tests {
     use super::*;
 
+    fn parse(url: &str) -> anyhow::Result<Target> {
+        Target::parse(url, &super::super::tls::client_config(None, false).unwrap())
+    }
+
     #[test]
     fn rooms_go_into_the_path() {
-        let target = Target::parse("ws://127.0.0.1:9/ws/bench").unwrap();
+        let target = parse("ws://127.0.0.1:9/ws/bench").unwrap();
         assert_eq!(target.path_for_room(3, 4), "/ws/bench-3");
         assert_eq!(target.path_for_room(0, 1), "/ws/bench");
-        let placed = Target::parse("ws://127.0.0.1:9/ws/{room}/x").unwrap();
+        let placed = parse("ws://127.0.0.1:9/ws/{room}/x").unwrap();
         assert_eq!(placed.path_for_room(2, 4), "/ws/2/x");
-        assert!(Target::parse("wss://127.0.0.1/ws").is_err());
+        assert!(parse("ws://127.0.0.1:9/ws").unwrap().tls.is_none());
+        let secure = parse("wss://localhost/ws").unwrap();
+        assert_eq!(secure.addr.port(), 443);
+        assert!(secure.tls.is_some());
+        assert!(parse("http://127.0.0.1/ws").is_err());
     }
 
     #[test]

@@ -15,9 +15,9 @@ thread_local! {
     /// gigabytes).
     static DEFLATE: RefCell<(Deflater, Vec<u8>)> = RefCell::new((Deflater::new(), Vec::new()));
 }
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Mutex;
+
+use super::stream::WriteHalf;
 
 /// Close code for a normal end of the run.
 pub const CLOSE_NORMAL: u16 = 1000;
@@ -25,7 +25,7 @@ pub const CLOSE_NORMAL: u16 = 1000;
 /// Socket write half plus the state to build masked frames.
 pub struct WriteSide {
     /// The socket's write half.
-    half: OwnedWriteHalf,
+    half: WriteHalf,
     /// Mask keys for frames.
     masks: MaskSource,
     /// Reused encode buffer: a batch of frames goes out in one write.
@@ -81,7 +81,7 @@ pub struct Writer {
 impl Writer {
     /// Wraps a write half; `compress`: data messages go out compressed (a publisher whose
     /// connection negotiated permessage-deflate).
-    pub fn new(half: OwnedWriteHalf, compress: bool) -> Writer {
+    pub fn new(half: WriteHalf, compress: bool) -> Writer {
         Writer {
             side: Mutex::new(WriteSide {
                 half,

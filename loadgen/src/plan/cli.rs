@@ -43,7 +43,7 @@ pub enum Command {
 /// also sends, in room i mod K. Subscriber j is in room j mod K.
 #[derive(Args, Debug, Clone)]
 pub struct RunOpt {
-    /// Server URL, ws://host:port/path; repeat to spread clients over several servers
+    /// Server URL, ws://host:port/path or wss://host:port/path (TLS: see --tls-ca); repeat to spread clients over several servers
     /// (connection i uses URL i mod U; the report then tells same-node deliveries, publisher
     /// and receiver on one URL, from cross-node ones). With --rooms K > 1, `-{k}` is appended
     /// to the last path segment, or `{room}` is replaced.
@@ -88,7 +88,7 @@ pub struct RunOpt {
     pub out: Option<PathBuf>,
     /// Pass/fail rule, e.g. 'p99<5ms', 'lost==0' (repeatable; exit 99 when one fails).
     /// Metrics: p50 p90 p99 p999 p9999 max mean (latency), send_lag_p99 send_lag_max,
-    /// connect_p99, lost duplicated reordered (or out_of_order) delivery_rate sent delivered
+    /// connect_p99 connect_tcp_p99 tls_handshake_p99 upgrade_p99, lost duplicated reordered (or out_of_order) delivery_rate sent delivered
     /// expected delivered_per_sec connect_failed loadgen_cpu_percent server_cpu_us_per_delivery
     /// wire_bytes_per_delivery compression_ratio;
     /// with --churn or --recover: left reconnect_failed recovered reset first_replay_p50
@@ -102,7 +102,8 @@ pub struct RunOpt {
     /// New connections per second during the ramp; 0 = unlimited.
     #[arg(long = "connect-rate", default_value_t = 0.0)]
     pub connect_rate: f64,
-    /// Deadline for TCP connect plus WebSocket handshake, per connection.
+    /// Deadline for TCP connect plus TLS handshake (wss://) plus WebSocket upgrade, per
+    /// connection.
     #[arg(long = "connect-timeout", default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
     /// Receiving worker threads: the subscribers, and the read side of every publisher's
@@ -114,6 +115,15 @@ pub struct RunOpt {
     /// thread (precise to tens of microseconds, unlike tokio's 1 ms timer).
     #[arg(long = "publisher-threads", default_value_t = 1)]
     pub publisher_threads: usize,
+    /// PEM file of the CA that signed the wss:// servers' certificates: the only CA trusted
+    /// (loadgen uses no system root store). Every connection makes a full handshake (no
+    /// session resumption), as distinct clients do.
+    #[arg(long = "tls-ca", value_name = "FILE", conflicts_with = "tls_insecure")]
+    pub tls_ca: Option<PathBuf>,
+    /// Accept any certificate from wss:// servers (handshake signatures are still checked);
+    /// the report says so in a WARNING line and in `scenario.tls_insecure`.
+    #[arg(long = "tls-insecure")]
+    pub tls_insecure: bool,
     /// Local source addresses, round robin: 127.0.0.1-127.0.0.8 or a comma list.
     #[arg(long)]
     pub src: Option<String>,

@@ -2,6 +2,7 @@
 //! report.json `scenario` exactly as run.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use anyhow::{bail, ensure, Context};
 use clap::Parser;
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cli::{Cli, Command, RunOpt};
 use super::threshold::Threshold;
-use crate::client::{parse_source_pool, Target};
+use crate::client::{client_config, parse_source_pool, Target, TLS_SCHEME};
 use crate::client::{PayloadKind, MIN_JSON_SIZE, STAMP_LEN};
 
 /// Every option of a run, in report units (seconds as f64, bytes).
@@ -69,6 +70,13 @@ pub struct Scenario {
     /// (not written) without it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub recover: bool,
+    /// `--tls-ca`: the CA trusted for `wss://` URLs; absent (not written) without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// `--tls-insecure`: `wss://` servers' certificates not verified; absent (not written)
+    /// without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls_insecure: bool,
 }
 
 /// `--churn EVERY:DOWNTIME` as recorded, in seconds.
@@ -150,6 +158,8 @@ impl Scenario {
                 downtime_s: churn.downtime.as_secs_f64(),
             }),
             recover: opt.recover,
+            tls_ca: opt.tls_ca.clone(),
+            tls_insecure: opt.tls_insecure,
         }
     }
 }
@@ -170,10 +180,19 @@ impl Plan {
         check_load(opt)?;
         let threads = worker_threads(opt)?;
         check_server_pids(&opt.server_pid)?;
+        if (opt.tls_ca.is_some() || opt.tls_insecure)
+            && !opt.urls.iter().any(|url| url.starts_with(TLS_SCHEME))
+        {
+            bail!(
+                "--tls-ca and --tls-insecure apply to {TLS_SCHEME} URLs only: write the --url \
+                 as {TLS_SCHEME}host:port/path for a TLS server, or drop the option for a plain one"
+            );
+        }
+        let tls = client_config(opt.tls_ca.as_deref(), opt.tls_insecure)?;
         let targets = opt
             .urls
             .iter()
-            .map(|url| Target::parse(url))
+            .map(|url| Target::parse(url, &tls))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let src = match &opt.src {
             Some(text) => parse_source_pool(text).context("--src")?,

@@ -17,6 +17,10 @@ pub const METRICS: &[(&str, &str, bool)] = &[
     ("send_lag_p99", "send lag p99", true),
     ("send_lag_max", "send lag max", true),
     ("connect_p99", "connect time p99", true),
+    // The connect time's steps (`results.connect_steps`; the TLS handshake with wss:// only).
+    ("connect_tcp_p99", "TCP connect p99", true),
+    ("tls_handshake_p99", "TLS handshake p99", true),
+    ("upgrade_p99", "WebSocket upgrade p99", true),
     ("sent", "messages sent", false),
     ("expected", "deliveries expected", false),
     ("delivered", "deliveries", false),
@@ -83,6 +87,9 @@ pub fn is_time(name: &str) -> bool {
             | "send_lag_p99"
             | "send_lag_max"
             | "connect_p99"
+            | "connect_tcp_p99"
+            | "tls_handshake_p99"
+            | "upgrade_p99"
             | "first_replay_p50"
             | "first_replay_p99"
             | "first_replay_max"

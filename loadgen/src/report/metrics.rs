@@ -46,6 +46,9 @@ pub fn metric(results: &Results, name: &str) -> Option<f64> {
         "send_lag_p99" => time(results.send_lag_ns.p99)?,
         "send_lag_max" => time(results.send_lag_ns.max)?,
         "connect_p99" => time(results.connect_ns.p99)?,
+        "connect_tcp_p99" => time(results.connect_steps?.tcp_ns.p99)?,
+        "tls_handshake_p99" => time(results.connect_steps?.tls_handshake_ns?.p99)?,
+        "upgrade_p99" => time(results.connect_steps?.upgrade_ns.p99)?,
         "sent" => results.sent as f64,
         "expected" => results.expected as f64,
         "delivered" => results.delivered as f64,
@@ -129,6 +132,7 @@ mod tests {
             latency_ns: HistogramSummary::default(),
             latency_uncorrected_ns: HistogramSummary::default(),
             connect_ns: HistogramSummary::default(),
+            connect_steps: None,
             send_lag_ns: HistogramSummary::default(),
             stalled: Default::default(),
             protocol_errors: 0,
@@ -147,6 +151,23 @@ mod tests {
             (outcome.actual, outcome.passed)
         };
         assert_eq!(check(&template, "cross_node_lost==0"), (None, false));
+        // The connect steps: the TLS handshake is measured over wss:// only.
+        let timed = HistogramSummary {
+            p99: Some(1_000_000),
+            count: 1,
+            ..HistogramSummary::default()
+        };
+        let mut plain = template.clone();
+        plain.connect_steps = Some(crate::report::ConnectStepResults {
+            tcp_ns: timed,
+            tls_handshake_ns: None,
+            upgrade_ns: timed,
+        });
+        assert_eq!(check(&plain, "upgrade_p99<2ms"), (Some(1e6), true));
+        assert_eq!(check(&plain, "tls_handshake_p99<2ms"), (None, false));
+        let mut secure = plain.clone();
+        secure.connect_steps.as_mut().unwrap().tls_handshake_ns = Some(timed);
+        assert_eq!(check(&secure, "tls_handshake_p99<2ms"), (Some(1e6), true));
         let mut results = template.clone();
         results.nodes = Some(NodeResults {
             urls: Vec::new(),

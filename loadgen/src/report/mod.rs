@@ -270,6 +270,33 @@ impl WireResults {
 /// Name in `Results::histograms` of `ChurnResults::first_replay_ns` (with the churn section).
 pub const FIRST_REPLAY_HISTOGRAM: &str = "first_replay";
 
+/// Names in `Results::histograms` of the connect steps: TCP connect, TLS handshake (empty
+/// without `wss://`), WebSocket upgrade.
+pub const CONNECT_STEP_HISTOGRAMS: [&str; 3] = ["connect_tcp", "connect_tls", "connect_upgrade"];
+
+/// The connect time of `Results::connect_ns` step by step.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct ConnectStepResults {
+    /// TCP connect.
+    pub tcp_ns: HistogramSummary,
+    /// TLS handshake; absent (not written) without a `wss://` connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_handshake_ns: Option<HistogramSummary>,
+    /// WebSocket upgrade: request out, response head in.
+    pub upgrade_ns: HistogramSummary,
+}
+
+impl ConnectStepResults {
+    /// From the step histograms, in `CONNECT_STEP_HISTOGRAMS` order.
+    pub fn of([tcp, tls, upgrade]: [&Histogram<u64>; 3]) -> ConnectStepResults {
+        ConnectStepResults {
+            tcp_ns: HistogramSummary::of(tcp),
+            tls_handshake_ns: (!tls.is_empty()).then(|| HistogramSummary::of(tls)),
+            upgrade_ns: HistogramSummary::of(upgrade),
+        }
+    }
+}
+
 /// Names in `Results::histograms` of the same-node and cross-node latency (several URLs only).
 pub const NODE_HISTOGRAMS: [&str; 2] = ["latency_same_node", "latency_cross_node"];
 
@@ -326,6 +353,10 @@ pub struct Results {
     pub latency_uncorrected_ns: HistogramSummary,
     /// Connect + handshake time.
     pub connect_ns: HistogramSummary,
+    /// The same step by step: TCP connect, TLS handshake, upgrade; absent in reports made
+    /// before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_steps: Option<ConnectStepResults>,
     /// actual send - intended send time.
     pub send_lag_ns: HistogramSummary,
     /// Slow-consumer share.
@@ -358,7 +389,8 @@ pub struct Results {
     /// Threshold outcomes.
     pub thresholds: Vec<ThresholdOutcome>,
     /// Histograms as base64 of HdrHistogram's compressed V2 encoding (`HISTFAAA...`, as in
-    /// .hlog files): latency, latency_uncorrected, connect, send_lag; with several URLs also
+    /// .hlog files): latency, latency_uncorrected, connect (and its steps,
+    /// `CONNECT_STEP_HISTOGRAMS`), send_lag; with several URLs also
     /// latency_same_node and latency_cross_node (`NODE_HISTOGRAMS`); with the churn section
     /// also first_replay.
     pub histograms: BTreeMap<String, String>,

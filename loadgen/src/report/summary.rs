@@ -187,6 +187,12 @@ pub fn render(report: &Report) -> String {
         "loadgen {}: {} subscribers + {} publishers x {} msg/s, {} B, {} room(s), {:.1}s measured after {:.1}s warm-up",
         report.environment.loadgen_version, s.subscribers, s.publishers, s.rate, s.size, s.rooms, s.duration_s, s.warmup_s
     );
+    if s.tls_insecure {
+        let _ = writeln!(
+            out,
+            "WARNING: --tls-insecure: the servers' certificates were not verified"
+        );
+    }
     let failures: Vec<String> = r
         .connections
         .failures
@@ -207,6 +213,17 @@ pub fn render(report: &Report) -> String {
         r.connections.disconnected
     );
     let _ = writeln!(out, "{}", percentiles("connect time", &r.connect_ns));
+    if let Some(steps) = &r.connect_steps {
+        let _ = writeln!(out, "{}", percentiles("  TCP connect", &steps.tcp_ns));
+        if let Some(tls) = &steps.tls_handshake_ns {
+            let _ = writeln!(out, "{}", percentiles("  TLS handshake", tls));
+        }
+        let _ = writeln!(
+            out,
+            "{}",
+            percentiles("  WebSocket upgrade", &steps.upgrade_ns)
+        );
+    }
     let _ = writeln!(
         out,
         "messages               sent {} (measured {})  delivered {} of expected {} ({})  lost {}  duplicated {}  reordered {}",

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::mpsc;
 
+use hdrhistogram::Histogram;
+
 use super::phases::Phases;
 use super::probe::own_cpu_seconds;
 use crate::plan::{format_ns, url_of_connection, ConnectionSpec, Plan, Scenario};
@@ -239,7 +241,13 @@ fn encoded_histograms(
         ("latency_uncorrected", &totals.latency_uncorrected),
         ("connect", &totals.connect),
         ("send_lag", &totals.send_lag),
-    ] {
+    ]
+    .into_iter()
+    .chain(
+        report::CONNECT_STEP_HISTOGRAMS
+            .into_iter()
+            .zip(step_histograms(totals)),
+    ) {
         histograms.insert(name.to_string(), encode_histogram(histogram)?);
     }
     if let Some(nodes) = &totals.nodes {
@@ -257,6 +265,12 @@ fn encoded_histograms(
         );
     }
     Ok(histograms)
+}
+
+/// The connect steps' histograms, in `report::CONNECT_STEP_HISTOGRAMS` order.
+fn step_histograms(totals: &RunTotals) -> [&Histogram<u64>; 3] {
+    let steps = &totals.connect_steps;
+    [&steps.tcp, &steps.tls, &steps.upgrade]
 }
 
 /// Turns merged totals into the report's results, including validity and thresholds.
@@ -309,6 +323,7 @@ pub fn results_of(
         latency_ns: HistogramSummary::of(&totals.latency),
         latency_uncorrected_ns: HistogramSummary::of(&totals.latency_uncorrected),
         connect_ns: HistogramSummary::of(&totals.connect),
+        connect_steps: Some(report::ConnectStepResults::of(step_histograms(totals))),
         send_lag_ns: send_lag,
         stalled: report::StalledResults {
             connections: totals.stalled_connected,

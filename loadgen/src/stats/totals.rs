@@ -9,6 +9,7 @@ use super::histogram::{add_histogram, new_histogram};
 use super::interval::IntervalStats;
 use super::nodes::NodeTotals;
 use super::sequence::SequenceSet;
+use crate::client::ConnectSteps;
 
 /// Whole-run figures of the measured window (messages whose intended send time falls in
 /// [all connected + warm-up, + duration)), plus connection outcomes.
@@ -22,6 +23,8 @@ pub struct RunTotals {
     pub send_lag: Histogram<u64>,
     /// Connect + handshake time of successful connections, ns.
     pub connect: Histogram<u64>,
+    /// The same connections' time, step by step.
+    pub connect_steps: ConnectStepTotals,
     /// Every message sent, warm-up included.
     pub sent: u64,
     /// Measured messages sent, per publisher id (expected = this x receivers of its room).
@@ -158,6 +161,44 @@ impl ChurnTotals {
     }
 }
 
+/// The steps of successful connects, ns each (first connections, as `RunTotals::connect`).
+#[derive(Clone)]
+pub struct ConnectStepTotals {
+    /// TCP connect.
+    pub tcp: Histogram<u64>,
+    /// TLS handshake (`wss://` connections only).
+    pub tls: Histogram<u64>,
+    /// WebSocket upgrade.
+    pub upgrade: Histogram<u64>,
+}
+
+impl ConnectStepTotals {
+    /// Nothing recorded.
+    pub fn new() -> ConnectStepTotals {
+        ConnectStepTotals {
+            tcp: new_histogram(),
+            tls: new_histogram(),
+            upgrade: new_histogram(),
+        }
+    }
+
+    /// Records one connect's steps.
+    pub fn record(&mut self, steps: ConnectSteps) {
+        self.tcp.saturating_record(steps.tcp_ns);
+        if let Some(tls_ns) = steps.tls_ns {
+            self.tls.saturating_record(tls_ns);
+        }
+        self.upgrade.saturating_record(steps.upgrade_ns);
+    }
+
+    /// Adds another worker's.
+    pub fn merge(&mut self, other: &ConnectStepTotals) {
+        add_histogram(&mut self.tcp, &other.tcp);
+        add_histogram(&mut self.tls, &other.tls);
+        add_histogram(&mut self.upgrade, &other.upgrade);
+    }
+}
+
 impl Default for ChurnTotals {
     fn default() -> Self {
         ChurnTotals::new()
@@ -172,6 +213,7 @@ impl RunTotals {
             latency_uncorrected: new_histogram(),
             send_lag: new_histogram(),
             connect: new_histogram(),
+            connect_steps: ConnectStepTotals::new(),
             sent: 0,
             sent_measured_by_publisher: vec![0; publishers],
             first_measured_seq_by_publisher: vec![None; publishers],
@@ -212,6 +254,7 @@ impl RunTotals {
         add_histogram(&mut self.latency_uncorrected, &other.latency_uncorrected);
         add_histogram(&mut self.send_lag, &other.send_lag);
         add_histogram(&mut self.connect, &other.connect);
+        self.connect_steps.merge(&other.connect_steps);
         self.sent += other.sent;
         add_vectors(
             &mut self.sent_measured_by_publisher,

@@ -17,8 +17,9 @@ use crate::plan::MergeOpt;
 use crate::report::csv::TimelineRow;
 use crate::report::hlog::HlogBuffer;
 use crate::report::{
-    decode_histogram, encode_histogram, recheck_thresholds, ChurnResults, HistogramSummary,
-    NodeResults, Report, WireResults, FIRST_REPLAY_HISTOGRAM, NODE_HISTOGRAMS,
+    decode_histogram, encode_histogram, recheck_thresholds, ChurnResults, ConnectStepResults,
+    HistogramSummary, NodeResults, Report, WireResults, CONNECT_STEP_HISTOGRAMS,
+    FIRST_REPLAY_HISTOGRAM, NODE_HISTOGRAMS,
 };
 use crate::stats::{add_histogram, new_histogram};
 
@@ -66,6 +67,7 @@ pub fn merge(parts: &[Report]) -> anyhow::Result<Report> {
     results.latency_ns = summary("latency");
     results.latency_uncorrected_ns = summary("latency_uncorrected");
     results.connect_ns = summary("connect");
+    results.connect_steps = merge_connect_steps(&histograms);
     results.send_lag_ns = summary("send_lag");
     results.nodes = merge_nodes(parts, &mut histograms)?;
     results.churn = merge_churn(parts, &mut histograms)?;
@@ -78,6 +80,14 @@ pub fn merge(parts: &[Report]) -> anyhow::Result<Report> {
         .collect::<anyhow::Result<_>>()?;
     recheck_thresholds(&mut merged)?;
     Ok(merged)
+}
+
+/// The connect steps from their summed histograms, when every part had them.
+fn merge_connect_steps(
+    histograms: &BTreeMap<String, Histogram<u64>>,
+) -> Option<ConnectStepResults> {
+    let [tcp, tls, upgrade] = CONNECT_STEP_HISTOGRAMS.map(|name| histograms.get(name));
+    Some(ConnectStepResults::of([tcp?, tls?, upgrade?]))
 }
 
 /// Adds one more part's connections, counters, rates and CPU into `merged`; validity holds

@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 use super::churn::ChurnPlan;
@@ -17,7 +16,9 @@ use super::handover::hand_over;
 use super::publisher::publish;
 use super::receive_loop::{receive, Ending};
 use super::receiver::Receiver;
-use crate::client::{open_with_timeout, with_since, ConnectFailure, Upgraded, Writer};
+use crate::client::{
+    open_with_timeout, with_since, ConnectFailure, ConnectSteps, Opened, Stream, Upgraded, Writer,
+};
 use crate::clock::{monotonic_ns, tokio_instant_at};
 use crate::plan::{url_of_connection, ConnectionSpec};
 
@@ -48,14 +49,18 @@ pub async fn run_connection(
     })
     .await;
     drop(permit);
-    let (stream, upgraded) = match outcome {
+    let Opened {
+        stream,
+        upgraded,
+        steps,
+    } = match outcome {
         Ok(opened) => opened,
         Err(failure) => {
             count_failure(&context, &failure);
             return;
         }
     };
-    count_connected(&context, spec, begun, upgraded.deflate);
+    count_connected(&context, spec, begun, steps, upgraded.deflate);
     match spec.publisher {
         None => {
             let mut receiver = Receiver::new(spec, scenario, upgraded);
@@ -77,7 +82,7 @@ async fn subscribe(
     context: &Rc<WorkerContext>,
     receiver: &mut Receiver,
     spec: ConnectionSpec,
-    mut stream: TcpStream,
+    mut stream: Stream,
     handshakes: &Semaphore,
 ) {
     let shared = &context.shared;
@@ -108,7 +113,9 @@ async fn subscribe(
                 connect(shared, spec, url, |path| receiver.request_path(path)).await;
             drop(permit);
             match outcome {
-                Ok((stream, upgraded)) => {
+                Ok(Opened {
+                    stream, upgraded, ..
+                }) => {
                     receiver.reconnected(upgraded, begun);
                     context.stats.borrow_mut().totals.churn.reconnected += 1;
                     shared.open_connections.fetch_add(1, Ordering::Relaxed);
@@ -151,7 +158,7 @@ async fn connect(
     spec: ConnectionSpec,
     url: usize,
     request_path: impl FnOnce(&str) -> String,
-) -> (Result<(TcpStream, Upgraded), ConnectFailure>, u64) {
+) -> (Result<Opened, ConnectFailure>, u64) {
     let scenario = &shared.scenario;
     let target = &shared.targets[url];
     let path = request_path(&target.path_for_room(spec.room as usize, scenario.rooms as usize));
@@ -182,10 +189,16 @@ fn count_failure(context: &WorkerContext, failure: &ConnectFailure) {
     context.shared.attempts_done.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Books a connection whose handshake completed (begun at monotonic `begun`, `deflate`: it
-/// negotiated permessage-deflate) and reports its index to the main thread, which counts each
-/// room's receivers for `expected`.
-fn count_connected(context: &WorkerContext, spec: ConnectionSpec, begun: u64, deflate: bool) {
+/// Books a connection whose handshake completed (begun at monotonic `begun`, its steps taking
+/// `steps`, `deflate`: it negotiated permessage-deflate) and reports its index to the main
+/// thread, which counts each room's receivers for `expected`.
+fn count_connected(
+    context: &WorkerContext,
+    spec: ConnectionSpec,
+    begun: u64,
+    steps: ConnectSteps,
+    deflate: bool,
+) {
     let shared = &context.shared;
     {
         let mut stats = context.stats.borrow_mut();
@@ -193,6 +206,7 @@ fn count_connected(context: &WorkerContext, spec: ConnectionSpec, begun: u64, de
             .totals
             .connect
             .saturating_record(monotonic_ns().saturating_sub(begun).max(1));
+        stats.totals.connect_steps.record(steps);
         stats.totals.connected += 1;
         stats.totals.deflate_connected += u64::from(deflate);
         stats.totals.stalled_connected += u64::from(spec.stalled);
@@ -211,7 +225,7 @@ async fn publish_on(
     context: &Rc<WorkerContext>,
     spec: ConnectionSpec,
     id: u32,
-    stream: TcpStream,
+    stream: Stream,
     upgraded: Upgraded,
 ) {
     match hand_over(context, spec, stream, upgraded).await {

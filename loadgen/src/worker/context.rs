@@ -11,7 +11,7 @@ use tokio::sync::{oneshot, watch, Notify};
 
 use super::pacer::Pacer;
 use super::window::Window;
-use crate::client::{Target, Upgraded, Writer};
+use crate::client::{Stream, Target, Upgraded, Writer};
 use crate::plan::{ConnectionSpec, Scenario};
 use crate::stats::{IntervalStats, WorkerStats};
 
@@ -71,8 +71,8 @@ pub struct WorkerContext {
 pub struct ReadSide {
     /// The publisher's connection.
     pub spec: ConnectionSpec,
-    /// The socket, deregistered from the publisher thread's reactor.
-    pub stream: std::net::TcpStream,
+    /// The socket (and TLS session), deregistered from the publisher thread's reactor.
+    pub stream: Stream<std::net::TcpStream>,
     /// How its upgrade went (the bytes read past the handshake are the first frames).
     pub upgraded: Upgraded,
     /// Where the receiving worker sends the connection's writer, registered with its reactor.

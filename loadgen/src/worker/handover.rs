@@ -5,14 +5,13 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
 
 use super::context::{ReadSide, WorkerContext};
 use super::receive_loop::receive;
 use super::receiver::Receiver;
-use crate::client::{Upgraded, Writer};
+use crate::client::{Stream, Upgraded, Writer};
 use crate::plan::ConnectionSpec;
 
 /// Hands a connected publisher's socket to its receiving worker; returns the connection's
@@ -20,7 +19,7 @@ use crate::plan::ConnectionSpec;
 pub async fn hand_over(
     context: &WorkerContext,
     spec: ConnectionSpec,
-    stream: TcpStream,
+    stream: Stream,
     upgraded: Upgraded,
 ) -> Option<(Arc<Writer>, oneshot::Receiver<()>)> {
     let publisher = spec.publisher? as usize;
@@ -73,7 +72,7 @@ async fn read_publisher(context: Rc<WorkerContext>, side: ReadSide) {
         done,
     } = side;
     // A failed registration drops `writer`: the publisher sees it and counts the connection.
-    let Ok(stream) = TcpStream::from_std(stream) else {
+    let Ok(stream) = stream.into_tokio() else {
         return;
     };
     let (read_half, write_half) = stream.into_split();

@@ -7,13 +7,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::tcp::OwnedReadHalf;
-
 use super::churn::ChurnPlan;
 use super::context::WorkerContext;
 use super::receiver::Receiver;
 use super::window::Window;
-use crate::client::{Writer, CLOSE_NORMAL};
+use crate::client::{ReadHalf, Writer, CLOSE_NORMAL};
 use crate::clock::{monotonic_ns, tokio_instant_at};
 
 /// How long to wait for the server's close reply (or EOF) after sending ours.
@@ -35,7 +33,7 @@ pub enum Ending {
 pub async fn receive(
     context: Rc<WorkerContext>,
     receiver: &mut Receiver,
-    read: OwnedReadHalf,
+    read: ReadHalf,
     writer: Arc<Writer>,
     churn: Option<ChurnPlan>,
 ) -> Ending {
@@ -57,6 +55,9 @@ pub async fn receive(
         window.as_deref(),
         &mut context.stats.borrow_mut(),
     );
+    if read.holds_plaintext() {
+        eof = drain_socket(&context, receiver, &read, window.as_deref());
+    }
     loop {
         if window.is_none() && window_rx.has_changed().unwrap_or(false) {
             window = window_rx.borrow_and_update().clone();
@@ -132,27 +133,18 @@ pub async fn receive(
 fn drain_socket(
     context: &WorkerContext,
     receiver: &mut Receiver,
-    read: &OwnedReadHalf,
+    read: &ReadHalf,
     window: Option<&Window>,
 ) -> bool {
     let mut buffer = context.read_buffer.borrow_mut();
     let mut stats = context.stats.borrow_mut();
     let counting = !receiver.stalled();
-    loop {
-        match read.try_read(&mut buffer) {
-            Ok(0) => return true,
-            Ok(read_bytes) => {
-                // One clock read per buffer: every frame in it arrived by now.
-                let now = monotonic_ns();
-                receiver.take_bytes(&buffer[..read_bytes], now, window, &mut stats, counting);
-                if read_bytes < buffer.len() || receiver.finished() {
-                    return false;
-                }
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return false,
-            Err(_) => return true,
-        }
-    }
+    read.drain(&mut buffer, |bytes| {
+        // One clock read per buffer: every frame in it arrived by now.
+        let now = monotonic_ns();
+        receiver.take_bytes(bytes, now, window, &mut stats, counting);
+        !receiver.finished()
+    })
 }
 
 /// Books how the connection ended and answers a server-initiated close (`we_closed`: the run's

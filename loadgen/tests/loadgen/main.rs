@@ -2,7 +2,7 @@
 //! (`ringcast`), `--churn` and `--recover` against it and against a recovering test server
 //! (`churn`), runs no connection of which can succeed (`abort`), and the report files,
 //! `compare` and `merge` on made-up reports (`reports`), permessage-deflate and the JSON payload
-//! (`deflate`). One test binary (one link step) with a
+//! (`deflate`), `wss://` through a TLS front (`tls`). One test binary (one link step) with a
 //! `util` module.
 
 mod util;
@@ -12,3 +12,4 @@ mod churn;
 mod deflate;
 mod reports;
 mod ringcast;
+mod tls;

@@ -5,14 +5,7 @@ use std::process::Command;
 
 use loadgen::report::Report;
 
-use crate::util::{loadgen_run, scratch_dir};
-
-/// Starts ringcast on an OS-picked port, with `extra` options.
-fn start_server(extra: &[&str]) -> ringcast::Server {
-    let args = ["--listen", "127.0.0.1:0", "--cores", "2"];
-    let config = ringcast::Config::from_args(args.iter().chain(extra)).expect("valid config");
-    ringcast::Server::start(config).expect("server starts")
-}
+use crate::util::{loadgen_run, scratch_dir, start_ringcast as start_server};
 
 #[test]
 fn two_hundred_subscribers_two_publishers_lose_nothing() {
@@ -51,6 +44,10 @@ fn two_hundred_subscribers_two_publishers_lose_nothing() {
     let report = Report::read(&out.join("report.json")).expect("report written");
     let r = &report.results;
     assert_eq!(r.connections.ok, 202);
+    // Plain ws://: TCP connect and upgrade timed for every connection, no TLS step.
+    let steps = r.connect_steps.expect("connect steps reported");
+    assert_eq!((steps.tcp_ns.count, steps.upgrade_ns.count), (202, 202));
+    assert_eq!(steps.tls_handshake_ns, None);
     assert!(
         r.sent_measured >= 380,
         "two publishers x 100/s x 2 s, got {}",

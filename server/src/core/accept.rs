@@ -62,7 +62,7 @@ pub async fn accept_loop<L: Listener>(
                         if refused == Refused::PerIp {
                             CoreMetrics::add(&metrics.connections_refused_per_ip, 1);
                         }
-                        spawn_local(http::refuse(stream, refused));
+                        spawn_local(http::refuse(Rc::clone(&http), stream, refused));
                         continue;
                     }
                 };

@@ -15,6 +15,7 @@
 //! time. A connection that ends here is closed lingering: the server stops sending, discards what the client still sends for
 //! a moment, then closes, so the answer is not lost to a reset.
 
+mod io;
 mod publish;
 mod reply;
 mod routes;
@@ -36,11 +37,13 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
-use crate::backend::{HttpSocket, WriteSlot};
+use crate::backend::{HttpSocket, UpgradedIo, WriteSlot};
 use crate::fanout::Hub;
 use crate::input::{Reader, UpgradeTicket};
 use crate::metrics::CoreMetrics;
 use crate::state::{ConnectionPermit, Refused, ServerState};
+use crate::tls::{TlsHttpIo, TlsSession, TlsUpgrade};
+use io::HttpIo;
 
 /// Lingering close: how long, and how many bytes, the client's leftover request is discarded
 /// for after the last answer.
@@ -124,6 +127,17 @@ pub async fn serve<S: HttpSocket>(service: Rc<HttpService>, stream: S, permit: C
     let stream = Rc::new(stream);
     let (io, writes) = S::http_io(&stream, Rc::clone(&slot.upgraded));
     let config = &service.state.config;
+    let io = match &config.tls {
+        None => HttpIo::Plain(io),
+        Some(acceptor) => match acceptor.session() {
+            Ok(session) => HttpIo::Tls(Box::new(TlsHttpIo::new(io, session, Arc::clone(acceptor)))),
+            Err(err) => {
+                tracing::warn!(%err, "cannot start a TLS session; closing the connection");
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
+            }
+        },
+    };
     let handler = {
         let service = Rc::clone(&service);
         let slot = Rc::clone(&slot);
@@ -145,8 +159,8 @@ pub async fn serve<S: HttpSocket>(service: Rc<HttpService>, stream: S, permit: C
     };
     let ticket = slot.ticket.borrow_mut().take();
     match (result, ticket) {
-        (Ok(parts), Some(ticket)) => match S::into_upgraded(parts.io.into_inner(), stream) {
-            Ok(upgraded) => service.reader.start(ticket, upgraded, &parts.read_buf),
+        (Ok(parts), Some(ticket)) => match upgraded_io(parts.io.into_inner(), stream) {
+            Ok((upgraded, tls)) => service.reader.start(ticket, upgraded, &parts.read_buf, tls),
             Err(err) => {
                 // Only a socket the backend cannot take out of its HTTP adapter fails here.
                 tracing::warn!(%err, "cannot start the WebSocket phase");
@@ -158,8 +172,20 @@ pub async fn serve<S: HttpSocket>(service: Rc<HttpService>, stream: S, permit: C
                 // The 101 never completed: undo the join (this drops the permit too).
                 service.reader.cancel(ticket);
             }
-            if let Err(err) = result {
-                tracing::debug!(%err, "http connection ended");
+            match result {
+                Err(err) => tracing::debug!(%err, "http connection ended"),
+                // Ended cleanly (the client closed, or `connection: close`): over TLS the
+                // shutdown sends close_notify first.
+                Ok(parts) => {
+                    let mut io = parts.io.into_inner();
+                    let shutdown = tokio::io::AsyncWriteExt::shutdown(&mut io);
+                    if within_write_timeout(&writes, config.write_timeout, shutdown)
+                        .await
+                        .is_none()
+                    {
+                        return close_stalled(&service, &slot, &*stream);
+                    }
+                }
             }
             if within_write_timeout(&writes, config.write_timeout, writes.finish())
                 .await
@@ -168,6 +194,33 @@ pub async fn serve<S: HttpSocket>(service: Rc<HttpService>, stream: S, permit: C
                 return close_stalled(&service, &slot, &*stream);
             }
             linger(&*stream).await;
+        }
+    }
+}
+
+/// Ends the HTTP phase of an upgraded connection: its socket for the WebSocket phase, with
+/// the plaintext read past the request and, over TLS, the session (the records read past the
+/// request decrypted).
+fn upgraded_io<S: HttpSocket>(
+    io: HttpIo<S::Io>,
+    stream: Rc<S>,
+) -> std::io::Result<(UpgradedIo, Option<TlsSession>)> {
+    match io {
+        HttpIo::Plain(io) => Ok((S::into_upgraded(io, stream)?, None)),
+        HttpIo::Tls(io) => {
+            let TlsUpgrade {
+                inner,
+                mut session,
+                mut plain,
+            } = (*io).into_upgrade()?;
+            let mut upgraded = S::into_upgraded(inner, stream)?;
+            if !upgraded.buffered.is_empty() {
+                session
+                    .receive(&mut upgraded.buffered, &mut plain)
+                    .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))?;
+            }
+            upgraded.buffered = plain;
+            Ok((upgraded, Some(session)))
         }
     }
 }
@@ -200,13 +253,16 @@ fn close_stalled(service: &HttpService, slot: &UpgradeSlot, stream: &impl HttpSo
 
 /// Answers a connection over --max-connections with 503, or over --max-connections-per-ip
 /// with 429, and closes it. Its request is not read: the answer goes out at once (it fits an
-/// empty send buffer) and the socket is shut down after it.
-pub async fn refuse(stream: impl HttpSocket, refused: Refused) {
+/// empty send buffer) and the socket is shut down after it. Over TLS it is closed without an
+/// answer: a handshake would cost the full server what the limit is there to spare.
+pub async fn refuse(service: Rc<HttpService>, stream: impl HttpSocket, refused: Refused) {
     let answer = match refused {
         Refused::Full => TOO_MANY_CONNECTIONS,
         Refused::PerIp => TOO_MANY_FROM_ADDRESS,
     };
-    let _ = stream.write_all(answer).await;
+    if service.state.config.tls.is_none() {
+        let _ = stream.write_all(answer).await;
+    }
     let _ = stream.shutdown(Shutdown::Both);
 }
 

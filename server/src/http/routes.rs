@@ -25,6 +25,7 @@ pub fn plain(service: &HttpService, request: &Request<Incoming>) -> Response<Ful
                 &state.budget,
                 state.backend.name(),
                 state.broker_stats.as_ref(),
+                state.config.tls.as_ref(),
             );
             text(StatusCode::OK, metrics::CONTENT_TYPE, body)
         }

@@ -21,6 +21,7 @@ use crate::clock::CoarseClock;
 use crate::fanout::{Hub, Room};
 use crate::metrics::CoreMetrics;
 use crate::output::{CoreOutput, Subscriber};
+use crate::tls::Received;
 use crate::ws::{encode_pong, encoded_len, ClientEvent, CloseCode, Decoded, FrameDecoder};
 
 /// Least spare room of a read into a connection's own buffer (which holds an incomplete
@@ -140,6 +141,9 @@ impl Connection {
     /// The socket is readable: reads once (into `scratch`, the core's buffer, or into the tail
     /// of an incomplete frame) and handles the whole frames.
     pub fn read_ready(&mut self, cx: &ReadContext, scratch: &mut [u8]) -> Step {
+        if self.subscriber.is_tls() {
+            return self.read_tls(cx, scratch);
+        }
         if self.tail.is_empty() {
             return self.read_into_scratch(cx, scratch);
         }
@@ -196,19 +200,47 @@ impl Connection {
         step
     }
 
+    /// Reads what is readable on a TLS connection into the core's scratch buffer, decrypts it
+    /// into the connection's buffer and decodes the whole frames there.
+    fn read_tls(&mut self, cx: &ReadContext, scratch: &mut [u8]) -> Step {
+        let Some(socket) = self.subscriber.socket() else {
+            return Step::Done;
+        };
+        // As on a plain connection, one read's worth bounds what a paused publisher holds.
+        let scratch = read_limit(cx, scratch);
+        let read = match self.received(cx, socket.recv(scratch)) {
+            Ok(read) => read,
+            Err(step) => return step,
+        };
+        let received = self
+            .subscriber
+            .receive_tls(&mut scratch[..read], &mut self.tail);
+        match received {
+            Some(Ok(Received::Open)) => self.decode_held(cx),
+            // close_notify: what came before it is the client's last; then the stream ends.
+            Some(Ok(Received::Closed)) => {
+                let step = self.decode_held(cx);
+                if step != Step::Done {
+                    self.subscriber.shutdown_socket();
+                }
+                Step::Done
+            }
+            Some(Err(err)) => {
+                tracing::debug!(%err, "bad TLS from a client; closing the connection");
+                self.subscriber.shutdown_socket();
+                Step::Done
+            }
+            None => Step::Done,
+        }
+    }
+
     /// Reads what is readable into the core's scratch buffer and decodes it there; keeps only
     /// an incomplete frame's tail (the connection's tail is empty before).
     fn read_into_scratch(&mut self, cx: &ReadContext, scratch: &mut [u8]) -> Step {
         let Some(socket) = self.subscriber.socket() else {
             return Step::Done;
         };
-        // A read asks for at most one largest frame: what a pause leaves unread in the scratch
-        // buffer is copied into the connection, so this bounds what a paused publisher holds
-        // by --max-message (not by the scratch buffer's 64 KiB).
-        let limit = scratch
-            .len()
-            .min(cx.max_message.max(TAIL_READ) + MAX_CLIENT_HEADER);
-        let scratch = &mut scratch[..limit];
+        let scratch = read_limit(cx, scratch);
         let read = match self.received(cx, socket.recv(scratch)) {
             Ok(read) => read,
             Err(step) => return step,
@@ -266,6 +298,16 @@ impl Connection {
             }
         }
     }
+}
+
+/// The part of the scratch buffer one read may fill: at most one largest frame. What a pause
+/// leaves unread is copied into the connection, so this bounds what a paused publisher holds
+/// by --max-message (not by the scratch buffer's 64 KiB).
+fn read_limit<'s>(cx: &ReadContext, scratch: &'s mut [u8]) -> &'s mut [u8] {
+    let limit = scratch
+        .len()
+        .min(cx.max_message.max(TAIL_READ) + MAX_CLIENT_HEADER);
+    &mut scratch[..limit]
 }
 
 /// Acts on one decoded event of `subscriber`'s connection to `room`: None to go on decoding,

@@ -35,6 +35,7 @@ use crate::fanout::Since;
 use crate::metrics::CoreMetrics;
 use crate::output::{ConnectionKey, Subscriber};
 use crate::state::ConnectionPermit;
+use crate::tls::TlsSession;
 use crate::ws::{CloseCode, DeflateAgreement};
 
 /// Most readiness events taken per `epoll_wait` (one turn of the reader).
@@ -151,9 +152,16 @@ impl Reader {
     }
 
     /// Starts the WebSocket phase of an admitted upgrade: attaches the socket and starts
-    /// reading it. `early` holds bytes hyper read past the request.
-    pub fn start(&self, ticket: UpgradeTicket, io: UpgradedIo, early: &[u8]) {
-        ticket.subscriber.attach_socket(io.socket);
+    /// reading it. `early` holds bytes hyper read past the request; `tls` is the session of a
+    /// TLS connection (`io.buffered` is then plaintext already).
+    pub fn start(
+        &self,
+        ticket: UpgradeTicket,
+        io: UpgradedIo,
+        early: &[u8],
+        tls: Option<TlsSession>,
+    ) {
+        ticket.subscriber.attach_socket(io.socket, tls);
         CoreMetrics::add(&self.cx.metrics.connections, 1);
         let mut held = Vec::new();
         if !early.is_empty() || !io.buffered.is_empty() {

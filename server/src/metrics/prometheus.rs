@@ -23,6 +23,7 @@ use super::{
     RecoveryOutcome,
 };
 use crate::budget::FanoutBudget;
+use crate::tls::TlsAcceptor;
 
 /// `Content-Type` of the `/metrics` answer.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -189,6 +190,7 @@ pub fn render(
     budget: &Arc<FanoutBudget>,
     backend: &'static str,
     broker: Option<&Arc<BrokerStats>>,
+    tls: Option<&Arc<TlsAcceptor>>,
 ) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Scrape {
@@ -196,6 +198,7 @@ pub fn render(
         budget: Arc::clone(budget),
         backend,
         broker: broker.cloned(),
+        tls: tls.cloned(),
     }));
     let mut out = String::with_capacity(METRICS.len() * (120 + 40 * cores.len()) + 4096);
     // Writing into a String cannot fail, and every value here is encodable.
@@ -214,6 +217,8 @@ struct Scrape {
     backend: &'static str,
     /// The broker links' counters, with `--broker`.
     broker: Option<Arc<BrokerStats>>,
+    /// The served certificate and the handshake counters, with `--tls-cert`.
+    tls: Option<Arc<TlsAcceptor>>,
 }
 
 impl Collector for Scrape {
@@ -307,6 +312,9 @@ impl Collector for Scrape {
         if let Some(broker) = &self.broker {
             encode_broker(&mut encoder, broker)?;
         }
+        if let Some(tls) = &self.tls {
+            encode_tls(&mut encoder, tls)?;
+        }
         let labels = [
             ("version", env!("CARGO_PKG_VERSION")),
             (
@@ -389,6 +397,36 @@ fn encode_broker(
     Ok(())
 }
 
+/// The `ringcast_tls_*` series (only with `--tls-cert`).
+fn encode_tls(encoder: &mut DescriptorEncoder, tls: &TlsAcceptor) -> Result<(), std::fmt::Error> {
+    ConstGauge::new(tls.store().not_after()).encode(encoder.encode_descriptor(
+        "ringcast_tls_cert_expiry_seconds",
+        "notAfter of the certificate served to new handshakes, in seconds since the Unix epoch (alert on it minus time()).",
+        None,
+        MetricType::Gauge,
+    )?)?;
+    let mut family = encoder.encode_descriptor(
+        "ringcast_tls_handshakes",
+        "TLS handshakes by how they ended: ok, failed (bad or unacceptable client TLS), incomplete (the connection ended first: timeout or client gone).",
+        None,
+        MetricType::Counter,
+    )?;
+    let counters = tls.handshakes();
+    for (result, counter) in [
+        ("ok", &counters.ok),
+        ("failed", &counters.failed),
+        ("incomplete", &counters.incomplete),
+    ] {
+        let value = counter.load(Ordering::Relaxed);
+        encode_value(
+            family.encode_family(&[("result", result)])?,
+            MetricType::Counter,
+            value,
+        )?;
+    }
+    Ok(())
+}
+
 /// Encodes one sample of a counter or a gauge.
 fn encode_value(
     encoder: prometheus_client::encoding::MetricEncoder,
@@ -447,7 +485,7 @@ mod tests {
 
     fn render_cores(cores: Vec<CoreMetrics>) -> String {
         let cores: Vec<_> = cores.into_iter().map(Arc::new).collect();
-        render(&cores, &FanoutBudget::new(2, 1000), "io_uring", None)
+        render(&cores, &FanoutBudget::new(2, 1000), "io_uring", None, None)
     }
 
     #[test]

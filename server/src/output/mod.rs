@@ -5,6 +5,7 @@
 //!   the core's flush list beside it, and the list of connections whose socket was shut down;
 //! - `queue.rs`: the outbound queue and its `--max-backlog` budget (sans-IO);
 //! - `replay.rs`: a recovering connection's kept frames still to send;
+//! - `sealed.rs`: a TLS connection's output, sealed into records when its write starts;
 //! - `flush.rs`: the flush step both drivers share, and its tally for the metrics;
 //! - `driver.rs`, `uring.rs`, `epoll.rs`: the write driver of each IO backend.
 
@@ -13,6 +14,7 @@ mod epoll;
 mod flush;
 mod queue;
 mod replay;
+mod sealed;
 mod subscriber;
 mod uring;
 mod wake;

@@ -116,6 +116,24 @@ impl OutboundQueue {
         self.in_flight
     }
 
+    /// Copies the unsent frames at the head of the queue to `into` (at least one, then as long
+    /// as they fit in `max_bytes`) and marks them in flight, for a TLS write that seals them
+    /// (`sealed.rs`); returns how many. 0 when none waits or a write is in flight.
+    pub fn start_copied_write(&mut self, into: &mut Vec<u8>, max_bytes: usize) -> usize {
+        if self.in_flight > 0 {
+            return 0;
+        }
+        for (index, frame) in self.frames.iter().enumerate() {
+            let unsent = &frame[if index == 0 { self.head_written } else { 0 }..];
+            if index > 0 && into.len() + unsent.len() > max_bytes {
+                break;
+            }
+            into.extend_from_slice(unsent);
+            self.in_flight += 1;
+        }
+        self.in_flight
+    }
+
     /// The write in flight took `written` bytes: drops the frames it took whole, remembers how
     /// far it got into the next, releases their charges. Returns the whole frames written.
     pub fn finish_write(&mut self, written: usize) -> usize {

@@ -28,11 +28,13 @@ use std::time::{Duration, Instant};
 
 use super::queue::{OutboundQueue, MAX_IOV};
 use super::replay::Replay;
+use super::sealed::{SealBuffers, SealedOutput};
 use super::wake::LocalWake;
 use crate::backend::ConnSocket;
 use crate::budget::{CoreLedger, LocalFrame};
 use crate::clock::deadline_after;
 use crate::state::ConnectionPermit;
+use crate::tls::{Received, TlsError, TlsSession};
 use crate::ws::{encode_close, encode_close_echo, CloseCode, CloseState};
 
 /// Most frames a recovering connection's queue holds while it replays. A replayed frame is
@@ -59,6 +61,8 @@ pub struct CoreOutput {
     pub ended: EndedConnections,
     /// Recovering connections whose replay ran out before they caught up.
     pub catching_up: CatchingUp,
+    /// TLS connections' sealing buffers.
+    pub seal: SealBuffers,
 }
 
 impl CoreOutput {
@@ -69,6 +73,7 @@ impl CoreOutput {
             flush: FlushList::default(),
             ended: EndedConnections::default(),
             catching_up: CatchingUp::default(),
+            seal: SealBuffers::default(),
         }
     }
 }
@@ -199,8 +204,8 @@ pub struct WriteDone {
 
 /// Where a connection's output goes.
 enum Endpoint {
-    /// A client's socket.
-    Socket(ConnSocket),
+    /// A client's socket, and its TLS output if it is a TLS connection.
+    Socket(ConnSocket, Option<Box<RefCell<SealedOutput>>>),
     /// No socket: listed and flushed like a connection, the writes done by whoever runs the
     /// flush step (benches and tests of the output path, with the IO stubbed).
     #[cfg(any(test, feature = "testing"))]
@@ -460,13 +465,53 @@ impl Subscriber {
         if self.marked.get() || self.is_shut_down() || self.endpoint.get().is_none() {
             return;
         }
-        let queue = self.queue.borrow();
-        if queue.is_writing() || !queue.has_unsent() {
+        if !self.has_write() {
             return;
         }
-        drop(queue);
         self.marked.set(true);
         self.core_output.flush.mark(Rc::clone(self));
+    }
+
+    /// True when a write may start now: nothing is with the kernel and something waits.
+    fn has_write(&self) -> bool {
+        let queue = self.queue.borrow();
+        match self.sealed() {
+            Some(sealed) => sealed.borrow().has_write(&queue),
+            None => !queue.is_writing() && queue.has_unsent(),
+        }
+    }
+
+    /// The TLS output, on a TLS connection.
+    fn sealed(&self) -> Option<&RefCell<SealedOutput>> {
+        match self.endpoint.get()? {
+            Endpoint::Socket(_, sealed) => sealed.as_deref(),
+            #[cfg(any(test, feature = "testing"))]
+            Endpoint::Stub => None,
+        }
+    }
+
+    /// True on a TLS connection.
+    pub fn is_tls(&self) -> bool {
+        self.sealed().is_some()
+    }
+
+    /// Takes bytes read from a TLS connection's socket: appends the plaintext they complete to
+    /// `plain`, and lists the connection if the session has records to send (a key-update
+    /// reply). None on a plain connection.
+    pub fn receive_tls(
+        self: &Rc<Self>,
+        data: &mut [u8],
+        plain: &mut Vec<u8>,
+    ) -> Option<Result<Received, TlsError>> {
+        let sealed = self.sealed()?;
+        let (received, outgoing) = {
+            let mut sealed = sealed.borrow_mut();
+            (sealed.receive(data, plain), sealed.has_outgoing())
+        };
+        if outgoing {
+            self.request_flush();
+        }
+        Some(received)
     }
 
     /// Starts a server-initiated close: queues the close frame; the client has
@@ -599,12 +644,32 @@ impl Subscriber {
         if self.is_shut_down() {
             return None;
         }
-        let fd = match self.endpoint.get()? {
-            Endpoint::Socket(socket) => socket.fd(),
+        let (fd, sealed) = match self.endpoint.get()? {
+            Endpoint::Socket(socket, sealed) => (socket.fd(), sealed.as_deref()),
             #[cfg(any(test, feature = "testing"))]
-            Endpoint::Stub => -1,
+            Endpoint::Stub => (-1, None),
         };
-        if self.queue.borrow_mut().start_write(iovecs, MAX_IOV) == 0 {
+        let mut queue = self.queue.borrow_mut();
+        if let Some(sealed) = sealed {
+            let started = sealed
+                .borrow_mut()
+                .start_write(&mut queue, &self.core_output.seal);
+            let write = match started {
+                Ok(Some(write)) => write,
+                Ok(None) => return None,
+                Err(err) => {
+                    tracing::debug!(%err, "cannot seal a TLS connection's output; closing it");
+                    drop(queue);
+                    self.shutdown_socket();
+                    return None;
+                }
+            };
+            iovecs.clear();
+            iovecs.push(libc::iovec {
+                iov_base: write.ptr.cast_mut().cast(),
+                iov_len: write.len,
+            });
+        } else if queue.start_write(iovecs, MAX_IOV) == 0 {
             return None;
         }
         self.last_write_progress.set(now);
@@ -618,6 +683,9 @@ impl Subscriber {
         let written = match result {
             Ok(written) if written > 0 => written,
             _ => {
+                if let Some(sealed) = self.sealed() {
+                    sealed.borrow_mut().finish_write(0, &self.core_output.seal);
+                }
                 self.queue.borrow_mut().finish_write(0);
                 self.shutdown_socket();
                 return WriteDone {
@@ -626,7 +694,23 @@ impl Subscriber {
                 };
             }
         };
-        let frames = self.queue.borrow_mut().finish_write(written);
+        // On a TLS connection the queue's frames are released once every record carrying them
+        // is sent; until then the rest of the records is written next.
+        let released = match self.sealed() {
+            Some(sealed) => sealed
+                .borrow_mut()
+                .finish_write(written, &self.core_output.seal),
+            None => Some(written),
+        };
+        let Some(released) = released else {
+            self.last_write_progress.set(now);
+            self.request_flush();
+            return WriteDone {
+                bytes: written,
+                frames: 0,
+            };
+        };
+        let frames = self.queue.borrow_mut().finish_write(released);
         self.core_output.ledger.release_handles(frames);
         self.last_write_progress.set(now);
         self.continue_recovery();
@@ -660,8 +744,10 @@ impl Subscriber {
 
     /// Attaches the socket after the handshake and lists the connection if frames wait. If the
     /// connection was already told to shut down meanwhile, the socket is shut down at once.
-    pub fn attach_socket(self: &Rc<Self>, socket: ConnSocket) {
-        self.attach(Endpoint::Socket(socket));
+    /// `tls`: the session of a TLS connection, which seals its output from now on.
+    pub fn attach_socket(self: &Rc<Self>, socket: ConnSocket, tls: Option<TlsSession>) {
+        let sealed = tls.map(|session| Box::new(RefCell::new(SealedOutput::new(session))));
+        self.attach(Endpoint::Socket(socket, sealed));
     }
 
     /// Sets where output goes (once), and lists the connection if frames wait.
@@ -678,7 +764,7 @@ impl Subscriber {
     /// The socket, once attached.
     pub fn socket(&self) -> Option<&ConnSocket> {
         match self.endpoint.get()? {
-            Endpoint::Socket(socket) => Some(socket),
+            Endpoint::Socket(socket, _) => Some(socket),
             #[cfg(any(test, feature = "testing"))]
             Endpoint::Stub => None,
         }

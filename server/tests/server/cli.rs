@@ -183,12 +183,10 @@ async fn blocked_io_uring_falls_back_to_epoll_and_broadcasts() {
     use crate::util::process::spawn_server_command;
     use crate::util::ws;
 
-    let server = spawn_server_command(without_io_uring(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--cores",
-        "2",
-    ]));
+    let mut command = without_io_uring(&["--listen", "127.0.0.1:0", "--cores", "2"]);
+    // Over TLS with RINGCAST_TEST_TLS=1, as the clients below.
+    command.args(crate::util::tls::server_args());
+    let server = spawn_server_command(command);
     let log = server.stderr.join("\n");
     assert!(
         log.contains("running on the epoll backend") && log.contains("io=epoll"),

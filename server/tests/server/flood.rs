@@ -34,7 +34,11 @@ const BUDGET: &str = "256KiB";
 
 /// A reader that pauses for [`HICCUP`], then drains its socket as fast as it can, counting
 /// bytes, noting a close.
-fn spawn_reader(stream: tokio::net::TcpStream, received: Arc<AtomicU64>, closed: Arc<AtomicBool>) {
+fn spawn_reader(
+    stream: crate::util::tls::Stream,
+    received: Arc<AtomicU64>,
+    closed: Arc<AtomicBool>,
+) {
     tokio::spawn(async move {
         let mut stream = stream;
         tokio::time::sleep(HICCUP).await;

@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use crate::util::raw::{FrameSpec, Next, RawClient, TEXT};
-use crate::util::{http, metrics, start_server, ws, WAIT};
+use crate::util::{http, metrics, start_server, tls, ws, WAIT};
 
 /// The page the server must serve at `/` (it embeds this same file).
 const CHAT_PAGE: &str = include_str!("../../static/index.html");
@@ -148,9 +148,17 @@ async fn connections_are_503_at_max_connections_and_accepted_again_after_a_close
     let server = start_server(&["--max-connections", "2"]);
     let first = ws::connect(server.addr, "/ws/full").await;
     let _second = ws::connect(server.addr, "/ws/full").await;
-    assert_eq!(ws::refused_status(server.addr, "/ws/full", None).await, 503);
-    // The limit counts every connection from accept, plain HTTP included.
-    assert_eq!(http::get(server.addr, "/healthz", &[]).await.status, 503);
+    if tls::enabled() {
+        // Over TLS the server closes before the handshake instead of answering 503.
+        assert!(ws::try_connect(server.addr, "/ws/full", None)
+            .await
+            .is_err());
+        assert!(tls::try_connect(server.addr).await.is_err());
+    } else {
+        assert_eq!(ws::refused_status(server.addr, "/ws/full", None).await, 503);
+        // The limit counts every connection from accept, plain HTTP included.
+        assert_eq!(http::get(server.addr, "/healthz", &[]).await.status, 503);
+    }
 
     // Once a client leaves, its slot is free again (the server learns of the close
     // asynchronously, so retry for a bounded time).
@@ -174,10 +182,11 @@ async fn connections_are_503_at_max_connections_and_accepted_again_after_a_close
 #[tokio::test]
 async fn slowloris_connection_is_closed_by_the_header_timeout() {
     let server = start_server(&["--header-timeout", "500ms"]);
-    let mut slow = TcpStream::connect(server.addr).await.expect("connect");
+    let mut slow = tls::connect(server.addr).await;
     slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
         .await
         .expect("partial request");
+    slow.flush().await.expect("flush");
     // Never finish the headers: the server must end the connection (a 408 first is fine).
     let mut sink = Vec::new();
     let ended = timeout(WAIT, slow.read_to_end(&mut sink)).await;
@@ -194,14 +203,28 @@ async fn slowloris_connection_is_closed_by_the_header_timeout() {
     assert_eq!(http::get(server.addr, "/healthz", &[]).await.status, 200);
 }
 
+/// Whether `status` (from [`status_line_for`] or [`healthz_status_from`]) is the refusal of a
+/// server at a connection limit: `code` in plaintext, the connection closed before the TLS
+/// handshake (no status line) over TLS.
+fn refused_at_limit(status: &str, code: &str) -> bool {
+    if tls::enabled() {
+        status.is_empty()
+    } else {
+        status.starts_with(&format!("HTTP/1.1 {code}"))
+    }
+}
+
 /// Sends `request` while reading the answer (the server may answer before it read it all),
-/// returns the status line.
+/// returns the status line (empty when a TLS handshake failed: see [`refused_at_limit`]).
 async fn status_line_for(addr: std::net::SocketAddr, request: Vec<u8>) -> String {
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    let (mut reader, mut writer) = stream.into_split();
+    let Ok(stream) = tls::try_connect(addr).await else {
+        return String::new();
+    };
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let sending = tokio::spawn(async move {
         // The server stops reading once it has answered; a failed write is expected then.
         let _ = writer.write_all(&request).await;
+        let _ = writer.flush().await;
         writer
     });
     let mut answer = Vec::new();
@@ -274,10 +297,14 @@ async fn connections_still_in_the_http_phase_count_against_max_connections() {
         b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
     )
     .await;
-    assert!(status.starts_with("HTTP/1.1 503"), "got {status:?}");
+    assert!(refused_at_limit(&status, "503"), "got {status:?}");
     drop(_silent_a);
     let deadline = tokio::time::Instant::now() + WAIT;
-    while http::get(server.addr, "/healthz", &[]).await.status != 200 {
+    let healthz = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    while !status_line_for(server.addr, healthz.to_vec())
+        .await
+        .starts_with("HTTP/1.1 200")
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "slot not freed after a silent client left"
@@ -294,8 +321,9 @@ Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
 Sec-WebSocket-Version: 13\r\nContent-Length: 5\r\n\r\nhello"
         .to_vec();
     // The connection stays open for another request (keep-alive): read the status line only.
-    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let mut stream = tls::connect(server.addr).await;
     stream.write_all(&request).await.expect("write request");
+    stream.flush().await.expect("flush request");
     let mut answer = Vec::new();
     while !answer.contains(&b'\n') {
         let mut chunk = [0u8; 512];
@@ -326,16 +354,20 @@ async fn a_frame_sent_with_the_upgrade_request_is_not_lost() {
 
 /// Connects with a small receive buffer, sends `requests` pipelined `GET /` and never reads:
 /// the server's answers (8 KiB pages) soon fill every buffer between it and this client.
-async fn pipeline_and_never_read(addr: std::net::SocketAddr, requests: usize) -> TcpStream {
+async fn pipeline_and_never_read(addr: std::net::SocketAddr, requests: usize) -> tls::Stream {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
-    let mut stream = socket.connect(addr).await.expect("connect");
+    let stream = socket.connect(addr).await.expect("connect");
+    let mut stream = tls::wrap(stream, addr).await;
     let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".repeat(requests);
     // The requests fit in the socket buffers; the server reads them only as it answers.
-    timeout(WAIT, stream.write_all(&request))
-        .await
-        .expect("the pipelined requests did not fit the socket buffers")
-        .expect("write requests");
+    timeout(WAIT, async {
+        stream.write_all(&request).await?;
+        stream.flush().await
+    })
+    .await
+    .expect("the pipelined requests did not fit the socket buffers")
+    .expect("write requests");
     stream
 }
 
@@ -357,7 +389,7 @@ async fn pipelining_clients_that_never_read_lose_their_slots_after_the_write_tim
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let healthz = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     let status = status_line_for(server.addr, healthz.to_vec()).await;
-    assert!(status.starts_with("HTTP/1.1 503"), "got {status:?}");
+    assert!(refused_at_limit(&status, "503"), "got {status:?}");
     // No write progress for --write-timeout: the holders are closed and their slots free.
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -386,12 +418,22 @@ async fn get_from(source: [u8; 4], addr: std::net::SocketAddr, path: &str) -> St
     socket
         .bind((std::net::Ipv4Addr::from(source), 0).into())
         .expect("bind the client to a loopback address");
-    let mut stream = socket.connect(addr).await.expect("connect");
+    let stream = socket.connect(addr).await.expect("connect");
+    let mut stream = if tls::enabled() {
+        // Closed before the handshake at the per-IP limit: no answer (see refused_at_limit).
+        match tls::handshake(&tls::test_pair().connector(), stream, addr).await {
+            Ok(stream) => stream,
+            Err(_) => return String::new(),
+        }
+    } else {
+        tls::Stream::Plain(stream)
+    };
     let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
         .await
         .expect("write request");
+    stream.flush().await.expect("flush request");
     let mut answer = Vec::new();
     let read = timeout(WAIT, stream.read_to_end(&mut answer)).await;
     assert!(read.is_ok(), "the server neither answered nor closed");
@@ -411,7 +453,7 @@ async fn connections_beyond_max_connections_per_ip_get_429_while_other_addresses
     let _second = ws::connect(server.addr, "/ws/per-ip").await;
     // A third from 127.0.0.1 is refused; one from 127.0.0.2 is another client.
     let status = healthz_status_from([127, 0, 0, 1], server.addr).await;
-    assert!(status.starts_with("HTTP/1.1 429"), "got {status:?}");
+    assert!(refused_at_limit(&status, "429"), "got {status:?}");
     let status = healthz_status_from([127, 0, 0, 2], server.addr).await;
     assert!(status.starts_with("HTTP/1.1 200"), "got {status:?}");
 
@@ -457,11 +499,12 @@ async fn upgrade_answer_head(
         "GET /ws/hs {http_version}\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          {headers}\r\n"
     );
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut stream = tls::connect(addr).await;
     stream
         .write_all(request.as_bytes())
         .await
         .expect("write request");
+    stream.flush().await.expect("flush request");
     let mut answer = Vec::new();
     while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
         let mut chunk = [0u8; 1024];

@@ -23,3 +23,4 @@ mod protocol;
 mod publish;
 mod recovery;
 mod slow_consumer;
+mod tls;

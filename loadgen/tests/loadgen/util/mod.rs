@@ -1,4 +1,7 @@
-//! Shared helpers of the loadgen integration tests: made-up reports and scratch directories.
+//! Shared helpers of the loadgen integration tests: made-up reports, scratch directories, a
+//! ringcast to run against (over TLS: `tls`).
+
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,6 +18,13 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
+}
+
+/// Starts ringcast on an OS-picked port, with `extra` options.
+pub fn start_ringcast(extra: &[&str]) -> ringcast::Server {
+    let args = ["--listen", "127.0.0.1:0", "--cores", "2"];
+    let config = ringcast::Config::from_args(args.iter().chain(extra)).expect("valid config");
+    ringcast::Server::start(config).expect("server starts")
 }
 
 /// A plausible report whose latency values are spread around `latency_ns`.
@@ -54,6 +64,8 @@ pub fn made_up_report(latency_ns: u64, delivered_per_sec: f64) -> Report {
             thresholds: Vec::new(),
             churn: None,
             recover: false,
+            tls_ca: None,
+            tls_insecure: false,
         },
         environment: report::environment(),
         results: Results {
@@ -75,6 +87,7 @@ pub fn made_up_report(latency_ns: u64, delivered_per_sec: f64) -> Report {
             latency_ns: HistogramSummary::of(&latency),
             latency_uncorrected_ns: HistogramSummary::of(&latency),
             connect_ns: HistogramSummary::default(),
+            connect_steps: None,
             send_lag_ns: HistogramSummary::default(),
             stalled: Default::default(),
             protocol_errors: 0,

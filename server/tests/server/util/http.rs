@@ -1,13 +1,13 @@
 //! Plain HTTP/1.1 requests over a raw TCP stream (`Connection: close`, read to the end), so the
-//! tests see exactly the status, headers and body the server wrote.
+//! tests see exactly the status, headers and body the server wrote. Over TLS when
+//! `RINGCAST_TEST_TLS=1` (see [`super::tls`]).
 
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use super::WAIT;
+use super::{tls, WAIT};
 
 /// A parsed response.
 #[derive(Debug)]
@@ -61,6 +61,19 @@ pub async fn send(
     extra_headers: &[&str],
     body: &[u8],
 ) -> Response {
+    let stream = tls::connect(addr).await;
+    send_on(stream, addr, method, path, extra_headers, body).await
+}
+
+/// Like [`send`], on a stream already connected to `addr`.
+pub async fn send_on(
+    mut stream: tls::Stream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra_headers: &[&str],
+    body: &[u8],
+) -> Response {
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for header in extra_headers {
         request.push_str(header);
@@ -69,10 +82,10 @@ pub async fn send(
     request.push_str("\r\n");
     let mut request = request.into_bytes();
     request.extend_from_slice(body);
-    let mut stream = TcpStream::connect(addr).await.expect("TCP connect");
     stream.write_all(&request).await.expect("write request");
+    stream.flush().await.expect("flush request");
     let mut raw = Vec::new();
-    timeout(WAIT, stream.read_to_end(&mut raw))
+    timeout(WAIT, read_to_end(&mut stream, &mut raw))
         .await
         .unwrap_or_else(|_| panic!("{method} {path}: the server did not finish the response"))
         .unwrap_or_else(|err| panic!("{method} {path}: read failed: {err}"));
@@ -82,6 +95,17 @@ pub async fn send(
             String::from_utf8_lossy(&raw)
         )
     })
+}
+
+/// Reads to the end of the stream. Over TLS, a connection the server closes without a
+/// close_notify alert (rustls: UnexpectedEof) also ends the response: ringcast closes a
+/// `Connection: close` response that way (seen with --tls-cert; the response is complete and
+/// parsed as such, and browsers accept it the same way).
+async fn read_to_end(stream: &mut tls::Stream, raw: &mut Vec<u8>) -> std::io::Result<usize> {
+    match stream.read_to_end(raw).await {
+        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => Ok(raw.len()),
+        result => result,
+    }
 }
 
 fn parse(raw: &[u8]) -> Option<Response> {

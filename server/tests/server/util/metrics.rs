@@ -1,4 +1,5 @@
-//! Reads the server's Prometheus text exposition (`GET /metrics`) into samples.
+//! Reads the server's Prometheus text exposition (`GET /metrics`) into samples (over TLS when
+//! `RINGCAST_TEST_TLS=1`, as every `http` request).
 
 use std::net::SocketAddr;
 
@@ -19,11 +20,12 @@ pub struct Sample {
 pub async fn scrape(addr: SocketAddr) -> Vec<Sample> {
     let response = http::get(addr, "/metrics", &[]).await;
     assert_eq!(response.status, 200, "GET /metrics");
-    response
-        .body_text()
-        .lines()
-        .filter_map(parse_line)
-        .collect()
+    parse_page(&response.body_text())
+}
+
+/// The samples of a `/metrics` page.
+pub fn parse_page(text: &str) -> Vec<Sample> {
+    text.lines().filter_map(parse_line).collect()
 }
 
 fn parse_line(line: &str) -> Option<Sample> {

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod process;
 pub mod raw;
 pub mod redis;
+pub mod tls;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -39,8 +40,15 @@ pub struct TestServer {
 }
 
 /// Starts a server with `BASE_ARGS` plus `extra` command-line arguments (a flag in `extra`
-/// replaces the same flag of `BASE_ARGS`: clap refuses repeated flags).
+/// replaces the same flag of `BASE_ARGS`: clap refuses repeated flags); over TLS when
+/// `RINGCAST_TEST_TLS=1` (see [`tls`]).
 pub fn start_server(extra: &[&str]) -> TestServer {
+    // A test that chose its own pair keeps it.
+    let tls_args = if extra.contains(&"--tls-cert") {
+        Vec::new()
+    } else {
+        tls::server_args()
+    };
     let mut args: Vec<&str> = BASE_ARGS
         .chunks(2)
         .filter(|pair| !extra.contains(&pair[0]))
@@ -48,6 +56,7 @@ pub fn start_server(extra: &[&str]) -> TestServer {
         .copied()
         .collect();
     args.extend_from_slice(extra);
+    args.extend(tls_args.iter().map(String::as_str));
     let config = Config::from_args(args.iter().copied())
         .unwrap_or_else(|err| panic!("Config::from_args({args:?}) refused: {err}"));
     let server = Server::start(config).unwrap_or_else(|err| panic!("Server::start: {err}"));

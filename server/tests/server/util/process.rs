@@ -35,9 +35,14 @@ pub struct ServerProcess {
     pub stderr: Vec<String>,
 }
 
-/// Starts the binary with `args` and waits for the log line naming the bound address.
+/// Starts the binary with `args` and waits for the log line naming the bound address; over TLS
+/// when `RINGCAST_TEST_TLS=1` (see [`super::tls`]).
 pub fn spawn_server(args: &[&str]) -> ServerProcess {
-    spawn_server_command(ringcast_command(args))
+    let mut command = ringcast_command(args);
+    if !args.contains(&"--tls-cert") {
+        command.args(super::tls::server_args());
+    }
+    spawn_server_command(command)
 }
 
 /// Starts `command` (from [`ringcast_command`]) and waits for the log line naming the bound
@@ -113,6 +118,25 @@ impl ServerProcess {
         // SAFETY: kill(2) on our own child's pid; no memory is involved.
         let rc = unsafe { libc::kill(pid, signal) };
         assert_eq!(rc, 0, "kill({pid}, {signal})");
+    }
+
+    /// Waits (bounded) for the next stderr line containing `needle` and returns it (the lines
+    /// read meanwhile are kept in `stderr`).
+    pub fn wait_for_line(&mut self, needle: &str) -> String {
+        loop {
+            match self.stderr_lines.recv_timeout(WAIT) {
+                Ok(line) => {
+                    self.stderr.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no stderr line containing {needle:?}; stderr so far: {:#?}",
+                    self.stderr
+                ),
+            }
+        }
     }
 
     /// Waits (bounded) for the exit; returns the status and all stderr lines.

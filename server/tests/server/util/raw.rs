@@ -1,15 +1,17 @@
 //! A frame-level WebSocket client over a plain TCP stream, for traffic a correct client library
 //! refuses to send: unmasked frames, reserved bits and opcodes, oversized control frames,
 //! invalid UTF-8, hand-made fragmentation; and for clients that never read or never answer.
+//! Over TLS when `RINGCAST_TEST_TLS=1` (see [`super::tls`]): the frames are the same, sealed.
 
 use std::net::SocketAddr;
 
 pub use ringcast_proto::opcode::{BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT};
 use ringcast_proto::{Frame, Header, Role};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 use tokio::time::timeout;
 
+use super::tls::{self, Stream};
 use super::WAIT;
 
 /// The masking key of every masked frame we send (any value works; a fixed one keeps failures
@@ -94,8 +96,8 @@ pub enum Next {
 
 /// A handshaken WebSocket connection driven frame by frame.
 pub struct RawClient {
-    /// The TCP stream.
-    stream: TcpStream,
+    /// The TCP stream, or TLS over it.
+    stream: Stream,
     /// Bytes read but not yet parsed into frames.
     buffered: Vec<u8>,
     /// The server agreed to permessage-deflate: RSV1 may be set on its data frames.
@@ -105,7 +107,7 @@ pub struct RawClient {
 impl RawClient {
     /// Connects and performs the opening handshake on `path`.
     pub async fn connect(addr: SocketAddr, path: &str) -> RawClient {
-        let stream = TcpStream::connect(addr).await.expect("TCP connect");
+        let stream = tls::connect(addr).await;
         Self::handshake(stream, addr, path, "", &[]).await.0
     }
 
@@ -116,14 +118,14 @@ impl RawClient {
         path: &str,
         headers: &str,
     ) -> (RawClient, String) {
-        let stream = TcpStream::connect(addr).await.expect("TCP connect");
+        let stream = tls::connect(addr).await;
         Self::handshake(stream, addr, path, headers, &[]).await
     }
 
     /// Like `connect`, with `first` (e.g. an encoded frame) sent in the same write as the
     /// upgrade request, before the 101 can have come back.
     pub async fn connect_sending(addr: SocketAddr, path: &str, first: &[u8]) -> RawClient {
-        let stream = TcpStream::connect(addr).await.expect("TCP connect");
+        let stream = tls::connect(addr).await;
         Self::handshake(stream, addr, path, "", first).await.0
     }
 
@@ -133,11 +135,12 @@ impl RawClient {
         let socket = TcpSocket::new_v4().expect("socket");
         socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
         let stream = socket.connect(addr).await.expect("TCP connect");
+        let stream = tls::wrap(stream, addr).await;
         Self::handshake(stream, addr, path, "", &[]).await.0
     }
 
     async fn handshake(
-        mut stream: TcpStream,
+        mut stream: Stream,
         addr: SocketAddr,
         path: &str,
         headers: &str,
@@ -150,6 +153,8 @@ impl RawClient {
         .into_bytes();
         request.extend_from_slice(first);
         stream.write_all(&request).await.expect("write handshake");
+        // Over TLS the last record may wait in the session until a flush.
+        stream.flush().await.expect("flush handshake");
         let mut buffered = Vec::new();
         let head_end = loop {
             if let Some(pos) = buffered.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -183,9 +188,9 @@ impl RawClient {
         (client, head)
     }
 
-    /// The TCP stream and the bytes already read past the handshake, for a client that reads
-    /// or writes in bulk instead of frame by frame.
-    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+    /// The stream (TCP, or TLS over it) and the bytes already read past the handshake, for a
+    /// client that reads or writes in bulk instead of frame by frame.
+    pub fn into_parts(self) -> (Stream, Vec<u8>) {
         (self.stream, self.buffered)
     }
 
@@ -193,18 +198,24 @@ impl RawClient {
     pub async fn send_bytes(&mut self, bytes: &[u8]) {
         // The server may close mid-write after a protocol error; that is what the callers
         // test, so a failed write is not an error here: the close is checked when reading.
-        let _ = timeout(WAIT, self.stream.write_all(bytes))
-            .await
-            .expect("write stalled");
+        let stream = &mut self.stream;
+        let _ = timeout(WAIT, async move {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        })
+        .await
+        .expect("write stalled");
     }
 
     /// Writes raw bytes unless the server stops reading them: false if the write did not
     /// complete within `limit` (part of it may have been sent).
     pub async fn send_bytes_within(&mut self, bytes: &[u8], limit: std::time::Duration) -> bool {
-        matches!(
-            timeout(limit, self.stream.write_all(bytes)).await,
-            Ok(Ok(()))
-        )
+        let stream = &mut self.stream;
+        let written = timeout(limit, async move {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        });
+        matches!(written.await, Ok(Ok(())))
     }
 
     /// Encodes and writes one frame.

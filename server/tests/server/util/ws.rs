@@ -1,25 +1,27 @@
 //! Well-behaved WebSocket clients (tokio-tungstenite): connect to a room, read the next data
-//! message, wait for the server's close frame.
+//! message, wait for the server's close frame. Over TLS when `RINGCAST_TEST_TLS=1` (see
+//! [`super::tls`]).
 
 use std::net::SocketAddr;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 
+use super::tls::{self, Stream};
 use super::WAIT;
 
 /// A connected client.
-pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Client = WebSocketStream<Stream>;
 
 /// The URL of `path` (e.g. `/ws/lobby`) on the server at `addr`.
 pub fn url(addr: SocketAddr, path: &str) -> String {
-    format!("ws://{addr}{path}")
+    let scheme = if tls::enabled() { "wss" } else { "ws" };
+    format!("{scheme}://{addr}{path}")
 }
 
 /// Opens a WebSocket to `path`, optionally with an `Origin` header; returns the handshake
@@ -48,7 +50,11 @@ pub async fn try_connect_with_headers(
         let value = HeaderValue::from_str(value).expect("test header is a valid header value");
         request.headers_mut().insert(name, value);
     }
-    let (client, _response) = timeout(WAIT, tokio_tungstenite::connect_async(request))
+    let connecting = async {
+        let stream = tls::try_connect(addr).await?;
+        tokio_tungstenite::client_async(request, stream).await
+    };
+    let (client, _response) = timeout(WAIT, connecting)
         .await
         .unwrap_or_else(|_| panic!("WebSocket handshake to {path} did not finish"))?;
     Ok(client)
