@@ -1,4 +1,4 @@
-//! loadgen over `wss://`: against ringcast behind a TLS front (`util::tls::tls_server`), with
+//! loadgen over `wss://`: against ringcast's own TLS (`--tls-cert`, `--tls-key`), with
 //! the test CA trusted, with the wrong one, and with verification off; and the usage error of
 //! TLS options on a plain URL.
 
@@ -6,8 +6,8 @@ use std::process::Output;
 
 use loadgen::report::Report;
 
-use crate::util::tls::{tls_files, tls_server};
-use crate::util::{loadgen_run, scratch_dir, start_ringcast};
+use crate::util::tls::{start_tls_ringcast, tls_files};
+use crate::util::{loadgen_run, scratch_dir};
 
 /// A short run of 20 subscribers and 2 publishers at 50/s that must lose nothing (its
 /// `--duration` given with it).
@@ -64,10 +64,9 @@ fn assert_delivered_over_tls(output: &Output, report: &Report) {
 #[test]
 fn wss_with_the_test_ca_delivers_everything() {
     let files = tls_files(&scratch_dir("tls-ca-files"));
-    let ringcast = start_ringcast(&[]);
-    let front = tls_server(&files, ringcast.local_addr());
+    let ringcast = start_tls_ringcast(&files);
     // By name: the certificate is checked against the host of the URL.
-    let url = format!("wss://localhost:{}/ws/tls", front.addr.port());
+    let url = format!("wss://localhost:{}/ws/tls", ringcast.local_addr().port());
     let ca = files.ca.to_str().unwrap();
     let (output, report) = short_run("tls-ca", &url, &["--tls-ca", ca, "--duration", "1s"]);
     assert_delivered_over_tls(&output, &report);
@@ -92,9 +91,8 @@ fn wss_with_the_test_ca_delivers_everything() {
 fn a_certificate_from_another_ca_fails_every_connection_with_the_reason() {
     let files = tls_files(&scratch_dir("tls-wrong-files"));
     let other = tls_files(&scratch_dir("tls-wrong-other"));
-    let ringcast = start_ringcast(&[]);
-    let front = tls_server(&files, ringcast.local_addr());
-    let url = format!("wss://127.0.0.1:{}/ws/tls", front.addr.port());
+    let ringcast = start_tls_ringcast(&files);
+    let url = format!("wss://127.0.0.1:{}/ws/tls", ringcast.local_addr().port());
     let (output, report) = short_run(
         "tls-wrong",
         &url,
@@ -120,10 +118,9 @@ fn a_certificate_from_another_ca_fails_every_connection_with_the_reason() {
 #[test]
 fn tls_insecure_connects_to_any_certificate_and_says_so() {
     let files = tls_files(&scratch_dir("tls-insecure-files"));
-    let ringcast = start_ringcast(&[]);
-    let front = tls_server(&files, ringcast.local_addr());
+    let ringcast = start_tls_ringcast(&files);
     // No CA trusted (no --tls-ca): only --tls-insecure lets the certificate through.
-    let url = format!("wss://{}/ws/tls", front.addr);
+    let url = format!("wss://{}/ws/tls", ringcast.local_addr());
     let (output, report) = short_run(
         "tls-insecure",
         &url,
