@@ -137,6 +137,11 @@ pub mod testing {
     }
 
     pub fn client() -> ClientConnection {
+        client_with_alpn(&[b"http/1.1"])
+    }
+
+    /// A client offering `protocols` in ALPN.
+    pub fn client_with_alpn(protocols: &[&[u8]]) -> ClientConnection {
         let mut roots = RootCertStore::empty();
         for ca in CertificateDer::pem_file_iter(testdata("ca.pem")).unwrap() {
             roots.add(ca.unwrap()).unwrap();
@@ -148,7 +153,7 @@ pub mod testing {
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = protocols.iter().map(|protocol| protocol.to_vec()).collect();
         ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap()
     }
 

@@ -163,15 +163,29 @@ impl TlsSession {
     /// writes them tells the client why before closing.
     /// `rest`: the bytes rustls has not discarded.
     fn failed(&mut self, error: TlsError, rest: &mut [u8]) -> TlsError {
-        // Once only: rustls yields its queued alert before it reads records, but a second
-        // call after that reads `rest` again and would fail (and alert) a second time.
-        if let Ok(ConnectionState::EncodeTlsData(mut encode)) =
-            self.conn.process_tls_records(rest).state
-        {
-            // No room for the alert means no alert: the connection ends either way.
-            let _ = encode_into(&mut self.outgoing, |out| encode.encode(out));
+        // rustls yields what it queued (a HelloRetryRequest, then the alert) before it reads
+        // records again. A record it could not read stays in `rest`, and reading it again
+        // would fail a second time (and trip rustls' assertion against a second fatal
+        // alert): after such an error only the one queued alert is taken.
+        let bad_record = matches!(
+            error,
+            rustls::Error::InvalidMessage(_)
+                | rustls::Error::PeerSentOversizedRecord
+                | rustls::Error::DecryptError
+        );
+        loop {
+            match self.conn.process_tls_records(rest).state {
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    // No room for the alert means no alert: the connection ends either way.
+                    let encoded = encode_into(&mut self.outgoing, |out| encode.encode(out));
+                    if encoded.is_err() || bad_record {
+                        return error;
+                    }
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
+                _ => return error,
+            }
         }
-        error
     }
 
     /// Appends the outgoing records and then `plaintext`, sealed into records, to `out`.
@@ -331,7 +345,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::tls::testing::{acceptor, established, from_client, to_client};
+    use crate::tls::testing::{acceptor, client_with_alpn, established, from_client, to_client};
 
     #[test]
     fn handshake_then_both_ways_whatever_the_read_sizes() {
@@ -400,6 +414,34 @@ mod tests {
                 .receive_unguarded(&mut input, &mut Vec::new())
                 .is_err());
         }
+    }
+
+    #[test]
+    fn a_client_without_http11_in_alpn_gets_the_alert() {
+        let mut session = acceptor().session().unwrap();
+        let mut h2_only = client_with_alpn(&[b"h2"]);
+        let mut hello = from_client(&mut h2_only);
+        let error = session.receive(&mut hello, &mut Vec::new()).unwrap_err();
+        assert!(
+            matches!(error, rustls::Error::NoApplicationProtocol),
+            "{error:?}"
+        );
+        // TLS 1.3 chooses ALPN after the ServerHello: the alert goes encrypted after it, and
+        // every queued record must go out for the client to read it.
+        let mut records = Vec::new();
+        session.take_outgoing(&mut records);
+        let mut rest = &records[..];
+        let mut read = Ok(());
+        while !rest.is_empty() && read.is_ok() {
+            h2_only.read_tls(&mut rest).unwrap();
+            read = h2_only.process_new_packets().map(drop);
+        }
+        assert_eq!(
+            read,
+            Err(rustls::Error::AlertReceived(
+                rustls::AlertDescription::NoApplicationProtocol
+            ))
+        );
     }
 
     #[test]
