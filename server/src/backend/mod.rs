@@ -13,6 +13,7 @@
 //!   HTTP on tokio's sockets; WebSocket writes as nonblocking `sendmsg(2)` calls.
 
 mod epoll;
+mod ring;
 mod socket;
 mod uring;
 
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub use ring::CoreRing;
 pub use socket::{cvt, ConnSocket};
 
 /// `--io`: which backend to run.

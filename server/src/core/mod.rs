@@ -190,7 +190,7 @@ impl CoreMain for Core {
         };
         let parts = listener.and_then(|listener| {
             let writer = WriteDriver::start(state.backend, &core_output, &metrics, &clock)?;
-            Ok((listener, writer, Reader::new(read_context)?))
+            Ok((listener, writer, Reader::new(read_context, state.backend)?))
         });
         let (listener, writer, reader) = match parts {
             Ok(parts) => parts,

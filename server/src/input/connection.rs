@@ -2,11 +2,11 @@
 //! read half; the write half is `output::Subscriber`): its decoder, inbound limits and an
 //! incomplete frame's tail.
 //!
-//! A ready socket is read once into the core's scratch buffer and decoded there in place
-//! (`ws::FrameDecoder`): messages are published to the room, pongs and close replies routed
-//! into the connection's own outbound queue. Only an incomplete frame's tail is copied into a
-//! buffer of the connection's own, freed again once it is decoded: an idle connection holds no
-//! read buffer and no read in flight. While the fan-out budget is exhausted the reader stops
+//! What the socket delivers lands in a buffer of the core's (a receive buffer of the ring on
+//! io_uring, the scratch buffer on epoll) and is decoded there in place (`ws::FrameDecoder`):
+//! messages are published to the room, pongs and close replies routed into the connection's
+//! own outbound queue. Only an incomplete frame's tail is copied into a buffer of the
+//! connection's own, freed again once it is decoded: an idle connection holds no read buffer. While the fan-out budget is exhausted the reader stops
 //! reading it ([`Step::Pause`]), so TCP pushes back on a client that publishes faster than the
 //! server can deliver. The connection ends with `shutdown(Both)`; the reader then calls
 //! [`Connection::finish`], which leaves the room and releases the connection slot.
@@ -138,18 +138,19 @@ impl Connection {
         CoreMetrics::sub(&cx.metrics.connections, 1);
     }
 
-    /// The socket is readable: reads once (into `scratch`, the core's buffer, or into the tail
-    /// of an incomplete frame) and handles the whole frames.
+    /// The socket is readable (epoll backend): reads once (into `scratch`, the core's buffer,
+    /// or into the tail of an incomplete frame) and handles the whole frames.
     pub fn read_ready(&mut self, cx: &ReadContext, scratch: &mut [u8]) -> Step {
-        if self.subscriber.is_tls() {
-            return self.read_tls(cx, scratch);
-        }
-        if self.tail.is_empty() {
-            return self.read_into_scratch(cx, scratch);
-        }
         let Some(socket) = self.subscriber.socket() else {
             return Step::Done;
         };
+        if self.tail.is_empty() || self.subscriber.is_tls() {
+            let scratch = read_limit(cx, scratch);
+            return match self.count_read(cx, socket.recv(scratch)) {
+                Ok(read) => self.received(cx, &mut scratch[..read], true),
+                Err(step) => step,
+            };
+        }
         // An incomplete frame waits: read its rest straight into the connection's buffer.
         let wanted = self
             .tail_frame_len
@@ -157,7 +158,7 @@ impl Connection {
             .max(self.tail.len() + TAIL_READ);
         self.tail.reserve_exact(wanted - self.tail.len());
         let read = socket.recv_spare(&mut self.tail);
-        if let Err(step) = self.received(cx, read) {
+        if let Err(step) = self.count_read(cx, read) {
             return step;
         }
         self.decode_held(cx)
@@ -166,7 +167,7 @@ impl Connection {
     /// What a read gave: the bytes read (the client spoke: keepalive is told), or what the
     /// reader does when there were none (wait; or, at end of stream or on an error, the client
     /// is gone: the socket is shut down and reading is done).
-    fn received(
+    fn count_read(
         &self,
         cx: &ReadContext,
         read: std::io::Result<Option<usize>>,
@@ -184,40 +185,45 @@ impl Connection {
         }
     }
 
-    /// Decodes and handles the whole frames the connection already holds (bytes hyper read
-    /// past the request, what a pause left, or a completed tail).
-    pub fn decode_held(&mut self, cx: &ReadContext) -> Step {
-        if self.tail.is_empty() {
-            return Step::Wait;
+    /// Takes bytes read from the socket into a buffer of the core's (`data`, which the decoder
+    /// may unmask in place) and, with `decode`, handles the whole frames: only an incomplete
+    /// frame's tail is copied into the connection. Without `decode` (a paused publisher) the
+    /// bytes are kept for [`Connection::decode_held`] and the answer is [`Step::Pause`]. On a
+    /// TLS connection `data` is ciphertext, decrypted into the connection's buffer first.
+    pub fn received(&mut self, cx: &ReadContext, data: &mut [u8], decode: bool) -> Step {
+        if self.subscriber.is_tls() {
+            return self.received_tls(cx, data, decode);
         }
-        let mut tail = std::mem::take(&mut self.tail);
-        let (consumed, step) = self.decode(cx, &mut tail);
-        tail.drain(..consumed);
-        if !tail.is_empty() {
-            self.tail = tail;
+        if !decode || !self.tail.is_empty() {
+            self.tail.extend_from_slice(data);
+            return if decode {
+                self.decode_held(cx)
+            } else {
+                Step::Pause
+            };
         }
-        // Else the buffer is dropped: an idle connection holds none.
+        let (consumed, step) = self.decode(cx, data);
+        if step != Step::Done {
+            let rest = &data[consumed..];
+            let frame_len = match step {
+                Step::Wait => self.tail_frame_len.unwrap_or(0),
+                _ => 0,
+            };
+            if !rest.is_empty() {
+                self.tail.reserve_exact(rest.len().max(frame_len));
+                self.tail.extend_from_slice(rest);
+            }
+        }
         step
     }
 
-    /// Reads what is readable on a TLS connection into the core's scratch buffer, decrypts it
-    /// into the connection's buffer and decodes the whole frames there.
-    fn read_tls(&mut self, cx: &ReadContext, scratch: &mut [u8]) -> Step {
-        let Some(socket) = self.subscriber.socket() else {
-            return Step::Done;
-        };
-        // As on a plain connection, one read's worth bounds what a paused publisher holds.
-        let scratch = read_limit(cx, scratch);
-        let read = match self.received(cx, socket.recv(scratch)) {
-            Ok(read) => read,
-            Err(step) => return step,
-        };
-        let received = self
-            .subscriber
-            .receive_tls(&mut scratch[..read], &mut self.tail);
-        match received {
-            Some(Ok(Received::Open)) => self.decode_held(cx),
-            // close_notify: what came before it is the client's last; then the stream ends.
+    /// [`Connection::received`] on a TLS connection.
+    fn received_tls(&mut self, cx: &ReadContext, data: &mut [u8], decode: bool) -> Step {
+        match self.subscriber.receive_tls(data, &mut self.tail) {
+            Some(Ok(Received::Open)) if decode => self.decode_held(cx),
+            Some(Ok(Received::Open)) => Step::Pause,
+            // close_notify: what came before it is the client's last (handled even while
+            // paused: the stream ends here); then the stream ends.
             Some(Ok(Received::Closed)) => {
                 let step = self.decode_held(cx);
                 if step != Step::Done {
@@ -234,29 +240,19 @@ impl Connection {
         }
     }
 
-    /// Reads what is readable into the core's scratch buffer and decodes it there; keeps only
-    /// an incomplete frame's tail (the connection's tail is empty before).
-    fn read_into_scratch(&mut self, cx: &ReadContext, scratch: &mut [u8]) -> Step {
-        let Some(socket) = self.subscriber.socket() else {
-            return Step::Done;
-        };
-        let scratch = read_limit(cx, scratch);
-        let read = match self.received(cx, socket.recv(scratch)) {
-            Ok(read) => read,
-            Err(step) => return step,
-        };
-        let (consumed, step) = self.decode(cx, &mut scratch[..read]);
-        if step != Step::Done {
-            let rest = &scratch[consumed..read];
-            let frame_len = match step {
-                Step::Wait => self.tail_frame_len.unwrap_or(0),
-                _ => 0,
-            };
-            if !rest.is_empty() {
-                self.tail.reserve_exact(rest.len().max(frame_len));
-                self.tail.extend_from_slice(rest);
-            }
+    /// Decodes and handles the whole frames the connection already holds (bytes hyper read
+    /// past the request, what a pause left, or a completed tail).
+    pub fn decode_held(&mut self, cx: &ReadContext) -> Step {
+        if self.tail.is_empty() {
+            return Step::Wait;
         }
+        let mut tail = std::mem::take(&mut self.tail);
+        let (consumed, step) = self.decode(cx, &mut tail);
+        tail.drain(..consumed);
+        if !tail.is_empty() {
+            self.tail = tail;
+        }
+        // Else the buffer is dropped: an idle connection holds none.
         step
     }
 

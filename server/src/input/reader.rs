@@ -1,34 +1,36 @@
 //! The core's WebSocket reader: one task per core reads every upgraded connection of the core,
 //! from its admission at the upgrade to its end.
 //!
-//! Every connection's socket is in one epoll set of the core (level-triggered, `data` = the
-//! connection's key in a slab), and that set is registered once with tokio's reactor, on both
-//! backends. The reader task takes the ready sockets from it and reads each one once into the
-//! core's scratch buffer (`connection.rs` decodes, publishes and keeps an incomplete frame's
-//! tail); what is left in a socket is reported again by the next `epoll_wait`, so a flooding
-//! client gets one read per turn like every other. (Why one task per core and not one per
-//! connection: docs/ARCHITECTURE.md, "Reads".)
+//! How it learns what to read depends on the backend. On io_uring each connection being read
+//! has a multishot receive on the reader's ring, into buffers the core provides
+//! (`recv_ring.rs`): the bytes arrive with the completion. On epoll every connection's socket
+//! is in the core's epoll set (`epoll_set.rs`) and each ready one is read once per turn into
+//! the core's scratch buffer. Either way `connection.rs` decodes, publishes and keeps an
+//! incomplete frame's tail. (Why one task per core and not one per connection, and why
+//! receives on the ring: docs/ARCHITECTURE.md, "Reads".)
 //!
-//! A connection that must not be read leaves the epoll set (level-triggered, it would be
-//! reported again and again): one paused by the fan-out budget until it may publish again
-//! (looked at every `BUDGET_POLL`, closed with 1013 after `--publish-timeout`), one done
-//! reading (the client's close arrived, or it failed) for good. Whoever shuts a connection's
-//! socket down (the write side, keepalive, a protocol error, graceful shutdown) lists it in the
-//! core's `EndedConnections`; the reader then drops it, which leaves the room.
+//! A connection that must not be read stops being read (its receive cancelled, or out of the
+//! epoll set): one paused by the fan-out budget until it may publish again (looked at every
+//! `BUDGET_POLL`, closed with 1013 after `--publish-timeout`), one done reading (the client's
+//! close arrived, or it failed) for good. Whoever shuts a connection's socket down (the write
+//! side, keepalive, a protocol error, graceful shutdown) lists it in the core's
+//! `EndedConnections`; the reader then drops it, which leaves the room (on io_uring once its
+//! receive's last completion is in: until then the kernel may still name its key).
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::Instant;
 
 use slab::Slab;
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
+use tokio::io::unix::AsyncFdReadyGuard;
 use tokio::sync::Notify;
 
 use super::connection::{Connection, ReadContext, Step, UpgradeTicket};
-use crate::backend::{cvt, UpgradedIo};
+use super::epoll_set::EpollSet;
+use super::recv_ring::{Received, RecvRing};
+use crate::backend::{Backend, UpgradedIo};
 use crate::budget::BUDGET_POLL;
 use crate::clock::deadline_after;
 use crate::fanout::Since;
@@ -38,47 +40,58 @@ use crate::state::ConnectionPermit;
 use crate::tls::TlsSession;
 use crate::ws::{CloseCode, DeflateAgreement};
 
-/// Most readiness events taken per `epoll_wait` (one turn of the reader).
-const EVENTS_PER_TURN: usize = 256;
-/// Size of the core's read scratch buffer: the most one read takes.
+/// Size of the core's read scratch buffer (epoll): the most one read takes.
 const READ_SCRATCH: usize = 64 << 10;
 
 /// Whether the reader reads a connection now.
 #[derive(Debug)]
 enum Reading {
-    /// In the epoll set.
+    /// Being read.
     Active,
-    /// Out of it until the fan-out budget has room, or `deadline` (then closed with 1013).
+    /// Not read until the fan-out budget has room, or `deadline` (then closed with 1013).
     Paused {
         /// --publish-timeout after the pause began.
         deadline: Instant,
     },
-    /// Out of it for good; waits for its socket to be shut down.
+    /// Not read any more; waits for its socket to be shut down.
     Done,
+    /// Its socket is shut down, its receive still in the kernel (io_uring): dropped at the
+    /// receive's last completion.
+    Ending,
 }
 
 /// A connection and where its reading stands.
 struct Entry {
     /// Its reading state.
     connection: Connection,
-    /// Active, paused or done.
+    /// Active, paused, done or ending.
     reading: Reading,
+    /// A receive of it is in the kernel (io_uring): its key may not be reused until the last
+    /// completion, and no second one may be armed.
+    armed: bool,
 }
 
-/// One core's reader: the epoll set and every WebSocket connection's reading state.
+/// How the reader learns what to read.
+#[derive(Debug)]
+enum Source {
+    /// io_uring: a multishot receive per connection on the reader's ring.
+    Ring(Box<RecvRing>),
+    /// epoll: the core's epoll set, and the scratch buffer every read lands in.
+    Epoll(EpollSet, RefCell<Box<[u8]>>),
+}
+
+/// One core's reader: the source of reads and every WebSocket connection's reading state.
 pub struct Reader {
     /// What reading uses of the core.
     cx: ReadContext,
-    /// The epoll set of every connection being read, registered with tokio's reactor.
-    poller: AsyncFd<OwnedFd>,
+    /// Receives or readiness.
+    source: Source,
     /// Every upgraded connection of the core until its socket is shut down.
     entries: RefCell<Slab<Entry>>,
     /// Keys of the paused entries.
     paused: RefCell<Vec<ConnectionKey>>,
-    /// Buffer for `epoll_wait`.
-    events: RefCell<Vec<libc::epoll_event>>,
-    /// Every read of a connection lands here first.
-    scratch: RefCell<Box<[u8]>>,
+    /// Keys reported ready by one epoll turn, kept allocated between turns.
+    ready: RefCell<Vec<ConnectionKey>>,
     /// Signalled whenever a connection of this core ends (the shutdown drain waits on it).
     ended: Notify,
 }
@@ -92,23 +105,22 @@ impl std::fmt::Debug for Reader {
 }
 
 impl Reader {
-    /// An empty reader using `cx`; must be created inside the core's runtime (it registers
-    /// with tokio's reactor).
-    pub fn new(cx: ReadContext) -> io::Result<Self> {
-        // SAFETY: plain syscall; the result is checked before it is used as an fd.
-        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) } as isize)?;
-        // SAFETY: `fd` is a new epoll instance nothing else owns.
-        let epoll = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-        // SAFETY: the AsyncFd owns `epoll`, which stays open and the same until it is dropped.
-        let poller = unsafe { AsyncFd::register_with_interest(epoll, Interest::READABLE) }
-            .map_err(io::Error::from)?;
+    /// An empty reader using `cx`, reading the way `backend` does; must be created inside the
+    /// core's runtime (it registers with tokio's reactor).
+    pub fn new(cx: ReadContext, backend: Backend) -> io::Result<Self> {
+        let source = match backend {
+            Backend::Uring => Source::Ring(Box::new(RecvRing::new()?)),
+            Backend::Epoll => Source::Epoll(
+                EpollSet::new()?,
+                RefCell::new(vec![0; READ_SCRATCH].into_boxed_slice()),
+            ),
+        };
         Ok(Reader {
             cx,
-            poller,
+            source,
             entries: RefCell::new(Slab::new()),
             paused: RefCell::new(Vec::new()),
-            events: RefCell::new(Vec::with_capacity(EVENTS_PER_TURN)),
-            scratch: RefCell::new(vec![0; READ_SCRATCH].into_boxed_slice()),
+            ready: RefCell::new(Vec::new()),
             ended: Notify::new(),
         })
     }
@@ -204,60 +216,80 @@ impl Reader {
         let entry = slot.insert(Entry {
             connection,
             reading: Reading::Done,
+            armed: false,
         });
         self.start_reading(key, entry);
+        drop(entries);
+        if let Source::Ring(ring) = &self.source {
+            // The reader task may sleep until this connection's first bytes: submit its
+            // receive now (one `io_uring_enter`, as epoll's `epoll_ctl`).
+            if let Err(err) = ring.submit() {
+                tracing::warn!(%err, "cannot submit a receive; closing the connection");
+                if let Some(entry) = self.entries.borrow_mut().get_mut(key.index()) {
+                    entry.reading = Reading::Done;
+                    entry.connection.subscriber().shutdown_socket();
+                }
+            }
+        }
     }
 
-    /// (Re)starts reading an entry: puts its socket into the epoll set, then decodes what the
-    /// connection already holds. A socket the epoll set refuses is shut down, which ends it.
+    /// (Re)starts reading an entry: decodes what the connection already holds, then, if that
+    /// left it waiting for more, arms its receive or puts its socket into the epoll set. (In
+    /// this order: a receive armed before a pause would take what the socket holds.) A socket
+    /// that cannot be watched is shut down, which ends it.
     fn start_reading(&self, key: ConnectionKey, entry: &mut Entry) {
-        if let Err(err) = self.watch(key, entry) {
-            tracing::warn!(%err, "cannot watch a WebSocket connection; closing it");
-            entry.connection.subscriber().shutdown_socket();
+        entry.reading = Reading::Active;
+        let step = entry.connection.decode_held(&self.cx);
+        if step != Step::Wait {
+            self.apply(key, entry, step);
             return;
         }
-        let step = entry.connection.decode_held(&self.cx);
-        self.apply(key, entry, step);
+        if let Err(err) = self.watch(key, entry) {
+            tracing::warn!(%err, "cannot read a WebSocket connection; closing it");
+            entry.reading = Reading::Done;
+            entry.connection.subscriber().shutdown_socket();
+        }
     }
 
-    /// Puts the entry's socket into the epoll set.
+    /// Has the kernel report the entry's bytes: arms its receive (unless one is still in the
+    /// kernel: a cancel not completed yet; its last completion arms the next) or puts its
+    /// socket into the epoll set.
     fn watch(&self, key: ConnectionKey, entry: &mut Entry) -> io::Result<()> {
         let Some(socket) = entry.connection.subscriber().socket() else {
             return Err(io::Error::from(io::ErrorKind::NotConnected));
         };
-        let mut event = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
-            u64: u64::from(key.0),
-        };
-        // SAFETY: both fds are open; the event is read by the call only.
-        cvt(unsafe {
-            libc::epoll_ctl(
-                self.poller.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                socket.fd(),
-                &mut event,
-            )
-        } as isize)?;
-        entry.reading = Reading::Active;
-        Ok(())
+        match &self.source {
+            Source::Ring(_) if entry.armed => Ok(()),
+            Source::Ring(ring) => {
+                ring.arm(socket.fd(), key)?;
+                entry.armed = true;
+                Ok(())
+            }
+            Source::Epoll(set, _) => set.watch(socket.fd(), key),
+        }
     }
 
-    /// Takes the entry's socket out of the epoll set (if it is in it).
-    fn unwatch(&self, entry: &mut Entry) {
+    /// Stops reading an active entry: cancels its receive or takes its socket out of the
+    /// epoll set.
+    fn unwatch(&self, key: ConnectionKey, entry: &mut Entry) {
         if !matches!(entry.reading, Reading::Active) {
             return;
         }
         entry.reading = Reading::Done;
-        if let Some(socket) = entry.connection.subscriber().socket() {
-            // SAFETY: both fds are open. Failing means the fd is not in the set: the goal.
-            unsafe {
-                libc::epoll_ctl(
-                    self.poller.as_raw_fd(),
-                    libc::EPOLL_CTL_DEL,
-                    socket.fd(),
-                    std::ptr::null_mut(),
-                )
-            };
+        match &self.source {
+            Source::Ring(ring) if entry.armed => {
+                if let Err(err) = ring.cancel(key) {
+                    // The ring is broken: the connection cannot be read any more.
+                    tracing::warn!(%err, "cannot cancel a receive; closing the connection");
+                    entry.connection.subscriber().shutdown_socket();
+                }
+            }
+            Source::Ring(_) => {}
+            Source::Epoll(set, _) => {
+                if let Some(socket) = entry.connection.subscriber().socket() {
+                    set.unwatch(socket.fd());
+                }
+            }
         }
     }
 
@@ -266,7 +298,7 @@ impl Reader {
         match step {
             Step::Wait => {}
             Step::Pause => {
-                self.unwatch(entry);
+                self.unwatch(key, entry);
                 CoreMetrics::add(&self.cx.metrics.publish_pauses, 1);
                 entry.connection.subscriber().set_reading_paused(true);
                 entry.reading = Reading::Paused {
@@ -274,37 +306,25 @@ impl Reader {
                 };
                 self.paused.borrow_mut().push(key);
             }
-            Step::Done => self.unwatch(entry),
+            Step::Done => self.unwatch(key, entry),
         }
     }
 
-    /// Reads every connection `epoll_wait` reports ready, once each: returns how many there
-    /// were (0: none is ready now).
-    fn read_ready(&self) -> io::Result<usize> {
-        let mut events = self.events.borrow_mut();
-        events.clear();
-        let ready = loop {
-            // SAFETY: the buffer has room for EVENTS_PER_TURN events; the kernel initialises
-            // the number it returns, which becomes the length.
-            let ready = cvt(unsafe {
-                libc::epoll_wait(
-                    self.poller.as_raw_fd(),
-                    events.as_mut_ptr(),
-                    EVENTS_PER_TURN as i32,
-                    0,
-                )
-            } as isize);
-            match ready {
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                ready => break ready?,
-            }
-        };
-        // SAFETY: see above.
-        unsafe { events.set_len(ready) };
+    /// One turn of reading: returns how many connections were read (0: none had anything).
+    fn read_turn(&self) -> io::Result<usize> {
+        match &self.source {
+            Source::Ring(ring) => self.take_received(ring),
+            Source::Epoll(set, scratch) => self.read_ready(set, &mut scratch.borrow_mut()),
+        }
+    }
+
+    /// Reads every connection the epoll set reports ready, once each.
+    fn read_ready(&self, set: &EpollSet, scratch: &mut [u8]) -> io::Result<usize> {
+        let mut ready = self.ready.borrow_mut();
+        ready.clear();
+        set.ready(&mut ready)?;
         let mut entries = self.entries.borrow_mut();
-        let mut scratch = self.scratch.borrow_mut();
-        for event in events.iter() {
-            let key = ConnectionKey(event.u64 as u32);
+        for &key in ready.iter() {
             let Some(entry) = entries.get_mut(key.index()) else {
                 continue;
             };
@@ -312,10 +332,107 @@ impl Reader {
             if !matches!(entry.reading, Reading::Active) {
                 continue;
             }
-            let step = entry.connection.read_ready(&self.cx, &mut scratch);
+            let step = entry.connection.read_ready(&self.cx, scratch);
             self.apply(key, entry, step);
         }
-        Ok(ready)
+        Ok(ready.len())
+    }
+
+    /// Handles every completion of the connections' receives: decodes the bytes of the active
+    /// ones, keeps those of the paused ones (a receive being cancelled may still deliver what
+    /// the socket held), ends the connections at end of stream or on an error, arms again
+    /// the receives the kernel ended while their connection is still read, and drops the
+    /// connections whose last completion was awaited.
+    fn take_received(&self, ring: &RecvRing) -> io::Result<usize> {
+        let received = ring.reap();
+        let count = received.len();
+        let mut finished = Vec::new();
+        {
+            let mut entries = self.entries.borrow_mut();
+            for &completion in &received {
+                let Some(entry) = entries.get_mut(completion.key.index()) else {
+                    if let Some(buffer) = completion.buffer {
+                        ring.discard(buffer);
+                    }
+                    continue;
+                };
+                self.take_completion(ring, entry, completion);
+                if entry.armed {
+                    continue;
+                }
+                if matches!(entry.reading, Reading::Ending) {
+                    finished.push(entries.remove(completion.key.index()).connection);
+                } else if matches!(entry.reading, Reading::Active) {
+                    // The kernel ended the receive (buffers ran out, or it stops multishot
+                    // receives now and then): arm it again.
+                    if let Err(err) = self.watch(completion.key, entry) {
+                        tracing::warn!(%err, "cannot rearm a receive; closing the connection");
+                        entry.reading = Reading::Done;
+                        entry.connection.subscriber().shutdown_socket();
+                    }
+                }
+            }
+        }
+        ring.done(received);
+        ring.submit()?;
+        for connection in finished {
+            self.finish(connection);
+        }
+        Ok(count)
+    }
+
+    /// Handles one completion of `entry`'s receive.
+    fn take_completion(&self, ring: &RecvRing, entry: &mut Entry, completion: Received) {
+        let cx = &self.cx;
+        if !completion.more {
+            entry.armed = false;
+        }
+        let key = completion.key;
+        let Ok(len) = usize::try_from(completion.result) else {
+            match -completion.result {
+                libc::ENOBUFS => CoreMetrics::add(&cx.metrics.recv_buffers_exhausted, 1),
+                libc::ECANCELED => {}
+                _ => self.client_gone(entry),
+            }
+            return;
+        };
+        let Some(buffer) = completion.buffer else {
+            // End of stream.
+            self.client_gone(entry);
+            return;
+        };
+        if len == 0 {
+            ring.discard(buffer);
+            self.client_gone(entry);
+            return;
+        }
+        match entry.reading {
+            Reading::Active => {
+                entry.connection.subscriber().touch(cx.clock.now());
+                let step = ring.with_bytes(buffer, len, |data| {
+                    entry.connection.received(cx, data, true)
+                });
+                self.apply(key, entry, step);
+            }
+            Reading::Paused { .. } => {
+                let step = ring.with_bytes(buffer, len, |data| {
+                    entry.connection.received(cx, data, false)
+                });
+                if step == Step::Done {
+                    entry.reading = Reading::Done;
+                }
+            }
+            // Bytes after the client's close, or after the connection failed: not read.
+            Reading::Done | Reading::Ending => ring.discard(buffer),
+        }
+    }
+
+    /// The client's stream ended or failed: its socket is shut down and reading it is done.
+    fn client_gone(&self, entry: &mut Entry) {
+        if matches!(entry.reading, Reading::Active | Reading::Paused { .. }) {
+            entry.connection.subscriber().shutdown_socket();
+            entry.reading = Reading::Done;
+        }
     }
 
     /// Resumes the paused connections whose publisher may go on, and closes with 1013 those
@@ -364,14 +481,22 @@ impl Reader {
         }
     }
 
-    /// Drops the connections whose socket was shut down.
+    /// Drops the connections whose socket was shut down (on io_uring, one whose receive is
+    /// still in the kernel at its last completion).
     fn drop_ended(&self) {
         for key in self.cx.core_output.ended.take() {
-            let entry = self.entries.borrow_mut().try_remove(key.index());
-            if let Some(mut entry) = entry {
-                self.unwatch(&mut entry);
-                self.finish(entry.connection);
+            let mut entries = self.entries.borrow_mut();
+            let Some(entry) = entries.get_mut(key.index()) else {
+                continue;
+            };
+            self.unwatch(key, entry);
+            if entry.armed {
+                entry.reading = Reading::Ending;
+                continue;
             }
+            let entry = entries.remove(key.index());
+            drop(entries);
+            self.finish(entry.connection);
         }
     }
 
@@ -381,36 +506,54 @@ impl Reader {
     }
 }
 
-/// The core's reader task: reads ready connections, resumes paused ones, drops ended ones.
+/// The core's reader task: reads what the kernel reports, resumes paused connections, drops
+/// ended ones.
 pub async fn read_loop(reader: Rc<Reader>) {
     let ended = &reader.cx.core_output.ended;
     loop {
         reader.drop_ended();
         reader.look_at_paused();
-        let ready = tokio::select! {
-            ready = reader.poller.readable() => ready,
+        if let Source::Ring(ring) = &reader.source {
+            // Arms of resumed connections and cancels of ended ones.
+            if let Err(err) = ring.submit() {
+                tracing::error!(%err, "the core's reader cannot submit to its ring");
+                return;
+            }
+        }
+        let woke = tokio::select! {
+            woke = reader.source.woken() => woke,
             () = ended.listed() => continue,
             () = tokio::time::sleep(BUDGET_POLL), if reader.has_paused() => continue,
         };
-        let mut ready = match ready {
-            Ok(ready) => ready,
-            Err(err) => {
-                tracing::error!(%err, "the core's reader cannot wait for readiness");
-                return;
-            }
-        };
-        match reader.read_ready() {
+        let outcome = woke.and_then(|woke| Ok((woke, reader.read_turn()?)));
+        match outcome {
             // Nothing left ready: wait for the next edge of the epoll set's readiness.
-            Ok(0) => ready.clear_ready(),
+            Ok((Woken::Epoll(mut ready), 0)) => ready.clear_ready(),
+            Ok((_, 0)) => {}
             // Let the flush step and the other tasks of the core run between turns.
-            Ok(_) => {
-                drop(ready);
-                tokio::task::yield_now().await;
-            }
+            Ok(_) => tokio::task::yield_now().await,
             Err(err) => {
-                tracing::error!(%err, "the core's reader cannot take readiness events");
+                tracing::error!(%err, "the core's reader cannot take what the kernel reports");
                 return;
             }
+        }
+    }
+}
+
+/// What woke the reader.
+enum Woken<'a> {
+    /// The ring's completions were signalled.
+    Ring,
+    /// The epoll set is readable (the guard's readiness is cleared once a turn finds nothing).
+    Epoll(AsyncFdReadyGuard<'a, OwnedFd>),
+}
+
+impl Source {
+    /// Waits until the kernel has something for the reader.
+    async fn woken(&self) -> io::Result<Woken<'_>> {
+        match self {
+            Source::Ring(ring) => ring.signalled().await.map(|()| Woken::Ring),
+            Source::Epoll(set, _) => set.readable().await.map(Woken::Epoll),
         }
     }
 }

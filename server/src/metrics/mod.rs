@@ -64,6 +64,9 @@ pub struct CoreMetrics {
     pub connections_refused_per_ip: AtomicU64,
     /// Times a publisher's reads were paused because the fan-out budget was exhausted.
     pub publish_pauses: AtomicU64,
+    /// Receives the kernel ended because the core's receive buffers were all taken (io_uring
+    /// backend; each was armed again).
+    pub recv_buffers_exhausted: AtomicU64,
     /// Publishers closed with 1013: heavy ones while the held bytes passed twice the fan-out
     /// budget, any after a pause of --publish-timeout.
     pub overload_closes: AtomicU64,

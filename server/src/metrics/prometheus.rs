@@ -121,6 +121,12 @@ const METRICS: &[MetricSpec] = &[
         read: |m| &m.publish_pauses,
     },
     MetricSpec {
+        name: "ringcast_recv_buffers_exhausted_total",
+        kind: MetricType::Counter,
+        help: "Receives ended by the kernel because every receive buffer of the core was taken (io_uring); each was armed again.",
+        read: |m| &m.recv_buffers_exhausted,
+    },
+    MetricSpec {
         name: "ringcast_overload_closes_total",
         kind: MetricType::Counter,
         help: "Publishers closed with 1013: heavy ones at twice the fan-out budget, any after waiting --publish-timeout.",

@@ -4,7 +4,7 @@
 //! - one flush step per wake-up takes every connection on the core's flush list
 //!   (`subscriber.rs`), pushes one write per connection (all its unsent frames, up to IOV_MAX: a
 //!   SEND for one frame, else a WRITEV) and submits them all with one `io_uring_enter`;
-//! - completions signal an eventfd registered with the ring; tokio's reactor (inside
+//! - completions signal the ring's eventfd (`backend::CoreRing`); tokio's reactor (inside
 //!   tokio-uring's runtime) wakes this task, which reaps them all, advances each queue and
 //!   lists again the connections that have more to send.
 //!
@@ -16,16 +16,15 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use io_uring::{opcode, types, IoUring};
-use tokio::io::unix::AsyncFd;
+use io_uring::{opcode, types};
 
 use super::flush::WriteTally;
 use super::subscriber::{CoreOutput, Subscriber};
+use crate::backend::CoreRing;
 use crate::clock::CoarseClock;
 use crate::metrics::CoreMetrics;
 
@@ -46,10 +45,8 @@ struct InFlight {
 
 /// One core's output ring and its writes in flight.
 pub struct UringDriver {
-    /// The ring (SQ and CQ).
-    ring: RefCell<IoUring>,
-    /// Signalled by the kernel on every completion; watched by tokio's reactor.
-    completions: AsyncFd<OwnedFd>,
+    /// The ring and its eventfd.
+    ring: CoreRing,
     /// Writes in flight, indexed by the SQE's user data.
     slots: RefCell<Vec<Option<InFlight>>>,
     /// Free indexes of `slots`.
@@ -69,39 +66,10 @@ impl std::fmt::Debug for UringDriver {
 }
 
 impl UringDriver {
-    /// Sets up the ring and its eventfd; must run inside the core's runtime (the eventfd is
-    /// registered with tokio's reactor).
+    /// Sets up the ring; must run inside the core's runtime (see `CoreRing::new`).
     pub fn new() -> io::Result<Self> {
-        // Only this core's thread submits (SINGLE_ISSUER, 6.0+), and completions need no
-        // interrupt to be posted early (COOP_TASKRUN, 5.19+): each is run at the thread's next
-        // kernel entry, which a core busy with epoll_wait and sends makes often. Older kernels
-        // refuse the flags: then the ring is set up without them.
-        let ring = IoUring::builder()
-            .setup_cqsize(COMPLETION_ENTRIES)
-            .setup_single_issuer()
-            .setup_coop_taskrun()
-            .build(SUBMISSION_ENTRIES)
-            .or_else(|_| {
-                IoUring::builder()
-                    .setup_cqsize(COMPLETION_ENTRIES)
-                    .build(SUBMISSION_ENTRIES)
-            })?;
-        // SAFETY: eventfd(2) with constant flags; the result is checked before use.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh, valid descriptor that nothing else owns.
-        let eventfd = unsafe { OwnedFd::from_raw_fd(raw) };
-        ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
         Ok(UringDriver {
-            ring: RefCell::new(ring),
-            // SAFETY: the OwnedFd is moved into the AsyncFd, so it stays open and the same
-            // file until the AsyncFd (which deregisters it first) drops it.
-            completions: unsafe {
-                AsyncFd::register_with_interest(eventfd, tokio::io::Interest::READABLE)
-            }
-            .map_err(io::Error::from)?,
+            ring: CoreRing::new(SUBMISSION_ENTRIES, COMPLETION_ENTRIES)?,
             slots: RefCell::new(Vec::new()),
             free_slots: RefCell::new(Vec::new()),
             spare_iovecs: RefCell::new(Vec::new()),
@@ -135,23 +103,16 @@ impl UringDriver {
             many => opcode::Writev::new(types::Fd(fd), many.as_ptr(), many.len() as u32).build(),
         }
         .user_data(self.take_slot(InFlight { subscriber, iovecs }) as u64);
-        let mut ring = self.ring.borrow_mut();
-        loop {
-            // SAFETY: the iovecs and the buffers they point to live in the slot (the iovec
-            // Vec, and the subscriber's queue) until this write's completion is reaped.
-            if unsafe { ring.submission().push(&entry) }.is_ok() {
-                return Ok(());
-            }
-            // The submission queue is full: hand it to the kernel and go on.
-            if let Err(error) = ring.submit() {
-                drop(ring);
-                // This write was never submitted, so no completion will free its slot: end it
-                // here as failed (the connection is shut down), or the slot, the subscriber
-                // and its queue would be held until the process exits.
-                self.abandon(entry.get_user_data() as usize, now);
-                return Err(error);
-            }
+        // SAFETY: the iovecs and the buffers they point to live in the slot (the iovec Vec,
+        // and the subscriber's queue) until this write's completion is reaped.
+        if let Err(error) = unsafe { self.ring.push(&entry) } {
+            // This write was never submitted, so no completion will free its slot: end it here
+            // as failed (the connection is shut down), or the slot, the subscriber and its
+            // queue would be held until the process exits.
+            self.abandon(entry.get_user_data() as usize, now);
+            return Err(error);
         }
+        Ok(())
     }
 
     /// Ends the write in slot `index`, which was never submitted, as failed.
@@ -223,25 +184,6 @@ impl UringDriver {
         *self.reaped.borrow_mut() = completed;
         tally.record(metrics);
     }
-
-    /// Waits until the eventfd is readable and empties it. Readiness is cleared at once: a
-    /// completion signalled after the read is a new edge for the reactor, and every completion
-    /// posted so far is reaped after this returns.
-    async fn completions_signalled(&self) -> io::Result<()> {
-        let mut guard = self.completions.readable().await?;
-        let mut counter = [0u8; 8];
-        // SAFETY: reads at most 8 bytes into `counter`, which outlives the call. EAGAIN (the
-        // counter was already emptied) is harmless.
-        unsafe {
-            libc::read(
-                self.completions.get_ref().as_raw_fd(),
-                counter.as_mut_ptr().cast(),
-                counter.len(),
-            );
-        }
-        guard.clear_ready();
-        Ok(())
-    }
 }
 
 /// The core's flush task: reap completions, submit one write per listed connection, wait for
@@ -279,7 +221,7 @@ pub async fn flush_loop(
         }
         tokio::select! {
             () = flush.marked() => {}
-            signalled = driver.completions_signalled() => {
+            signalled = driver.ring.signalled() => {
                 if let Err(error) = signalled {
                     tracing::error!(%error, "output ring eventfd failed");
                     return;
