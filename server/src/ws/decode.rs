@@ -90,8 +90,9 @@ struct Fragments {
 pub struct FrameDecoder {
     /// Largest reassembled message (1009 beyond).
     max_message: usize,
-    /// The message being reassembled, if a fragmented one is in progress.
-    fragments: Option<Fragments>,
+    /// The message being reassembled, if a fragmented one is in progress (out of line: most
+    /// clients never fragment, and an idle connection holds a pointer here, not the state).
+    fragments: Option<Box<Fragments>>,
     /// A reassembled message was handed out from `fragments`; free it on the next call.
     delivered_fragments: bool,
     /// permessage-deflate was negotiated: RSV1 is allowed on a message's first frame.
@@ -226,11 +227,13 @@ impl FrameDecoder {
             };
             return Ok(Decoded::Event { event, consumed });
         }
-        let fragments = self.fragments.get_or_insert_with(|| Fragments {
-            kind,
-            compressed,
-            data: Vec::new(),
-            utf8_valid_up_to: 0,
+        let fragments = self.fragments.get_or_insert_with(|| {
+            Box::new(Fragments {
+                kind,
+                compressed,
+                data: Vec::new(),
+                utf8_valid_up_to: 0,
+            })
         });
         fragments.data.extend_from_slice(payload);
         // Compressed bytes are not text yet: checked once inflated.
