@@ -106,7 +106,7 @@ impl UringIo {
             ReadState::Eof => Vec::new(),
         };
         Ok(UpgradedIo {
-            socket: ConnSocket::from_uring(Rc::clone(&self.stream)),
+            socket: ConnSocket::from_uring(&self.stream)?,
             buffered,
         })
     }

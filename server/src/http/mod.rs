@@ -162,7 +162,8 @@ pub async fn serve<S: HttpSocket>(service: Rc<HttpService>, stream: S, permit: C
         (Ok(parts), Some(ticket)) => match upgraded_io(parts.io.into_inner(), stream) {
             Ok((upgraded, tls)) => service.reader.start(ticket, upgraded, &parts.read_buf, tls),
             Err(err) => {
-                // Only a socket the backend cannot take out of its HTTP adapter fails here.
+                // Only a socket the backend cannot take out of its HTTP adapter (or, on
+                // io_uring, duplicate: out of fds) fails here.
                 tracing::warn!(%err, "cannot start the WebSocket phase");
                 service.reader.cancel(ticket);
             }

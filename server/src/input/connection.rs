@@ -77,8 +77,9 @@ pub struct Connection {
     subscriber: Rc<Subscriber>,
     /// Frame decoder (limits, fragments, UTF-8).
     decoder: FrameDecoder,
-    /// --max-inbound-rate, if set.
-    rate: Option<InboundRate>,
+    /// --max-inbound-rate, if set (out of line: unset by default, and then a connection holds
+    /// a pointer's worth here, not the bucket).
+    rate: Option<Box<InboundRate>>,
     /// This publisher's bytes against its fair share of the fan-out budget.
     share: FairShare,
     /// Bytes received and not decoded yet: an incomplete frame's start, or what a pause left.
@@ -113,7 +114,9 @@ impl Connection {
             room,
             subscriber,
             decoder: FrameDecoder::new(cx.max_message).with_deflate(deflate),
-            rate: cx.max_inbound_rate.map(|rate| InboundRate::new(rate, now)),
+            rate: cx
+                .max_inbound_rate
+                .map(|rate| Box::new(InboundRate::new(rate, now))),
             share: FairShare::new(now),
             tail: held,
             tail_frame_len: None,
@@ -315,7 +318,7 @@ fn handle(
     room: &Rc<Room>,
     subscriber: &Rc<Subscriber>,
     event: ClientEvent<'_>,
-    rate: &mut Option<InboundRate>,
+    rate: &mut Option<Box<InboundRate>>,
     share: &mut FairShare,
 ) -> Option<Step> {
     let closing = subscriber.is_closing();

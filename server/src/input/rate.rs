@@ -10,6 +10,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::clock::Stamp;
+
 /// Bytes per second of fan-out cost a connection may publish and still count as light: far
 /// above what a chat client or a backend feeding a room sends (20 messages a second to 50
 /// subscribers cost ~16 KB/s), far below a flood (6,000 empty messages a second cost ~1 MB/s).
@@ -21,7 +23,7 @@ const SHARE_WINDOW: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct FairShare {
     /// Start of the current window.
-    window_start: Instant,
+    window_start: Stamp,
     /// Cost published since then (plus half of the window before).
     bytes: u64,
 }
@@ -30,17 +32,17 @@ impl FairShare {
     /// Nothing published yet.
     pub fn new(now: Instant) -> Self {
         FairShare {
-            window_start: now,
+            window_start: Stamp::of(now),
             bytes: 0,
         }
     }
 
     /// Counts a message published at `now` that costs the fan-out budget `bytes`.
     pub fn published(&mut self, bytes: usize, now: Instant) {
-        if now.saturating_duration_since(self.window_start) >= SHARE_WINDOW {
+        if now.saturating_duration_since(self.window_start.instant()) >= SHARE_WINDOW {
             // A new window starts with half of the last one's count, so a flooder does not
             // become light for a moment each second.
-            self.window_start = now;
+            self.window_start = Stamp::of(now);
             self.bytes /= 2;
         }
         self.bytes += bytes as u64;

@@ -18,8 +18,9 @@ use crate::budget::{LocalFrame, CONTROL_FRAME_OVERHEAD, FRAME_HANDLE_BYTES};
 /// Most iovecs one write describes (Linux IOV_MAX).
 pub const MAX_IOV: usize = 1024;
 
-/// Frames a fresh or drained queue keeps room for: enough that steady low-rate traffic never
-/// reallocates, small enough for 10k idle connections.
+/// Frames a drained queue keeps room for: enough that steady low-rate traffic never
+/// reallocates, small enough for 10k idle connections. (A fresh queue allocates at its first
+/// frame: an idle connection that was never sent anything holds no buffer.)
 const IDLE_CAPACITY: usize = 4;
 /// A drained queue whose capacity grew past this (after a burst) gives the memory back.
 const SHRINK_ABOVE: usize = 64;
@@ -65,7 +66,7 @@ impl OutboundQueue {
     /// An empty queue that may hold at most `max_backlog_bytes` of charged frames.
     pub fn new(max_backlog_bytes: usize) -> Self {
         OutboundQueue {
-            frames: VecDeque::with_capacity(IDLE_CAPACITY),
+            frames: VecDeque::new(),
             head_written: 0,
             in_flight: 0,
             charged_bytes: 0,

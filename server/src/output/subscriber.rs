@@ -32,7 +32,7 @@ use super::sealed::{SealBuffers, SealedOutput};
 use super::wake::LocalWake;
 use crate::backend::ConnSocket;
 use crate::budget::{CoreLedger, LocalFrame};
-use crate::clock::deadline_after;
+use crate::clock::{deadline_after, Stamp};
 use crate::state::ConnectionPermit;
 use crate::tls::{Received, TlsError, TlsSession};
 use crate::ws::{encode_close, encode_close_echo, CloseCode, CloseState};
@@ -223,17 +223,18 @@ pub struct Subscriber {
     /// The close handshake: deadline, close received/written, failed, shut down.
     close: Cell<CloseState>,
     /// Last time (coarse clock of the core) the client sent anything (data, ping, pong).
-    last_inbound: Cell<Instant>,
+    last_inbound: Cell<Stamp>,
     /// Last keepalive ping queued, if one was sent since the client last spoke.
-    last_ping: Cell<Option<Instant>>,
+    last_ping: Cell<Option<Stamp>>,
     /// Last time a write started or the kernel took bytes: a connection holding output with
     /// no progress for --write-timeout is stalled (closed with 1008).
-    last_write_progress: Cell<Instant>,
+    last_write_progress: Cell<Stamp>,
     /// The reader stopped reading because the fan-out budget is exhausted: the client is not
     /// silent, the server is not listening, so keepalive leaves it alone.
     reading_paused: Cell<bool>,
-    /// Index of this subscriber in its room's list, for O(1) removal.
-    room_slot: Cell<usize>,
+    /// Index of this subscriber in its room's list, for O(1) removal (a u32: past 4 billion
+    /// members the room finds it by searching).
+    room_slot: Cell<u32>,
     /// permessage-deflate: the largest window a compressed frame sent to this client may use
     /// (its agreed `server_max_window_bits`); 0 without the extension.
     deflate_window: u8,
@@ -287,9 +288,9 @@ impl Subscriber {
             core_output,
             marked: Cell::new(false),
             close: Cell::new(CloseState::default()),
-            last_inbound: Cell::new(now),
+            last_inbound: Cell::new(Stamp::of(now)),
             last_ping: Cell::new(None),
-            last_write_progress: Cell::new(now),
+            last_write_progress: Cell::new(Stamp::of(now)),
             reading_paused: Cell::new(false),
             room_slot: Cell::new(0),
             deflate_window: 0,
@@ -607,23 +608,23 @@ impl Subscriber {
     /// Records inbound traffic (for keepalive): any frame, a pong included, proves the client
     /// alive and restarts its ping schedule.
     pub fn touch(&self, now: Instant) {
-        self.last_inbound.set(now);
+        self.last_inbound.set(Stamp::of(now));
         self.last_ping.set(None);
     }
 
     /// Last inbound traffic.
     pub fn last_inbound(&self) -> Instant {
-        self.last_inbound.get()
+        self.last_inbound.get().instant()
     }
 
     /// When the last keepalive ping went out, if the client has not spoken since.
     pub fn last_ping(&self) -> Option<Instant> {
-        self.last_ping.get()
+        self.last_ping.get().map(Stamp::instant)
     }
 
     /// Records a keepalive ping queued at `now`.
     pub fn pinged(&self, now: Instant) {
-        self.last_ping.set(Some(now));
+        self.last_ping.set(Some(Stamp::of(now)));
     }
 
     /// Marks the reader as paused (or resumed) by the fan-out budget.
@@ -672,7 +673,7 @@ impl Subscriber {
         } else if queue.start_write(iovecs, MAX_IOV) == 0 {
             return None;
         }
-        self.last_write_progress.set(now);
+        self.last_write_progress.set(Stamp::of(now));
         Some(fd)
     }
 
@@ -703,7 +704,7 @@ impl Subscriber {
             None => Some(written),
         };
         let Some(released) = released else {
-            self.last_write_progress.set(now);
+            self.last_write_progress.set(Stamp::of(now));
             self.request_flush();
             return WriteDone {
                 bytes: written,
@@ -712,7 +713,7 @@ impl Subscriber {
         };
         let frames = self.queue.borrow_mut().finish_write(released);
         self.core_output.ledger.release_handles(frames);
-        self.last_write_progress.set(now);
+        self.last_write_progress.set(Stamp::of(now));
         self.continue_recovery();
         if self.queue.borrow().is_empty() && self.is_closing() {
             self.close_frame_written();
@@ -739,7 +740,7 @@ impl Subscriber {
     /// True when the connection holds output and neither a write start nor the kernel has
     /// made progress on it since `since`.
     pub fn write_stalled_since(&self, since: Instant) -> bool {
-        self.queue.borrow().held_frames() > 0 && self.last_write_progress.get() < since
+        self.queue.borrow().held_frames() > 0 && self.last_write_progress.get() < Stamp::of(since)
     }
 
     /// Attaches the socket after the handshake and lists the connection if frames wait. If the
@@ -778,12 +779,12 @@ impl Subscriber {
 
     /// Position in the room's subscriber list.
     pub fn room_slot(&self) -> usize {
-        self.room_slot.get()
+        self.room_slot.get() as usize
     }
 
     /// Records the position in the room's subscriber list.
     pub fn set_room_slot(&self, slot: usize) {
-        self.room_slot.set(slot);
+        self.room_slot.set(u32::try_from(slot).unwrap_or(u32::MAX));
     }
 }
 

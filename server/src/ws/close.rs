@@ -8,6 +8,8 @@
 
 use std::time::Instant;
 
+use crate::clock::Stamp;
+
 /// The client's close frame arrived.
 const RECEIVED: u8 = 1;
 /// Our close frame was written.
@@ -21,7 +23,7 @@ const SHUT: u8 = 1 << 3;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CloseState {
     /// Set once our close frame is queued (or the socket shut down without one).
-    deadline: Option<Instant>,
+    deadline: Option<Stamp>,
     /// RECEIVED | WRITTEN | FAILED | SHUT.
     flags: u8,
 }
@@ -29,7 +31,7 @@ pub struct CloseState {
 impl CloseState {
     /// Deadline by which a closing connection must be gone.
     pub fn deadline(self) -> Option<Instant> {
-        self.deadline
+        self.deadline.map(Stamp::instant)
     }
 
     /// True once a close frame is queued (or the socket is shut down): nothing else is queued.
@@ -43,7 +45,7 @@ impl CloseState {
         if self.is_closing() {
             return false;
         }
-        self.deadline = Some(deadline);
+        self.deadline = Some(Stamp::of(deadline));
         true
     }
 
