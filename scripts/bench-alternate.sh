@@ -74,24 +74,10 @@ for round in $(seq 1 "$rounds"); do
     "$repo_root/scripts/bench.sh" "${args[@]}"
   done
 done
-# Regroup NAME/round-R/SCENARIO/run-1 as NAME/SCENARIO/run-R, the layout loadgen compare and
-# bench_summary.py read as R runs of one scenario; each round's provenance stays beside.
+# shellcheck source=rounds.sh
+. "$repo_root/scripts/rounds.sh"
 for contender in "${contenders[@]}"; do
-  name=${contender%%=*}
-  for round_dir in "$out_dir/$name"/round-*; do
-    round=${round_dir##*/round-}
-    for run_dir in "$round_dir"/*/run-1; do
-      [ -d "$run_dir" ] || continue
-      scenario=$(basename "$(dirname "$run_dir")")
-      mkdir -p "$out_dir/$name/$scenario"
-      mv "$run_dir" "$out_dir/$name/$scenario/run-$round"
-      rmdir "$round_dir/$scenario"
-    done
-    mkdir -p "$out_dir/$name/provenance"
-    mv "$round_dir" "$out_dir/$name/provenance/round-$round"
-  done
-  python3 "$repo_root/scripts/bench_summary.py" "$out_dir/$name" >"$out_dir/$name/summary.md" ||
-    echo "bench-alternate.sh: no summary for $name" >&2
+  regroup_rounds "$out_dir" "${contender%%=*}"
 done
 {
   echo "# Alternating runs: ${contenders[*]}"
