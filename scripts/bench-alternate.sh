@@ -48,6 +48,14 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ ${#contenders[@]} -ge 1 ] || { usage >&2; exit 2; }
+for contender in "${contenders[@]}"; do
+  # NAME is a directory name: "tls ringcast=ringcast" would run plain ringcast under "tls ringcast".
+  [[ ${contender%%=*} =~ ^[A-Za-z0-9._-]+$ ]] || {
+    echo "bench-alternate.sh: NAME '${contender%%=*}' in '$contender' must be letters, digits, . _ -" \
+      "(over TLS: NAME=\"tls SERVER\", e.g. \"tls=tls ringcast\")" >&2
+    exit 2
+  }
+done
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "bench-alternate.sh: --rounds must be a positive integer" >&2; exit 2; }
 host=$(hostname -s 2>/dev/null || hostname)
 out_dir=${out_dir:-$repo_root/results/alternate-$(date +%Y-%m-%d)-$host}
@@ -83,6 +91,7 @@ done
   echo "# Alternating runs: ${contenders[*]}"
   echo
   quoted=$(printf "'%s' " "${contenders[@]}")
+  # shellcheck disable=SC2016 # $server_args is expanded; the single quotes are text
   echo "Produced by \`scripts/bench-alternate.sh ${tls[*]+${tls[*]} }--scenarios $scenarios --rounds $rounds${server_args:+ --server-args '$server_args'} ${quoted% }\`;"
   echo "each round ran every server once, in this order. Runs: \`NAME/SCENARIO/run-R\`; each"
   echo "round's provenance: \`NAME/provenance/round-R/README.md\`; medians: \`NAME/summary.md\`."

@@ -18,5 +18,5 @@ regroup_rounds() {
     mv "$round_dir" "$out_dir/$name/provenance/round-$round"
   done
   python3 "$(dirname "${BASH_SOURCE[0]}")/bench_summary.py" "$out_dir/$name" >"$out_dir/$name/summary.md" ||
-    echo "no summary for $name" >&2
+    echo "${0##*/}: no summary for $name" >&2
 }
