@@ -48,6 +48,14 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ ${#contenders[@]} -ge 1 ] || { usage >&2; exit 2; }
+for contender in "${contenders[@]}"; do
+  # NAME is a directory name: "tls ringcast=ringcast" would run plain ringcast under "tls ringcast".
+  [[ ${contender%%=*} =~ ^[A-Za-z0-9._-]+$ ]] || {
+    echo "bench-alternate.sh: NAME '${contender%%=*}' in '$contender' must be letters, digits, . _ -" \
+      "(over TLS: NAME=\"tls SERVER\", e.g. \"tls=tls ringcast\")" >&2
+    exit 2
+  }
+done
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "bench-alternate.sh: --rounds must be a positive integer" >&2; exit 2; }
 host=$(hostname -s 2>/dev/null || hostname)
 out_dir=${out_dir:-$repo_root/results/alternate-$(date +%Y-%m-%d)-$host}
@@ -74,29 +82,16 @@ for round in $(seq 1 "$rounds"); do
     "$repo_root/scripts/bench.sh" "${args[@]}"
   done
 done
-# Regroup NAME/round-R/SCENARIO/run-1 as NAME/SCENARIO/run-R, the layout loadgen compare and
-# bench_summary.py read as R runs of one scenario; each round's provenance stays beside.
+# shellcheck source=rounds.sh
+. "$repo_root/scripts/rounds.sh"
 for contender in "${contenders[@]}"; do
-  name=${contender%%=*}
-  for round_dir in "$out_dir/$name"/round-*; do
-    round=${round_dir##*/round-}
-    for run_dir in "$round_dir"/*/run-1; do
-      [ -d "$run_dir" ] || continue
-      scenario=$(basename "$(dirname "$run_dir")")
-      mkdir -p "$out_dir/$name/$scenario"
-      mv "$run_dir" "$out_dir/$name/$scenario/run-$round"
-      rmdir "$round_dir/$scenario"
-    done
-    mkdir -p "$out_dir/$name/provenance"
-    mv "$round_dir" "$out_dir/$name/provenance/round-$round"
-  done
-  python3 "$repo_root/scripts/bench_summary.py" "$out_dir/$name" >"$out_dir/$name/summary.md" ||
-    echo "bench-alternate.sh: no summary for $name" >&2
+  regroup_rounds "$out_dir" "${contender%%=*}"
 done
 {
   echo "# Alternating runs: ${contenders[*]}"
   echo
   quoted=$(printf "'%s' " "${contenders[@]}")
+  # shellcheck disable=SC2016 # $server_args is expanded; the single quotes are text
   echo "Produced by \`scripts/bench-alternate.sh ${tls[*]+${tls[*]} }--scenarios $scenarios --rounds $rounds${server_args:+ --server-args '$server_args'} ${quoted% }\`;"
   echo "each round ran every server once, in this order. Runs: \`NAME/SCENARIO/run-R\`; each"
   echo "round's provenance: \`NAME/provenance/round-R/README.md\`; medians: \`NAME/summary.md\`."
