@@ -16,6 +16,7 @@ CPU seconds and RSS are sampled from /proc), stop the server with SIGTERM, keep 
 Options:
   --scenarios a,b     only these scenarios (default: all). Matrix:
                       fanout-1k fanout-1k-half fanout-1k-20 fanout-5k fanout-15k peak-1k peak-4m chat
+                      fanin-5k
                       json-1k deflate-1k idle-10k-deflate
                       large storm slow-consumer idle-10k
   --repeat N          runs per scenario (default 3)
@@ -51,8 +52,8 @@ scripts_dir="$repo_root/scripts"
 . "$scripts_dir/stop-process.sh"
 invocation="scripts/bench.sh${*:+ $*}"
 
-all_scenarios=(fanout-1k fanout-1k-half fanout-1k-20 fanout-5k fanout-15k peak-1k peak-4m chat large storm
-  slow-consumer idle-10k json-1k deflate-1k idle-10k-deflate)
+all_scenarios=(fanout-1k fanout-1k-half fanout-1k-20 fanout-5k fanout-15k peak-1k peak-4m chat fanin-5k
+  large storm slow-consumer idle-10k json-1k deflate-1k idle-10k-deflate)
 selected_scenarios=("${all_scenarios[@]}")
 repeat=3
 quick=0
@@ -234,6 +235,12 @@ scenario_config() {
       scenario_args=(--subscribers 0 --publishers "$(full_or_quick 5000 500)"
         --rooms "$(full_or_quick 100 10)" --rate "$(full_or_quick 0.2 1)" --size 64
         --connect-rate 5000) ;;
+    fanin-5k) # 5000 rooms of one client, each publishing 2 msg/s to itself: as many reads as
+      # deliveries (10k/s each; at 10 msg/s loadgen's one thread was the limit), the read
+      # path's share at its largest (issue 22)
+      scenario_needs_rooms=1
+      scenario_args=(--subscribers 0 --publishers "$(full_or_quick 5000 500)"
+        --rooms "$(full_or_quick 5000 500)" --rate 2 --size 64 --connect-rate 5000) ;;
     large) # 16 KiB payloads: 100 x 100 msg/s = 10k deliveries/s, ~164 MB/s
       scenario_args=(--subscribers "$(full_or_quick 100 20)" --publishers 1 --rate 100
         --size 16KiB --connect-rate 5000) ;;

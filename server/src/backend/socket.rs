@@ -2,7 +2,8 @@
 //! buffer of its own, written by the output backend, shut down once.
 //!
 //! The socket is not registered with tokio's reactor: the core's reader (`input/reader.rs`)
-//! watches it in the core's epoll set. Only the epoll driver's write to a full send buffer
+//! receives from it on its ring (io_uring) or watches it in its epoll set (epoll). Only the
+//! epoll driver's write to a full send buffer
 //! (`output/epoll.rs`) registers it with tokio's reactor, for as long as it waits. On the
 //! io_uring backend the HTTP phase ran on a tokio-uring stream, which lends its fd to nobody
 //! for good: the connection keeps a duplicate of it instead, and the stream closes its own fd
@@ -51,7 +52,7 @@ impl ConnSocket {
         Ok(ConnSocket { stream })
     }
 
-    /// The fd, for the reader's epoll set and the output backend's writes.
+    /// The fd, for the reader's receives or epoll set and the output backend's writes.
     pub fn fd(&self) -> RawFd {
         self.stream.as_raw_fd()
     }
